@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the collectors and the checkers edgebench runs for real, from the OS
+# packages, when they are missing. Needs root with apt; otherwise prints the command.
+set -euo pipefail
+need=()
+command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+if [ "${EDGEBENCH_WITH_CHROMIUM:-0}" = 1 ]; then command -v chromium >/dev/null || need+=(chromium); fi
+[ ${#need[@]} -eq 0 ] && exit 0
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "edgebench: installing OS packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "edgebench: missing OS packages: ${need[*]}; run: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
