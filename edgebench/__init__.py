@@ -1,0 +1,1 @@
+"""edgebench: measure a Python service under an edge robot's limits."""

@@ -1,0 +1,185 @@
+"""The run plan: for each scenario, bring the stack up under its limits, drive load,
+sample resources, query the collector, tear down; then render the report."""
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from edgebench.fileio import write_json_atomic
+from edgebench.params import RunParams
+from edgebench.progress import Progress
+from edgebench.results import ROOT, RunDir
+from edgebench.scenarios import Scenario
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SCRAPE_TIMEOUT_S = 4.0  # stack/scrape.yml
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM is handled like Ctrl-C: keep what was measured, tear everything down."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def scenario_dir_name(scenario: Scenario, repeat: int) -> str:
+    return scenario.name if repeat == 1 else f"{scenario.name}.r{repeat}"
+
+
+def run_bench(params: RunParams, command: str) -> tuple[RunDir, int]:
+    """Runs every scenario; returns the run and an exit code (0 ok, 130 interrupted)."""
+    from edgebench.scenarios import interleave
+
+    label = "profile" if params.profile else "bench"
+    run = RunDir.create(params.results_root, label, command, params.to_dict())
+    print(f"edgebench: results in {run.path}")
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    status = "failed"
+    try:
+        if params.target:
+            _run_target(run, params)
+        else:
+            for scenario, repeat in interleave(params.scenarios, params.repeats):
+                reason = scenario.unavailable_reason()
+                if reason:
+                    print(f"[{scenario.name}] skipped: {reason}")
+                    run.record_scenario(scenario.name, {"status": "skipped", "reason": reason})
+                    continue
+                _run_scenario(run, params, scenario, repeat)
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        print("\nedgebench: interrupted; keeping what was measured")
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        run.update(status=status, finished_at=time.time())
+        _render(run)
+        if status == "complete":
+            run.finish("complete")
+    return run, (0 if status == "complete" else 130)
+
+
+def _render(run: RunDir) -> None:
+    from reports.render import ReportError, render_run
+    try:
+        render_run(run.path)
+        print(f"edgebench: report in {run.path / 'report'}")
+    except ReportError as e:
+        print(f"edgebench: report not rendered: {e}")
+
+
+def _load_kwargs(params: RunParams) -> dict:
+    return dict(duration_s=params.duration_s, warmup_s=params.warmup_s,
+                scrapers=params.scrapers, scrape_rate=params.scrape_rate,
+                sensor_users=params.users, sensor_rate=params.sensor_rate,
+                workers=params.workers)
+
+
+def _run_target(run: RunDir, params: RunParams) -> None:
+    """An external service (a real robot): load and client-side figures only."""
+    from loadtests.runner import run_load
+    sdir = run.path / "target"
+    progress = Progress("target")
+    result = run_load(params.target, sdir, on_progress=progress.load, **_load_kwargs(params))
+    info = {"name": "target", "scenario": "target", "repeat": 1, "variant": "external",
+            "collector": None, "engine": "external", "limits_enforced": False,
+            "target": params.target, **_load_summary(result, params), "status": "complete"}
+    write_json_atomic(sdir / "scenario.json", info)
+    run.record_scenario("target", {"status": "complete"})
+
+
+def _load_summary(result, params: RunParams) -> dict:
+    return {"steady_start": result.steady_start, "steady_end": result.steady_end,
+            "warmup_s": params.warmup_s, "duration_s": params.duration_s,
+            "users": params.users, "scrapers": params.scrapers, "scrape_rate": params.scrape_rate,
+            "sensor_rate": params.sensor_rate, "scrape_timeout_s": SCRAPE_TIMEOUT_S,
+            "loadgen_cpu_seconds": result.loadgen_cpu_seconds,
+            "loadgen_bottleneck": result.loadgen_bottleneck,
+            "samples": result.samples}
+
+
+def _run_scenario(run: RunDir, params: RunParams, scenario: Scenario, repeat: int) -> None:
+    from loadtests.runner import run_load
+    from profiling.collector_queries import query_collector
+    from profiling.sampler import ResourceSampler
+    from stack.api import start_stack
+
+    name = scenario_dir_name(scenario, repeat)
+    sdir = run.path / name
+    sdir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(name)
+    info = {"name": name, "scenario": scenario.name, "repeat": repeat,
+            "variant": scenario.variant, "collector": scenario.collector_kind,
+            "status": "running"}
+    run.record_scenario(name, {"status": "running"})
+    state_dir = sdir / "stack"
+    env = {"sensor-service": {"SENSOR_VARIANT": scenario.variant}}
+    if params.profile:
+        env["sensor-service"]["SENSOR_TRACEMALLOC"] = "1"
+    try:
+        with ExitStack() as stack:
+            progress.phase(f"starting {', '.join(scenario.services)} ({scenario.variant} service)")
+            handle = stack.enter_context(start_stack(
+                COMPOSE_FILE, state_dir, services=scenario.services,
+                profiles=scenario.profiles, env=env, engine=params.engine))
+            state = handle.state()
+            info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
+                        limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"),
+                                    "cpus": s.get("cpus")}
+                                for n, s in state["services"].items()})
+            sampler = stack.enter_context(
+                ResourceSampler(state_dir / "state.json", sdir / "resources.csv"))
+            profilers = _start_profilers(stack, params, state_dir, sdir) if params.profile else None
+            service_url = state["services"]["sensor-service"]["url"]
+            progress.phase(f"load: {params.warmup_s:g}s warm-up, {params.duration_s:g}s steady")
+
+            def on_progress(p):
+                progress.memory = _memory_now(sampler)
+                progress.load(p)
+
+            result = run_load(service_url, sdir, on_progress=on_progress, **_load_kwargs(params))
+            info.update(_load_summary(result, params))
+            if profilers:
+                profilers.stop()
+            progress.phase("querying the collector")
+            collector_url = state["services"][scenario.collector]["url"]
+            query_collector(collector_url, sdir / "collector", start=result.steady_start - params.warmup_s,
+                            end=result.steady_end, step=1, job="sensor", kind=scenario.collector_kind)
+        info["status"] = "complete"
+    except KeyboardInterrupt:
+        info["status"] = "interrupted"
+        raise
+    except Exception as e:
+        info["status"] = "failed"
+        info["error"] = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        _tidy_scenario_dir(sdir, state_dir)
+        write_json_atomic(sdir / "scenario.json", info)
+        run.record_scenario(name, {"status": info["status"]})
+        progress.phase(info["status"])
+
+
+def _memory_now(sampler) -> dict:
+    latest = getattr(sampler, "latest", None)
+    if latest is None:
+        return {}
+    return {row["component"]: (row["mem_bytes"] / 2**20, (row.get("mem_limit_bytes") or 0) / 2**20)
+            for row in latest().values()}
+
+
+def _tidy_scenario_dir(sdir: Path, state_dir: Path) -> None:
+    """Keep the logs where the results contract expects them; drop collector data volumes."""
+    logs = state_dir / "logs"
+    if logs.is_dir() and not (sdir / "logs").exists():
+        shutil.move(str(logs), str(sdir / "logs"))
+    shutil.rmtree(state_dir / "volumes", ignore_errors=True)
+
+
+def _start_profilers(stack: ExitStack, params: RunParams, state_dir: Path, sdir: Path):
+    from edgebench.profile_plan import start_profilers
+    return start_profilers(stack, params, state_dir, sdir)
