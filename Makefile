@@ -17,6 +17,7 @@ TARGET ?=
 ENGINE ?= auto
 RUN ?=
 AGAINST ?=
+INJECT ?=
 
 opt = $(if $($(1)),--$(2) '$($(1))',)
 LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,USERS,users) \
@@ -51,7 +52,7 @@ report: venv
 	$(EDGEBENCH) report $(call opt,RUN,run)
 
 gate: setup
-	$(EDGEBENCH) gate $(call opt,AGAINST,against) --engine '$(ENGINE)'
+	$(EDGEBENCH) gate $(call opt,AGAINST,against) $(foreach kv,$(INJECT),--inject '$(kv)') --engine '$(ENGINE)'
 
 up: setup
 	$(EDGEBENCH) up --engine '$(ENGINE)'

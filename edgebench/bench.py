@@ -103,29 +103,45 @@ def _load_summary(result, params: RunParams) -> dict:
 
 
 def _run_scenario(run: RunDir, params: RunParams, scenario: Scenario, repeat: int) -> None:
+    name = scenario_dir_name(scenario, repeat)
+    run.record_scenario(name, {"status": "running"})
+    info = {"status": "failed"}
+    try:
+        info = measure_scenario(run.path / name, params, scenario, repeat=repeat)
+    finally:
+        run.record_scenario(name, {"status": info.get("status", "interrupted")})
+
+
+def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: int = 1,
+                     service_context: Path | None = None, extra_env: dict | None = None,
+                     query: bool = True) -> dict:
+    """One scenario end to end: stack up, sample, load, query the collector, tear down.
+
+    Writes scenario.json whatever happens (complete, interrupted or failed) and
+    returns its content; exceptions propagate after the teardown."""
     from loadtests.runner import run_load
     from profiling.collector_queries import query_collector
     from profiling.sampler import ResourceSampler
     from stack.api import start_stack
 
-    name = scenario_dir_name(scenario, repeat)
-    sdir = run.path / name
     sdir.mkdir(parents=True, exist_ok=True)
-    progress = Progress(name)
-    info = {"name": name, "scenario": scenario.name, "repeat": repeat,
+    progress = Progress(sdir.name)
+    info = {"name": sdir.name, "scenario": scenario.name, "repeat": repeat,
             "variant": scenario.variant, "collector": scenario.collector_kind,
             "status": "running"}
-    run.record_scenario(name, {"status": "running"})
     state_dir = sdir / "stack"
-    env = {"sensor-service": {"SENSOR_VARIANT": scenario.variant}}
+    env = {"sensor-service": {"SENSOR_VARIANT": scenario.variant, **(extra_env or {})}}
     if params.profile:
         env["sensor-service"]["SENSOR_TRACEMALLOC"] = "1"
+    if extra_env:
+        info["service_env"] = dict(extra_env)
+    contexts = {"sensor-service": service_context} if service_context else None
     try:
         with ExitStack() as stack:
             progress.phase(f"starting {', '.join(scenario.services)} ({scenario.variant} service)")
             handle = stack.enter_context(start_stack(
                 COMPOSE_FILE, state_dir, services=scenario.services,
-                profiles=scenario.profiles, env=env, engine=params.engine))
+                profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts))
             state = handle.state()
             info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
                         limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"),
@@ -145,10 +161,13 @@ def _run_scenario(run: RunDir, params: RunParams, scenario: Scenario, repeat: in
             info.update(_load_summary(result, params))
             if profilers:
                 profilers.stop()
-            progress.phase("querying the collector")
-            collector_url = state["services"][scenario.collector]["url"]
-            query_collector(collector_url, sdir / "collector", start=result.steady_start - params.warmup_s,
-                            end=result.steady_end, step=1, job="sensor", kind=scenario.collector_kind)
+            if query:
+                progress.phase("querying the collector")
+                collector_url = state["services"][scenario.collector]["url"]
+                query_collector(collector_url, sdir / "collector",
+                                start=result.steady_start - params.warmup_s,
+                                end=result.steady_end, step=1, job="sensor",
+                                kind=scenario.collector_kind)
         info["status"] = "complete"
     except KeyboardInterrupt:
         info["status"] = "interrupted"
@@ -160,8 +179,8 @@ def _run_scenario(run: RunDir, params: RunParams, scenario: Scenario, repeat: in
     finally:
         _tidy_scenario_dir(sdir, state_dir)
         write_json_atomic(sdir / "scenario.json", info)
-        run.record_scenario(name, {"status": info["status"]})
         progress.phase(info["status"])
+    return info
 
 
 def _memory_now(sampler) -> dict:

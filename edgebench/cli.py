@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", default=None)
     p.add_argument("--engine", default="auto")
     p.add_argument("--results", default=str(ROOT / "results"))
-    p.add_argument("--budgets", default=str(ROOT / "gate" / "budgets.yml"))
+    p.add_argument("--budgets", default=str(ROOT / "budgets.yml"))
+    p.add_argument("--rounds", type=int, default=None, help="rounds per side (budgets.yml: ab.rounds)")
+    p.add_argument("--inject", action="append", metavar="KEY=VALUE",
+                   help="fault-injection env for the B side, e.g. SENSOR_EXTRA_CPU_ITERATIONS=20000")
+    p.add_argument("--budgets-only", action="store_true", help="skip the A/B, check budgets only")
     for name, text in (("up", "start the stack in the background"), ("down", "stop it"),
                        ("status", "show what runs, limits, memory, CPU, restarts")):
         p = sub.add_parser(name, help=text)
@@ -53,7 +57,8 @@ def _known_errors() -> tuple[type, ...]:
     errors: list[type] = [ParameterError]
     for module, name in (("stack.compose", "ComposeError"), ("stack.api", "StackError"),
                          ("loadtests.runner", "LoadError"), ("reports.load", "ReportError"),
-                         ("reports.render", "ReportError")):
+                         ("reports.render", "ReportError"),
+                         ("reports.gate", "BudgetError")):
         try:
             errors.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):

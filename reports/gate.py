@@ -1,0 +1,363 @@
+"""The regression gate's verdict: budgets on the change, A/B against a reference,
+A/A noise floor; written as a terminal table, gate.md, junit.xml and gate.json.
+
+Works on measured rounds alone (scenario directories), never runs anything.
+Exit codes: 0 pass, 1 regression, 2 error or nothing measured, 3 inconclusive.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+import yaml
+
+from reports import stats
+from reports.gate_stats import INCONCLUSIVE, PASS, REGRESSION, compare, noise_floor
+from reports.load import Scenario, component_role
+
+EXIT = {PASS: 0, REGRESSION: 1, "error": 2, INCONCLUSIVE: 3}
+
+
+class BudgetError(ValueError):
+    """A malformed budgets file; the message names the file, the entry and the fix."""
+
+
+@dataclass
+class Check:
+    name: str            # e.g. "budget: service_mem_peak_mb" or "A/B: cpu_ms_per_request"
+    metric: str
+    before: float | None
+    after: float | None
+    change: str
+    bound: str
+    verdict: str         # pass | regression | inconclusive | error
+    detail: str = ""
+
+
+@dataclass
+class GateResult:
+    checks: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        if self.errors or any(c.verdict == "error" for c in self.checks) or not self.checks:
+            return "error"
+        if any(c.verdict == REGRESSION for c in self.checks):
+            return REGRESSION
+        if any(c.verdict == INCONCLUSIVE for c in self.checks):
+            return INCONCLUSIVE
+        return PASS
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT[self.verdict]
+
+
+# --------------------------------------------------------------------- budgets file
+
+def load_budgets(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise BudgetError(f"{path}: budgets file not found (restore it from git: git checkout -- {path})")
+    except yaml.YAMLError as e:
+        raise BudgetError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix the syntax")
+    if not isinstance(data, dict) or not isinstance(data.get("budgets"), list):
+        raise BudgetError(f"{path}: needs a 'budgets:' list of {{metric, max, why}} entries")
+    for i, b in enumerate(data["budgets"]):
+        if not isinstance(b, dict) or "metric" not in b or "max" not in b:
+            raise BudgetError(f"{path}: budgets[{i}] needs 'metric' and 'max' (and 'why')")
+        if b["metric"] not in ROUND_FIGURES:
+            raise BudgetError(f"{path}: budgets[{i}] metric {b['metric']!r} is unknown: "
+                              f"use one of {', '.join(ROUND_FIGURES)}")
+        if not isinstance(b["max"], (int, float)):
+            raise BudgetError(f"{path}: budgets[{i}] ({b['metric']}) max must be a number")
+    ab = data.setdefault("ab", {})
+    for i, m in enumerate(ab.get("metrics", [])):
+        if m.get("metric") not in WINDOW_SAMPLES:
+            raise BudgetError(f"{path}: ab.metrics[{i}] metric {m.get('metric')!r} is unknown: "
+                              f"use one of {', '.join(WINDOW_SAMPLES)}")
+    return data
+
+
+# --------------------------------------------------------------------- per-round figures
+
+def _service_rows(sc: Scenario):
+    if sc.resources is None:
+        return None
+    df = sc.resources
+    mask = df["component"].map(component_role) == "service"
+    return df[mask]
+
+
+def _window(sc: Scenario) -> tuple[float | None, float | None]:
+    return sc.meta.get("steady_start"), sc.meta.get("steady_end")
+
+
+def _steady_requests(sc: Scenario):
+    if sc.requests is None:
+        return None
+    return stats.steady_requests(sc.requests, *_window(sc))
+
+
+def _failure_ratio(sc: Scenario, name: str) -> float | None:
+    req = _steady_requests(sc)
+    if req is None:
+        return None
+    sel = req[req["name"] == name]
+    return None if sel.empty else float(1 - sel["ok"].mean())
+
+
+def _mem_peak_mb(sc: Scenario, role: str = "service") -> float | None:
+    if sc.resources is None:
+        return None
+    df = stats.steady_samples(sc.resources, *_window(sc))
+    df = df[df["component"].map(component_role) == role]
+    peak = stats.mem_peak(df["mem_bytes"]) if not df.empty else None
+    return None if peak is None else peak / stats.MIB
+
+
+def _stack_peak_mb(sc: Scenario) -> float | None:
+    if sc.resources is None:
+        return None
+    df = stats.steady_samples(sc.resources, *_window(sc))
+    if df.empty:
+        return None
+    per = df.groupby("component")["mem_bytes"].max()
+    return float(per.sum()) / stats.MIB
+
+
+def _counter_total(sc: Scenario, column: str) -> float | None:
+    rows = _service_rows(sc)
+    if rows is None or rows.empty:
+        return None
+    return stats.counter_increase(rows["t"], rows[column], *_window(sc), method="step")
+
+
+def _cpu_ms_per_scrape(sc: Scenario) -> float | None:
+    """Service CPU over the window divided by /metrics requests: exact when the gate's
+    load is scrapes only, an upper bound otherwise."""
+    rows, req = _service_rows(sc), _steady_requests(sc)
+    if rows is None or req is None or rows.empty:
+        return None
+    scrapes = req[req["name"] == "/metrics"]["start"]
+    return stats.cpu_ms_per_request(rows["t"], rows["cpu_seconds"], scrapes, *_window(sc))["value"]
+
+
+def _scrape_p95(sc: Scenario) -> float | None:
+    req = _steady_requests(sc)
+    if req is None:
+        return None
+    lat = req[req["name"] == "/metrics"]["latency_ms"]
+    return None if lat.empty else float(np.percentile(lat, 95))
+
+
+def _mem_slope_kb(sc: Scenario) -> float | None:
+    rows, req = _service_rows(sc), _steady_requests(sc)
+    if rows is None or req is None or rows.empty:
+        return None
+    s = stats.mem_slope_per_request(rows["t"], rows["mem_bytes"], req["start"], *_window(sc))
+    return None if s["slope"] is None else s["slope"] / stats.KIB
+
+
+def _requests(sc: Scenario) -> float | None:
+    req = _steady_requests(sc)
+    return None if req is None else float(len(req))
+
+
+# figure name -> (function of one round, how rounds combine)
+ROUND_FIGURES = {
+    "service_mem_peak_mb": (_mem_peak_mb, max),
+    "stack_mem_peak_mb": (_stack_peak_mb, max),
+    "oom_kills": (lambda sc: _counter_total(sc, "oom_kills"), sum),
+    "restarts": (lambda sc: _counter_total(sc, "restarts"), sum),
+    "metrics_failure_ratio": (lambda sc: _failure_ratio(sc, "/metrics"), max),
+    "sensor_failure_ratio": (lambda sc: _failure_ratio(sc, "/sensor"), max),
+    "scrape_p95_ms": (_scrape_p95, max),
+    "cpu_ms_per_scrape": (_cpu_ms_per_scrape, max),
+    "mem_slope_kb_per_request": (_mem_slope_kb, max),
+    "requests": (_requests, sum),
+}
+
+
+def round_figure(rounds: list, metric: str) -> float | None:
+    fn, combine = ROUND_FIGURES[metric]
+    vals = [v for v in (fn(sc) for sc in rounds) if v is not None and math.isfinite(v)]
+    return float(combine(vals)) if vals else None
+
+
+# --------------------------------------------------------------------- windowed samples
+
+def _windows(sc: Scenario, width: float) -> list[tuple[float, float]]:
+    start, end = _window(sc)
+    if start is None or end is None:
+        return []
+    n = int((end - start) // width)
+    return [(start + i * width, start + (i + 1) * width) for i in range(n)]
+
+
+def _cpu_windows(sc: Scenario, width: float) -> list:
+    rows, req = _service_rows(sc), sc.requests
+    if rows is None or req is None or rows.empty:
+        return []
+    out = []
+    for lo, hi in _windows(sc, width):
+        v = stats.cpu_ms_per_request(rows["t"], rows["cpu_seconds"], req["start"], lo, hi)["value"]
+        if v is not None:
+            out.append(v)
+    return out
+
+
+def _p95_windows(sc: Scenario, width: float) -> list:
+    if sc.requests is None:
+        return []
+    req = sc.requests[sc.requests["name"] == "/metrics"]
+    out = []
+    for lo, hi in _windows(sc, width):
+        lat = req[(req["start"] >= lo) & (req["start"] < hi)]["latency_ms"]
+        if len(lat) >= 5:
+            out.append(float(np.percentile(lat, 95)))
+    return out
+
+
+def _mem_windows(sc: Scenario, width: float) -> list:
+    rows = _service_rows(sc)
+    if rows is None or rows.empty:
+        return []
+    out = []
+    for lo, hi in _windows(sc, width):
+        m = rows[(rows["t"] >= lo) & (rows["t"] < hi)]["mem_bytes"]
+        if len(m):
+            out.append(float(m.max()) / stats.MIB)
+    return out
+
+
+WINDOW_SAMPLES = {
+    "cpu_ms_per_request": _cpu_windows,
+    "scrape_p95_ms": _p95_windows,
+    "service_mem_peak_mb": _mem_windows,
+}
+
+
+def window_samples(rounds: list, metric: str, width: float) -> list[list[float]]:
+    """Per round, the metric in consecutive windows of the steady phase."""
+    return [WINDOW_SAMPLES[metric](sc, width) for sc in rounds]
+
+
+# --------------------------------------------------------------------- the verdict
+
+def _fmt(v, unit="") -> str:
+    if v is None:
+        return "not measured"
+    return f"{v:.4g}{unit}"
+
+
+def evaluate(b_rounds: list, a_rounds: list | None, config: dict) -> GateResult:
+    """Budgets on B; A/B of B against A (when given); A/A noise floor from B's rounds."""
+    result = GateResult()
+    if round_figure(b_rounds, "requests") in (None, 0.0):
+        result.errors.append("nothing was measured: no request reached the service in the steady "
+                             "phase (see the scenario logs)")
+        return result
+    for b in config["budgets"]:
+        after = round_figure(b_rounds, b["metric"])
+        before = round_figure(a_rounds, b["metric"]) if a_rounds else None
+        if after is None:
+            verdict, detail = "error", "not measured"
+        else:
+            ok = after <= b["max"]
+            verdict, detail = (PASS if ok else REGRESSION), b.get("why", "")
+            if b["metric"] == "oom_kills" and not ok:
+                detail = f"the service was OOM-killed {after:.0f} time(s) at its memory limit"
+        result.checks.append(Check(f"budget: {b['metric']}", b["metric"], before, after,
+                                   "", f"<= {b['max']}", verdict, detail))
+    ab = config.get("ab", {})
+    width = float(ab.get("window_s", 2))
+    alpha = float(ab.get("alpha", 0.01))
+    for m in ab.get("metrics", []):
+        metric, eff, rel = m["metric"], float(m["min_effect"]), bool(m.get("relative", True))
+        b_win = window_samples(b_rounds, metric, width)
+        floor = noise_floor(b_win) if rel else float("nan")
+        if math.isfinite(floor):
+            result.notes.append(f"A/A noise floor of {metric}: {floor:.1%} between rounds of the "
+                                f"same code (minimum effect {eff:.0%})")
+        if not a_rounds:
+            continue
+        a_win = window_samples(a_rounds, metric, width)
+        flat_a = [x for r in a_win for x in r]
+        flat_b = [x for r in b_win for x in r]
+        try:
+            c = compare(flat_a, flat_b, eff, relative=rel, alpha=alpha)
+        except ValueError as e:
+            result.checks.append(Check(f"A/B: {metric}", metric, None, None, "",
+                                       "", "error", str(e)))
+            continue
+        verdict = c.verdict
+        detail = (f"p={c.p_value:.2g}, 95% CI of change [{_pct(c.ci_low, rel)}, "
+                  f"{_pct(c.ci_high, rel)}], n={c.n_a}/{c.n_b} windows")
+        if verdict == PASS and math.isfinite(floor) and floor >= eff:
+            verdict = INCONCLUSIVE
+            detail += f"; A/A noise {floor:.0%} exceeds the {eff:.0%} effect asked for"
+        bound = f"+{eff:.0%}" if rel else f"+{eff:g}"
+        result.checks.append(Check(f"A/B: {metric}", metric, c.median_a, c.median_b,
+                                   _pct(c.change, rel), bound, verdict, detail))
+    return result
+
+
+def _pct(x: float, relative: bool) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:+.1%}" if relative else f"{x:+.3g}"
+
+
+# --------------------------------------------------------------------- outputs
+
+def table(result: GateResult) -> str:
+    rows = [("check", "before", "after", "change", "bound", "verdict")]
+    for c in result.checks:
+        rows.append((c.name, _fmt(c.before), _fmt(c.after), c.change or "", c.bound, c.verdict))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += [f"note: {n}" for n in result.notes] + [f"error: {e}" for e in result.errors]
+    lines.append(f"verdict: {result.verdict} (exit {result.exit_code})")
+    return "\n".join(lines)
+
+
+def markdown(result: GateResult, header: str = "") -> str:
+    out = ["# edgebench gate", ""]
+    if header:
+        out += [header, ""]
+    out += [f"**Verdict: {result.verdict}** (exit {result.exit_code})", "",
+            "| check | before | after | change | bound | verdict | detail |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for c in result.checks:
+        out.append(f"| {c.name} | {_fmt(c.before)} | {_fmt(c.after)} | {c.change} | "
+                   f"{c.bound} | {c.verdict} | {c.detail} |")
+    out += [""] + [f"- {n}" for n in result.notes] + [f"- **error:** {e}" for e in result.errors]
+    return "\n".join(out) + "\n"
+
+
+def junit(result: GateResult) -> str:
+    failures = sum(c.verdict == REGRESSION for c in result.checks)
+    errors = sum(c.verdict in ("error", INCONCLUSIVE) for c in result.checks) + len(result.errors)
+    cases = []
+    for c in result.checks:
+        body = ""
+        msg = quoteattr(f"{c.metric}: after {_fmt(c.after)}, bound {c.bound}. {c.detail}")
+        if c.verdict == REGRESSION:
+            body = f"<failure message={msg}/>"
+        elif c.verdict in ("error", INCONCLUSIVE):
+            body = f"<error type={quoteattr(c.verdict)} message={msg}/>"
+        cases.append(f'  <testcase classname="edgebench.gate" name={quoteattr(c.name)}>{body}</testcase>')
+    for e in result.errors:
+        cases.append(f'  <testcase classname="edgebench.gate" name="measurement">'
+                     f'<error message={quoteattr(e)}/></testcase>')
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuite name="edgebench-gate" tests="{len(cases)}" failures="{failures}" '
+            f'errors="{errors}">\n' + "\n".join(cases) + "\n</testsuite>\n")
