@@ -1,0 +1,24 @@
+# edgebench sensor service. Build: docker compose build (see docker-compose.yml).
+# Runs under mem_limit 50m / cpus 0.5, so the image stays small and one process.
+
+FROM python:3.11.11-alpine3.21 AS build
+WORKDIR /build
+COPY service/requirements.txt .
+RUN pip install --no-cache-dir --prefix=/install -r requirements.txt
+
+FROM python:3.11.11-alpine3.21
+ARG SENSOR_VARIANT=optimized
+ENV SENSOR_VARIANT=$SENSOR_VARIANT \
+    SENSOR_HOST=0.0.0.0 \
+    SENSOR_PORT=8000 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=build /install /usr/local
+RUN adduser -D -H -u 10001 sensor
+WORKDIR /app
+COPY --chown=root:root service/ ./service/
+USER 10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+CMD ["python", "-m", "service"]

@@ -1,0 +1,49 @@
+"""The deliberate costs, each in its own named function so py-spy and
+tracemalloc point straight at it.
+
+``burn_cpu`` and ``copy_data_blob`` are the original service's bugs (baseline
+only); ``injected_cpu_work`` and ``injected_leak`` are fault-injection knobs
+(both variants, off by default) used to prove the gate catches regressions.
+"""
+
+data_blob = "X" * 5_000_000  # the original 5 MB module-level payload
+
+BASELINE_CPU_ITERATIONS = 2_000_000
+
+_leaked = []  # grows forever when SENSOR_LEAK_BYTES_PER_SCRAPE > 0
+
+
+def burn_cpu(iterations=BASELINE_CPU_ITERATIONS):
+    """Original bug: a pure-Python loop on every /metrics scrape."""
+    total = 0
+    for i in range(iterations):
+        total += i * i
+    return total
+
+
+def copy_data_blob():
+    """Original bug: a real 5 MB copy of data_blob (str slicing would not copy)."""
+    return "".join((data_blob, ""))
+
+
+def copy_data_blob_per_scrape(times):
+    """Holds `times` copies at once, as the original temporary list did."""
+    return [copy_data_blob() for _ in range(times)]
+
+
+def injected_cpu_work(iterations):
+    """Fault knob SENSOR_EXTRA_CPU_ITERATIONS: extra loop work per scrape."""
+    total = 0
+    for i in range(iterations):
+        total += i * i
+    return total
+
+
+def injected_leak(nbytes):
+    """Fault knob SENSOR_LEAK_BYTES_PER_SCRAPE: bytes kept forever per scrape.
+
+    b"L" * n writes every page, so the leak shows up in RSS (bytes(n) would
+    get untouched zero pages from calloc and stay invisible).
+    """
+    _leaked.append(b"L" * nbytes)
+    return len(_leaked)

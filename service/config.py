@@ -1,0 +1,121 @@
+"""Start-up settings: CLI flags over SENSOR_* environment variables.
+
+Kept free of Flask imports so bad input fails fast, with one line that names
+the setting and the fix (edgebench's rule for bad input).
+"""
+
+import argparse
+import os
+from dataclasses import dataclass
+
+from service import VARIANTS
+
+
+class ConfigError(Exception):
+    """A bad setting; str(error) is the one line printed on stderr."""
+
+
+@dataclass(frozen=True)
+class Config:
+    variant: str = "optimized"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    extra_cpu_iterations: int = 0
+    leak_bytes_per_scrape: int = 0
+    tracemalloc: bool = False
+
+    @property
+    def server(self) -> str:
+        """The HTTP server each variant runs under (see docs/readme-service.md)."""
+        return "werkzeug" if self.variant == "baseline" else "waitress"
+
+    def describe(self) -> str:
+        return (f"variant={self.variant} server={self.server} listen={self.host}:{self.port} "
+                f"extra_cpu_iterations={self.extra_cpu_iterations} "
+                f"leak_bytes_per_scrape={self.leak_bytes_per_scrape} "
+                f"tracemalloc={'on' if self.tracemalloc else 'off'}")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus an error; we want a single line."""
+
+    def error(self, message):
+        raise ConfigError(f"bad command line: {message}; see `python -m service --help`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(prog="python -m service", description="edgebench sensor service")
+    p.add_argument("--variant", help="baseline | optimized (env SENSOR_VARIANT, default optimized)")
+    p.add_argument("--host", help="listen address (env SENSOR_HOST, default 127.0.0.1)")
+    p.add_argument("--port", help="listen port (env SENSOR_PORT, default 8000)")
+    p.add_argument("--extra-cpu-iterations",
+                   help="fault knob: extra loop iterations per /metrics scrape "
+                        "(env SENSOR_EXTRA_CPU_ITERATIONS, default 0)")
+    p.add_argument("--leak-bytes-per-scrape",
+                   help="fault knob: bytes kept forever per /metrics scrape "
+                        "(env SENSOR_LEAK_BYTES_PER_SCRAPE, default 0)")
+    p.add_argument("--tracemalloc", action="store_true", default=None,
+                   help="profile mode: tracemalloc.start(25) and the snapshot endpoint "
+                        "(env SENSOR_TRACEMALLOC=1)")
+    return p
+
+
+def _pick(cli_value, flag, environ, env_name, default):
+    """Return (raw value, name of the setting it came from)."""
+    if cli_value is not None:
+        return cli_value, flag
+    if environ.get(env_name, "") != "":
+        return environ[env_name], env_name
+    return default, env_name
+
+
+def _non_negative_int(raw, name) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to an integer >= 0 "
+                          f"(0 turns it off)") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} is negative; set it to an integer >= 0 (0 turns it off)")
+    return value
+
+
+def parse_config(argv=None, environ=None) -> Config:
+    """Build a Config from argv and environ; raise ConfigError on any bad setting."""
+    environ = os.environ if environ is None else environ
+    args = _parser().parse_args(argv)
+
+    variant, name = _pick(args.variant, "--variant", environ, "SENSOR_VARIANT", "optimized")
+    variant = variant.strip().lower()
+    if variant not in VARIANTS:
+        raise ConfigError(f"{name}={variant!r} is not a known variant; use one of: "
+                          f"{', '.join(VARIANTS)}")
+
+    host, _ = _pick(args.host, "--host", environ, "SENSOR_HOST", "127.0.0.1")
+
+    raw_port, name = _pick(args.port, "--port", environ, "SENSOR_PORT", "8000")
+    try:
+        port = int(str(raw_port).strip())
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{name}={raw_port!r} is not a valid port; use an integer "
+                          f"from 1 to 65535, e.g. 8000")
+
+    raw, name = _pick(args.extra_cpu_iterations, "--extra-cpu-iterations", environ,
+                      "SENSOR_EXTRA_CPU_ITERATIONS", "0")
+    extra = _non_negative_int(raw, name)
+    raw, name = _pick(args.leak_bytes_per_scrape, "--leak-bytes-per-scrape", environ,
+                      "SENSOR_LEAK_BYTES_PER_SCRAPE", "0")
+    leak = _non_negative_int(raw, name)
+
+    if args.tracemalloc:
+        tm = True
+    else:
+        raw = environ.get("SENSOR_TRACEMALLOC", "").strip().lower()
+        if raw not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
+            raise ConfigError(f"SENSOR_TRACEMALLOC={raw!r} is not a switch; set it to 1 (on) or 0 (off)")
+        tm = raw in ("1", "true", "yes", "on")
+
+    return Config(variant=variant, host=host, port=port, extra_cpu_iterations=extra,
+                  leak_bytes_per_scrape=leak, tracemalloc=tm)

@@ -1,0 +1,277 @@
+"""The sensor service as real processes on loopback: variants, metrics,
+fault knobs, profile mode and start-up errors."""
+
+import http.client
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMTOOL = "/usr/bin/promtool"
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def service_env(**env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    clean.update({k: str(v) for k, v in env.items()})
+    return clean
+
+
+def request(port, path, method="GET", host="127.0.0.1", timeout=30):
+    """(status, headers, body) of one request on a fresh connection."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+@contextmanager
+def running_service(tmp_path, args=(), host="127.0.0.1", **env):
+    """Start `python -m service`, wait for /healthz, stop it by pid afterwards."""
+    port = free_port()
+    log = open(tmp_path / f"service-{port}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port),
+                             "--host", host, *args],
+                            cwd=ROOT, env=service_env(**env), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, (tmp_path / f"service-{port}.log").read_text()
+            try:
+                if request(port, "/healthz", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "service never became healthy"
+            time.sleep(0.05)
+        yield proc, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("service")
+
+
+@pytest.fixture(scope="module")
+def baseline(workdir):
+    with running_service(workdir, ["--variant", "baseline"]) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def optimized(workdir):
+    with running_service(workdir, ["--variant", "optimized"]) as running:
+        yield running
+
+
+def cpu_seconds(proc):
+    t = psutil.Process(proc.pid).cpu_times()
+    return t.user + t.system
+
+
+def cpu_per_scrape(proc, port, scrapes=5):
+    request(port, "/metrics")  # warm-up
+    before = cpu_seconds(proc)
+    for _ in range(scrapes):
+        assert request(port, "/metrics")[0] == 200
+    return (cpu_seconds(proc) - before) / scrapes
+
+
+def metric_value(body, name):
+    match = re.search(rb"^" + re.escape(name.encode()) + rb" ([-+0-9.e]+)$", body, re.M)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))
+
+
+# --- variants and metrics -------------------------------------------------------------
+
+def _promtool_check(port):
+    status, headers, body = request(port, "/metrics")
+    assert status == 200
+    for name in ("sensor_requests_total", "sensor_failures_total", "sensor_cpu_spike",
+                 "sensor_processing_latency_seconds_count", "sensor_scrape_duration_seconds_count",
+                 "process_resident_memory_bytes", "python_gc_objects_collected_total"):
+        assert name.encode() in body
+    out = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, timeout=30)
+    text = (out.stdout + out.stderr).decode()
+    assert out.returncode == 0, text
+    assert "error" not in text.lower(), text
+    return headers
+
+
+def test_baseline_metrics_pass_promtool_and_run_on_werkzeug(baseline):
+    headers = _promtool_check(baseline[1])
+    assert headers["Server"].startswith("Werkzeug")
+
+
+def test_optimized_metrics_pass_promtool_and_run_on_waitress(optimized):
+    headers = _promtool_check(optimized[1])
+    assert headers["Server"] == "waitress"
+
+
+def test_scrape_histogram_counts_scrapes(optimized):
+    _, port = optimized
+    first = metric_value(request(port, "/metrics")[2], "sensor_scrape_duration_seconds_count")
+    for _ in range(2):
+        request(port, "/metrics")
+    body = request(port, "/metrics")[2]
+    # each scrape is observed after its own exposition: this one shows the 3 before it
+    assert metric_value(body, "sensor_scrape_duration_seconds_count") == first + 3
+
+
+def test_baseline_scrape_costs_far_more_cpu_than_optimized(baseline, optimized):
+    base = cpu_per_scrape(*baseline)
+    opt = cpu_per_scrape(*optimized)
+    assert base >= 5 * max(opt, 0.001), (base, opt)
+    body = request(baseline[1], "/metrics")[2]
+    assert metric_value(body, "sensor_cpu_spike") > 0.01  # the burn is visible to the collector
+    assert metric_value(request(optimized[1], "/metrics")[2], "sensor_cpu_spike") < 0.01
+
+
+def test_sensor_failure_and_blob_ratios(optimized):
+    _, port = optimized
+    failures = blobs = ok = 0
+    for _ in range(300):
+        status, headers, body = request(port, "/sensor")
+        if status == 500:
+            failures += 1
+            continue
+        assert status == 200
+        ok += 1
+        if headers.get("X-Sensor-Blob") == "1":
+            assert len(body) == 5_000_000
+            blobs += 1
+        else:
+            assert b'"value"' in body
+    assert 0.03 <= failures / 300 <= 0.2, failures
+    assert 0.08 <= blobs / ok <= 0.35, (blobs, ok)
+    body = request(port, "/metrics")[2]
+    assert metric_value(body, "sensor_failures_total") >= failures
+    assert metric_value(body, "sensor_requests_total") >= 300
+
+
+def test_baseline_serves_the_blob_too(baseline):
+    for _ in range(60):
+        status, headers, body = request(baseline[1], "/sensor")
+        if headers.get("X-Sensor-Blob") == "1":
+            assert status == 200 and len(body) == 5_000_000
+            return
+    pytest.fail("no blob answer in 60 /sensor requests")
+
+
+# --- fault knobs ----------------------------------------------------------------------
+
+def test_leak_knob_grows_rss_by_bytes_times_scrapes(workdir):
+    leak, scrapes = 2_000_000, 10
+    with running_service(workdir, SENSOR_LEAK_BYTES_PER_SCRAPE=leak) as (proc, port):
+        request(port, "/metrics")
+        before = psutil.Process(proc.pid).memory_info().rss
+        for _ in range(scrapes):
+            request(port, "/metrics")
+        grown = psutil.Process(proc.pid).memory_info().rss - before
+    assert 0.7 * leak * scrapes <= grown <= 1.5 * leak * scrapes, grown
+
+
+def test_extra_cpu_knob_raises_cpu_per_scrape(workdir, optimized):
+    plain = cpu_per_scrape(*optimized)
+    with running_service(workdir, SENSOR_EXTRA_CPU_ITERATIONS=1_000_000) as running:
+        loaded = cpu_per_scrape(*running)
+    assert loaded >= 5 * max(plain, 0.001), (loaded, plain)
+
+
+# --- profile mode ---------------------------------------------------------------------
+
+def test_tracemalloc_endpoint_is_404_when_off(optimized):
+    assert request(optimized[1], "/debug/tracemalloc/snapshot?path=/tmp/x", "POST")[0] == 404
+
+
+def test_tracemalloc_snapshot_is_written_and_loadable(workdir, tmp_path):
+    target = tmp_path / "snap.trace"
+    with running_service(workdir, SENSOR_TRACEMALLOC=1) as (_, port):
+        request(port, "/metrics")
+        assert request(port, "/debug/tracemalloc/snapshot?path=relative", "POST")[0] == 400
+        status, _, body = request(port, f"/debug/tracemalloc/snapshot?path={target}", "POST")
+        assert status == 200, body
+    snapshot = tracemalloc.Snapshot.load(str(target))
+    assert snapshot.traceback_limit == 25
+    assert snapshot.statistics("filename")
+
+
+def _non_loopback_ip():
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # no packet is sent; picks the outgoing address
+            ip = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if ip.startswith("127.") else ip
+
+
+def test_tracemalloc_endpoint_refuses_non_loopback_clients(workdir, tmp_path):
+    ip = _non_loopback_ip()
+    if ip is None:
+        pytest.skip("no non-loopback address on this machine")
+    with running_service(workdir, host="0.0.0.0", SENSOR_TRACEMALLOC=1) as (_, port):
+        path = f"/debug/tracemalloc/snapshot?path={tmp_path / 'x.trace'}"
+        assert request(port, path, "POST", host=ip)[0] == 403
+    assert not (tmp_path / "x.trace").exists()
+
+
+# --- bad configuration ----------------------------------------------------------------
+
+def start_failure(args=(), **env):
+    out = subprocess.run([sys.executable, "-m", "service", *args], cwd=ROOT,
+                         env=service_env(**env), capture_output=True, text=True, timeout=30)
+    lines = out.stderr.strip().splitlines()
+    return out.returncode, lines
+
+
+@pytest.mark.parametrize("args, env, names", [
+    ((), {"SENSOR_VARIANT": "turbo"}, "SENSOR_VARIANT"),
+    (("--variant", "turbo"), {}, "--variant"),
+    ((), {"SENSOR_EXTRA_CPU_ITERATIONS": "-5"}, "SENSOR_EXTRA_CPU_ITERATIONS"),
+    ((), {"SENSOR_LEAK_BYTES_PER_SCRAPE": "lots"}, "SENSOR_LEAK_BYTES_PER_SCRAPE"),
+    ((), {"SENSOR_PORT": "70000"}, "SENSOR_PORT"),
+    (("--port", "http"), {}, "--port"),
+])
+def test_bad_setting_fails_with_one_line(args, env, names):
+    code, lines = start_failure(args, **env)
+    assert code != 0
+    assert len(lines) == 1, lines
+    assert names in lines[0]
+
+
+def test_busy_port_fails_with_one_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, lines = start_failure(("--port", str(port)))
+    assert code != 0
+    assert len(lines) == 1, lines
+    assert str(port) in lines[0] and "in use" in lines[0]
