@@ -1,0 +1,56 @@
+"""Manual load runs: ``python -m loadtests --target http://127.0.0.1:8000 --out /tmp/load``."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from loadtests.runner import LoadError, run_load
+
+
+def _progress(d: dict) -> None:
+    p95 = "-" if d.get("p95_ms") is None else f"{d['p95_ms']:.1f} ms"
+    sys.stderr.write(f"\r[{d['phase']:>8}] {d['elapsed']:6.1f}s elapsed {d['remaining']:6.1f}s left "
+                     f"{d['rps']:7.1f} req/s p95 {p95:>10} requests {d['requests']} failures {d['failures']}   ")
+    sys.stderr.flush()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtests", description=__doc__)
+    ap.add_argument("--target", default="http://127.0.0.1:8000", help="service URL (default %(default)s)")
+    ap.add_argument("--out", required=True, type=Path, help="output directory (requests.csv.gz, locust/, logs/)")
+    ap.add_argument("--duration", type=float, default=30.0, help="steady seconds (default %(default)s)")
+    ap.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds, excluded (default %(default)s)")
+    ap.add_argument("--scrapers", type=int, default=1, help="/metrics scrapers (default %(default)s)")
+    ap.add_argument("--scrape-rate", type=float, default=1.0, help="scrapes/s per scraper (default %(default)s)")
+    ap.add_argument("--sensor-users", type=int, default=4, help="/sensor clients (default %(default)s)")
+    ap.add_argument("--sensor-rate", type=float, default=5.0, help="requests/s per client (default %(default)s)")
+    ap.add_argument("--workers", type=int, default=0, help="Locust worker processes, 0 = one process")
+    ap.add_argument("--request-timeout", type=float, default=10.0, help="per-request timeout s (default %(default)s)")
+    args = ap.parse_args(argv)
+    # `kill <pid>` stops a manual run as cleanly as Ctrl-C (Locust stopped, samples kept)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = run_load(args.target, args.out, duration_s=args.duration, warmup_s=args.warmup,
+                          scrapers=args.scrapers, scrape_rate=args.scrape_rate,
+                          sensor_users=args.sensor_users, sensor_rate=args.sensor_rate,
+                          workers=args.workers, request_timeout=args.request_timeout,
+                          on_progress=_progress if sys.stderr.isatty() else None)
+    except LoadError as exc:
+        print(f"loadtests: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        res = getattr(exc, "load_result", None)
+        print(f"\nloadtests: interrupted; {res.samples if res else 0} samples kept in {args.out}", file=sys.stderr)
+        return 130
+    sys.stderr.write("\n")
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

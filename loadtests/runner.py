@@ -1,0 +1,568 @@
+"""Run Locust headless in a subprocess and collect its raw per-request samples.
+
+Locust monkey-patches the interpreter with gevent, so it never runs inside the
+orchestrator: :func:`run_load` starts ``python -m locust`` as a child process
+(its own session, so a terminal Ctrl-C reaches only us and we stop it in order),
+watches it, reports progress, and merges the per-process sample parts written by
+``loadtests/locustfile.py`` into ``<out_dir>/requests.csv.gz``.
+
+Layout under ``out_dir``::
+
+    requests.csv.gz        merged raw samples, sorted by start (columns: SAMPLE_COLUMNS)
+    locust/                Locust's own output: locust_stats.csv, locust_stats_history.csv,
+                           locust_failures.csv, locust_exceptions.csv, report.html,
+                           test_start.json, load_result.json
+    logs/locust.log        Locust's stdout/stderr
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import psutil
+
+SAMPLE_COLUMNS = ["start", "name", "latency_ms", "ok", "bytes", "status_code"]
+SAMPLE_DTYPES = {"start": "float64", "name": "str", "latency_ms": "float64", "ok": "int64",
+                 "bytes": "int64", "status_code": "int64"}
+LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
+PACKAGE_ROOT = LOCUSTFILE.parent.parent
+CPU_BOTTLENECK_PERCENT = 90.0  # of one core, like Locust's own CPU_WARNING_THRESHOLD
+LOCUST_CPU_WARNINGS = ("CPU usage above", "CPU usage was too high", "CPU usage threshold was exceeded")
+START_TIMEOUT_S = 30.0  # launch -> test_start (workers connecting included)
+STOP_GRACE_S = 8.0  # SIGINT -> SIGTERM -> SIGKILL
+
+
+class LoadError(Exception):
+    """A load run could not be started or its parameters are wrong (one-line message)."""
+
+
+@dataclass
+class LoadResult:
+    target: str
+    out_dir: Path
+    requests_csv: Path
+    locust_dir: Path
+    log_path: Path
+    started_at: float  # epoch s, test start (users start spawning)
+    steady_start: float  # started_at + warmup_s
+    steady_end: float  # steady_start + duration_s, or the stop time if interrupted
+    ended_at: float  # epoch s, Locust exited
+    warmup_s: float
+    duration_s: float
+    samples: int  # rows in requests.csv.gz (all, warm-up included)
+    steady_samples: int
+    failures: int  # ok == 0 rows
+    status_codes: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)  # sample rows per Locust process (part file name)
+    loadgen_cpu_seconds: float = 0.0
+    loadgen_peak_cpu_percent: float = 0.0  # highest 1 s sample of any one Locust process
+    loadgen_bottleneck: bool = False
+    loadgen_warning: str = ""
+    exit_code: int | None = None
+    interrupted: bool = False
+    users: dict = field(default_factory=dict)
+    workers: int = 0
+    pids: list = field(default_factory=list)  # every Locust process seen (all stopped on return)
+    command: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, Path):
+                d[k] = str(v)
+        return d
+
+
+# ---------------------------------------------------------------------------
+# validation and reachability
+# ---------------------------------------------------------------------------
+def _validate(target, duration_s, warmup_s, scrapers, scrape_rate, sensor_users, sensor_rate, workers):
+    def number(name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise LoadError(f"load parameter {name}={value!r} is not a finite number: pass a number")
+        return value
+
+    parsed = urllib.parse.urlparse(str(target or ""))
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise LoadError(f"load target {target!r} is not an http(s) URL: pass e.g. TARGET=http://127.0.0.1:8000")
+    if number("duration_s", duration_s) <= 0:
+        raise LoadError(f"load parameter duration_s={duration_s!r} must be > 0 seconds: pass e.g. DURATION=30")
+    if number("warmup_s", warmup_s) < 0:
+        raise LoadError(f"load parameter warmup_s={warmup_s!r} must be >= 0 seconds: pass e.g. WARMUP=5")
+    for name, value in (("scrapers", scrapers), ("sensor_users", sensor_users), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise LoadError(f"load parameter {name}={value!r} must be an integer >= 0")
+    if scrapers + sensor_users == 0:
+        raise LoadError("load parameters scrapers=0 and sensor_users=0: at least one user is needed (e.g. USERS=4)")
+    if scrapers and number("scrape_rate", scrape_rate) <= 0:
+        raise LoadError(f"load parameter scrape_rate={scrape_rate!r} must be > 0 scrapes/s per scraper (1 = 1 s interval)")
+    if sensor_users and number("sensor_rate", sensor_rate) <= 0:
+        raise LoadError(f"load parameter sensor_rate={sensor_rate!r} must be > 0 requests/s per sensor user")
+    if workers > scrapers + sensor_users:
+        raise LoadError(f"load parameter workers={workers} exceeds the {scrapers + sensor_users} users: "
+                        "use at most one worker per user")
+
+
+def check_target(target: str, timeout: float = 3.0) -> None:
+    """Raise LoadError unless something answers HTTP at target (/healthz, then /metrics)."""
+    base = target.rstrip("/")
+    last = None
+    for path in ("/healthz", "/metrics"):
+        try:
+            with urllib.request.urlopen(base + path, timeout=timeout) as resp:
+                resp.read(1)
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                return  # it answers HTTP; an error status is for the load test to record
+            last = f"HTTP {exc.code} on {path}"
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            last = f"{reason}"
+            break  # not reachable at all: no point trying another path
+    raise LoadError(f"load target {base} does not answer ({last}): start the service (make up) "
+                    f"or pass TARGET=<url> of a running one")
+
+
+# ---------------------------------------------------------------------------
+# samples: tolerant part reader, live tail, merge
+# ---------------------------------------------------------------------------
+def _decode_members(data: bytes) -> tuple[str, int]:
+    """Decompress concatenated gzip members; stop at the first incomplete/corrupt one.
+
+    Returns the text of the complete members and the number of bytes they used.
+    """
+    out, used = [], 0
+    while used < len(data):
+        d = zlib.decompressobj(wbits=31)
+        try:
+            text = d.decompress(data[used:])
+        except zlib.error:
+            break
+        if not d.eof:
+            break  # member cut short (writer killed mid-write, or still being written)
+        out.append(text)
+        used = len(data) - len(d.unused_data)
+    return b"".join(out).decode("utf-8", "replace"), used
+
+
+def read_part(path: Path) -> pd.DataFrame:
+    text, _ = _decode_members(Path(path).read_bytes())
+    if not text.strip():
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SAMPLE_DTYPES.items()})
+    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    df = df[df["start"] != "start"]  # a repeated header (a part reopened) is not a sample
+    return df[SAMPLE_COLUMNS].astype(SAMPLE_DTYPES)
+
+
+def merge_samples(parts_dir: Path, dest: Path, remove_parts: bool = True) -> dict:
+    """Merge requests.part-*.csv.gz under parts_dir into dest (sorted by start); atomic write.
+
+    Returns {part file name: rows} (one entry per Locust process that ran users).
+    """
+    parts = sorted(Path(parts_dir).glob("requests.part-*.csv.gz"))
+    frames = [read_part(p) for p in parts]
+    counts = {p.name: len(f) for p, f in zip(parts, frames)}
+    frames = [f for f in frames if len(f)]
+    if frames:
+        df = pd.concat(frames, ignore_index=True)
+    else:
+        df = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SAMPLE_DTYPES.items()})
+    df = df.astype(SAMPLE_DTYPES).sort_values("start", kind="mergesort").reset_index(drop=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    df.to_csv(tmp, index=False, compression={"method": "gzip", "compresslevel": 6})
+    os.replace(tmp, dest)
+    if remove_parts:
+        for p in parts:
+            p.unlink(missing_ok=True)
+    return counts
+
+
+class _LiveTail:
+    """Follows the part files while Locust writes them, for live requests/s and p95."""
+
+    WINDOW_S = 3.0
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.pos: dict[Path, int] = {}
+        self.recent: list[tuple[float, float, int]] = []  # (end time, latency_ms, ok)
+        self.total = 0
+        self.failures = 0
+
+    def poll(self) -> None:
+        for path in self.directory.glob("requests.part-*.csv.gz"):
+            pos = self.pos.get(path, 0)
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(pos)
+                    data = fh.read()
+            except OSError:
+                continue
+            text, used = _decode_members(data)
+            self.pos[path] = pos + used
+            for line in text.splitlines():
+                fields = line.split(",")
+                if len(fields) != 6 or fields[0] == "start":
+                    continue
+                try:
+                    start, lat, ok = float(fields[0]), float(fields[2]), int(fields[3])
+                except ValueError:
+                    continue
+                self.recent.append((start + lat / 1000.0, lat, ok))
+                self.total += 1
+                self.failures += 1 - ok
+
+    def figures(self, now: float) -> dict:
+        # rows arrive up to ~1 s late (the locustfile flushes once a second): look at a
+        # window ending 1 s ago so the rate is not biased low.
+        hi = now - 1.0
+        lo = hi - self.WINDOW_S
+        self.recent = [r for r in self.recent if r[0] >= lo]
+        window = [r for r in self.recent if r[0] <= hi]
+        lats = sorted(r[1] for r in window)
+        p95 = lats[min(len(lats) - 1, int(math.ceil(0.95 * len(lats))) - 1)] if lats else None
+        return {"rps": len(window) / self.WINDOW_S, "p95_ms": p95,
+                "requests": self.total, "failures": self.failures}
+
+
+# ---------------------------------------------------------------------------
+# process watching
+# ---------------------------------------------------------------------------
+class _ProcWatch:
+    """CPU accounting for the Locust process tree (psutil), sampled about once a second."""
+
+    def __init__(self, pid: int):
+        self.root = pid
+        self.procs: dict[int, psutil.Process] = {}
+        self.cpu: dict[int, float] = {}
+        self.peak_percent = 0.0
+        self.hot_streak: dict[int, int] = {}
+        self.hot = False
+        self._last_sample = 0.0
+        try:
+            self.procs[pid] = psutil.Process(pid)
+        except psutil.Error:
+            pass
+
+    def pids(self) -> list[int]:
+        return list(self.procs)
+
+    def sample(self, force=False, count_peaks=True) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_sample < 1.0:
+            return
+        first = self._last_sample == 0.0
+        self._last_sample = now
+        root = self.procs.get(self.root)
+        if root is not None:
+            try:
+                for child in root.children(recursive=True):
+                    if child.pid not in self.procs:
+                        self.procs[child.pid] = child
+                        child.cpu_percent(None)  # prime
+            except psutil.Error:
+                pass
+        for pid, proc in list(self.procs.items()):
+            try:
+                with proc.oneshot():
+                    t = proc.cpu_times()
+                    pct = proc.cpu_percent(None)
+            except psutil.Error:
+                continue
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), t.user + t.system)
+            if not count_peaks or (first and pid == self.root):
+                continue
+            self.peak_percent = max(self.peak_percent, pct)
+            streak = self.hot_streak.get(pid, 0) + 1 if pct >= CPU_BOTTLENECK_PERCENT else 0
+            self.hot_streak[pid] = streak
+            if streak >= 2:  # two consecutive seconds near a full core
+                self.hot = True
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
+
+    def alive_pids(self) -> list[int]:
+        alive = []
+        for pid, proc in self.procs.items():
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.Error:
+                pass
+        return alive
+
+
+def _signal_pids(pids, sig) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _tail_text(path: Path, lines=8) -> str:
+    try:
+        text = [l for l in path.read_text(errors="replace").strip().splitlines() if not l.startswith("# ")]
+        return " | ".join(text[-lines:])
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------
+def build_command(target, locust_dir: Path, run_time_s: int, scrapers, scrape_rate, sensor_users,
+                  sensor_rate, workers, request_timeout) -> list[str]:
+    users = scrapers + sensor_users
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+           "-H", target.rstrip("/"), "-u", str(users), "-r", str(users), "-t", f"{run_time_s}s",
+           "--csv", str(locust_dir / "locust"), "--html", str(locust_dir / "report.html"),
+           "--only-summary", "--exit-code-on-error", "1",
+           "--scrapers", str(scrapers), "--scrape-rate", repr(float(scrape_rate or 1.0)),
+           "--sensor-users", str(sensor_users), "--sensor-rate", repr(float(sensor_rate or 1.0)),
+           "--request-timeout", repr(float(request_timeout)), "--samples-dir", str(locust_dir)]
+    if workers > 0:
+        # Locust's own master + forked workers (the master waits for all of them).
+        cmd += ["--processes", str(workers)]
+    classes = [c for c, n in (("ScraperUser", scrapers), ("SensorUser", sensor_users)) if n > 0]
+    return cmd + classes
+
+
+def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.0,
+             scrapers: int = 1, scrape_rate: float = 1.0, sensor_users: int = 1,
+             sensor_rate: float = 5.0, workers: int = 0,
+             on_progress: Callable[[dict], None] | None = None,
+             request_timeout: float = 10.0, check: bool = True) -> LoadResult:
+    """Run Locust headless against ``target`` for ``warmup_s + duration_s`` seconds.
+
+    ``scrapers`` users GET /metrics at ``scrape_rate`` scrapes/s each; ``sensor_users``
+    users GET /sensor at ``sensor_rate`` requests/s each. ``workers`` > 0 runs Locust's
+    master with that many worker processes (``--processes``). ``on_progress(dict)`` is
+    called about once a second with ``elapsed``, ``remaining``, ``phase``
+    (starting/warmup/steady/stopping), ``rps``, ``p95_ms``, ``requests``, ``failures``.
+
+    Raises LoadError for bad parameters, an unreachable target or a Locust that does
+    not start. On Ctrl-C, Locust is stopped, the samples written so far are merged
+    and KeyboardInterrupt is re-raised with ``.load_result`` attached.
+    """
+    _validate(target, duration_s, warmup_s, scrapers, scrape_rate, sensor_users, sensor_rate, workers)
+    if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)) or request_timeout <= 0:
+        raise LoadError(f"load parameter request_timeout={request_timeout!r} must be > 0 seconds")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LoadError(f"load output {out_dir} is a file, not a directory: pass a directory path")
+    if check:
+        check_target(target)
+
+    locust_dir = out_dir / "locust"
+    log_dir = out_dir / "logs"
+    locust_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for stale in list(locust_dir.glob("requests.part-*.csv.gz")) + [locust_dir / "test_start.json"]:
+        stale.unlink(missing_ok=True)
+    requests_csv = out_dir / "requests.csv.gz"
+    log_path = log_dir / "locust.log"
+    run_time_s = max(1, math.ceil(warmup_s + duration_s))
+    cmd = build_command(target, locust_dir, run_time_s, scrapers, scrape_rate, sensor_users,
+                        sensor_rate, workers, request_timeout)
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]))
+    env.pop("LOCUST_LOCUSTFILE", None)
+    env["PYTHONUNBUFFERED"] = "1"
+
+    launched = time.time()
+    with open(log_path, "ab") as log:
+        log.write(f"# {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(PACKAGE_ROOT), env=env, start_new_session=True)
+    watch = _ProcWatch(proc.pid)
+    tail = _LiveTail(locust_dir)
+    started_at = None
+    rusage_cpu = 0.0
+    interrupted = False
+    progress_error = False
+    stop_sent_at = None
+    try:
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                rusage_cpu = rusage.ru_utime + rusage.ru_stime
+                break
+            now = time.time()
+            # start-up (imports, forks, connecting workers) is not load: judge the load
+            # generator's CPU from the steady phase on
+            watch.sample(count_peaks=started_at is not None and now >= started_at + warmup_s)
+            if started_at is None:
+                info = _read_json(locust_dir / "test_start.json")
+                if info:
+                    started_at = float(info["test_start"])
+                elif now - launched > START_TIMEOUT_S and stop_sent_at is None:
+                    _signal_pids([proc.pid], signal.SIGINT)
+                    stop_sent_at = now
+            if stop_sent_at is not None and now - stop_sent_at > STOP_GRACE_S:
+                _signal_pids(watch.alive_pids(), signal.SIGKILL)
+            if on_progress is not None and not progress_error:
+                tail.poll()
+                try:
+                    on_progress(_progress(now, started_at, warmup_s, duration_s, run_time_s, tail))
+                except Exception as exc:  # a broken display must not break the measurement
+                    progress_error = True
+                    print(f"edgebench: progress callback failed, disabled: {exc}", file=sys.stderr)
+            _sleep_until_tick(proc.pid)
+    except BaseException:
+        interrupted = True
+        rusage_cpu = max(rusage_cpu, _stop(proc, watch))
+        raise_after = sys.exc_info()[1]
+    else:
+        raise_after = None
+    finally:
+        # whatever happened, nothing we started may outlive us
+        leftovers = watch.alive_pids()
+        if leftovers:
+            _signal_pids(leftovers, signal.SIGKILL)
+    ended_at = time.time()
+
+    parts = merge_samples(locust_dir, requests_csv)
+    samples = sum(parts.values())
+    log_text = ""
+    try:
+        log_text = log_path.read_text(errors="replace")
+    except OSError:
+        pass
+    warning = next((line.strip() for line in log_text.splitlines()
+                    if any(w in line for w in LOCUST_CPU_WARNINGS)), "")
+
+    if started_at is None and raise_after is None:
+        raise LoadError(f"locust exited with code {proc.returncode} before the test started "
+                        f"(log {log_path}): {_tail_text(log_path)}")
+    start = started_at if started_at is not None else ended_at
+    steady_start = start + warmup_s
+    steady_end = min(steady_start + duration_s, ended_at) if interrupted else steady_start + duration_s
+    steady_end = max(steady_start, steady_end)
+    df = pd.read_csv(requests_csv) if samples else None
+    steady = 0
+    failures = 0
+    codes: dict = {}
+    if df is not None:
+        steady = int(((df["start"] >= steady_start) & (df["start"] < steady_end)).sum())
+        failures = int((df["ok"] == 0).sum())
+        codes = {str(k): int(v) for k, v in df["status_code"].value_counts().sort_index().items()}
+    result = LoadResult(
+        target=target.rstrip("/"), out_dir=out_dir, requests_csv=requests_csv, locust_dir=locust_dir,
+        log_path=log_path, started_at=start, steady_start=steady_start, steady_end=steady_end,
+        ended_at=ended_at, warmup_s=float(warmup_s), duration_s=float(duration_s), samples=samples,
+        steady_samples=steady, failures=failures, status_codes=codes, parts=parts,
+        loadgen_cpu_seconds=round(max(watch.cpu_seconds(), rusage_cpu), 3),
+        loadgen_peak_cpu_percent=round(watch.peak_percent, 1),
+        loadgen_bottleneck=bool(warning) or watch.hot, loadgen_warning=warning,
+        exit_code=proc.returncode, interrupted=interrupted,
+        users={"scrapers": scrapers, "scrape_rate": float(scrape_rate), "sensor_users": sensor_users,
+               "sensor_rate": float(sensor_rate)},
+        workers=workers, pids=sorted(watch.pids()), command=cmd)
+    tmp = locust_dir / "load_result.json.tmp"
+    tmp.write_text(json.dumps(result.to_dict(), indent=2))
+    os.replace(tmp, locust_dir / "load_result.json")
+    if raise_after is not None:
+        try:
+            raise_after.load_result = result
+        except Exception:
+            pass
+        raise raise_after
+    return result
+
+
+def _sleep_until_tick(pid: int, tick=1.0) -> None:
+    """Sleep up to `tick` seconds, waking early if the child exits."""
+    deadline = time.monotonic() + tick
+    while time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.05)
+
+
+def _progress(now, started_at, warmup_s, duration_s, run_time_s, tail: _LiveTail) -> dict:
+    figures = tail.figures(now)
+    if started_at is None:
+        return {"elapsed": 0.0, "remaining": float(warmup_s + duration_s), "phase": "starting", **figures}
+    elapsed = now - started_at
+    if elapsed < warmup_s:
+        phase = "warmup"
+    elif elapsed < warmup_s + duration_s:
+        phase = "steady"
+    else:
+        phase = "stopping"
+    return {"elapsed": round(elapsed, 2), "remaining": round(max(0.0, warmup_s + duration_s - elapsed), 2),
+            "phase": phase, **figures}
+
+
+def _stop(proc: subprocess.Popen, watch: _ProcWatch) -> float:
+    """SIGINT the master (it stops its workers and writes its reports), then SIGTERM,
+    then SIGKILL everything that is left. Returns the rusage CPU seconds of the master."""
+    watch.sample(force=True)
+    steps = [(signal.SIGINT, [proc.pid], STOP_GRACE_S * 0.6), (signal.SIGTERM, None, STOP_GRACE_S * 0.4),
+             (signal.SIGKILL, None, 2.0)]
+    # a second Ctrl-C while we stop must not leave Locust running: ignore it meanwhile
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+    try:
+        for sig, pids, grace in steps:
+            _signal_pids(pids if pids is not None else watch.alive_pids() or [proc.pid], sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                try:
+                    pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pid, status, rusage = proc.pid, 0, None
+                if pid:
+                    if rusage is not None:
+                        proc.returncode = os.waitstatus_to_exitcode(status)
+                    elif proc.returncode is None:
+                        proc.returncode = -1
+                    # the master is gone; give its workers a moment, then stop them too
+                    _wait_gone(watch, 2.0)
+                    _signal_pids(watch.alive_pids(), signal.SIGKILL)
+                    return (rusage.ru_utime + rusage.ru_stime) if rusage is not None else 0.0
+                watch.sample()
+                time.sleep(0.05)
+        return 0.0
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def _wait_gone(watch: _ProcWatch, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while watch.alive_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,236 @@
+"""loadtests/: real Locust against the real sensor service on loopback."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from loadtests.runner import SAMPLE_COLUMNS, LoadError, check_target, read_part, run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen, grace=5.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _alive(pids) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.Error:
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """The real optimized sensor service on a free loopback port."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("service") / "service.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "service", "--variant", "optimized", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"sensor service did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        _stop(proc)
+
+
+def _locust_totals(locust_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(locust_dir / "locust_stats.csv").set_index("Name")
+
+
+def test_short_run_real_service(service, tmp_path):
+    progress = []
+    scrapers, scrape_rate, warmup, duration = 2, 2.0, 1.0, 4.0
+    res = run_load(service, tmp_path, duration_s=duration, warmup_s=warmup, scrapers=scrapers,
+                   scrape_rate=scrape_rate, sensor_users=3, sensor_rate=5.0, on_progress=progress.append)
+    assert not _alive(res.pids), "locust processes left running"
+    assert res.exit_code in (0, 1)  # 1 = Locust saw failures (the service's simulated 500s)
+    assert res.requests_csv == tmp_path / "requests.csv.gz" and res.requests_csv.exists()
+    assert (tmp_path / "locust" / "locust_stats.csv").exists() and (tmp_path / "locust" / "report.html").exists()
+    assert not list((tmp_path / "locust").glob("requests.part-*"))
+
+    with gzip.open(res.requests_csv, "rt") as fh:
+        assert fh.readline().strip() == ",".join(SAMPLE_COLUMNS)
+    df = pd.read_csv(res.requests_csv)
+    assert list(df.columns) == SAMPLE_COLUMNS
+    assert len(df) == res.samples > 0
+    assert df["start"].is_monotonic_increasing
+    assert set(df["name"]) == {"/metrics", "/sensor"}
+    assert set(df["ok"]) <= {0, 1}
+    assert ((df["ok"] == 1) == df["status_code"].between(200, 399)).all()
+    assert set(df["status_code"]) <= {200, 500}
+    assert (df.loc[df["name"] == "/metrics", "bytes"] > 0).all()
+
+    # raw samples are complete: same counts as Locust's own statistics
+    totals = _locust_totals(res.locust_dir)
+    assert len(df) == totals.loc["Aggregated", "Request Count"]
+    assert (df["ok"] == 0).sum() == totals.loc["Aggregated", "Failure Count"]
+    for name, n in df["name"].value_counts().items():
+        assert totals.loc[name, "Request Count"] == n
+
+    # latencies are Locust's unrounded floats, not its rounded statistics
+    assert df["latency_ms"].dtype == float and (df["latency_ms"] > 0).all()
+    assert (df["latency_ms"] % 1 != 0).mean() > 0.9
+
+    # open-loop pacing: scrapers x rate x time (+ the immediate first scrape), generously
+    metrics = df[df["name"] == "/metrics"]
+    expected_all = scrapers * scrape_rate * (warmup + duration)
+    assert 0.6 * expected_all <= len(metrics) <= 1.25 * expected_all + scrapers
+    steady = metrics[(metrics["start"] >= res.steady_start) & (metrics["start"] < res.steady_end)]
+    expected_steady = scrapers * scrape_rate * duration
+    assert 0.6 * expected_steady <= len(steady) <= 1.25 * expected_steady + scrapers
+
+    # steady window: warm-up excluded, duration long, samples inside the run
+    assert res.steady_start == pytest.approx(res.started_at + warmup)
+    assert res.steady_end == pytest.approx(res.steady_start + duration)
+    assert df["start"].min() >= res.started_at - 0.5
+    assert df["start"].max() <= res.steady_end + 1.0
+    assert res.steady_samples == int(((df["start"] >= res.steady_start) & (df["start"] < res.steady_end)).sum())
+    assert 0 < res.steady_samples < res.samples
+
+    assert res.loadgen_cpu_seconds > 0
+    assert isinstance(res.loadgen_bottleneck, bool)
+    assert sum(res.status_codes.values()) == res.samples
+    saved = json.loads((res.locust_dir / "load_result.json").read_text())
+    assert saved["samples"] == res.samples and saved["interrupted"] is False
+
+    phases = [p["phase"] for p in progress]
+    assert "steady" in phases and len(progress) >= 3
+    assert all({"elapsed", "remaining", "phase", "rps", "p95_ms"} <= p.keys() for p in progress)
+    assert any(p["rps"] > 0 and p["p95_ms"] for p in progress)
+
+
+def test_workers_mode_merges_parts(service, tmp_path):
+    res = run_load(service, tmp_path, duration_s=2.0, warmup_s=1.0, scrapers=1, scrape_rate=2.0,
+                   sensor_users=3, sensor_rate=5.0, workers=2)
+    assert not _alive(res.pids)
+    assert len(res.pids) >= 3  # master + 2 workers
+    filled = {name: n for name, n in res.parts.items() if n > 0}
+    assert len(filled) == 2, res.parts  # one part per worker, both with samples
+    df = pd.read_csv(res.requests_csv)
+    assert len(df) == res.samples == sum(filled.values())
+    assert df["start"].is_monotonic_increasing
+    assert len(df) == _locust_totals(res.locust_dir).loc["Aggregated", "Request Count"]
+    assert set(df["name"]) == {"/metrics", "/sensor"}
+
+
+def test_unreachable_target_is_one_clear_line(tmp_path):
+    url = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(LoadError) as err:
+        run_load(url, tmp_path, duration_s=1, warmup_s=0)
+    msg = str(err.value)
+    assert url in msg and "\n" not in msg and "TARGET=" in msg
+    assert not (tmp_path / "locust").exists()  # nothing started
+    with pytest.raises(LoadError):
+        check_target(url, timeout=0.5)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"duration_s": -1}, "duration_s"),
+    ({"duration_s": 0}, "duration_s"),
+    ({"warmup_s": -2}, "warmup_s"),
+    ({"scrapers": 0, "sensor_users": 0}, "at least one user"),
+    ({"scrapers": -1}, "scrapers"),
+    ({"scrape_rate": 0}, "scrape_rate"),
+    ({"sensor_rate": -5}, "sensor_rate"),
+    ({"workers": -1}, "workers"),
+    ({"workers": 9}, "workers"),
+    ({"duration_s": float("nan")}, "duration_s"),
+    ({"target": "127.0.0.1:8000"}, "http"),
+])
+def test_bad_parameters(tmp_path, kwargs, word):
+    args = {"target": "http://127.0.0.1:9", "out_dir": tmp_path, "duration_s": 5, "warmup_s": 1,
+            "scrapers": 1, "scrape_rate": 1.0, "sensor_users": 2, "sensor_rate": 5.0}
+    args.update(kwargs)
+    with pytest.raises(LoadError) as err:
+        run_load(**args)
+    assert word in str(err.value) and "\n" not in str(err.value)
+
+
+def test_truncated_part_keeps_complete_members(tmp_path):
+    part = tmp_path / "requests.part-1.csv.gz"
+    header = gzip.compress(b"start,name,latency_ms,ok,bytes,status_code\n")
+    rows = gzip.compress(b"1.5,/metrics,2.25,1,10,200\n2.5,/sensor,3.125,0,0,500\n")
+    tail = gzip.compress(b"3.5,/sensor,1.0,1,5,200\n")
+    part.write_bytes(header + rows + tail[: len(tail) // 2])
+    df = read_part(part)
+    assert list(df["latency_ms"]) == [2.25, 3.125] and list(df["status_code"]) == [200, 500]
+
+
+def test_interrupted_run_stops_locust_and_keeps_samples(service, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "loadtests", "--target", service, "--out", str(out),
+                             "--duration", "60", "--warmup", "1", "--scrapers", "1", "--sensor-users", "3",
+                             "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # wait until samples reach the disk, then Ctrl-C the runner
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            parts = list((out / "locust").glob("requests.part-*.csv.gz"))
+            if sum(p.stat().st_size for p in parts) > 200 and len(read_part_safe(parts)) > 10:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        else:
+            pytest.fail("no samples written within 20 s")
+        locust_pids = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        assert len(locust_pids) >= 3
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=25)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err.decode()
+    assert not _alive(locust_pids), "locust processes left running after Ctrl-C"
+    df = pd.read_csv(out / "requests.csv.gz")
+    assert list(df.columns) == SAMPLE_COLUMNS and len(df) > 10
+    result = json.loads((out / "locust" / "load_result.json").read_text())
+    assert result["interrupted"] is True and result["samples"] == len(df)
+    assert result["steady_end"] < result["steady_start"] + 60
+    assert not list((out / "locust").glob("requests.part-*"))
+
+
+def read_part_safe(parts) -> pd.DataFrame:
+    frames = [read_part(p) for p in parts]
+    return pd.concat(frames) if frames else pd.DataFrame()
