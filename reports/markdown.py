@@ -1,0 +1,382 @@
+"""OPTIMIZATION_SUMMARY.md, generated from summary.json alone.
+
+The document is first built as a list of blocks (headings, paragraphs, lists,
+tables, images, links) by :func:`build_document`; :func:`to_markdown` and
+``reports.html`` serialise the same blocks, so the markdown and the HTML page say
+the same thing. Every number comes from summary.json (formatted by :func:`fmt`);
+an unmeasured figure reads "not measured".
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from reports.load import collector_kind
+from reports.summary import get_path, scenario_order, write_atomic
+
+NOT_MEASURED = "not measured"
+NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×)?( \(.*\))?$")
+COLLECTOR_NAMES = {"vm": "VictoriaMetrics", "prom": "Prometheus"}
+
+
+# --------------------------------------------------------------------------- formatting
+
+def numeric_column(cells) -> bool:
+    """Right-align a column when most of its measured cells are numbers."""
+    cells = [str(c) for c in cells if c != NOT_MEASURED]
+    return bool(cells) and sum(bool(NUMERIC_CELL.match(c)) for c in cells) * 2 > len(cells)
+
+
+def fmt(x, unit: str = "", sign: bool = False) -> str:
+    """A number as shown in the documents: at most 4 significant digits below 1000,
+    whole numbers with thousands separators above; None -> "not measured"."""
+    if x is None:
+        return NOT_MEASURED
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        text = f"{x:+,d}" if sign else f"{x:,d}"
+    else:
+        x = float(x)
+        if abs(x) >= 1000:
+            text = f"{x:+,.0f}" if sign else f"{x:,.0f}"
+        else:
+            text = f"{x:+.4g}" if sign else f"{x:.4g}"
+            if "e" in text:
+                text = f"{x:+.3e}" if sign else f"{x:.3e}"
+    return f"{text}{unit}"
+
+
+def fmt_spread(s: dict, key: str, unit: str = "") -> str:
+    """A scenario figure, with its min–max over repeats when there were several."""
+    v = get_path(s, key)
+    text = fmt(v, unit)
+    sp = (s.get("spread") or {}).get(key)
+    if v is not None and sp:
+        text += f" ({fmt(sp[0])}–{fmt(sp[1])})"
+    return text
+
+
+def fmt_pct(x) -> str:
+    return NOT_MEASURED if x is None else fmt(x, " %", sign=True)
+
+
+def fmt_ratio(x) -> str:
+    return NOT_MEASURED if x is None else fmt(x, "×")
+
+
+def collector_label(c) -> str:
+    return COLLECTOR_NAMES.get(collector_kind(c), str(c) if c else "unknown collector")
+
+
+# --------------------------------------------------------------------------- document model
+# blocks: ("h", level, text) ("p", text) ("ul", [text]) ("table", headers, rows)
+#         ("img", title, path) ("links", [(text, path)]) ("code", text)
+
+PER_SCENARIO_ROWS = (
+    ("Requests in the steady window", "requests", ""),
+    ("Failures", "failures", ""),
+    ("Throughput (req/s)", "throughput_rps", ""),
+    ("Latency p50, all requests (ms)", "latency_ms.p50", ""),
+    ("Latency p95, all requests (ms)", "latency_ms.p95", ""),
+    ("Latency p99, all requests (ms)", "latency_ms.p99", ""),
+    ("Latency max, all requests (ms)", "latency_ms.max", ""),
+    ("/metrics latency p95, client (ms)", "scrape_latency_ms.p95", ""),
+    ("/metrics duration p95, server histogram (ms)", "server_scrape_p95_ms", ""),
+    ("Service CPU per request (ms)", "cpu_ms_per_request", ""),
+    ("Service CPU per /metrics scrape (ms)", "cpu_ms_per_scrape", ""),
+    ("Service CPU used (cores)", "service_cpu_cores", ""),
+    ("Service throttled ratio", "throttled_ratio", ""),
+    ("Service memory peak (MB)", "service_mem_peak_mb", ""),
+    ("Service memory steady, median (MB)", "service_mem_steady_mb", ""),
+    ("Service memory growth per request (KB)", "mem_slope_kb_per_request", ""),
+    ("± standard error (KB)", "mem_slope_stderr_kb_per_request", ""),
+    ("Service memory growth per scrape (MB)", "mem_per_scrape_mb", ""),
+    ("Collector memory peak (MB)", "collector_mem_peak_mb", ""),
+    ("Collector memory steady (MB)", "collector_mem_steady_mb", ""),
+    ("Collector CPU used (cores)", "collector_cpu_cores", ""),
+    ("Collector disk writes (bytes/s)", "collector_disk_write_bytes_per_s", ""),
+    ("Collector data size (MB)", "collector_disk_used_mb", ""),
+    ("Collector `up` ratio", "collector_up_ratio", ""),
+    ("Stack memory peak (MB)", "stack_mem_peak_mb", ""),
+    ("Stack memory steady (MB)", "stack_mem_steady_mb", ""),
+    ("OOM kills (steady window)", "oom_kills", ""),
+    ("Restarts (steady window)", "restarts", ""),
+    ("OOM kills (whole scenario)", "oom_kills_total", ""),
+    ("Restarts (whole scenario)", "restarts_total", ""),
+    ("Load generator CPU per request (ms)", "loadgen_cpu_ms_per_request", ""),
+)
+
+LATENCY_ROWS = (
+    ("/metrics p50, client (ms)", "scrape_latency_ms.p50"),
+    ("/metrics p95, client (ms)", "scrape_latency_ms.p95"),
+    ("/metrics p99, client (ms)", "scrape_latency_ms.p99"),
+    ("/metrics max, client (ms)", "scrape_latency_ms.max"),
+    ("/metrics p50, server histogram (ms)", "server_scrape_p50_ms"),
+    ("/metrics p95, server histogram (ms)", "server_scrape_p95_ms"),
+    ("all requests p50 (ms)", "latency_ms.p50"),
+    ("all requests p95 (ms)", "latency_ms.p95"),
+    ("all requests p99 (ms)", "latency_ms.p99"),
+)
+CPU_ROWS = (
+    ("Service CPU per request (ms)", "cpu_ms_per_request"),
+    ("Service CPU per /metrics scrape (ms)", "cpu_ms_per_scrape"),
+    ("Service CPU used (cores)", "service_cpu_cores"),
+    ("Service throttled ratio (share of CFS periods)", "throttled_ratio"),
+    ("Throughput (req/s)", "throughput_rps"),
+)
+STABILITY_ROWS = (
+    ("OOM kills (steady window)", "oom_kills"),
+    ("Restarts (steady window)", "restarts"),
+    ("OOM kills (whole scenario)", "oom_kills_total"),
+    ("Restarts (whole scenario)", "restarts_total"),
+    ("Failed requests", "failures"),
+    ("Collector `up` ratio", "collector_up_ratio"),
+    ("Service memory growth per request (KB)", "mem_slope_kb_per_request"),
+    ("Service memory growth per scrape (MB)", "mem_per_scrape_mb"),
+)
+COLLECTOR_ROWS = (
+    ("Collector memory peak (MB)", "collector_mem_peak_mb"),
+    ("Collector memory steady, median (MB)", "collector_mem_steady_mb"),
+    ("Collector CPU used (cores)", "collector_cpu_cores"),
+    ("Collector CPU per request served by the service (ms)", "collector_cpu_ms_per_request"),
+    ("Collector disk writes (bytes/s)", "collector_disk_write_bytes_per_s"),
+    ("Collector data size at the end of the window (MB)", "collector_disk_used_mb"),
+    ("Stack memory peak, service + collector (MB)", "stack_mem_peak_mb"),
+    ("Stack memory steady (MB)", "stack_mem_steady_mb"),
+)
+
+
+def _cmp_table(cmp: dict, rows, a_label: str, b_label: str, last: str = "change") -> tuple:
+    headers = ["Figure", a_label, b_label, "Change" if last == "change" else "Ratio"]
+    out = []
+    for label, key in rows:
+        m = cmp["metrics"].get(key)
+        if m is None:
+            continue
+        last_cell = fmt_pct(m["change_pct"]) if last == "change" else fmt_ratio(m["ratio"])
+        out.append([label, fmt(m["a"]), fmt(m["b"]), last_cell])
+    return ("table", headers, out)
+
+
+def _variant_findings(cmp: dict, summary: dict) -> list[str]:
+    a, b = cmp["a"], cmp["b"]
+    sa, sb = summary["scenarios"][a], summary["scenarios"][b]
+    m = cmp["metrics"]
+    coll = collector_label(sa.get("collector"))
+    out = []
+    c = m["cpu_ms_per_request"]
+    if c["ratio"] is not None:
+        if c["ratio"] >= 1:
+            out.append(f"With {coll}, the optimized service uses {fmt_ratio(c['ratio'])} less CPU per request "
+                       f"than the baseline ({fmt(c['a'])} ms → {fmt(c['b'])} ms, {fmt_pct(c['change_pct'])}).")
+        else:
+            out.append(f"With {coll}, the optimized service uses MORE CPU per request than the baseline "
+                       f"({fmt(c['a'])} ms → {fmt(c['b'])} ms, {fmt_pct(c['change_pct'])}).")
+    else:
+        out.append(f"CPU per request ({a} vs {b}) was not measured.")
+    p = m["scrape_latency_ms.p95"]
+    if p["ratio"] is not None:
+        how = f"{fmt_ratio(p['ratio'])} faster" if p["ratio"] >= 1 else f"{fmt_pct(p['change_pct'])}, slower"
+        out.append(f"/metrics p95 latency (client side): {fmt(p['a'])} ms → {fmt(p['b'])} ms ({how}).")
+    sv = m["server_scrape_p95_ms"]
+    if sv["a"] is not None and sv["b"] is not None:
+        out.append(f"The service's own histogram puts the /metrics p95 at {fmt(sv['a'])} ms (baseline) and "
+                   f"{fmt(sv['b'])} ms (optimized).")
+    for name, s in ((a, sa), (b, sb)):
+        to = s.get("scrape_timeout_s")
+        p99 = get_path(s, "scrape_latency_ms.p99")
+        if to is not None and p99 is not None and p99 >= to * 1000.0:
+            out.append(f"{name}: the /metrics p99 ({fmt(p99)} ms) reaches the collector's scrape timeout "
+                       f"({fmt(to)} s): scrapes are lost.")
+    for name, s in ((a, sa), (b, sb)):
+        if s.get("oom_kills"):
+            out.append(f"{name} was OOM-killed {fmt(s['oom_kills'])} times and restarted "
+                       f"{fmt(s.get('restarts'))} times in the steady window.")
+        elif s.get("oom_kills") == 0:
+            out.append(f"{name} was never OOM-killed in the steady window (restarts: {fmt(s.get('restarts'))}).")
+    g = m["mem_per_scrape_mb"]
+    if g["a"] is not None and g["b"] is not None:
+        out.append(f"Service memory grows by {fmt(g['a'])} MB per /metrics scrape in the baseline and "
+                   f"{fmt(g['b'])} MB in the optimized service (least-squares slope).")
+    mp = m["service_mem_peak_mb"]
+    if mp["a"] is not None and mp["b"] is not None:
+        out.append(f"Service peak memory: {fmt(mp['a'])} MB → {fmt(mp['b'])} MB ({fmt_pct(mp['change_pct'])}).")
+    return out
+
+
+def _collector_findings(cmp: dict, summary: dict) -> list[str]:
+    m = cmp["metrics"]
+    out = []
+    mem = m["collector_mem_peak_mb"]
+    if mem["a"] is not None and mem["b"] is not None:
+        out.append(f"VictoriaMetrics peaks at {fmt(mem['b'])} MB against Prometheus' {fmt(mem['a'])} MB "
+                   f"(Prometheus/VictoriaMetrics = {fmt_ratio(mem['ratio'])}).")
+    cpu = m["collector_cpu_cores"]
+    if cpu["a"] is not None and cpu["b"] is not None:
+        out.append(f"Collector CPU: Prometheus {fmt(cpu['a'])} cores, VictoriaMetrics {fmt(cpu['b'])} cores "
+                   f"({fmt_ratio(cpu['ratio'])}).")
+    d = m["collector_disk_write_bytes_per_s"]
+    if d["a"] is not None and d["b"] is not None:
+        out.append(f"Disk writes: Prometheus {fmt(d['a'])} bytes/s, VictoriaMetrics {fmt(d['b'])} bytes/s "
+                   f"({fmt_ratio(d['ratio'])}).")
+    return out
+
+
+def findings(summary: dict) -> list[str]:
+    out = []
+    if summary.get("status") not in (None, "complete"):
+        out.append(f"This run's status is '{summary.get('status')}': it covers only what was measured "
+                   f"(see Not measured).")
+    for cmp in summary.get("comparisons", {}).values():
+        out += (_variant_findings if cmp["kind"] == "variant" else _collector_findings)(cmp, summary)
+    budget = summary.get("budget_mb")
+    for name in scenario_order(summary):
+        s = summary["scenarios"][name]
+        peak = s.get("stack_mem_peak_mb")
+        if peak is not None and budget:
+            word = "within" if peak <= budget else "OVER"
+            out.append(f"{name}: the stack (service + collector) peaks at {fmt(peak)} MB, {word} the "
+                       f"{fmt(budget)} MB budget.")
+        if s.get("limits_enforced") is False:
+            out.append(f"{name}: limits were not enforced, so OOM kills and throttling do not reflect the robot.")
+    if not out:
+        out.append("Nothing could be compared: see Not measured.")
+    return out
+
+
+def _rel(path, out_dir) -> str:
+    return os.path.relpath(Path(path), Path(out_dir)).replace(os.sep, "/")
+
+
+def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
+    """The blocks of OPTIMIZATION_SUMMARY.md / report.html. ``images`` are
+    {key, title, path} (absolute paths); ``run_dir`` locates profile files."""
+    run_dir = Path(run_dir or summary.get("run_dir") or ".")
+    names = scenario_order(summary)
+    doc = [("h", 1, f"Optimization summary: run {summary.get('run_id')}"),
+           ("p", f"Measured by edgebench; generated {summary.get('generated_at')} from the results directory "
+                 f"alone. Run status: {summary.get('status') or 'unknown'}. Every figure is over each scenario's "
+                 f"steady window (warm-up excluded); MB are MiB; with repeats a figure is the median, "
+                 f"with its min–max in brackets.")]
+    doc += [("h", 2, "Findings"), ("ul", findings(summary))]
+
+    rows = []
+    for n in names:
+        s = summary["scenarios"][n]
+        rows.append([n, s.get("variant") or NOT_MEASURED, collector_label(s.get("collector")),
+                     fmt(s.get("repeats")), fmt(s.get("duration_s")), fmt_spread(s, "requests"),
+                     fmt_spread(s, "failures"), fmt_spread(s, "throughput_rps"), fmt(s.get("limits_enforced"))
+                     if s.get("limits_enforced") is not None else NOT_MEASURED])
+    doc += [("h", 2, "Scenarios"),
+            ("table", ["Scenario", "Variant", "Collector", "Repeats", "Steady window (s)", "Requests",
+                       "Failures", "Throughput (req/s)", "Limits enforced"], rows)]
+
+    for key, cmp in summary.get("comparisons", {}).items():
+        if cmp["kind"] != "variant":
+            continue
+        a, b = cmp["a"], cmp["b"]
+        coll = collector_label(summary["scenarios"][a].get("collector"))
+        mem_rows = []
+        for k in cmp["metrics"]:
+            if k.startswith(("mem_peak_mb.", "mem_steady_mb.")):
+                kind, comp = k.split(".", 1)
+                mem_rows.append((f"{comp} {'peak' if kind == 'mem_peak_mb' else 'steady (median)'} (MB)", k))
+        mem_rows += [("Stack peak, service + collector (MB)", "stack_mem_peak_mb"),
+                     ("Stack steady (MB)", "stack_mem_steady_mb")]
+        doc += [("h", 2, f"Before and after with {coll}: {a} vs {b}"),
+                ("h", 3, "Memory per component"), _cmp_table(cmp, mem_rows, a, b),
+                ("h", 3, "Scrape latency"), _cmp_table(cmp, LATENCY_ROWS, a, b),
+                ("h", 3, "CPU per scrape and per request"), _cmp_table(cmp, CPU_ROWS, a, b),
+                ("h", 3, "OOM kills, restarts and memory growth"), _cmp_table(cmp, STABILITY_ROWS, a, b)]
+    for key, cmp in summary.get("comparisons", {}).items():
+        if cmp["kind"] != "collector":
+            continue
+        doc += [("h", 2, f"Collectors: Prometheus ({cmp['a']}) vs VictoriaMetrics ({cmp['b']})"),
+                _cmp_table(cmp, COLLECTOR_ROWS, f"Prometheus ({cmp['a']})", f"VictoriaMetrics ({cmp['b']})",
+                           last="ratio"),
+                ("p", "Ratio = Prometheus / VictoriaMetrics.")]
+
+    doc += [("h", 2, "All figures per scenario"),
+            ("table", ["Figure"] + names,
+             [[label] + [fmt_spread(summary["scenarios"][n], key, unit) for n in names]
+              for label, key, unit in PER_SCENARIO_ROWS])]
+
+    if images:
+        doc.append(("h", 2, "Graphs"))
+        for im in images:
+            doc.append(("img", im["title"], im["path"]))
+
+    links = []
+    for n in names:
+        for f in summary["scenarios"][n].get("profile_files") or []:
+            if f.endswith(".svg"):
+                links.append((f"{n}: {Path(f).name}", str(run_dir / f)))
+    if links:
+        doc += [("h", 2, "Profiles"), ("p", "Flamegraphs (py-spy) of the profiled scenarios:"), ("links", links)]
+
+    man = summary.get("manifest") or {}
+    mach = man.get("machine") or {}
+    git = man.get("git") or {}
+    pk = ", ".join(f"{k} {v}" for k, v in sorted((mach.get("packages") or {}).items()) if v)
+    osp = ", ".join(f"{k} {v}" for k, v in sorted((mach.get("os_packages") or {}).items()) if v)
+    engines = sorted({str(summary["scenarios"][n].get("engine")) for n in names
+                      if summary["scenarios"][n].get("engine")})
+
+    def val(x):
+        return NOT_MEASURED if x in (None, "") else str(x)
+    env = [["Run", val(summary.get("run_id"))], ["Status", val(summary.get("status"))],
+           ["Git commit", val(git.get("commit")) + (" (dirty)" if git.get("dirty") else "")],
+           ["CPU", val(mach.get("cpu_model"))], ["Cores", val(mach.get("cores"))],
+           ["Memory (bytes)", val(mach.get("mem_total_bytes"))], ["Kernel", val(mach.get("kernel"))],
+           ["Architecture", val(mach.get("arch"))], ["cgroup version", val(mach.get("cgroup_version"))],
+           ["Python", val(mach.get("python"))], ["Engine", val(", ".join(engines))],
+           ["Python packages", val(pk)], ["OS packages", val(osp)]]
+    doc += [("h", 2, "Environment"), ("table", ["Setting", "Value"], env),
+            ("p", "Command:"), ("code", val(man.get("command")))]
+    doc += [("h", 2, "Not measured"),
+            ("ul", summary.get("missing") or ["Everything listed above was measured."])]
+    return doc
+
+
+# --------------------------------------------------------------------------- markdown
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(doc: list, out_dir) -> str:
+    lines = []
+    for block in doc:
+        kind = block[0]
+        if kind == "h":
+            lines += ["#" * block[1] + " " + block[2], ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in block[1]] + [""]
+        elif kind == "table":
+            headers, rows = block[1], block[2]
+            lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
+            numeric = [numeric_column([r[i] for r in rows]) for i in range(len(headers))]
+            lines.append("|" + "|".join([" --- "] + [" ---: " if numeric[i] else " --- "
+                                                      for i in range(1, len(headers))]) + "|")
+            lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"### {block[1]}", "", f"![{block[1]}]({_rel(block[2], out_dir)})", ""]
+        elif kind == "links":
+            lines += [f"- [{text}]({_rel(path, out_dir)})" for text, path in block[1]] + [""]
+        elif kind == "code":
+            lines += ["```", block[1], "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(summary: dict, out_dir, images: list[dict] | None = None, run_dir=None,
+                    filename: str = "OPTIMIZATION_SUMMARY.md") -> Path:
+    """Write OPTIMIZATION_SUMMARY.md into out_dir, images linked relative to out_dir
+    (so a copy at the repository root links into results/<run>/report/)."""
+    out_dir = Path(out_dir)
+    text = to_markdown(build_document(summary, images or [], run_dir), out_dir)
+    return write_atomic(out_dir / filename, text)

@@ -1,0 +1,268 @@
+"""reports/: summary, graphs and documents on a constructed results directory."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fixtures_results import build_run  # noqa: E402
+from reports import ReportError, load_run, render_run  # noqa: E402
+from reports.markdown import render_markdown  # noqa: E402
+from reports.summary import build_summary  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAPHS = ["latency_over_time", "latency_cdf", "throughput_failures", "collector_view", "memory", "cpu",
+          "memory_budget", "per_request", "top_functions"]
+REQUIRED = ["variant", "collector", "duration_s", "requests", "failures", "throughput_rps", "latency_ms",
+            "server_scrape_p95_ms", "cpu_ms_per_request", "mem_peak_mb", "mem_steady_mb",
+            "mem_slope_kb_per_request", "oom_kills", "restarts", "throttled_ratio"]
+NUM = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    run_dir, expected = build_run(tmp_path_factory.mktemp("results"))
+    paths = render_run(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return run_dir, expected, paths, summary
+
+
+def _numbers(summary) -> list[float]:
+    out = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            out.append(float(x))
+    walk(summary)
+    return out
+
+
+def _matches(token: str, values: list[float]) -> bool:
+    v = float(token.replace(",", ""))
+    return any(abs(v - s) <= max(6e-4 * abs(s), 1e-9) for s in values)
+
+
+def _table_cells(md: str):
+    """(section heading, first cell, other cells) of every table row outside Environment."""
+    section = ""
+    rows = []
+    lines = md.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            section = line.lstrip("# ")
+        if not line.startswith("|") or section == "Environment":
+            continue
+        if re.match(r"^\|[\s\-:|]+\|$", line):
+            continue
+        if i + 1 < len(lines) and re.match(r"^\|[\s\-:|]+\|$", lines[i + 1]):
+            continue                                    # header row
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        rows.append((section, cells[0], cells[1:]))
+    return rows
+
+
+# ---------------------------------------------------------------- summary
+
+def test_summary_has_required_keys_and_known_answers(rendered):
+    run_dir, expected, _, summary = rendered
+    assert summary["run_id"] == run_dir.name
+    assert {"run_id", "generated_at", "manifest", "scenarios", "comparisons", "missing"} <= set(summary)
+    assert summary["manifest"]["machine"]["cores"] == 2
+    assert set(summary["scenarios"]) == {"baseline-vm", "optimized-vm", "optimized-prom"}
+    for name, s in summary["scenarios"].items():
+        for k in REQUIRED:
+            assert k in s, (name, k)
+        e = expected[name]
+        assert s["requests"] == e["requests"] and s["failures"] == e["failures"]
+        for q in ("p50", "p95", "p99", "max"):
+            assert s["latency_ms"][q] == pytest.approx(e["latency_ms"][q])
+        assert s["cpu_ms_per_request"] == pytest.approx(e["cpu_ms_per_request"])
+        assert s["cpu_ms_per_scrape"] == pytest.approx(e["cpu_ms_per_scrape"])
+        assert s["server_scrape_p95_ms"] == pytest.approx(e["server_scrape_p95_ms"])
+        assert s["throttled_ratio"] == pytest.approx(e["throttled_ratio"])
+        assert s["oom_kills"] == e["oom_kills"] and s["restarts"] == e["restarts"]
+        assert s["duration_s"] == pytest.approx(60.0)
+        assert s["throughput_rps"] == pytest.approx(e["requests"] / 60.0)
+        assert s["collector_disk_write_bytes_per_s"] == pytest.approx(e["collector_disk_write_bytes_per_s"])
+        assert s["collector_cpu_cores"] == pytest.approx(e["collector_cpu_cores"])
+        assert s["mem_peak_mb"]["sensor-service"] <= 50.0 + 1e-6
+        if e["mem_slope_kb_per_request"] is not None:
+            assert abs(s["mem_slope_kb_per_request"] - e["mem_slope_kb_per_request"]) \
+                < 4 * s["mem_slope_stderr_kb_per_request"]
+    assert summary["scenarios"]["baseline-vm"]["mem_per_scrape_mb"] == pytest.approx(0.5, rel=0.01)
+    cmp = summary["comparisons"]["baseline-vm vs optimized-vm"]["metrics"]
+    assert cmp["cpu_ms_per_request"]["ratio"] == pytest.approx(0.45 / 0.02)
+    coll = summary["comparisons"]["optimized-prom vs optimized-vm"]["metrics"]
+    assert coll["collector_disk_write_bytes_per_s"]["ratio"] == pytest.approx(6.0)
+    assert summary["missing"] == []
+
+
+def test_every_graph_and_both_documents_are_written(rendered):
+    run_dir, _, paths, summary = rendered
+    report = run_dir / "report"
+    for g in GRAPHS:
+        p = report / f"{g}.png"
+        assert p in paths and p.stat().st_size > 10_000, g
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (report / "OPTIMIZATION_SUMMARY.md") in paths and (report / "report.html") in paths
+    assert run_dir / "summary.json" in paths
+    assert not list(report.glob(".*tmp*"))               # atomic writes leave no temporaries
+
+
+def test_markdown_numbers_all_come_from_summary(rendered):
+    run_dir, _, _, summary = rendered
+    md = (run_dir / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
+    values = _numbers(summary)
+    rows = _table_cells(md)
+    assert len(rows) > 60
+    checked = 0
+    for section, label, cells in rows:
+        for c in cells:
+            for tok in NUM.findall(c):
+                assert _matches(tok, values), (section, label, c)
+                checked += 1
+    assert checked > 150
+    findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    for tok in NUM.findall(findings):
+        assert _matches(tok, values), tok
+    # spot checks: a row's cells are that figure of each scenario
+    per = {label: cells for section, label, cells in rows if section == "All figures per scenario"}
+    order = ["baseline-vm", "optimized-vm", "optimized-prom"]
+    for i, n in enumerate(order):
+        s = summary["scenarios"][n]
+        assert float(per["Service CPU per request (ms)"][i]) == pytest.approx(s["cpu_ms_per_request"], rel=6e-4)
+        assert float(per["OOM kills (steady window)"][i]) == s["oom_kills"]
+        assert float(per["/metrics duration p95, server histogram (ms)"][i].replace(",", "")) == \
+            pytest.approx(s["server_scrape_p95_ms"], rel=6e-4)
+    assert "baseline-vm was OOM-killed 2 times" in md
+    assert "22.5× less CPU per request" in md
+    assert "](latency_over_time.png)" in md and "](../baseline-vm/profile/flamegraph.svg)" in md
+    assert "edgebench bench --duration 60" in md and "Test CPU @ 2.0GHz" in md
+
+
+def test_markdown_elsewhere_links_images_relative(rendered, tmp_path):
+    run_dir, _, _, summary = rendered
+    images = [{"key": g, "title": g, "path": str(run_dir / "report" / f"{g}.png")} for g in GRAPHS]
+    p = render_markdown(summary, tmp_path, images, run_dir)
+    text = p.read_text()
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert not link.startswith("/") and (tmp_path / link).resolve().exists(), link
+
+
+def test_html_is_self_contained(rendered):
+    run_dir, _, _, _ = rendered
+    html = (run_dir / "report" / "report.html").read_text()
+    srcs = re.findall(r'src="([^"]+)"', html)
+    assert len(srcs) == len(GRAPHS) and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "<table>" in html and "Findings" in html and 'href="../baseline-vm/profile/flamegraph.svg"' in html
+
+
+def test_html_renders_in_headless_chromium(rendered, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium) - cannot check the HTML renders")
+    from PIL import Image
+    run_dir = rendered[0]
+    shot = tmp_path / "shot.png"
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
+           (run_dir / "report" / "report.html").as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=60)
+    assert shot.exists(), "chromium wrote no screenshot"
+    im = Image.open(shot).convert("RGB")
+    assert im.size == (1280, 2000)
+    small = im.resize((320, 500))
+    colours = small.getcolors(maxcolors=1 << 16) or []
+    assert len(colours) > 20
+    import numpy as np
+    px = np.asarray(small, dtype=int)
+    non_white = int((px.sum(axis=2) < 3 * 240).sum())
+    assert non_white > 0.02 * px.shape[0] * px.shape[1]
+
+
+# ---------------------------------------------------------------- incomplete runs
+
+def test_missing_scenario_renders_and_says_so(tmp_path):
+    run_dir, _ = build_run(tmp_path, scenarios=("baseline-vm", "optimized-vm"), profile=False)
+    paths = render_run(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["scenarios"]) == {"baseline-vm", "optimized-vm"}
+    miss = " | ".join(summary["missing"])
+    assert "scenario optimized-prom: planned but no results directory" in miss
+    assert "VictoriaMetrics vs Prometheus" in miss
+    assert "top_functions.png skipped" in miss
+    assert not (run_dir / "report" / "top_functions.png").exists()
+    md = (run_dir / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
+    assert "planned but no results directory" in md and "## Not measured" in md
+    assert (run_dir / "report" / "report.html") in paths
+
+
+def test_interrupted_run_covers_what_was_measured(tmp_path):
+    run_dir, expected = build_run(tmp_path, status="interrupted", interrupted_scenario="optimized-prom")
+    summary = build_summary(load_run(run_dir))
+    s = summary["scenarios"]["optimized-prom"]
+    e = expected["optimized-prom"]
+    assert s["duration_s"] == pytest.approx(30.0)
+    assert s["requests"] == e["requests"]
+    assert s["cpu_ms_per_request"] == pytest.approx(e["cpu_ms_per_request"])
+    assert summary["scenarios"]["baseline-vm"]["duration_s"] == pytest.approx(60.0)
+    miss = " | ".join(summary["missing"])
+    assert "run status is 'interrupted'" in miss and "cut short" in miss
+    md = render_markdown(summary, tmp_path / "out").read_text()
+    assert "status is 'interrupted'" in md
+
+
+def test_older_format_renders_with_nulls_listed(tmp_path):
+    run_dir, _ = build_run(tmp_path, old_format=True, scenarios=("baseline-vm", "optimized-vm"))
+    paths = render_run(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    s = summary["scenarios"]["optimized-vm"]
+    assert s["requests"] > 0 and s["cpu_ms_per_request"] is not None
+    assert s["collector_disk_write_bytes_per_s"] is None          # null, not 0
+    assert s["loadgen_cpu_seconds"] is None
+    miss = " | ".join(summary["missing"])
+    assert "scenario.json not found" in miss and "manifest.json not found" in miss
+    assert "steady window" in miss and "collector_disk_write_bytes_per_s" in miss
+    md = (run_dir / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
+    assert "not measured" in md
+    assert any(p.name == "memory.png" for p in paths)
+
+
+def test_repeats_are_aggregated_into_medians_with_spread(tmp_path):
+    run_dir, _ = build_run(tmp_path, repeats=3, scenarios=("baseline-vm", "optimized-vm"), profile=False)
+    summary = build_summary(load_run(run_dir))
+    s = summary["scenarios"]["baseline-vm"]
+    assert s["repeats"] == 3 and s["repeat_dirs"] == ["baseline-vm", "baseline-vm.r2", "baseline-vm.r3"]
+    per_repeat = [37.5 * f for f in (1.0, 1.1, 1.2)]
+    assert s["cpu_ms_per_request"] == pytest.approx(per_repeat[1])
+    assert s["spread"]["cpu_ms_per_request"] == pytest.approx([per_repeat[0], per_repeat[2]])
+    assert s["requests"] == 720 and "requests" not in s["spread"]
+    md = render_markdown(summary, tmp_path / "out").read_text()
+    assert "41.25 (37.5–45)" in md
+
+
+def test_not_a_run_raises_one_line_error(tmp_path):
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "requests.csv.gz").write_bytes(b"")       # loose load-test output is not a run
+    with pytest.raises(ReportError) as e:
+        load_run(tmp_path)
+    assert "not an edgebench run" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ReportError):
+        load_run(tmp_path / "nope")
+    out = subprocess.run([sys.executable, "-m", "reports", str(tmp_path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "not an edgebench run" in out.stderr
+    assert not (tmp_path / "summary.json").exists() and not (tmp_path / "report").exists()
