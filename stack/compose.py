@@ -1,0 +1,586 @@
+"""Reading docker-compose.yml: the single source of truth for the stack's limits.
+
+``load_compose(path, profiles=(), env=None)`` parses, interpolates and validates a
+compose file and returns a :class:`Compose`. Anything inconsistent or malformed is
+refused with one :class:`ComposeError` whose message is a single line naming the
+file, the service, the field and the fix. Pure: no processes, no network.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+
+
+class ComposeError(ValueError):
+    """A compose file that cannot be used; ``str()`` is one line: file, service, field, fix."""
+
+    def __init__(self, file: str | os.PathLike, service: str | None, field: str | None,
+                 problem: str, fix: str):
+        self.file = str(file)
+        self.service = service
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        where = self.file
+        if service:
+            where += f": service '{service}'"
+        if field:
+            where += f": {field}"
+        msg = f"{where}: {problem}; fix: {fix}"
+        super().__init__(" ".join(msg.split()))  # guarantee a single line
+
+
+@dataclass(frozen=True)
+class Port:
+    container_port: int
+    host_port: int | None = None  # None: an ephemeral port is chosen
+    host_ip: str = ""
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class Volume:
+    kind: str  # "bind" | "volume"
+    source: str | None  # host path (bind, absolute) or volume name (volume; None = anonymous)
+    target: str  # path inside the container
+    read_only: bool = False
+
+
+@dataclass
+class Service:
+    name: str
+    image: str | None = None
+    build: dict | None = None  # {"context": abs path, "dockerfile": ..., "args": {...}}
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    ports: list[Port] = field(default_factory=list)
+    restart: str = "no"
+    restart_max_retries: int | None = None  # on-failure:N
+    mem_limit: int | None = None  # bytes
+    memswap_limit: int | None = None  # bytes; -1 = unlimited swap
+    cpus: float | None = None
+    volumes: list[Volume] = field(default_factory=list)
+    profiles: tuple[str, ...] = ()
+    depends_on: list[str] = field(default_factory=list)
+    healthcheck: dict | None = None
+
+    def limits(self) -> dict:
+        return {"mem_limit_bytes": self.mem_limit, "memswap_limit_bytes": self.memswap_limit,
+                "cpus": self.cpus}
+
+
+@dataclass
+class Compose:
+    path: Path
+    project_dir: Path
+    services: dict[str, Service]  # active ones (profiles applied), file order
+    all_services: dict[str, Service]
+    volumes: dict[str, dict]
+    profiles: tuple[str, ...] = ()
+
+    def select(self, names: list[str] | tuple[str, ...] | None = None) -> list[Service]:
+        """Services to start, in dependency order. Like ``docker compose up NAMES``: a
+        named service is started even if its profile is not active, and what it
+        depends on is started too. ``None`` means every active service."""
+        if not names:
+            wanted = list(self.services)
+        else:
+            wanted = list(names)
+        for n in wanted:
+            if n not in self.all_services:
+                raise ComposeError(self.path, n, None, "no such service in the file",
+                                   f"use one of: {', '.join(self.all_services)}")
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(n: str, stack: tuple[str, ...]):
+            if n in order:
+                return
+            if n in stack:
+                raise ComposeError(self.path, n, "depends_on",
+                                   f"dependency cycle {' -> '.join(stack + (n,))}",
+                                   "remove one of the dependencies")
+            for d in self.all_services[n].depends_on:
+                visit(d, stack + (n,))
+            if n not in seen:
+                seen.add(n)
+                order.append(n)
+
+        for n in wanted:
+            visit(n, ())
+        return [self.all_services[n] for n in order]
+
+
+# --------------------------------------------------------------------- units
+
+_MEM_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_MEM_UNITS = {"": 1, "b": 1,
+              "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+              "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+              "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+              "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
+
+
+def parse_bytes(value: Any) -> int:
+    """Compose/docker byte value (binary multiples, like docker's go-units RAMInBytes):
+    ``50M`` = ``50m`` = ``50MB`` = ``50MiB`` = 52428800, ``0.5GB``, ``1g``, ints are bytes.
+    Raises ValueError with the reason."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value != int(value):
+            raise ValueError(f"{value!r} is not a whole number of bytes")
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a size")
+    m = _MEM_RE.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a size")
+    num, unit = m.groups()
+    mult = _MEM_UNITS.get(unit.lower())
+    if mult is None:
+        raise ValueError(f"unknown unit {unit!r} in {value!r}")
+    return int(float(num) * mult)
+
+
+def parse_cpus(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number of CPUs")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number of CPUs") from None
+    raise ValueError(f"{value!r} is not a number of CPUs")
+
+
+# ------------------------------------------------------------- interpolation
+
+_VAR_RE = re.compile(r"\$(?:(\$)|\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_BRACED_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?$", re.S)
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?err}``, ``${VAR?err}``,
+    ``${VAR:+alt}``, ``$VAR``, ``$$`` (a literal ``$``). Unset ``${VAR}`` is empty, like compose.
+    Raises ValueError."""
+    if "$" not in text:
+        return text
+
+    def repl(m: re.Match) -> str:
+        if m.group(1):
+            return "$"
+        if m.group(3):
+            return env.get(m.group(3), "")
+        inner = m.group(2)
+        bm = _BRACED_RE.match(inner)
+        if not bm:
+            raise ValueError(f"invalid interpolation '${{{inner}}}'")
+        name, op, arg = bm.groups()
+        val = env.get(name)
+        if op is None:
+            return val or ""
+        arg = interpolate(arg, env)
+        if op == ":-":
+            return val if val else arg
+        if op == "-":
+            return val if val is not None else arg
+        if op == ":+":
+            return arg if val else ""
+        if op == "+":
+            return arg if val is not None else ""
+        if op in (":?", "?"):
+            if (op == ":?" and not val) or val is None:
+                raise ValueError(f"required variable {name} is not set ({arg or 'no message'})")
+            return val
+        raise ValueError(f"invalid interpolation '${{{inner}}}'")  # pragma: no cover
+
+    if text.count("${") > text.count("}"):
+        raise ValueError(f"unterminated '${{' in {text!r}")
+    return _VAR_RE.sub(repl, text)
+
+
+def _interpolate_tree(node: Any, env: Mapping[str, str], path: tuple, err) -> Any:
+    if isinstance(node, str):
+        try:
+            return interpolate(node, env)
+        except ValueError as e:
+            err(path, str(e))
+    if isinstance(node, dict):
+        return {k: _interpolate_tree(v, env, path + (str(k),), err) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate_tree(v, env, path + (str(i),), err) for i, v in enumerate(node)]
+    return node
+
+
+# -------------------------------------------------------------------- loading
+
+def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | None = None) -> Compose:
+    """Parse and validate ``path``. ``profiles``: active profiles (plus ``COMPOSE_PROFILES``
+    from ``env``). ``env``: interpolation variables (default: ``os.environ``)."""
+    path = Path(path)
+    fname = str(path)
+    env = dict(os.environ if env is None else env)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ComposeError(fname, None, None, f"cannot read the file ({e.strerror})",
+                           "pass the path of an existing docker-compose.yml") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ComposeError(fname, None, None, f"invalid YAML{where}: {what}",
+                           "correct the YAML syntax there") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict) or not doc["services"]:
+        raise ComposeError(fname, None, "services", "no 'services' mapping",
+                           "add a top-level 'services:' mapping with at least one service")
+
+    def err(p: tuple, msg: str):
+        svc = p[1] if len(p) > 1 and p[0] == "services" else None
+        fld = ".".join(p[2:] if svc else p) or None
+        raise ComposeError(fname, svc, fld, msg,
+                           "quote a literal '$' as '$$' or set the variable / give a default ${VAR:-x}")
+
+    doc = _interpolate_tree(doc, env, (), err)
+    project_dir = path.resolve().parent
+
+    vols = doc.get("volumes") or {}
+    if not isinstance(vols, dict):
+        raise ComposeError(fname, None, "volumes", "top-level 'volumes' is not a mapping",
+                           "write 'volumes:' as a mapping of name to options, e.g. 'vmdata: {}'")
+    vols = {str(k): (v or {}) for k, v in vols.items()}
+
+    active = set(profiles or ())
+    if env.get("COMPOSE_PROFILES"):
+        active |= {p.strip() for p in env["COMPOSE_PROFILES"].split(",") if p.strip()}
+
+    all_services: dict[str, Service] = {}
+    for name, spec in doc["services"].items():
+        name = str(name)
+        if not isinstance(spec, dict):
+            raise ComposeError(fname, name, None, "service definition is not a mapping",
+                               "indent the service's keys under its name")
+        all_services[name] = _parse_service(fname, project_dir, name, spec, vols)
+
+    for s in all_services.values():
+        for d in s.depends_on:
+            if d not in all_services:
+                raise ComposeError(fname, s.name, "depends_on", f"unknown service '{d}'",
+                                   f"use one of: {', '.join(n for n in all_services if n != s.name)}")
+            if d == s.name:
+                raise ComposeError(fname, s.name, "depends_on", "a service cannot depend on itself",
+                                   f"remove '{d}' from depends_on")
+
+    # published host ports must not collide
+    seen: dict[tuple, str] = {}
+    for s in all_services.values():
+        for p in s.ports:
+            if p.host_port is None:
+                continue
+            key = (p.host_port, p.protocol)
+            if key in seen and seen[key] != s.name:
+                raise ComposeError(fname, s.name, "ports",
+                                   f"host port {p.host_port} is also published by '{seen[key]}'",
+                                   "publish a different host port")
+            seen[key] = s.name
+
+    services = {n: s for n, s in all_services.items() if not s.profiles or active & set(s.profiles)}
+    c = Compose(path=path, project_dir=project_dir, services=services, all_services=all_services,
+                volumes=vols, profiles=tuple(sorted(active)))
+    for s in services.values():  # active services must not need an inactive one
+        for d in s.depends_on:
+            if d not in services:
+                raise ComposeError(fname, s.name, "depends_on",
+                                   f"'{d}' is only enabled with profile(s) {', '.join(all_services[d].profiles)}",
+                                   f"activate the profile (--profile {all_services[d].profiles[0]}) or drop the dependency")
+    return c
+
+
+def _parse_service(fname: str, project_dir: Path, name: str, spec: dict, vols: dict) -> Service:
+    def fail(fld: str, problem: str, fix: str):
+        raise ComposeError(fname, name, fld, problem, fix)
+
+    s = Service(name=name)
+
+    # image / build
+    image = spec.get("image")
+    build = spec.get("build")
+    if image is None and build is None:
+        fail("image", "neither 'image' nor 'build' is set",
+             "add 'image: <name:tag>' or 'build: <context dir>'")
+    if image is not None:
+        if not isinstance(image, str) or not image.strip():
+            fail("image", f"{image!r} is not an image name", "write 'image: name:tag'")
+        s.image = image.strip()
+    if build is not None:
+        if isinstance(build, str):
+            build = {"context": build}
+        if not isinstance(build, dict):
+            fail("build", f"{build!r} is neither a path nor a mapping",
+                 "write 'build: .' or 'build: {context: .}'")
+        ctx = build.get("context", ".")
+        if not isinstance(ctx, str):
+            fail("build.context", f"{ctx!r} is not a path", "write 'context: <dir>'")
+        ctx_path = (project_dir / os.path.expanduser(ctx)).resolve()
+        if not ctx_path.is_dir():
+            fail("build.context", f"directory {ctx_path} does not exist",
+                 "point 'context' at the directory that holds the service's sources")
+        args = build.get("args") or {}
+        if isinstance(args, list):
+            args = dict(a.split("=", 1) if "=" in a else (a, "") for a in map(str, args))
+        s.build = {"context": str(ctx_path), "dockerfile": build.get("dockerfile", "Dockerfile"),
+                   "args": {str(k): ("" if v is None else str(v)) for k, v in args.items()}}
+
+    # command / entrypoint
+    for key in ("command", "entrypoint"):
+        v = spec.get(key)
+        if v is None:
+            continue
+        if isinstance(v, str):
+            try:
+                v = shlex.split(v)
+            except ValueError as e:
+                fail(key, f"cannot split the string ({e})", "balance the quotes or use the list form")
+        elif isinstance(v, list) and all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
+            v = [str(x) for x in v]
+        else:
+            fail(key, f"{v!r} is neither a string nor a list of strings",
+                 f"write '{key}: [\"prog\", \"arg\"]'")
+        setattr(s, key, v)
+
+    # environment
+    envv = spec.get("environment")
+    if envv is not None:
+        out: dict[str, str] = {}
+        if isinstance(envv, list):
+            for item in envv:
+                if not isinstance(item, str) or not item or item.startswith("="):
+                    fail("environment", f"{item!r} is not 'KEY=value'", "write each entry as 'KEY=value'")
+                if "=" in item:
+                    k, v = item.split("=", 1)
+                    out[k] = v
+                elif item in os.environ:
+                    out[item] = os.environ[item]
+        elif isinstance(envv, dict):
+            for k, v in envv.items():
+                if isinstance(v, bool):
+                    fail(f"environment.{k}", f"{v!r} is a boolean",
+                         f"quote it: {k}: \"{str(v).lower()}\"")
+                if v is None:
+                    if k in os.environ:
+                        out[str(k)] = os.environ[str(k)]
+                    continue
+                if not isinstance(v, (str, int, float)):
+                    fail(f"environment.{k}", f"{v!r} is not a string or number", "quote the value")
+                out[str(k)] = str(v)
+        else:
+            fail("environment", "is neither a list nor a mapping",
+                 "write 'environment: {KEY: value}' or '- KEY=value' items")
+        s.environment = out
+
+    # ports
+    ports = spec.get("ports") or []
+    if not isinstance(ports, list):
+        fail("ports", "is not a list", 'write \'ports: ["127.0.0.1:8000:8000"]\'')
+    for p in ports:
+        s.ports.append(_parse_port(fail, p))
+
+    # restart
+    r = spec.get("restart", "no")
+    if r is False:  # YAML 1.1 reads a bare `no` as false
+        r = "no"
+    if not isinstance(r, str):
+        fail("restart", f"{r!r} is not a restart policy", f"use one of: {', '.join(RESTART_POLICIES)}")
+    base, _, count = r.partition(":")
+    if base not in RESTART_POLICIES or (count and base != "on-failure"):
+        fail("restart", f"unknown policy {r!r}", f"use one of: {', '.join(RESTART_POLICIES)} (or on-failure:N)")
+    if count:
+        if not count.isdigit():
+            fail("restart", f"bad retry count in {r!r}", "write 'on-failure:3'")
+        s.restart_max_retries = int(count)
+    s.restart = base
+
+    # limits: both spellings
+    limits = ((spec.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+    if not isinstance(limits, dict):
+        fail("deploy.resources.limits", "is not a mapping", "write 'limits: {memory: 50M, cpus: \"0.5\"}'")
+
+    def mem(fld: str, v):
+        try:
+            b = parse_bytes(v)
+        except ValueError as e:
+            fail(fld, str(e), "use bytes or a number with b, k, m or g (e.g. 50m, 512MB, 0.5GB)")
+        if b < 0 and not (fld == "memswap_limit" and b == -1):
+            fail(fld, f"{v!r} is negative", "use a positive size (e.g. 50m)" +
+                 (" or -1 for unlimited swap" if fld == "memswap_limit" else ""))
+        return b
+
+    def cpu(fld: str, v):
+        try:
+            c = parse_cpus(v)
+        except ValueError as e:
+            fail(fld, str(e), "write a decimal number of CPUs, e.g. cpus: '0.5'")
+        if c < 0:
+            fail(fld, f"{v!r} is negative", "use a positive number of CPUs, e.g. 0.5")
+        return c
+
+    m1 = mem("mem_limit", spec["mem_limit"]) if spec.get("mem_limit") is not None else None
+    m2 = mem("deploy.resources.limits.memory", limits["memory"]) if limits.get("memory") is not None else None
+    if m1 is not None and m2 is not None and m1 != m2:
+        fail("mem_limit", f"mem_limit {spec['mem_limit']!r} ({m1} bytes) disagrees with "
+             f"deploy.resources.limits.memory {limits['memory']!r} ({m2} bytes)",
+             "keep one spelling or make both the same")
+    s.mem_limit = m1 if m1 is not None else m2
+    if s.mem_limit == 0:
+        s.mem_limit = None  # docker: 0 = unlimited
+    c1 = cpu("cpus", spec["cpus"]) if spec.get("cpus") is not None else None
+    c2 = cpu("deploy.resources.limits.cpus", limits["cpus"]) if limits.get("cpus") is not None else None
+    if c1 is not None and c2 is not None and abs(c1 - c2) > 1e-9:
+        fail("cpus", f"cpus {spec['cpus']!r} disagrees with deploy.resources.limits.cpus {limits['cpus']!r}",
+             "keep one spelling or make both the same")
+    s.cpus = c1 if c1 is not None else c2
+    if s.cpus == 0:
+        s.cpus = None  # docker: 0 = unlimited
+    if s.cpus is not None and s.cpus < 0.01:
+        fail("cpus", f"{s.cpus} is below docker's minimum 0.01", "use at least 0.01 CPUs")
+    if spec.get("memswap_limit") is not None:
+        sw = mem("memswap_limit", spec["memswap_limit"])
+        if s.mem_limit is None:
+            fail("memswap_limit", "is set without a memory limit",
+                 "also set mem_limit (or deploy.resources.limits.memory)")
+        if sw != -1 and sw < s.mem_limit:
+            fail("memswap_limit", f"{spec['memswap_limit']!r} ({sw} bytes) is below the memory limit "
+                 f"({s.mem_limit} bytes)",
+                 "memswap_limit is memory+swap: make it >= mem_limit (equal = no swap) or -1")
+        s.memswap_limit = sw
+
+    # volumes
+    vl = spec.get("volumes") or []
+    if not isinstance(vl, list):
+        fail("volumes", "is not a list", "write 'volumes: [\"./host:/container:ro\"]'")
+    for v in vl:
+        s.volumes.append(_parse_volume(fail, project_dir, v, vols))
+
+    # profiles
+    pr = spec.get("profiles") or []
+    if isinstance(pr, str) or not isinstance(pr, list) or not all(isinstance(p, str) for p in pr):
+        fail("profiles", f"{pr!r} is not a list of names", 'write \'profiles: ["prometheus"]\'')
+    s.profiles = tuple(pr)
+
+    # depends_on
+    dep = spec.get("depends_on") or []
+    if isinstance(dep, dict):
+        dep = list(dep)
+    if not isinstance(dep, list) or not all(isinstance(d, str) for d in dep):
+        fail("depends_on", f"{dep!r} is not a list of service names", "write 'depends_on: [other-service]'")
+    s.depends_on = dep
+
+    hc = spec.get("healthcheck")
+    s.healthcheck = hc if isinstance(hc, dict) else None
+    return s
+
+
+def _port_num(fail, text: str, what: str) -> int:
+    if not re.fullmatch(r"\d+", text or ""):
+        fail("ports", f"{what} {text!r} is not a port number",
+             'write "HOST_PORT:CONTAINER_PORT", e.g. "127.0.0.1:8000:8000"')
+    n = int(text)
+    if not 1 <= n <= 65535:
+        fail("ports", f"{what} {n} is out of range", "use a port between 1 and 65535")
+    return n
+
+
+def _parse_port(fail, p: Any) -> Port:
+    if isinstance(p, dict):  # long syntax
+        tgt = p.get("target")
+        pub = p.get("published")
+        return Port(container_port=_port_num(fail, str(tgt) if tgt is not None else "", "target"),
+                    host_port=_port_num(fail, str(pub), "published") if pub not in (None, "") else None,
+                    host_ip=str(p.get("host_ip") or ""), protocol=str(p.get("protocol") or "tcp"))
+    if isinstance(p, bool) or not isinstance(p, (str, int)):
+        fail("ports", f"{p!r} is not a port mapping", 'write "127.0.0.1:8000:8000"')
+    text = str(p).strip()
+    proto = "tcp"
+    if "/" in text:
+        text, proto = text.rsplit("/", 1)
+        if proto not in ("tcp", "udp", "sctp"):
+            fail("ports", f"unknown protocol {proto!r} in {p!r}", "use /tcp or /udp")
+    if "-" in text:
+        fail("ports", f"port range {p!r} is not supported by edgebench", "publish single ports")
+    if text.startswith("["):  # [::1]:8000:8000
+        m = re.fullmatch(r"\[([^\]]+)\]:(\d*):(\d+)", text)
+        if not m:
+            fail("ports", f"{p!r} is not a port mapping", 'write "[::1]:8000:8000"')
+        ip, host, cont = m.groups()
+    else:
+        parts = text.split(":")
+        if len(parts) == 1:
+            ip, host, cont = "", "", parts[0]
+        elif len(parts) == 2:
+            ip, (host, cont) = "", parts
+        elif len(parts) == 3:
+            ip, host, cont = parts
+            if not ip:
+                fail("ports", f"empty host address in {p!r}", 'write "127.0.0.1:8000:8000" or "8000:8000"')
+        else:
+            fail("ports", f"{p!r} is not a port mapping", 'write "127.0.0.1:8000:8000", "8000:8000" or "8000"')
+    return Port(container_port=_port_num(fail, cont, "container port"),
+                host_port=_port_num(fail, host, "host port") if host else None,
+                host_ip=ip, protocol=proto)
+
+
+def _parse_volume(fail, project_dir: Path, v: Any, vols: dict) -> Volume:
+    if isinstance(v, dict):  # long syntax
+        kind = v.get("type", "volume")
+        src = v.get("source")
+        tgt = v.get("target")
+        ro = bool(v.get("read_only", False))
+        if kind not in ("bind", "volume"):
+            fail("volumes", f"volume type {kind!r} is not supported", "use type: bind or type: volume")
+    elif isinstance(v, str):
+        parts = v.split(":")
+        ro = False
+        if len(parts) >= 2 and parts[-1] in ("ro", "rw", "z", "Z", "ro,z", "ro,Z", "rw,z", "rw,Z", "cached",
+                                              "delegated", "consistent", "nocopy"):
+            ro = "ro" in parts[-1].split(",")
+            if len(parts) > 2:
+                parts = parts[:-1]
+        if len(parts) == 1:
+            src, tgt = None, parts[0]
+        elif len(parts) == 2:
+            src, tgt = parts
+        else:
+            fail("volumes", f"{v!r} is not 'SOURCE:TARGET[:ro]'", 'write "./host/path:/container/path:ro"')
+        kind = "volume"
+        if src is not None and (src.startswith((".", "/", "~")) ):
+            kind = "bind"
+    else:
+        fail("volumes", f"{v!r} is not a volume", 'write "./host/path:/container/path[:ro]" or "name:/path"')
+    if not isinstance(tgt, str) or not tgt.startswith("/"):
+        fail("volumes", f"target {tgt!r} in {v!r} is not an absolute container path",
+             "make the part after ':' an absolute path")
+    if kind == "bind":
+        if not src:
+            fail("volumes", f"bind mount {v!r} has no source", "give the host path before ':'")
+        src = str((project_dir / os.path.expanduser(src)).resolve())
+    elif src is not None:
+        if src not in vols:
+            fail("volumes", f"named volume '{src}' is not declared",
+                 f"add '{src}: {{}}' under the top-level 'volumes:' (or use ./{src} for a bind mount)")
+    return Volume(kind=kind, source=src, target=tgt.rstrip("/") or "/", read_only=ro)

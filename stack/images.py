@@ -1,0 +1,208 @@
+"""Image -> local program adapters for the native engine, and the rewrite of a compose
+service into a native process plan (command, env, cwd, listen address, health URL).
+
+Rewrites, so that what the compose file says for containers holds on the host:
+- listen addresses forced to ``127.0.0.1:<host port>``;
+- a mounted config file that mentions ``<service>:<container port>`` is copied into
+  ``<state-dir>/config/`` with ``127.0.0.1:<host port>`` instead;
+- a flag whose value is (under) a mounted container path points at the host path
+  (bind -> host path, named volume -> ``<state-dir>/volumes/<name>``).
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .compose import Compose, Service
+
+
+class StackError(RuntimeError):
+    """A stack that cannot be started/stopped; ``str()`` is one line naming the fix."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    binary: str | None  # None: the compose command itself (build: services)
+    listen_flag: str | None  # e.g. "-httpListenAddr"
+    health_path: str
+    python: bool = False  # replace a leading python in the command with sys.executable
+
+
+ADAPTERS: list[tuple[str, Adapter]] = [
+    ("victoriametrics/victoria-metrics:*", Adapter("/usr/bin/victoria-metrics", "-httpListenAddr", "/health")),
+    ("victoriametrics/victoria-metrics", Adapter("/usr/bin/victoria-metrics", "-httpListenAddr", "/health")),
+    ("prom/prometheus:*", Adapter("/usr/bin/prometheus", "--web.listen-address", "/-/ready")),
+    ("prom/prometheus", Adapter("/usr/bin/prometheus", "--web.listen-address", "/-/ready")),
+]
+BUILD_ADAPTER = Adapter(None, None, "/healthz", python=True)
+
+
+def adapter_for(svc: Service) -> Adapter | None:
+    if svc.build is not None:
+        return BUILD_ADAPTER
+    for pattern, ad in ADAPTERS:
+        if fnmatch.fnmatchcase(svc.image or "", pattern):
+            return ad
+    return None
+
+
+@dataclass
+class NativePlan:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    host_port: int
+    url: str
+    health_url: str
+    volumes: dict[str, str]  # container path -> host path
+    mem_limit: int | None
+    memswap_limit: int | None
+    cpus: float | None
+    restart: str
+    restart_max_retries: int | None
+    depends_on: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def service_port(svc: Service) -> int | None:
+    """The container port the service listens on (its first published tcp port)."""
+    for p in svc.ports:
+        if p.protocol == "tcp":
+            return p.container_port
+    return None
+
+
+def host_ports(compose: Compose, overrides: dict[str, int] | None, free_port) -> dict[str, int]:
+    """Host port per service: override > compose's published port > a free one."""
+    out = {}
+    overrides = overrides or {}
+    for name, svc in compose.all_services.items():
+        if name in overrides:
+            out[name] = int(overrides[name])
+            continue
+        hp = next((p.host_port for p in svc.ports if p.protocol == "tcp" and p.host_port), None)
+        out[name] = hp if hp else free_port()
+    return out
+
+
+def _rewrite_hosts(text: str, compose: Compose, ports: dict[str, int]) -> str:
+    for name, svc in compose.all_services.items():
+        cport = service_port(svc)
+        if cport is None or name not in ports:
+            continue
+        text = re.sub(rf"(?<![\w.-]){re.escape(name)}:{cport}(?!\d)", f"127.0.0.1:{ports[name]}", text)
+    return text
+
+
+def _map_path(value: str, vols: dict[str, str]) -> str | None:
+    for target in sorted(vols, key=len, reverse=True):
+        if value == target or value.startswith(target.rstrip("/") + "/"):
+            return vols[target] + value[len(target):]
+    return None
+
+
+def _rewrite_arg(arg: str, vols: dict[str, str]) -> str:
+    if arg.startswith("-") and "=" in arg:
+        flag, val = arg.split("=", 1)
+        mapped = _map_path(val, vols)
+        return f"{flag}={mapped}" if mapped is not None else arg
+    mapped = _map_path(arg, vols)
+    return mapped if mapped is not None else arg
+
+
+def plan_service(compose: Compose, svc: Service, state_dir: Path, ports: dict[str, int],
+                 env_override: dict[str, str] | None = None, extra_args: list[str] | None = None,
+                 check_binary: bool = True) -> NativePlan:
+    """Turn a compose service into a native process plan; writes rewritten config copies
+    and creates named-volume directories under ``state_dir``. Raises StackError."""
+    ad = adapter_for(svc)
+    if ad is None:
+        raise StackError(f"{compose.path}: service '{svc.name}': image: no native adapter for "
+                         f"'{svc.image}'; fix: use --engine docker or add the image to stack/images.py")
+    host_port = ports[svc.name]
+
+    # volumes: container path -> host path (config files rewritten into state_dir/config)
+    vols: dict[str, str] = {}
+    for v in svc.volumes:
+        if v.kind == "bind":
+            src = Path(v.source)
+            if not src.exists():
+                raise StackError(f"{compose.path}: service '{svc.name}': volumes: host path {src} does not "
+                                 f"exist; fix: create it or correct the bind mount")
+            host = str(src)
+            if src.is_file():
+                try:
+                    text = src.read_text()
+                except (UnicodeDecodeError, OSError):
+                    text = None
+                if text is not None:
+                    new = _rewrite_hosts(text, compose, ports)
+                    if new != text:
+                        cdir = state_dir / "config" / svc.name
+                        cdir.mkdir(parents=True, exist_ok=True)
+                        dst = cdir / src.name
+                        dst.write_text(new)
+                        host = str(dst)
+        else:
+            name = v.source or f"{svc.name}-anon-{len(vols)}"
+            d = state_dir / "volumes" / name
+            d.mkdir(parents=True, exist_ok=True)
+            host = str(d)
+        vols[v.target] = host
+
+    # argv
+    cmd = list(svc.entrypoint or []) + list(svc.command or [])
+    if ad.binary is not None:
+        if check_binary and not os.access(ad.binary, os.X_OK):
+            raise StackError(f"service '{svc.name}': {ad.binary} (for image {svc.image}) is not installed; "
+                             f"fix: run `make os-packages`")
+        args = [_rewrite_arg(a, vols) for a in cmd]
+        args = [_rewrite_hosts(a, compose, ports) for a in args]
+        listen = f"127.0.0.1:{host_port}"
+        found = False
+        for i, a in enumerate(args):
+            if a == ad.listen_flag or a.startswith(ad.listen_flag + "="):
+                if a == ad.listen_flag and i + 1 < len(args):
+                    args[i + 1] = listen
+                else:
+                    args[i] = f"{ad.listen_flag}={listen}"
+                found = True
+        if not found:
+            args.append(f"{ad.listen_flag}={listen}")
+        argv = [ad.binary] + args
+        cwd = str(state_dir)
+    else:
+        if not cmd:
+            raise StackError(f"{compose.path}: service '{svc.name}': command: not set; fix: give the "
+                             f"command the image would run, e.g. command: [\"python\", \"-m\", \"service\"]")
+        argv = [_rewrite_hosts(_rewrite_arg(a, vols), compose, ports) for a in cmd]
+        if ad.python and re.fullmatch(r"python(\d+(\.\d+)?)?", os.path.basename(argv[0])):
+            argv[0] = sys.executable
+        elif check_binary and not shutil.which(argv[0]):
+            raise StackError(f"service '{svc.name}': command: {argv[0]} is not installed; fix: install it "
+                             f"or change the command")
+        cwd = svc.build["context"]
+
+    # only what the service adds: the supervisor lays it over its own environment
+    env = {k: _rewrite_hosts(v, compose, ports) for k, v in svc.environment.items()}
+    if env_override:
+        env.update({k: str(v) for k, v in env_override.items()})
+    if svc.build is not None:
+        env["SENSOR_HOST"] = "127.0.0.1"
+        env["SENSOR_PORT"] = str(host_port)
+    if extra_args:
+        argv += list(extra_args)
+
+    url = f"http://127.0.0.1:{host_port}"
+    return NativePlan(name=svc.name, argv=argv, env=env, cwd=cwd, host_port=host_port, url=url,
+                      health_url=url + ad.health_path, volumes=vols, mem_limit=svc.mem_limit,
+                      memswap_limit=svc.memswap_limit, cpus=svc.cpus, restart=svc.restart,
+                      restart_max_retries=svc.restart_max_retries, depends_on=list(svc.depends_on))

@@ -1,0 +1,112 @@
+"""Native engine: one service = one process (group) inside its own cgroup(s).
+
+The child joins its cgroups in ``preexec_fn``, i.e. after fork and before exec, so
+not one allocation of the program happens outside the limit. It also gets
+``PR_SET_PDEATHSIG=SIGKILL`` so it cannot outlive a supervisor that was SIGKILLed.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .cgroups import ServiceCgroup
+
+PR_SET_PDEATHSIG = 1
+_libc = None
+
+
+def _pdeathsig() -> None:
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def proc_starttime(pid: int) -> int | None:
+    """Start time (clock ticks since boot) of ``pid``; guards against pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+        return int(data.rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None, starttime: int | None = None) -> bool:
+    """Running (not a zombie) and, if given, started at ``starttime``."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return False
+    fields = data.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return starttime is None or int(fields[19]) == starttime
+
+
+def spawn(argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
+          cgroup: ServiceCgroup | None) -> subprocess.Popen:
+    """Start ``argv`` in a new session, in ``cgroup`` from before exec, output appended to log."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = dict(os.environ)
+    full_env.update(env)
+
+    def pre():
+        if cgroup is not None:
+            cgroup.add_pid(os.getpid())
+        _pdeathsig()
+
+    with open(log_path, "ab", buffering=0) as log:
+        log.write(f"--- edgebench: start {time.strftime('%Y-%m-%dT%H:%M:%S')} {json.dumps(argv)}\n".encode())
+        return subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                preexec_fn=pre)
+
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_ok(url: str, timeout: float = 0.5) -> bool:
+    """One health probe: 2xx within ``timeout``."""
+    try:
+        with _opener.open(url, timeout=timeout) as r:
+            return 200 <= r.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """Signal the service's process group (its session), falling back to the pid."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def tail(path: Path, n: int = 3) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 4096))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines()
+                     if ln.strip() and not ln.startswith("--- edgebench:")]
+    except OSError:
+        return ""
+    return " | ".join(ln.strip() for ln in lines[-n:])

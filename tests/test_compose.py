@@ -1,0 +1,422 @@
+"""Compose parser: pure tests (no processes)."""
+import textwrap
+
+import pytest
+
+from stack.compose import ComposeError, interpolate, load_compose, parse_bytes, parse_cpus
+from stack import docker_engine
+from stack.images import StackError, plan_service
+
+MiB = 1 << 20
+
+
+def write(tmp_path, body: str, name="docker-compose.yml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+def one(tmp_path, svc_body: str, extra: str = "", env=None):
+    """A file with one service 'app' whose keys are svc_body (indented by the helper)."""
+    body = "services:\n  app:\n" + textwrap.indent(textwrap.dedent(svc_body), "    ") + textwrap.dedent(extra)
+    return load_compose(write(tmp_path, body), env=env or {}).all_services["app"]
+
+
+def refused(tmp_path, svc_body: str, extra: str = "", env=None) -> ComposeError:
+    with pytest.raises(ComposeError) as ei:
+        one(tmp_path, svc_body, extra, env)
+    e = ei.value
+    msg = str(e)
+    assert "\n" not in msg
+    assert str(tmp_path / "docker-compose.yml") in msg
+    assert "fix:" in msg
+    return e
+
+
+# ------------------------------------------------------------ the real file
+
+def test_repo_compose_file(repo_root):
+    c = load_compose(repo_root / "docker-compose.yml", env={})
+    assert list(c.services) == ["sensor-service", "victoriametrics"]  # prometheus is behind a profile
+    s = c.services["sensor-service"]
+    assert (s.mem_limit, s.memswap_limit, s.cpus) == (50 * MiB, 50 * MiB, 0.5)
+    assert s.command == ["python", "-m", "service"]
+    assert s.environment["SENSOR_VARIANT"] == "optimized"
+    assert s.environment["SENSOR_PORT"] == "8000"
+    assert s.build["context"] == str(repo_root)
+    assert s.build["args"] == {"SENSOR_VARIANT": "optimized"}
+    assert s.restart == "always"
+    assert [(p.host_ip, p.host_port, p.container_port) for p in s.ports] == [("127.0.0.1", 8000, 8000)]
+    vm = c.services["victoriametrics"]
+    assert (vm.mem_limit, vm.cpus) == (150 * MiB, 0.5)
+    assert vm.depends_on == ["sensor-service"]
+    assert [(v.kind, v.source, v.target, v.read_only) for v in vm.volumes] == [
+        ("bind", str(repo_root / "stack" / "scrape.yml"), "/etc/victoriametrics/scrape.yml", True),
+        ("volume", "vmdata", "/storage", False)]
+    c2 = load_compose(repo_root / "docker-compose.yml", profiles=["prometheus"], env={"SENSOR_VARIANT": "baseline"})
+    assert list(c2.services) == ["sensor-service", "victoriametrics", "prometheus"]
+    assert c2.services["sensor-service"].environment["SENSOR_VARIANT"] == "baseline"
+    assert c2.services["prometheus"].mem_limit == 150 * MiB
+    # a named service is started even without its profile, with what it depends on
+    assert [s.name for s in c.select(["prometheus"])] == ["sensor-service", "prometheus"]
+    assert [s.name for s in c.select(["victoriametrics"])] == ["sensor-service", "victoriametrics"]
+
+
+def test_compose_profiles_from_env(repo_root):
+    c = load_compose(repo_root / "docker-compose.yml", env={"COMPOSE_PROFILES": "prometheus"})
+    assert "prometheus" in c.services
+
+
+# ------------------------------------------------------------ units
+
+@pytest.mark.parametrize("value,expected", [
+    ("50M", 50 * MiB), ("50m", 50 * MiB), ("50MB", 50 * MiB), ("50mb", 50 * MiB), ("50MiB", 50 * MiB),
+    ("50 MB", 50 * MiB), ("0.5GB", 512 * MiB), ("0.5g", 512 * MiB), ("1g", 1 << 30), ("1G", 1 << 30),
+    ("1gb", 1 << 30), ("512k", 512 << 10), ("512KB", 512 << 10), ("100b", 100), ("100B", 100),
+    ("1.5m", int(1.5 * MiB)), (52428800, 52428800), ("52428800", 52428800), (1024, 1024), ("1t", 1 << 40),
+])
+def test_parse_bytes(value, expected):
+    assert parse_bytes(value) == expected
+
+
+@pytest.mark.parametrize("bad", ["50X", "50mbit", "fifty", "", "5 0m", "1.2.3m", True, [50]])
+def test_parse_bytes_refuses(bad):
+    with pytest.raises(ValueError):
+        parse_bytes(bad)
+
+
+@pytest.mark.parametrize("value,expected", [("0.5", 0.5), (0.5, 0.5), (1, 1.0), ("1.25", 1.25), (" 2 ", 2.0)])
+def test_parse_cpus(value, expected):
+    assert parse_cpus(value) == expected
+
+
+@pytest.mark.parametrize("field", ["mem_limit: {v}", "deploy: {{resources: {{limits: {{memory: {v}}}}}}}"])
+@pytest.mark.parametrize("v,expected", [("50M", 50 * MiB), ("50m", 50 * MiB), ("50MB", 50 * MiB),
+                                        ("0.5GB", 512 * MiB), ("1g", 1 << 30), ("52428800", 52428800)])
+def test_memory_both_spellings(tmp_path, field, v, expected):
+    s = one(tmp_path, f"image: x\n{field.format(v=v)}\n")
+    assert s.mem_limit == expected
+
+
+@pytest.mark.parametrize("field", ["cpus: {v}", "deploy: {{resources: {{limits: {{cpus: {v}}}}}}}"])
+@pytest.mark.parametrize("v", ["'0.5'", "0.5", '"0.50"'])
+def test_cpus_both_spellings(tmp_path, field, v):
+    assert one(tmp_path, f"image: x\n{field.format(v=v)}\n").cpus == 0.5
+
+
+def test_both_spellings_agreeing(tmp_path):
+    s = one(tmp_path, """\
+        image: x
+        mem_limit: 50m
+        cpus: 0.5
+        deploy:
+          resources:
+            limits: {memory: 50M, cpus: '0.5'}
+        """)
+    assert (s.mem_limit, s.cpus) == (50 * MiB, 0.5)
+
+
+def test_memswap_forms(tmp_path):
+    s = one(tmp_path, "image: x\nmem_limit: 50m\nmemswap_limit: 100m\n")
+    assert s.memswap_limit == 100 * MiB
+    s = one(tmp_path, "image: x\nmem_limit: 50m\nmemswap_limit: -1\n")
+    assert s.memswap_limit == -1
+    s = one(tmp_path, "image: x\nmem_limit: 50m\n")
+    assert s.memswap_limit is None
+
+
+# ------------------------------------------------------------ refusals, one per cause
+
+@pytest.mark.parametrize("body,field,words", [
+    ("image: x\nmem_limit: 50X\n", "mem_limit", "unknown unit"),
+    ("image: x\ndeploy: {resources: {limits: {memory: 12parsecs}}}\n", "deploy.resources.limits.memory",
+     "unknown unit"),
+    ("image: x\nmem_limit: 50m\ndeploy: {resources: {limits: {memory: 60m}}}\n", "mem_limit", "disagrees"),
+    ("image: x\ncpus: 0.5\ndeploy: {resources: {limits: {cpus: '1'}}}\n", "cpus", "disagrees"),
+    ("image: x\nmem_limit: 50m\nmemswap_limit: 40m\n", "memswap_limit", "below the memory limit"),
+    ("image: x\nmemswap_limit: 40m\n", "memswap_limit", "without a memory limit"),
+    ("image: x\ncpus: -0.5\n", "cpus", "negative"),
+    ("image: x\ndeploy: {resources: {limits: {cpus: '-1'}}}\n", "deploy.resources.limits.cpus", "negative"),
+    ("image: x\ncpus: half\n", "cpus", "not a number"),
+    ("image: x\nmem_limit: -5m\n", "mem_limit", "negative"),
+    ("command: [python]\n", "image", "neither 'image' nor 'build'"),
+    ("image: x\ndepends_on: [ghost]\n", "depends_on", "unknown service 'ghost'"),
+    ("image: x\nports: ['abc:8000']\n", "ports", "not a port number"),
+    ("image: x\nports: ['70000:8000']\n", "ports", "out of range"),
+    ("image: x\nports: ['1.2.3.4:1:2:3']\n", "ports", "not a port mapping"),
+    ("image: x\nports: ['8000:8000/xyz']\n", "ports", "unknown protocol"),
+    ("image: x\nports: '8000:8000'\n", "ports", "not a list"),
+    ("image: x\nrestart: sometimes\n", "restart", "unknown policy"),
+    ("image: x\nrestart: on-failure:many\n", "restart", "bad retry count"),
+    ("image: x\nvolumes: ['data:/data']\n", "volumes", "not declared"),
+    ("image: x\nvolumes: ['./x:relative']\n", "volumes", "absolute container path"),
+    ("image: x\nenvironment: {DEBUG: true}\n", "environment.DEBUG", "boolean"),
+    ("image: x\nenvironment: [\"=x\"]\n", "environment", "KEY=value"),
+    ("image: x\ncommand: {a: b}\n", "command", "neither a string nor a list"),
+    ("image: x\ncommand: \"echo 'unbalanced\"\n", "command", "cannot split"),
+    ("build: ./no-such-dir\n", "build.context", "does not exist"),
+    ("image: x\nenvironment: {A: '${NOPE:?set NOPE}'}\n", "environment.A", "required variable NOPE"),
+    ("image: x\nenvironment: {A: '${BROKEN'}\n", "environment.A", "unterminated"),
+    ("image: x\nprofiles: prometheus\n", "profiles", "not a list"),
+])
+def test_refusals(tmp_path, body, field, words):
+    e = refused(tmp_path, body)
+    assert e.service == "app"
+    assert e.field == field
+    assert f"service 'app': {field}:" in str(e)
+    assert words in str(e)
+
+
+def test_refuse_bad_yaml(tmp_path):
+    p = write(tmp_path, "services:\n  app:\n    image: x\n   ports: [\n")
+    with pytest.raises(ComposeError) as ei:
+        load_compose(p, env={})
+    msg = str(ei.value)
+    assert msg.startswith(str(p) + ": invalid YAML at line ")
+    assert "fix:" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("body", ["", "services: []\n", "version: '3'\n", "services:\n  app: nope\n"])
+def test_refuse_not_compose(tmp_path, body):
+    with pytest.raises(ComposeError) as ei:
+        load_compose(write(tmp_path, body), env={})
+    assert "fix:" in str(ei.value)
+
+
+def test_refuse_missing_file(tmp_path):
+    with pytest.raises(ComposeError, match="cannot read the file"):
+        load_compose(tmp_path / "nope.yml")
+
+
+def test_refuse_duplicate_host_port(tmp_path):
+    p = write(tmp_path, """\
+        services:
+          a: {image: x, ports: ["8000:8000"]}
+          b: {image: y, ports: ["127.0.0.1:8000:80"]}
+        """)
+    with pytest.raises(ComposeError, match="service 'b': ports: host port 8000 is also published by 'a'"):
+        load_compose(p, env={})
+
+
+def test_refuse_dependency_on_inactive_profile(tmp_path):
+    p = write(tmp_path, """\
+        services:
+          a: {image: x, depends_on: [b]}
+          b: {image: y, profiles: [extra]}
+        """)
+    with pytest.raises(ComposeError, match="--profile extra"):
+        load_compose(p, env={})
+    assert list(load_compose(p, profiles=["extra"], env={}).services) == ["a", "b"]
+
+
+def test_select_unknown_service(repo_root):
+    c = load_compose(repo_root / "docker-compose.yml", env={})
+    with pytest.raises(ComposeError, match="service 'nope': no such service"):
+        c.select(["nope"])
+
+
+# ------------------------------------------------------------ forms
+
+def test_command_string_and_list(tmp_path):
+    assert one(tmp_path, "image: x\ncommand: python -m service --port '80 80'\n").command == \
+        ["python", "-m", "service", "--port", "80 80"]
+    assert one(tmp_path, "image: x\ncommand: [python, -m, service, 8000]\n").command == \
+        ["python", "-m", "service", "8000"]
+
+
+def test_environment_list_and_dict_with_interpolation(tmp_path):
+    env = {"HOST_VAR": "from-host", "EMPTY": ""}
+    s = one(tmp_path, """\
+        image: x
+        environment:
+          - A=${HOST_VAR}
+          - B=${MISSING:-dflt}
+          - C=${EMPTY:-dflt}
+          - D=${EMPTY-dflt}
+          - E=$$LITERAL
+          - F=$HOST_VAR/x
+          - G=${MISSING}
+          - H=a=b
+        """, env=env)
+    assert s.environment == {"A": "from-host", "B": "dflt", "C": "dflt", "D": "", "E": "$LITERAL",
+                             "F": "from-host/x", "G": "", "H": "a=b"}
+    s = one(tmp_path, """\
+        image: x
+        environment:
+          PORT: 8000
+          RATIO: 0.5
+          NAME: ${HOST_VAR:-x}
+          ALT: ${HOST_VAR:+set}
+        """, env=env)
+    assert s.environment == {"PORT": "8000", "RATIO": "0.5", "NAME": "from-host", "ALT": "set"}
+
+
+def test_interpolate_function():
+    env = {"A": "1"}
+    assert interpolate("${A}-${B:-2}-${A:?x}-$$-${B-3}", env) == "1-2-1-$-3"
+    with pytest.raises(ValueError, match="required variable B"):
+        interpolate("${B?need B}", env)
+    with pytest.raises(ValueError, match="invalid interpolation"):
+        interpolate("${A B}", env)
+
+
+def test_interpolation_reaches_limits(tmp_path):
+    s = one(tmp_path, "image: x\nmem_limit: ${MEM:-50m}\ncpus: ${CPUS:-0.25}\n", env={"CPUS": "1.5"})
+    assert (s.mem_limit, s.cpus) == (50 * MiB, 1.5)
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("'127.0.0.1:8000:8000'", ("127.0.0.1", 8000, 8000, "tcp")),
+    ("'8000:8000'", ("", 8000, 8000, "tcp")),
+    ("'18000:8000'", ("", 18000, 8000, "tcp")),
+    ("'8000'", ("", None, 8000, "tcp")),
+    ("8000", ("", None, 8000, "tcp")),
+    ("'9000:9000/udp'", ("", 9000, 9000, "udp")),
+    ("'[::1]:8000:8000'", ("::1", 8000, 8000, "tcp")),
+    ("{target: 8000, published: 18000, host_ip: 127.0.0.1}", ("127.0.0.1", 18000, 8000, "tcp")),
+])
+def test_port_forms(tmp_path, spec, expected):
+    p = one(tmp_path, f"image: x\nports: [{spec}]\n").ports[0]
+    assert (p.host_ip, p.host_port, p.container_port, p.protocol) == expected
+
+
+@pytest.mark.parametrize("value,policy,retries", [
+    ("no", "no", None), ("'no'", "no", None), ("always", "always", None), ("on-failure", "on-failure", None),
+    ("on-failure:3", "on-failure", 3), ("unless-stopped", "unless-stopped", None)])
+def test_restart_policies(tmp_path, value, policy, retries):
+    s = one(tmp_path, f"image: x\nrestart: {value}\n")
+    assert (s.restart, s.restart_max_retries) == (policy, retries)
+    assert one(tmp_path, "image: x\n").restart == "no"
+
+
+def test_volume_forms(tmp_path):
+    (tmp_path / "conf").mkdir()
+    s = one(tmp_path, """\
+        image: x
+        volumes:
+          - ./conf:/etc/conf:ro
+          - ./conf:/etc/conf2
+          - data:/data
+          - /abs/path:/abs
+          - /anonymous
+          - {type: bind, source: ./conf, target: /long, read_only: true}
+          - {type: volume, source: data, target: /long-data}
+        """, extra="volumes:\n  data:\n")
+    got = [(v.kind, v.source, v.target, v.read_only) for v in s.volumes]
+    assert got == [("bind", str(tmp_path / "conf"), "/etc/conf", True),
+                   ("bind", str(tmp_path / "conf"), "/etc/conf2", False),
+                   ("volume", "data", "/data", False),
+                   ("bind", "/abs/path", "/abs", False),
+                   ("volume", None, "/anonymous", False),
+                   ("bind", str(tmp_path / "conf"), "/long", True),
+                   ("volume", "data", "/long-data", False)]
+
+
+def test_depends_on_long_form(tmp_path):
+    p = write(tmp_path, """\
+        services:
+          a: {image: x, depends_on: {b: {condition: service_healthy}}}
+          b: {image: y}
+        """)
+    c = load_compose(p, env={})
+    assert c.services["a"].depends_on == ["b"]
+    assert [s.name for s in c.select(["a"])] == ["b", "a"]
+
+
+# ------------------------------------------------------------ native plan (rewrites), pure
+
+def test_native_plan_rewrites(repo_root, tmp_path):
+    c = load_compose(repo_root / "docker-compose.yml", profiles=["prometheus"], env={})
+    ports = {"sensor-service": 18000, "victoriametrics": 18428, "prometheus": 19090}
+    vm = plan_service(c, c.services["victoriametrics"], tmp_path, ports, check_binary=False)
+    assert vm.argv[0] == "/usr/bin/victoria-metrics"
+    assert f"-promscrape.config={tmp_path}/config/victoriametrics/scrape.yml" in vm.argv
+    assert f"-storageDataPath={tmp_path}/volumes/vmdata" in vm.argv
+    assert "-httpListenAddr=127.0.0.1:18428" in vm.argv and "-httpListenAddr=:8428" not in vm.argv
+    assert vm.health_url == "http://127.0.0.1:18428/health"
+    scrape = (tmp_path / "config" / "victoriametrics" / "scrape.yml").read_text()
+    assert '"127.0.0.1:18000"' in scrape and "sensor-service:8000" not in scrape
+    prom = plan_service(c, c.services["prometheus"], tmp_path, ports, check_binary=False)
+    assert "--web.listen-address=127.0.0.1:19090" in prom.argv
+    assert f"--storage.tsdb.path={tmp_path}/volumes/promdata" in prom.argv
+    assert prom.health_url == "http://127.0.0.1:19090/-/ready"
+    svc = plan_service(c, c.services["sensor-service"], tmp_path, ports,
+                       env_override={"SENSOR_VARIANT": "baseline"})
+    import sys
+    assert svc.argv == [sys.executable, "-m", "service"]
+    assert svc.cwd == str(repo_root)
+    assert (svc.env["SENSOR_HOST"], svc.env["SENSOR_PORT"], svc.env["SENSOR_VARIANT"]) == \
+        ("127.0.0.1", "18000", "baseline")
+    assert svc.health_url == "http://127.0.0.1:18000/healthz"
+    assert (svc.mem_limit, svc.cpus) == (50 * MiB, 0.5)
+
+
+def test_native_plan_missing_binary_and_unknown_image(repo_root, tmp_path, monkeypatch):
+    from stack import images
+    c = load_compose(repo_root / "docker-compose.yml", env={})
+    monkeypatch.setattr(images, "ADAPTERS", [(pat, images.Adapter("/nonexistent/victoria-metrics", ad.listen_flag,
+                                                                  ad.health_path))
+                                             for pat, ad in images.ADAPTERS])
+    with pytest.raises(StackError) as ei:
+        plan_service(c, c.services["victoriametrics"], tmp_path, {"victoriametrics": 1, "sensor-service": 2})
+    assert "/nonexistent/victoria-metrics" in str(ei.value) and "make os-packages" in str(ei.value)
+    p = write(tmp_path, "services:\n  db: {image: postgres:16}\n", "other.yml")
+    c2 = load_compose(p, env={})
+    with pytest.raises(StackError, match="no native adapter for 'postgres:16'"):
+        plan_service(c2, c2.services["db"], tmp_path, {"db": 5432})
+
+
+# ------------------------------------------------------------ docker engine command lines, pure
+
+def test_docker_command_lines(repo_root):
+    base = ["docker", "compose"]
+    assert docker_engine.up_cmd(base, "dc.yml", "ov.yml", "edgebench-ab12", ["sensor-service", "victoriametrics"],
+                                ["prometheus"], True, 30) == [
+        "docker", "compose", "-f", "dc.yml", "-f", "ov.yml", "-p", "edgebench-ab12", "--profile", "prometheus",
+        "up", "-d", "--wait", "--wait-timeout", "30", "sensor-service", "victoriametrics"]
+    assert docker_engine.up_cmd(["docker-compose"], "dc.yml", None, "p", [], wait=False) == [
+        "docker-compose", "-f", "dc.yml", "-p", "p", "up", "-d"]
+    assert docker_engine.down_cmd(base, "dc.yml", None, "p") == [
+        "docker", "compose", "-f", "dc.yml", "-p", "p", "down", "--remove-orphans", "--timeout", "10"]
+    assert docker_engine.ps_cmd(base, "dc.yml", None, "p", "victoriametrics") == [
+        "docker", "compose", "-f", "dc.yml", "-p", "p", "ps", "-q", "victoriametrics"]
+    assert docker_engine.stats_cmd(["abc", "def"]) == ["docker", "stats", "--no-stream", "--format", "json",
+                                                       "abc", "def"]
+    c = load_compose(repo_root / "docker-compose.yml", env={})
+    doc = docker_engine.override_doc(c, ["sensor-service", "victoriametrics"],
+                                     {"sensor-service": {"SENSOR_VARIANT": "baseline"}},
+                                     {"sensor-service": 18000})
+    text = docker_engine.dump_override(doc)
+    assert "SENSOR_VARIANT: baseline" in text
+    assert "ports: !override\n    - 127.0.0.1:18000:8000" in text
+    assert "victoriametrics" not in text
+
+
+def test_docker_stats_parsing():
+    out = docker_engine.parse_stats(
+        '{"BlockIO":"0B / 0B","CPUPerc":"12.50%","Container":"abc","ID":"abc","MemPerc":"50.00%",'
+        '"MemUsage":"25MiB / 50MiB","Name":"edgebench-x-sensor-service-1","NetIO":"0B / 0B","PIDs":"5"}\n')
+    assert out == {"edgebench-x-sensor-service-1": {"id": "abc", "mem_bytes": 25 * MiB,
+                                                    "mem_limit_bytes": 50 * MiB, "cpu_percent": 12.5, "pids": 5}}
+
+
+# ------------------------------------------------------------ supervisor policy, pure
+
+def test_restart_backoff_like_docker():
+    from stack.supervisor import next_backoff
+    delays, d = [], 0.0
+    for _ in range(12):
+        d = next_backoff(d, up_for=0.5)
+        delays.append(d)
+    assert delays[:4] == [0.1, 0.2, 0.4, 0.8]
+    assert delays[-1] == 60.0  # capped
+    assert next_backoff(25.6, up_for=10.0) == 0.1  # reset after 10 s up
+
+
+@pytest.mark.parametrize("policy,code,restarts,retries,expected", [
+    ("always", 0, 5, None, True), ("unless-stopped", 1, 0, None, True), ("no", 1, 0, None, False),
+    ("on-failure", 0, 0, None, False), ("on-failure", 1, 0, None, True), ("on-failure", -9, 0, None, True),
+    ("on-failure", 1, 3, 3, False), ("on-failure", 1, 2, 3, True)])
+def test_restart_policy(policy, code, restarts, retries, expected):
+    from stack.supervisor import should_restart
+    assert should_restart(policy, code, restarts, retries) is expected
