@@ -11,10 +11,11 @@ from edgebench.scenarios import ParameterError, Scenario, parse_scenarios
 class RunParams:
     duration_s: float = 40.0      # steady load per scenario
     warmup_s: float = 8.0         # excluded from every figure
-    users: int = 4                # sensor clients
-    sensor_rate: float = 5.0      # requests/s per sensor client
+    # Scrape-heavy, like the robot's traffic: 4 scrapes/s and 4 sensor reads/s in all.
+    users: int = 2                # sensor clients
+    sensor_rate: float = 2.0      # requests/s per sensor client
     scrapers: int = 2             # /metrics scrapers (besides the collector's own scrapes)
-    scrape_rate: float = 1.0      # scrapes/s per scraper
+    scrape_rate: float = 2.0      # scrapes/s per scraper
     repeats: int = 1
     workers: int = 0              # Locust worker processes (0: one local process)
     target: str | None = None     # benchmark an external service instead of the stack

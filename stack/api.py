@@ -118,10 +118,12 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
                 services: Iterable[str] | None = None, profiles: Iterable[str] = (),
                 env: Mapping[str, Mapping[str, str]] | None = None,
                 ports: Mapping[str, int] | None = None, engine: str = "auto", timeout: float = 30,
-                extra_args: Mapping[str, list[str]] | None = None, stop_grace: float = 10.0) -> StackHandle:
+                extra_args: Mapping[str, list[str]] | None = None, stop_grace: float = 10.0,
+                contexts: Mapping[str, str | os.PathLike] | None = None) -> StackHandle:
     """Start ``compose_path``'s services (``services``: a subset, plus what they depend on;
     ``profiles``: compose profiles to activate) with per-service ``env`` overrides, host
-    ``ports`` overrides and ``extra_args`` appended to a service's command; return once
+    ``ports`` overrides, ``extra_args`` appended to a service's command and ``contexts``
+    replacing a built service's build context (another checkout of it); return once
     every service is healthy. Raises ComposeError / StackError (one line each)."""
     state_dir = Path(state_dir).resolve()
     compose = load_compose(compose_path, profiles=tuple(profiles))
@@ -134,7 +136,7 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
         _cleanup_leftovers(old)  # a supervisor that died hard: remove what it left
     state_dir.mkdir(parents=True, exist_ok=True)
     names = [s.name for s in selected]
-    for n in list(env or {}) + list(ports or {}) + list(extra_args or {}):
+    for n in list(env or {}) + list(ports or {}) + list(extra_args or {}) + list(contexts or {}):
         if n not in compose.all_services:
             raise StackError(f"override for unknown service '{n}'; fix: use one of {', '.join(compose.all_services)}")
     engine = choose_engine(engine)
@@ -142,7 +144,7 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
     if engine == "docker":
         from . import docker_engine
         state = docker_engine.up(compose, state_dir, stack_id, names, tuple(profiles), env, ports, timeout,
-                                 cgroups.detect_version())
+                                 cgroups.detect_version(), contexts)
         state["state_dir"] = str(state_dir)
         write_json_atomic(state_dir / "state.json", state)
         return StackHandle(state_dir)
@@ -158,7 +160,8 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
         if port_busy(hp[n]):
             raise StackError(f"port 127.0.0.1:{hp[n]} (service '{n}') is already in use; "
                              f"fix: stop what listens there or pass --port {n}=<free port>")
-    plans = [plan_service(compose, s, state_dir, hp, (env or {}).get(s.name), (extra_args or {}).get(s.name))
+    plans = [plan_service(compose, s, state_dir, hp, (env or {}).get(s.name), (extra_args or {}).get(s.name),
+                          context=(contexts or {}).get(s.name))
              for s in selected]
     why = cgroups.probe()
     if why is not None:  # the supervisor will run unconfined: say so before anything starts

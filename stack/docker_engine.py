@@ -46,11 +46,14 @@ def project_name(stack_id: str) -> str:
     return f"edgebench-{stack_id}"
 
 
-def override_doc(compose: Compose, services: list[str], env: dict | None, ports: dict | None) -> dict:
+def override_doc(compose: Compose, services: list[str], env: dict | None, ports: dict | None,
+                 contexts: dict | None = None) -> dict:
     out: dict = {}
     for name in services:
         svc = compose.all_services[name]
         entry: dict = {}
+        if contexts and contexts.get(name):
+            entry["build"] = {"context": str(contexts[name])}
         if env and env.get(name):
             entry["environment"] = {k: str(v) for k, v in env[name].items()}
         if ports and name in ports and service_port(svc):
@@ -154,19 +157,21 @@ def _run(cmd: list[str], timeout: float) -> str:
 
 
 def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], profiles, env, ports,
-       timeout: float, cgroup_version: int | None) -> dict:
+       timeout: float, cgroup_version: int | None, contexts: dict | None = None) -> dict:
     """Start with docker compose and return the state dict (the caller writes it)."""
     from .native import http_ok
 
     base = compose_base()
     project = project_name(stack_id)
     override = None
-    doc = override_doc(compose, services, env, ports)
+    doc = override_doc(compose, services, env, ports, contexts)
     if doc:
         override = state_dir / "compose.override.yml"
         override.write_text(dump_override(doc))
     wait = base[:2] == ["docker", "compose"]
-    _run(up_cmd(base, compose.path, override, project, services, profiles, wait, timeout), timeout + 120)
+    build = ["--build"] if contexts else []
+    _run(up_cmd(base, compose.path, override, project, services, profiles, wait, timeout) + build,
+         timeout + 300)
     svc_state = {}
     for name in services:
         svc = compose.all_services[name]

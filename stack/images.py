@@ -120,9 +120,11 @@ def _rewrite_arg(arg: str, vols: dict[str, str]) -> str:
 
 def plan_service(compose: Compose, svc: Service, state_dir: Path, ports: dict[str, int],
                  env_override: dict[str, str] | None = None, extra_args: list[str] | None = None,
-                 check_binary: bool = True) -> NativePlan:
+                 check_binary: bool = True, context: str | os.PathLike | None = None) -> NativePlan:
     """Turn a compose service into a native process plan; writes rewritten config copies
-    and creates named-volume directories under ``state_dir``. Raises StackError."""
+    and creates named-volume directories under ``state_dir``. ``context`` replaces a built
+    service's build context (the gate runs a git ref's service from its worktree).
+    Raises StackError."""
     ad = adapter_for(svc)
     if ad is None:
         raise StackError(f"{compose.path}: service '{svc.name}': image: no native adapter for "
@@ -189,7 +191,7 @@ def plan_service(compose: Compose, svc: Service, state_dir: Path, ports: dict[st
         elif check_binary and not shutil.which(argv[0]):
             raise StackError(f"service '{svc.name}': command: {argv[0]} is not installed; fix: install it "
                              f"or change the command")
-        cwd = svc.build["context"]
+        cwd = str(context) if context else svc.build["context"]
 
     # only what the service adds: the supervisor lays it over its own environment
     env = {k: _rewrite_hosts(v, compose, ports) for k, v in svc.environment.items()}
