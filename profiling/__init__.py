@@ -1,0 +1,45 @@
+"""edgebench profiling: samplers and profilers attached to a running stack.
+
+Everything here runs in the orchestrator's process (or its children), outside the
+services' cgroups, and only measures: deciding what is good or bad is reports/.
+
+Public surface:
+
+- ``ResourceSampler(state_file, out_csv, interval_s=0.25)`` -> resources.csv
+- ``read_cgroups(cgroups)`` / ``read_v1`` / ``read_v2`` -> ``Counters``
+- ``query_collector(base_url, out_dir, start, end, step, job, kind)`` -> collector/*.json
+- ``PySpyRecorder(get_pid, out_dir, rate=100)`` -> flamegraph.svg, speedscope.json,
+  collapsed.txt, top_functions.csv, pyspy_meta.json
+- ``top_functions`` / ``diff_top_functions`` (pure, collapsed stacks -> DataFrames)
+- ``MprofRecorder(get_pid, out_path)`` -> mprof-compatible .dat
+- ``take_snapshot(service_url, path)``, ``allocation_growth(start, end)``,
+  ``top_allocations(snapshot)``, ``memory_per_request(timeline, requests)``
+- ``pid_getter(state_file, service)`` -> a ``get_pid`` callable following restarts
+"""
+
+
+class ProfilerError(RuntimeError):
+    """A profiler could not run or attach. The message is one line naming cause and fix;
+    callers log it and carry on with the run."""
+
+
+from .cgroup_reader import Counters, detect_cgroup_version, read_cgroups, read_process, read_v1, read_v2  # noqa: E402
+from .collector_queries import CollectorError, query_collector  # noqa: E402
+from .memory import (  # noqa: E402
+    MprofRecorder,
+    allocation_growth,
+    memory_per_request,
+    take_snapshot,
+    top_allocations,
+)
+from .pyspy import PySpyRecorder  # noqa: E402
+from .sampler import COLUMNS, ResourceSampler, pid_getter, service_pid  # noqa: E402
+from .top_functions import diff_top_functions, parse_collapsed, top_functions  # noqa: E402
+
+__all__ = [
+    "ProfilerError", "Counters", "detect_cgroup_version", "read_cgroups", "read_process",
+    "read_v1", "read_v2", "CollectorError", "query_collector", "MprofRecorder",
+    "allocation_growth", "memory_per_request", "take_snapshot", "top_allocations",
+    "PySpyRecorder", "COLUMNS", "ResourceSampler", "pid_getter", "service_pid",
+    "diff_top_functions", "parse_collapsed", "top_functions",
+]

@@ -1,0 +1,215 @@
+"""Series from the collector (VictoriaMetrics or Prometheus), saved as raw API answers.
+
+``query_collector(base_url, out_dir, start, end, step)`` saves the raw JSON answers of
+``/api/v1/query_range`` for the scenario window into ``out_dir``:
+
+- ``scrape_duration_buckets.json``  ``sensor_scrape_duration_seconds_bucket{job="sensor"}``
+- ``up.json``                       ``up{job="sensor"}``
+- ``collector_scrape_duration.json`` ``scrape_duration_seconds{job="sensor"}``
+- ``process_resident_memory.json``  ``process_resident_memory_bytes{job="sensor"}``
+- ``queries.json``                  what was asked, of whom, for which window, and how
+                                     long we waited for the data to be visible
+
+VictoriaMetrics' latency offset: VM treats points younger than ``-search.latencyOffset``
+(30 s by default) as possibly incomplete, and ``query_range`` *replaces* them with the
+previous point's value (``nocache=1`` does not change that; this VM build also ignores a
+``latency_offset`` query arg). So before querying we wait — polling, not sleeping
+blindly — until (a) ``now >= end + latencyOffset`` (offset read from VM's ``/flags``
+page, 30 s if not set there) and (b) a sample at or after ``end`` is visible
+(``max(timestamp(up{job=...}))`` with ``nocache=1``). For Prometheus only (b) applies.
+Recommended: start VM with ``-search.latencyOffset=5s`` (one scrape interval, above the
+4 s scrape timeout) so the wait after each scenario is ~5 s instead of ~30 s.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import requests
+
+QUERIES: dict[str, str] = {
+    "scrape_duration_buckets": 'sensor_scrape_duration_seconds_bucket{{job="{job}"}}',
+    "up": 'up{{job="{job}"}}',
+    "collector_scrape_duration": 'scrape_duration_seconds{{job="{job}"}}',
+    "process_resident_memory": 'process_resident_memory_bytes{{job="{job}"}}',
+}
+KINDS = ("victoriametrics", "prometheus")
+VM_DEFAULT_LATENCY_OFFSET_S = 30.0
+
+
+class CollectorError(RuntimeError):
+    """The collector cannot be queried; one line naming the cause and the fix."""
+
+
+def parse_duration(text: str) -> float:
+    """Go/Prometheus duration (``30s``, ``1m30s``, ``500ms``, ``1h``, bare seconds) -> seconds."""
+    text = text.strip().strip('"')
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
+             "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    total, pos = 0.0, 0
+    for m in re.finditer(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|s|m|h|d|w)", text):
+        if m.start() != pos:
+            raise ValueError(f"bad duration {text!r}")
+        total += float(m.group(1)) * units[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"bad duration {text!r}")
+    return total
+
+
+def parse_vm_flags(text: str) -> dict[str, str]:
+    """VM's ``/flags`` page (``-name="value"`` lines, explicitly set flags only) -> dict."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'^\s*-([\w.\-]+)=(.*)$', line)
+        if m:
+            out[m.group(1)] = m.group(2).strip().strip('"')
+    return out
+
+
+def vm_latency_offset(base_url: str, session: requests.Session | None = None, timeout: float = 5.0) -> float:
+    """VM's ``-search.latencyOffset`` in seconds (30 when not set explicitly)."""
+    s = session or requests
+    try:
+        r = s.get(base_url.rstrip("/") + "/flags", timeout=timeout)
+        if r.ok:
+            flags = parse_vm_flags(r.text)
+            if "search.latencyOffset" in flags:
+                return parse_duration(flags["search.latencyOffset"])
+    except (requests.RequestException, ValueError):
+        pass
+    return VM_DEFAULT_LATENCY_OFFSET_S
+
+
+def _get(session, url, params, timeout):
+    try:
+        return session.get(url, params=params, timeout=timeout)
+    except requests.RequestException as e:
+        raise CollectorError(f"collector at {url} not reachable ({type(e).__name__}); fix: query it "
+                             f"before the stack is stopped, and check its URL/port") from e
+
+
+def newest_sample_time(base_url: str, job: str = "sensor", kind: str = "victoriametrics",
+                       session: requests.Session | None = None, timeout: float = 10.0) -> float | None:
+    """Timestamp (epoch s) of the newest ``up{job=...}`` sample the collector shows now."""
+    s = session or requests.Session()
+    params = {"query": f'max(timestamp(up{{job="{job}"}}))', "time": f"{time.time():.3f}"}
+    if kind == "victoriametrics":
+        params["nocache"] = "1"
+    r = _get(s, base_url.rstrip("/") + "/api/v1/query", params, timeout)
+    try:
+        res = r.json()["data"]["result"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not res:
+        return None
+    return float(res[0]["value"][1])
+
+
+def wait_until_visible(base_url: str, end: float, job: str = "sensor", kind: str = "victoriametrics",
+                       latency_offset_s: float | None = None, timeout_s: float | None = None,
+                       poll_s: float = 0.5, session: requests.Session | None = None) -> dict:
+    """Poll until query_range answers for ``[.., end]`` are final (see module doc).
+    Returns what happened (never raises on timeout: the answer is still saved, with a warning)."""
+    s = session or requests.Session()
+    offset = 0.0
+    if kind == "victoriametrics":
+        offset = latency_offset_s if latency_offset_s is not None else vm_latency_offset(base_url, s)
+    if timeout_s is None:
+        timeout_s = offset + 30.0
+    t0 = time.time()
+    deadline = max(t0, end + offset) + timeout_s
+    newest = None
+    while True:
+        now = time.time()
+        if now >= end + offset:
+            newest = newest_sample_time(base_url, job, kind, s)
+            if newest is not None and newest >= end:
+                return {"ok": True, "latency_offset_s": offset, "waited_s": round(time.time() - t0, 3),
+                        "newest_sample": newest}
+        if now >= deadline:
+            return {"ok": False, "latency_offset_s": offset, "waited_s": round(now - t0, 3),
+                    "newest_sample": newest,
+                    "warning": (f"no {job} sample at/after end={end:.3f} became visible within "
+                                f"{timeout_s:.0f}s (newest: {newest}); the last points may be missing")}
+        wait = poll_s if now >= end + offset else min(max(end + offset - now, 0.05), 5.0)
+        time.sleep(wait)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def query_collector(base_url: str, out_dir: str | os.PathLike, start: float, end: float,
+                    step: float | str = "5s", job: str = "sensor", kind: str = "victoriametrics",
+                    queries: dict[str, str] | None = None, wait: bool = True,
+                    latency_offset_s: float | None = None, wait_timeout_s: float | None = None,
+                    timeout: float = 30.0) -> dict:
+    """Save the raw ``query_range`` answers for ``[start, end]`` into ``out_dir``.
+
+    Returns (and writes as queries.json) the description of every query. Raises
+    CollectorError when the collector cannot be reached; an answer with an error status
+    is saved as is and listed with its error.
+    """
+    if kind not in KINDS:
+        raise CollectorError(f"collector kind {kind!r} unknown; fix: use one of {', '.join(KINDS)}")
+    if end <= start:
+        raise CollectorError(f"query window end {end} <= start {start}; fix: pass the scenario's "
+                             f"steady_start/steady_end")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = base_url.rstrip("/")
+    s = requests.Session()
+    waited = {"ok": None, "skipped": True}
+    if wait:
+        waited = wait_until_visible(base, end, job, kind, latency_offset_s, wait_timeout_s, session=s)
+    step_param = step if isinstance(step, str) else f"{float(step):g}s"
+    entries, warnings = [], []
+    if waited.get("warning"):
+        warnings.append(waited["warning"])
+    for name, template in (queries or QUERIES).items():
+        q = template.format(job=job)
+        params = {"query": q, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step_param}
+        if kind == "victoriametrics":
+            params["nocache"] = "1"
+        r = _get(s, base + "/api/v1/query_range", params, timeout)
+        fname = f"{name}.json"
+        _atomic_write(out / fname, r.text)
+        entry = {"name": name, "file": fname, "query": q, "params": params, "http_status": r.status_code}
+        try:
+            doc = r.json()
+            entry["status"] = doc.get("status")
+            if doc.get("status") != "success":
+                entry["error"] = doc.get("error")
+                warnings.append(f"{name}: {doc.get('errorType')}: {doc.get('error')}")
+            result = (doc.get("data") or {}).get("result") or []
+            entry["series"] = len(result)
+            entry["points"] = sum(len(x.get("values", [])) for x in result)
+        except ValueError:
+            entry["status"] = "invalid-json"
+            warnings.append(f"{name}: answer is not JSON (HTTP {r.status_code})")
+        entries.append(entry)
+    build = None
+    try:
+        rb = s.get(base + "/api/v1/status/buildinfo", timeout=5)
+        if rb.ok:
+            build = (rb.json() or {}).get("data")
+    except (requests.RequestException, ValueError):
+        pass
+    desc = {
+        "collector": {"kind": kind, "base_url": base, "buildinfo": build,
+                      "latency_offset_s": waited.get("latency_offset_s")},
+        "job": job, "start": start, "end": end, "step": step_param,
+        "queried_at": time.time(), "wait": waited, "queries": entries, "warnings": warnings,
+    }
+    _atomic_write(out / "queries.json", json.dumps(desc, indent=2))
+    return desc

@@ -1,0 +1,312 @@
+"""Memory of a running service: memory-profiler timelines and tracemalloc snapshots.
+
+- ``MprofRecorder(get_pid, out_path)``: memory-profiler's ``memory_usage`` sampling the
+  service pid's RSS (with children) in a background thread, re-resolving the pid so it
+  follows restarts; writes an mprof-compatible ``.dat`` (``CMDLINE ...`` then
+  ``MEM <MiB> <epoch s>`` lines; a restart adds a ``PID <pid> <epoch s>`` line, which
+  mprof ignores), so ``mprof plot file.dat`` works on it.
+- ``take_snapshot(service_url, path)``: asks a service in profile mode
+  (``SENSOR_TRACEMALLOC=1``) to dump a ``tracemalloc.Snapshot`` to ``path``.
+- ``allocation_growth(start, end)``: ``Snapshot.compare_to(start, 'lineno')`` ->
+  ``allocation_sites.csv`` (file, line, size_diff_bytes, count_diff, size_bytes, count)
+  and ``allocation_sites.txt``.
+- ``top_allocations(snapshot)``: largest live allocation sites -> ``allocation_top.csv``/.txt.
+- ``memory_per_request(timeline, requests)``: pure; peak above the resting level around
+  each request (e.g. per /metrics scrape) from a memory timeline.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import ProfilerError
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+GROWTH_COLUMNS = ["file", "line", "size_diff_bytes", "count_diff", "size_bytes", "count"]
+TOP_COLUMNS = ["file", "line", "size_bytes", "count"]
+
+
+# --------------------------------------------------------------------------
+# memory-profiler timeline
+# --------------------------------------------------------------------------
+
+class MprofRecorder:
+    """Sample a service's memory with memory-profiler into an mprof ``.dat`` file.
+
+    ``get_pid`` is re-evaluated between chunks of ``chunk_s`` seconds and after the
+    pid disappears, so an OOM-killed service that comes back with a new pid is followed.
+    Samples are streamed to the file as they are taken (an interrupted run keeps them).
+    """
+
+    def __init__(self, get_pid: Callable[[], int | None], out_path: str | os.PathLike,
+                 interval_s: float = 0.1, include_children: bool = True, chunk_s: float = 1.0):
+        self.get_pid = get_pid
+        self.out_path = Path(out_path)
+        self.interval_s = interval_s
+        self.include_children = include_children
+        self.chunk_s = chunk_s
+        self.pids: list[int] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._f = None
+
+    def start(self) -> "MprofRecorder":
+        try:
+            from memory_profiler import memory_usage  # noqa: F401
+        except ImportError as e:
+            raise ProfilerError(f"memory-profiler not importable ({e}); fix: `.venv/bin/pip install "
+                                f"memory-profiler` (make venv installs it)") from e
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.out_path, "w")
+        self._thread = threading.Thread(target=self._run, name="edgebench-mprof", daemon=True)
+        self._thread.start()
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.chunk_s + 5)
+        if self._f is not None:
+            self._f.flush()
+            self._f.close()
+            self._f = None
+        return {"file": str(self.out_path), "pids": list(self.pids), "errors": list(self.errors)}
+
+    def _run(self) -> None:
+        import psutil
+        from memory_profiler import memory_usage
+
+        while not self._stop.is_set():
+            try:
+                pid = self.get_pid()
+            except Exception as e:
+                pid = None
+                self._note(f"mprof: get_pid failed: {type(e).__name__}: {e}")
+            if not pid or not psutil.pid_exists(pid):
+                self._stop.wait(min(self.interval_s, 0.2))
+                continue
+            if not self.pids or self.pids[-1] != pid:
+                if not self.pids:
+                    try:
+                        cmd = " ".join(psutil.Process(pid).cmdline()) or f"pid {pid}"
+                    except psutil.Error:
+                        cmd = f"pid {pid}"
+                    self._f.write(f"CMDLINE {cmd}\n")
+                self._f.write(f"PID {pid} {time.time():.4f}\n")
+                self.pids.append(pid)
+            try:
+                memory_usage(pid, interval=self.interval_s, timeout=self.chunk_s,
+                             include_children=self.include_children, stream=_LiveOnly(self._f))
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, ProcessLookupError):
+                pass  # restarted/killed: re-resolve the pid
+            except psutil.AccessDenied:
+                self._note(f"mprof cannot read pid {pid}: access denied; fix: run as the service's user or root")
+                self._stop.wait(1.0)
+            except Exception as e:
+                self._note(f"mprof: {type(e).__name__}: {e}")
+                self._stop.wait(0.5)
+            if self._f is not None:
+                self._f.flush()
+
+    def _note(self, msg: str) -> None:
+        if msg not in self.errors:
+            self.errors.append(msg)
+            log.warning(msg)
+
+
+class _LiveOnly:
+    """Stream wrapper for memory_usage: drops the 0 MiB samples psutil reports for a pid that
+    just died (a zombie has no RSS), which would otherwise read as a memory drop to zero."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines(keepends=True):
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "MEM":
+                try:
+                    if float(parts[1]) <= 0.0:
+                        continue
+                except ValueError:
+                    continue
+            self.f.write(line)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def read_mprof(path: str | os.PathLike) -> pd.DataFrame:
+    """An mprof ``.dat`` file -> DataFrame(t, mem_bytes) (MEM lines only)."""
+    ts, mem = [], []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "MEM":
+                mem.append(float(parts[1]) * MIB)
+                ts.append(float(parts[2]))
+    return pd.DataFrame({"t": ts, "mem_bytes": mem})
+
+
+# --------------------------------------------------------------------------
+# tracemalloc
+# --------------------------------------------------------------------------
+
+def take_snapshot(service_url: str, path: str | os.PathLike, timeout: float = 30.0) -> Path:
+    """Ask the service (profile mode) to dump a tracemalloc snapshot to ``path`` (absolute,
+    on the service's filesystem). Raises ProfilerError with cause and fix."""
+    import requests
+
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    url = service_url.rstrip("/") + "/debug/tracemalloc/snapshot"
+    try:
+        r = requests.post(url, params={"path": str(path)}, timeout=timeout)
+    except requests.RequestException as e:
+        raise ProfilerError(f"tracemalloc snapshot: cannot reach {url} ({type(e).__name__}); "
+                            f"fix: check the service is up at {service_url}") from e
+    if r.status_code == 404:
+        raise ProfilerError(f"tracemalloc snapshot: {url} answered 404; fix: start the service in "
+                            f"profile mode with SENSOR_TRACEMALLOC=1")
+    if r.status_code == 403:
+        raise ProfilerError(f"tracemalloc snapshot: {url} answered 403 (loopback clients only); "
+                            f"fix: call it from the same host via 127.0.0.1")
+    if r.status_code >= 400:
+        raise ProfilerError(f"tracemalloc snapshot: {url} answered {r.status_code}: "
+                            f"{r.text.strip()[:200]!r}")
+    if not path.exists():
+        raise ProfilerError(f"tracemalloc snapshot: service answered {r.status_code} but {path} does "
+                            f"not exist; fix: the service must share this filesystem (native engine)")
+    return path
+
+
+_NOISE = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>")
+
+
+def _load(snap) -> tracemalloc.Snapshot:
+    if isinstance(snap, tracemalloc.Snapshot):
+        s = snap
+    else:
+        s = tracemalloc.Snapshot.load(str(snap))
+    filters = [tracemalloc.Filter(False, p) for p in _NOISE]
+    filters.append(tracemalloc.Filter(False, tracemalloc.__file__))
+    return s.filter_traces(filters)
+
+
+def _frame(stat) -> tuple[str, int]:
+    fr = stat.traceback[0]
+    return fr.filename, fr.lineno
+
+
+def _write(df: pd.DataFrame, text: str, out_dir, stem: str) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for suffix, writer in ((".csv", lambda p: df.to_csv(p, index=False)),
+                           (".txt", lambda p: Path(p).write_text(text))):
+        final = out_dir / (stem + suffix)
+        tmp = final.with_name(final.name + ".tmp")
+        writer(tmp)
+        os.replace(tmp, final)
+
+
+def allocation_growth(start_snapshot, end_snapshot, top: int = 20,
+                      out_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Allocation sites that grew between two snapshots (paths or Snapshot objects).
+
+    ``end.compare_to(start, 'lineno')``, largest size_diff first, ``top`` rows; writes
+    ``allocation_sites.csv`` and ``allocation_sites.txt`` into ``out_dir`` when given.
+    """
+    start, end = _load(start_snapshot), _load(end_snapshot)
+    stats = end.compare_to(start, "lineno")
+    total = sum(s.size_diff for s in stats)
+    stats.sort(key=lambda s: (s.size_diff, s.size), reverse=True)
+    stats = stats[:top]
+    rows = []
+    for s in stats:
+        f, ln = _frame(s)
+        rows.append({"file": f, "line": ln, "size_diff_bytes": s.size_diff, "count_diff": s.count_diff,
+                     "size_bytes": s.size, "count": s.count})
+    df = pd.DataFrame(rows, columns=GROWTH_COLUMNS)
+    if out_dir is not None:
+        text = (f"# tracemalloc growth between snapshots (compare_to 'lineno'), top {top}\n"
+                f"# total size_diff: {total} bytes\n" + "".join(f"{s}\n" for s in stats))
+        _write(df, text, out_dir, "allocation_sites")
+    return df
+
+
+def top_allocations(snapshot, top: int = 20, out_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Largest live allocation sites in one snapshot (``statistics('lineno')``);
+    writes ``allocation_top.csv``/``.txt`` into ``out_dir`` when given."""
+    snap = _load(snapshot)
+    stats = snap.statistics("lineno")[:top]
+    rows = []
+    for s in stats:
+        f, ln = _frame(s)
+        rows.append({"file": f, "line": ln, "size_bytes": s.size, "count": s.count})
+    df = pd.DataFrame(rows, columns=TOP_COLUMNS)
+    if out_dir is not None:
+        text = f"# tracemalloc top {top} allocation sites by size\n" + "".join(f"{s}\n" for s in stats)
+        _write(df, text, out_dir, "allocation_top")
+    return df
+
+
+# --------------------------------------------------------------------------
+# memory per request (pure)
+# --------------------------------------------------------------------------
+
+def memory_per_request(timeline: pd.DataFrame, requests: pd.DataFrame | list,
+                       rest_s: float = 1.0, window_s: float | None = None,
+                       mem_col: str = "mem_bytes") -> pd.DataFrame:
+    """Memory a request costs: the peak above the resting level while it runs.
+
+    ``timeline``: columns ``t`` (epoch s) and ``mem_col`` (bytes) — resources.csv rows of
+    one component or ``read_mprof``. ``requests``: DataFrame with ``start`` (epoch s) and
+    optionally ``latency_ms``, or a list of start times. For each request:
+    resting = median of samples in ``[start - rest_s, start)``; peak = max of samples in
+    ``[start, end + pad]`` where end = start + latency (or ``window_s``) and pad is one
+    median sampling interval (the peak may be caught just after the response).
+    Returns start, resting_bytes, peak_bytes, delta_bytes (clipped at 0; NaN when no
+    sample falls in either window). Overlapping requests share their peak: use it on
+    requests that do not overlap (one scraper), or read the median.
+    """
+    tl = timeline[["t", mem_col]].dropna().sort_values("t")
+    t = tl["t"].to_numpy(dtype=float)
+    m = tl[mem_col].to_numpy(dtype=float)
+    if isinstance(requests, pd.DataFrame):
+        starts = requests["start"].to_numpy(dtype=float)
+        lat = (requests["latency_ms"].to_numpy(dtype=float) / 1000.0
+               if "latency_ms" in requests.columns else None)
+    else:
+        starts = pd.Series(list(requests), dtype=float).to_numpy()
+        lat = None
+    pad = float(pd.Series(t).diff().median()) if len(t) > 1 else 0.0
+    if pad != pad:  # NaN
+        pad = 0.0
+    rows = []
+    import numpy as np
+
+    for i, s in enumerate(starts):
+        dur = lat[i] if lat is not None and lat[i] == lat[i] else (window_s or 0.0)
+        lo, hi = np.searchsorted(t, s - rest_s, "left"), np.searchsorted(t, s, "left")
+        rest = float(np.median(m[lo:hi])) if hi > lo else float("nan")
+        a, b = np.searchsorted(t, s, "left"), np.searchsorted(t, s + dur + pad, "right")
+        peak = float(m[a:b].max()) if b > a else float("nan")
+        delta = max(0.0, peak - rest) if rest == rest and peak == peak else float("nan")
+        rows.append({"start": s, "resting_bytes": rest, "peak_bytes": peak, "delta_bytes": delta})
+    return pd.DataFrame(rows, columns=["start", "resting_bytes", "peak_bytes", "delta_bytes"])

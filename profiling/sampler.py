@@ -1,0 +1,331 @@
+"""Resource sampler with ``docker stats`` semantics.
+
+``ResourceSampler`` is a background thread that, every ``interval_s``, re-reads
+the stack supervisor's state.json (pids, cgroups and restart/OOM counters change
+across restarts) and appends one row per service to ``resources.csv``::
+
+    t, component, mem_bytes, rss_bytes, cpu_seconds, throttled_periods,
+    throttled_seconds, oom_kills, restarts, mem_limit_bytes, cpus,
+    disk_write_bytes, disk_used_bytes
+
+It runs in the orchestrator's process, outside the services' cgroups, and only
+reads files: cgroup counter files (v1 or v2, see ``cgroup_reader``),
+``/proc/<pid>/io`` and the data volume directories. Cumulative columns
+(cpu_seconds, throttled_*, oom_kills, disk_write_bytes) are kept monotonic
+across restarts and re-created cgroups. An empty cell means "not observable"
+(e.g. throttling of a service without a cgroup).
+
+A service without a readable cgroup (``limits_enforced`` false, or a docker
+engine whose cgroups are not visible) falls back to psutil on its pid. Other
+sources (``docker stats``) plug in through ``readers``: callables
+``(name, service_state, state) -> Counters | None`` tried before the built-in ones.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .cgroup_reader import (
+    Counters,
+    dir_size_bytes,
+    proc_start_time,
+    proc_write_bytes,
+    read_cgroups,
+    read_process,
+)
+
+COLUMNS = [
+    "t", "component", "mem_bytes", "rss_bytes", "cpu_seconds", "throttled_periods",
+    "throttled_seconds", "oom_kills", "restarts", "mem_limit_bytes", "cpus",
+    "disk_write_bytes", "disk_used_bytes",
+]
+
+Reader = Callable[[str, dict, dict], "Counters | None"]
+
+
+def load_state(state_file: str | os.PathLike) -> dict | None:
+    """state.json as a dict, or None when missing/unparsable (it is rewritten atomically,
+    so a parse error means 'not there yet')."""
+    try:
+        with open(state_file) as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def service_pid(state_file: str | os.PathLike, service: str) -> int | None:
+    """The current pid of ``service`` according to state.json (None if not running)."""
+    state = load_state(state_file)
+    if not state:
+        return None
+    svc = (state.get("services") or {}).get(service) or {}
+    pid = svc.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    if svc.get("status") not in (None, "running", "starting", "healthy"):
+        return None
+    return pid
+
+
+def pid_getter(state_file: str | os.PathLike, service: str) -> Callable[[], int | None]:
+    """A ``get_pid`` callable for the profilers: re-resolves the pid from state.json."""
+    return lambda: service_pid(state_file, service)
+
+
+class _Monotonic:
+    """Keeps a cumulative counter monotonic across resets (restart, new cgroup, new pid)."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.last: float | None = None
+        self.ident = None
+
+    def update(self, ident, raw):
+        if raw is None:
+            return None if self.last is None else self.base + self.last
+        if self.last is not None and (ident != self.ident or raw < self.last):
+            self.base += self.last
+        self.ident, self.last = ident, raw
+        return self.base + raw
+
+
+class _DiskWrites:
+    """Cumulative write_bytes over a component's processes, monotonic across restarts."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.live: dict[tuple[int, int | None], int] = {}
+        self.seen = False
+
+    def update(self, pids: Iterable[int]) -> int | None:
+        current: dict[tuple[int, int | None], int] = {}
+        for pid in pids:
+            wb = proc_write_bytes(pid)
+            if wb is None:
+                continue
+            current[(pid, proc_start_time(pid))] = wb
+        for key, last in self.live.items():
+            if key not in current:  # process gone: keep what it wrote
+                self.base += last
+        self.live = current
+        if current:
+            self.seen = True
+        if not self.seen:
+            return None
+        return self.base + sum(current.values())
+
+
+class _Component:
+    def __init__(self) -> None:
+        self.cpu = _Monotonic()
+        self.thr_periods = _Monotonic()
+        self.thr_seconds = _Monotonic()
+        self.oom = _Monotonic()
+        self.disk_writes = _DiskWrites()
+        self.disk_used: int | None = None
+        self.disk_used_at = 0.0
+        self.sources: set[str] = set()
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
+    return str(v)
+
+
+class ResourceSampler:
+    """Samples every service in state.json into resources.csv (docker-stats semantics).
+
+    Use as a context manager or with ``start()``/``stop()``. ``overhead()`` reports
+    the sampler's own CPU cost; ``stop()`` also writes it to ``<out_csv>.meta.json``.
+    """
+
+    def __init__(self, state_file: str | os.PathLike, out_csv: str | os.PathLike,
+                 interval_s: float = 0.25, disk_interval_s: float = 2.0,
+                 readers: Iterable[Reader] = (), services: Iterable[str] | None = None):
+        self.state_file = Path(state_file)
+        self.out_csv = Path(out_csv)
+        self.interval_s = float(interval_s)
+        self.disk_interval_s = float(disk_interval_s)
+        self.readers = list(readers)
+        self.services = set(services) if services is not None else None
+        self._components: dict[str, _Component] = {}
+        self._state: dict | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._file = None
+        self._writer = None
+        self._lock = threading.Lock()
+        self.ticks = 0
+        self.rows = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._cpu_s = 0.0
+        self._t_start: float | None = None
+        self._t_stop: float | None = None
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> "ResourceSampler":
+        if self._thread is not None:
+            return self
+        self._open()
+        self._t_start = time.time()
+        self._thread = threading.Thread(target=self._run, name="edgebench-resource-sampler",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(5.0, 4 * self.interval_s))
+        self._t_stop = time.time()
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+                self._file.close()
+                self._file = None
+        info = self.overhead()
+        meta = self.out_csv.with_name(self.out_csv.name + ".meta.json")
+        tmp = meta.with_name(meta.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(info, indent=2))
+            os.replace(tmp, meta)
+        except OSError:
+            pass
+        return info
+
+    def __enter__(self) -> "ResourceSampler":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def overhead(self) -> dict:
+        """The sampler's own cost: CPU seconds of its thread per second of sampling."""
+        end = self._t_stop or time.time()
+        wall = (end - self._t_start) if self._t_start else 0.0
+        return {
+            "interval_s": self.interval_s,
+            "ticks": self.ticks,
+            "rows": self.rows,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "wall_seconds": round(wall, 3),
+            "sampler_cpu_seconds": round(self._cpu_s, 6),
+            "cpu_seconds_per_second": round(self._cpu_s / wall, 6) if wall > 0 else None,
+            "cpu_ms_per_tick": round(1000 * self._cpu_s / self.ticks, 4) if self.ticks else None,
+            "sources": {k: sorted(c.sources) for k, c in self._components.items()},
+        }
+
+    # -- sampling --------------------------------------------------------
+    def _open(self) -> None:
+        self.out_csv.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.out_csv.exists() or self.out_csv.stat().st_size == 0
+        self._file = open(self.out_csv, "a", newline="")
+        self._writer = csv.writer(self._file)
+        if new:
+            self._writer.writerow(COLUMNS)
+            self._file.flush()
+
+    def _run(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            c0 = time.thread_time()
+            try:
+                self.sample_once()
+            except Exception as e:  # keep sampling whatever happens
+                self.errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+            self._cpu_s += time.thread_time() - c0
+            next_t += self.interval_s
+            delay = next_t - time.monotonic()
+            if delay < 0:  # fell behind: skip missed ticks, keep the cadence
+                next_t = time.monotonic()
+                delay = 0
+            self._stop.wait(delay)
+
+    def sample_once(self) -> list[dict]:
+        """Take one sample of every service and append the rows; returns them."""
+        if self._file is None:
+            self._open()
+        state = load_state(self.state_file)
+        if state is not None:
+            self._state = state
+        state = self._state
+        if not state:
+            return []
+        t = time.time()
+        rows = []
+        for name, svc in sorted((state.get("services") or {}).items()):
+            if self.services is not None and name not in self.services:
+                continue
+            if not isinstance(svc, dict):
+                continue
+            rows.append(self._row(t, name, svc, state))
+        with self._lock:
+            if self._file is None:
+                return rows
+            for r in rows:
+                self._writer.writerow([_fmt(r[c]) for c in COLUMNS])
+            self._file.flush()
+        self.ticks += 1
+        self.rows += len(rows)
+        return rows
+
+    def _read(self, name: str, svc: dict, state: dict) -> tuple[Counters | None, object]:
+        for reader in self.readers:
+            c = reader(name, svc, state)
+            if c is not None:
+                return c, ("reader", c.source)
+        cg = svc.get("cgroups") or None
+        c = read_cgroups(cg) if cg else None
+        if c is not None:
+            return c, ("cgroup", json.dumps(cg, sort_keys=True))
+        pid = svc.get("pid")
+        if isinstance(pid, int) and pid > 0:
+            c = read_process(pid)
+            if c is not None:
+                return c, ("pid", pid, proc_start_time(pid))
+        return None, None
+
+    def _row(self, t: float, name: str, svc: dict, state: dict) -> dict:
+        comp = self._components.setdefault(name, _Component())
+        c, ident = self._read(name, svc, state)
+        if c is None:
+            c = Counters(source="none")
+        comp.sources.add(c.source)
+        pids = c.pids or ([svc["pid"]] if isinstance(svc.get("pid"), int) else [])
+
+        oom = comp.oom.update(ident, c.oom_kills)
+        state_oom = svc.get("oom_kills")
+        if isinstance(state_oom, int):
+            oom = max(oom or 0, state_oom)
+        now = time.monotonic()
+        volumes = svc.get("volumes") or {}
+        if volumes and (comp.disk_used is None or now - comp.disk_used_at >= self.disk_interval_s):
+            comp.disk_used = sum(dir_size_bytes(d) for d in volumes.values() if d and os.path.isdir(d))
+            comp.disk_used_at = now
+        return {
+            "t": round(t, 3),
+            "component": name,
+            "mem_bytes": c.mem_bytes,
+            "rss_bytes": c.rss_bytes,
+            "cpu_seconds": comp.cpu.update(ident, c.cpu_seconds),
+            "throttled_periods": comp.thr_periods.update(ident, c.throttled_periods),
+            "throttled_seconds": comp.thr_seconds.update(ident, c.throttled_seconds),
+            "oom_kills": oom,
+            "restarts": svc.get("restarts"),
+            "mem_limit_bytes": c.mem_limit_bytes if c.mem_limit_bytes is not None else svc.get("mem_limit_bytes"),
+            "cpus": c.cpus if c.cpus is not None else svc.get("cpus"),
+            "disk_write_bytes": comp.disk_writes.update(pids),
+            "disk_used_bytes": comp.disk_used if volumes else None,
+        }
