@@ -184,11 +184,9 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
 
 
 def _memory_now(sampler) -> dict:
-    latest = getattr(sampler, "latest", None)
-    if latest is None:
-        return {}
-    return {row["component"]: (row["mem_bytes"] / 2**20, (row.get("mem_limit_bytes") or 0) / 2**20)
-            for row in latest().values()}
+    """component -> (MB now, limit MB), from the sampler's newest rows."""
+    return {name: ((row.get("mem_bytes") or 0) / 2**20, (row.get("mem_limit_bytes") or 0) / 2**20)
+            for name, row in sampler.latest.items()}
 
 
 def _tidy_scenario_dir(sdir: Path, state_dir: Path) -> None:

@@ -31,7 +31,7 @@ def parse_inject(items: list[str] | None) -> dict:
 def gate_params(ab: dict, engine: str, results_root: Path) -> RunParams:
     # Mostly scrapes: CPU per request is then CPU per scrape, what the knobs move.
     return RunParams(duration_s=float(ab.get("duration_s", 12)), warmup_s=float(ab.get("warmup_s", 3)),
-                     users=1, sensor_rate=2.0, scrapers=4, scrape_rate=5.0, engine=engine,
+                     users=1, sensor_rate=0.5, scrapers=4, scrape_rate=5.0, engine=engine,
                      scenarios=[GATE_SCENARIO], results_root=results_root)
 
 

@@ -164,6 +164,7 @@ class ResourceSampler:
         self._file = None
         self._writer = None
         self._lock = threading.Lock()
+        self.latest: dict[str, dict] = {}   # component -> its newest row (for progress lines)
         self.ticks = 0
         self.rows = 0
         self.errors = 0
@@ -277,6 +278,7 @@ class ResourceSampler:
             for r in rows:
                 self._writer.writerow([_fmt(r[c]) for c in COLUMNS])
             self._file.flush()
+        self.latest = {r["component"]: r for r in rows}
         self.ticks += 1
         self.rows += len(rows)
         return rows

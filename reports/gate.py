@@ -13,6 +13,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import yaml
+from scipy.stats import theilslopes
 
 from reports import stats
 from reports.gate_stats import INCONCLUSIVE, PASS, REGRESSION, compare, noise_floor
@@ -122,6 +123,15 @@ def _mem_peak_mb(sc: Scenario, role: str = "service") -> float | None:
     return None if peak is None else peak / stats.MIB
 
 
+def _mem_steady_mb(sc: Scenario) -> float | None:
+    if sc.resources is None:
+        return None
+    df = stats.steady_samples(sc.resources, *_window(sc))
+    df = df[df["component"].map(component_role) == "service"]
+    v = stats.mem_steady(df["mem_bytes"]) if not df.empty else None
+    return None if v is None else v / stats.MIB
+
+
 def _stack_peak_mb(sc: Scenario) -> float | None:
     if sc.resources is None:
         return None
@@ -158,11 +168,21 @@ def _scrape_p95(sc: Scenario) -> float | None:
 
 
 def _mem_slope_kb(sc: Scenario) -> float | None:
+    """Theil-Sen slope of memory on requests served: a 5 MB blob answer in flight is a
+    spike, not growth, and the median of pairwise slopes ignores such spikes where
+    least squares would not (a short gate run has few samples)."""
     rows, req = _service_rows(sc), _steady_requests(sc)
     if rows is None or req is None or rows.empty:
         return None
-    s = stats.mem_slope_per_request(rows["t"], rows["mem_bytes"], req["start"], *_window(sc))
-    return None if s["slope"] is None else s["slope"] / stats.KIB
+    start, end = _window(sc)
+    rows = rows[stats.in_window(rows["t"], start, end, closed_right=True)]
+    x = stats.cumulative_requests_at(rows["t"], req["start"], start)
+    y = rows["mem_bytes"].to_numpy(dtype=float)
+    ok = np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0:
+        return None
+    slope = theilslopes(y[ok], x[ok]).slope
+    return float(slope) / stats.KIB
 
 
 def _requests(sc: Scenario) -> float | None:
@@ -173,6 +193,7 @@ def _requests(sc: Scenario) -> float | None:
 # figure name -> (function of one round, how rounds combine)
 ROUND_FIGURES = {
     "service_mem_peak_mb": (_mem_peak_mb, max),
+    "service_mem_steady_mb": (_mem_steady_mb, max),
     "stack_mem_peak_mb": (_stack_peak_mb, max),
     "oom_kills": (lambda sc: _counter_total(sc, "oom_kills"), sum),
     "restarts": (lambda sc: _counter_total(sc, "restarts"), sum),
@@ -225,7 +246,7 @@ def _p95_windows(sc: Scenario, width: float) -> list:
     return out
 
 
-def _mem_windows(sc: Scenario, width: float) -> list:
+def _mem_windows(sc: Scenario, width: float, reduce=np.max) -> list:
     rows = _service_rows(sc)
     if rows is None or rows.empty:
         return []
@@ -233,7 +254,7 @@ def _mem_windows(sc: Scenario, width: float) -> list:
     for lo, hi in _windows(sc, width):
         m = rows[(rows["t"] >= lo) & (rows["t"] < hi)]["mem_bytes"]
         if len(m):
-            out.append(float(m.max()) / stats.MIB)
+            out.append(float(reduce(m)) / stats.MIB)
     return out
 
 
@@ -241,6 +262,8 @@ WINDOW_SAMPLES = {
     "cpu_ms_per_request": _cpu_windows,
     "scrape_p95_ms": _p95_windows,
     "service_mem_peak_mb": _mem_windows,
+    # the median within a window: resting memory, unmoved by a blob answer in flight
+    "service_mem_steady_mb": lambda sc, w: _mem_windows(sc, w, np.median),
 }
 
 
