@@ -114,7 +114,7 @@ def _run_scenario(run: RunDir, params: RunParams, scenario: Scenario, repeat: in
 
 def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: int = 1,
                      service_context: Path | None = None, extra_env: dict | None = None,
-                     query: bool = True) -> dict:
+                     query: bool = True, ports: dict | None = None) -> dict:
     """One scenario end to end: stack up, sample, load, query the collector, tear down.
 
     Writes scenario.json whatever happens (complete, interrupted or failed) and
@@ -141,7 +141,8 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
             progress.phase(f"starting {', '.join(scenario.services)} ({scenario.variant} service)")
             handle = stack.enter_context(start_stack(
                 COMPOSE_FILE, state_dir, services=scenario.services,
-                profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts))
+                profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts,
+                ports=ports))
             state = handle.state()
             info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
                         limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"),

@@ -14,6 +14,8 @@ from edgebench.results import ROOT, RunDir
 from edgebench.scenarios import SCENARIOS, ParameterError
 
 GATE_SCENARIO = SCENARIOS["optimized-vm"]
+# Same hash seed on both sides: dict and set layouts, and so their costs, match.
+DETERMINISM = {"PYTHONHASHSEED": "0"}
 
 
 def parse_inject(items: list[str] | None) -> dict:
@@ -29,9 +31,10 @@ def parse_inject(items: list[str] | None) -> dict:
 
 
 def gate_params(ab: dict, engine: str, results_root: Path) -> RunParams:
-    # Mostly scrapes: CPU per request is then CPU per scrape, what the knobs move.
-    return RunParams(duration_s=float(ab.get("duration_s", 12)), warmup_s=float(ab.get("warmup_s", 3)),
-                     users=1, sensor_rate=0.5, scrapers=4, scrape_rate=5.0, engine=engine,
+    # Scrapes only: CPU per request is then CPU per scrape, deterministic work; the
+    # /sensor answers' random 5 MB blobs would add more noise than a 10% effect.
+    return RunParams(duration_s=float(ab.get("duration_s", 15)), warmup_s=float(ab.get("warmup_s", 3)),
+                     users=0, sensor_rate=1.0, scrapers=2, scrape_rate=5.0, engine=engine,
                      scenarios=[GATE_SCENARIO], results_root=results_root)
 
 
@@ -63,12 +66,12 @@ def run_gate(args, command: str) -> int:
             _measure_rounds(run, params, rounds, None, inject, a_dirs, b_dirs, errors)
         status = "complete"
     except KeyboardInterrupt:
-        run.finish("interrupted")
+        status = "interrupted"
         print("edgebench gate: interrupted")
         return 130
     finally:
         if status != "complete":
-            run.finish("failed")
+            run.finish(status, link_latest=False)
     b_rounds = [load_scenario(d) for d in b_dirs if (d / "scenario.json").exists()]
     a_rounds = [load_scenario(d) for d in a_dirs if (d / "scenario.json").exists()]
     result = evaluate(b_rounds, a_rounds or None, config)
@@ -91,7 +94,7 @@ def run_gate(args, command: str) -> int:
             f.write(markdown(result, header))
     print(table(result))
     print(f"edgebench gate: gate.md and junit.xml in {run.path}")
-    run.finish("complete")
+    run.finish("complete", link_latest=False)  # results/latest stays the newest bench
     return result.exit_code
 
 
@@ -101,23 +104,43 @@ def _head() -> str:
     return (info["commit"] or "unknown")[:12] + (" (dirty)" if info["dirty"] else "")
 
 
+def _side_ports() -> dict:
+    from stack.api import free_port
+    return {"sensor-service": free_port(), "victoriametrics": free_port()}
+
+
 def _measure_rounds(run, params, rounds, ref_dir, inject, a_dirs, b_dirs, errors) -> None:
-    """A B, B A, A B …: alternate which side goes first so drift hits both alike."""
+    """Each round runs A and B at the same time, on their own ports and cgroups, so that
+    whatever the machine does meanwhile (other tenants, frequency, cache) hits both
+    alike; fresh processes every round. B runs in this thread, A in a helper thread."""
+    import threading
+
+    def measure(side, context, env, sdir, failures):
+        try:
+            measure_scenario(sdir, params, GATE_SCENARIO, repeat=r, service_context=context,
+                             extra_env=env, query=False, ports=_side_ports())
+        except Exception as e:  # noqa: BLE001 - reported as the gate's error
+            failures.append(f"{side} round {r}: {type(e).__name__}: {e}")
+
     for r in range(1, rounds + 1):
-        sides = [("A", ref_dir), ("B", ROOT)] if ref_dir else [("B", ROOT)]
-        if r % 2 == 0:
-            sides.reverse()
-        for side, context in sides:
-            sdir = run.path / f"{side}.r{r}"
-            (a_dirs if side == "A" else b_dirs).append(sdir)
-            try:
-                measure_scenario(sdir, params, GATE_SCENARIO, repeat=r, service_context=context,
-                                 extra_env=inject if side == "B" else None, query=False)
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:
-                errors.append(f"{side} round {r}: {type(e).__name__}: {e}")
-                return
+        failures: list[str] = []
+        thread = None
+        if ref_dir:
+            a_dir = run.path / f"A.r{r}"
+            a_dirs.append(a_dir)
+            thread = threading.Thread(target=measure, name=f"gate-A-r{r}",
+                                      args=("A", ref_dir, dict(DETERMINISM), a_dir, failures))
+            thread.start()
+        b_dir = run.path / f"B.r{r}"
+        b_dirs.append(b_dir)
+        try:
+            measure("B", ROOT, {**DETERMINISM, **inject}, b_dir, failures)
+        finally:
+            if thread:
+                thread.join()
+        if failures:
+            errors.extend(failures)
+            return
 
 
 def _explain_cpu(run, params, commit, inject, result) -> None:

@@ -67,9 +67,9 @@ class RunDir:
         data.setdefault("scenarios", {})[name] = info
         write_json_atomic(self.manifest_path, data)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: str, link_latest: bool = True) -> None:
         self.update(status=status, finished_at=time.time())
-        if status == "complete":
+        if status == "complete" and link_latest:
             link_latest(self.path)
 
 

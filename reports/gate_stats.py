@@ -2,9 +2,11 @@
 
 A regression needs both statistical significance (one-sided Mann-Whitney U, B worse
 than A) and a minimum effect size (relative, e.g. +10% CPU per request, or absolute,
-e.g. +5 MB peak memory). The bootstrap confidence interval of the change says
-whether a *pass* is earned: if the interval still reaches the threshold, the run
-was too noisy to rule the regression out and the verdict is inconclusive.
+e.g. +3 MB resting memory): significance alone would cry wolf over trivia on a
+quiet machine, effect size alone over noise on a busy one. The bootstrap
+confidence interval of the change says whether the run could see such an effect
+at all: when its half-width reaches the minimum effect, the run was too noisy to
+tell and the verdict is inconclusive rather than a pass.
 """
 from __future__ import annotations
 
@@ -83,10 +85,10 @@ def compare(a, b, threshold: float, relative: bool = True, alpha: float = 0.01,
         p = float(stats.mannwhitneyu(b, a, alternative=alternative).pvalue)
     if p < alpha and change >= threshold:
         verdict = REGRESSION
-    elif hi < threshold:
-        verdict = PASS
-    else:
+    elif (hi - lo) / 2 >= threshold:   # this run cannot resolve an effect of that size
         verdict = INCONCLUSIVE
+    else:
+        verdict = PASS
     return Comparison(median_a=med_a, median_b=med_b, change=change,
                       ci_low=lo, ci_high=hi, p_value=p, threshold=threshold,
                       relative=relative, n_a=len(a), n_b=len(b), verdict=verdict)

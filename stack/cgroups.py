@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -249,7 +250,7 @@ def _rmdir(d: Path) -> None:
 def probe(root: Path | None = None) -> str | None:
     """None if this process may create cgroups, else the reason (one line)."""
     try:
-        cg = ServiceCgroup.create(f"edgebench-probe-{os.getpid()}", None, None, None, root)
+        cg = ServiceCgroup.create(f"edgebench-probe-{os.getpid()}-{secrets.token_hex(3)}", None, None, None, root)
     except CgroupUnavailable as e:
         return str(e)
     cg.remove(timeout=1)
