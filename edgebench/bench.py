@@ -50,6 +50,9 @@ def run_bench(params: RunParams, command: str) -> tuple[RunDir, int]:
                     run.record_scenario(scenario.name, {"status": "skipped", "reason": reason})
                     continue
                 _run_scenario(run, params, scenario, repeat)
+        if params.profile:
+            from edgebench.profile_plan import compare_variants
+            compare_variants(run.path)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"

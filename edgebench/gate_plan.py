@@ -71,7 +71,7 @@ def run_gate(args, command: str) -> int:
         return 130
     finally:
         if status != "complete":
-            run.finish(status, link_latest=False)
+            run.finish(status, update_latest=False)
     b_rounds = [load_scenario(d) for d in b_dirs if (d / "scenario.json").exists()]
     a_rounds = [load_scenario(d) for d in a_dirs if (d / "scenario.json").exists()]
     result = evaluate(b_rounds, a_rounds or None, config)
@@ -94,7 +94,7 @@ def run_gate(args, command: str) -> int:
             f.write(markdown(result, header))
     print(table(result))
     print(f"edgebench gate: gate.md and junit.xml in {run.path}")
-    run.finish("complete", link_latest=False)  # results/latest stays the newest bench
+    run.finish("complete", update_latest=False)  # results/latest stays the newest bench
     return result.exit_code
 
 

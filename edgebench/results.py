@@ -67,9 +67,9 @@ class RunDir:
         data.setdefault("scenarios", {})[name] = info
         write_json_atomic(self.manifest_path, data)
 
-    def finish(self, status: str, link_latest: bool = True) -> None:
+    def finish(self, status: str, update_latest: bool = True) -> None:
         self.update(status=status, finished_at=time.time())
-        if status == "complete" and link_latest:
+        if status == "complete" and update_latest:
             link_latest(self.path)
 
 

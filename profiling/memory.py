@@ -168,16 +168,22 @@ def read_mprof(path: str | os.PathLike) -> pd.DataFrame:
 # tracemalloc
 # --------------------------------------------------------------------------
 
-def take_snapshot(service_url: str, path: str | os.PathLike, timeout: float = 30.0) -> Path:
+def take_snapshot(service_url: str, path: str | os.PathLike, timeout: float = 30.0,
+                  at_next_scrape: bool = False) -> Path:
     """Ask the service (profile mode) to dump a tracemalloc snapshot to ``path`` (absolute,
-    on the service's filesystem). Raises ProfilerError with cause and fix."""
+    on the service's filesystem). ``at_next_scrape``: the next /metrics scrape takes it at
+    its peak, temporaries alive; this waits (up to ``timeout``) for the file to appear.
+    Raises ProfilerError with cause and fix."""
     import requests
 
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     url = service_url.rstrip("/") + "/debug/tracemalloc/snapshot"
+    params = {"path": str(path)}
+    if at_next_scrape:
+        params["at"] = "next-scrape"
     try:
-        r = requests.post(url, params={"path": str(path)}, timeout=timeout)
+        r = requests.post(url, params=params, timeout=timeout)
     except requests.RequestException as e:
         raise ProfilerError(f"tracemalloc snapshot: cannot reach {url} ({type(e).__name__}); "
                             f"fix: check the service is up at {service_url}") from e
@@ -190,6 +196,13 @@ def take_snapshot(service_url: str, path: str | os.PathLike, timeout: float = 30
     if r.status_code >= 400:
         raise ProfilerError(f"tracemalloc snapshot: {url} answered {r.status_code}: "
                             f"{r.text.strip()[:200]!r}")
+    if at_next_scrape:
+        deadline = time.monotonic() + timeout
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)   # polling for the file the next scrape writes
+        if not path.exists():
+            raise ProfilerError(f"tracemalloc snapshot: no /metrics scrape took the armed snapshot "
+                                f"within {timeout:.0f}s; fix: keep scraping while profiling")
     if not path.exists():
         raise ProfilerError(f"tracemalloc snapshot: service answered {r.status_code} but {path} does "
                             f"not exist; fix: the service must share this filesystem (native engine)")

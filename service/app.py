@@ -5,6 +5,7 @@ import ipaddress
 import json
 import os
 import random
+import threading
 import time
 import tracemalloc
 
@@ -17,6 +18,32 @@ from service.config import Config
 SENSOR_FAILURE_RATE = 0.10   # share of /sensor answered 500
 SENSOR_BLOB_RATE = 0.20      # share of successful /sensor answers carrying data_blob
 BLOB_CHUNK_BYTES = 256 * 1024
+
+
+class _PeakSnapshot:
+    """Profile mode: a snapshot armed by the profiler and taken by the next scrape at
+    its peak (its temporaries still alive), where an idle-time snapshot would show
+    only what survives a scrape."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.path = None
+
+    def arm(self, path):
+        with self.lock:
+            self.path = path
+
+    def take_if_armed(self):
+        with self.lock:
+            path, self.path = self.path, None
+        if path:
+            _dump_snapshot(path)
+
+
+def _dump_snapshot(path):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    tracemalloc.take_snapshot().dump(tmp)
+    os.replace(tmp, path)
 
 
 def scrape_work(config: Config):
@@ -58,6 +85,7 @@ def _is_loopback(addr) -> bool:
 
 def create_app(config: Config) -> Flask:
     app = Flask("service")
+    peak_snapshot = _PeakSnapshot()
 
     @app.get("/healthz")
     def healthz():
@@ -67,6 +95,8 @@ def create_app(config: Config) -> Flask:
     def metrics_endpoint():
         started = time.perf_counter()
         held = scrape_work(config)
+        if config.tracemalloc:
+            peak_snapshot.take_if_armed()
         body = generate_latest(REGISTRY)
         del held
         metrics.SCRAPE_DURATION.observe(time.perf_counter() - started)
@@ -97,10 +127,13 @@ def create_app(config: Config) -> Flask:
             path = request.args.get("path", "")
             if not os.path.isabs(path):
                 abort(400, "give ?path=<absolute file path> for the snapshot")
-            tmp = f"{path}.tmp-{os.getpid()}"
+            if request.args.get("at") == "next-scrape":
+                if not os.path.isdir(os.path.dirname(path)):
+                    abort(400, f"cannot write snapshot to {path}: no such directory")
+                peak_snapshot.arm(path)
+                return {"path": path, "armed": True}, 202
             try:
-                tracemalloc.take_snapshot().dump(tmp)
-                os.replace(tmp, path)
+                _dump_snapshot(path)
             except OSError as exc:
                 abort(400, f"cannot write snapshot to {path}: {exc.strerror}")
             current, peak = tracemalloc.get_traced_memory()
