@@ -34,6 +34,7 @@ def run_bench(params: RunParams, command: str) -> tuple[RunDir, int]:
     """Runs every scenario; returns the run and an exit code (0 ok, 130 interrupted)."""
     from edgebench.scenarios import interleave
 
+    preflight(params)
     label = "profile" if params.profile else "bench"
     run = RunDir.create(params.results_root, label, command, params.to_dict())
     print(f"edgebench: results in {run.path}")
@@ -64,6 +65,21 @@ def run_bench(params: RunParams, command: str) -> tuple[RunDir, int]:
         if status == "complete":
             run.finish("complete")
     return run, (0 if status == "complete" else 130)
+
+
+def preflight(params: RunParams) -> None:
+    """Everything that can be checked before anything starts: the target answers, the
+    compose file parses, the results folder is writable."""
+    from stack.compose import load_compose
+    if params.target:
+        from loadtests.runner import check_target
+        check_target(params.target)
+    else:
+        load_compose(COMPOSE_FILE, profiles=("prometheus",))
+    root = Path(params.results_root)
+    if root.exists() and not root.is_dir():
+        from edgebench.scenarios import ParameterError
+        raise ParameterError(f"results folder {root} is a file: pass --results <folder> or move it")
 
 
 def _render(run: RunDir) -> None:
@@ -139,6 +155,9 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
     if extra_env:
         info["service_env"] = dict(extra_env)
     contexts = {"sensor-service": service_context} if service_context else None
+    if ports is None:  # free ports: a bench never collides with `make up` or another run
+        from stack.api import free_port
+        ports = {name: free_port() for name in scenario.services}
     try:
         with ExitStack() as stack:
             progress.phase(f"starting {', '.join(scenario.services)} ({scenario.variant} service)")
@@ -196,8 +215,11 @@ def _memory_now(sampler) -> dict:
 def _tidy_scenario_dir(sdir: Path, state_dir: Path) -> None:
     """Keep the logs where the results contract expects them; drop collector data volumes."""
     logs = state_dir / "logs"
-    if logs.is_dir() and not (sdir / "logs").exists():
-        shutil.move(str(logs), str(sdir / "logs"))
+    if logs.is_dir():
+        (sdir / "logs").mkdir(exist_ok=True)
+        for f in logs.iterdir():
+            shutil.move(str(f), str(sdir / "logs" / f.name))
+        logs.rmdir()
     shutil.rmtree(state_dir / "volumes", ignore_errors=True)
 
 

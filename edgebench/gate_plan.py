@@ -104,11 +104,6 @@ def _head() -> str:
     return (info["commit"] or "unknown")[:12] + (" (dirty)" if info["dirty"] else "")
 
 
-def _side_ports() -> dict:
-    from stack.api import free_port
-    return {"sensor-service": free_port(), "victoriametrics": free_port()}
-
-
 def _measure_rounds(run, params, rounds, ref_dir, inject, a_dirs, b_dirs, errors) -> None:
     """Each round runs A and B at the same time, on their own ports and cgroups, so that
     whatever the machine does meanwhile (other tenants, frequency, cache) hits both
@@ -118,7 +113,7 @@ def _measure_rounds(run, params, rounds, ref_dir, inject, a_dirs, b_dirs, errors
     def measure(side, context, env, sdir, failures):
         try:
             measure_scenario(sdir, params, GATE_SCENARIO, repeat=r, service_context=context,
-                             extra_env=env, query=False, ports=_side_ports())
+                             extra_env=env, query=False)
         except Exception as e:  # noqa: BLE001 - reported as the gate's error
             failures.append(f"{side} round {r}: {type(e).__name__}: {e}")
 

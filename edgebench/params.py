@@ -23,7 +23,7 @@ class RunParams:
     scenarios: list[Scenario] = field(default_factory=list)
     results_root: Path = Path("results")
     profile: bool = False
-    tracemalloc: bool = True       # with profile: allocation sites (slows the service's start)
+    tracemalloc: bool = True       # with profile: one traced scrape's allocation sites
 
     def to_dict(self) -> dict:
         d = asdict(self)

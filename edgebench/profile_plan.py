@@ -10,22 +10,33 @@ from pathlib import Path
 from edgebench.fileio import write_json_atomic
 
 
-class Profilers:
-    """The profilers of one scenario; stop() is safe to call twice and never raises."""
+CAPTURE_AT = 0.8          # share of the steady phase after which one scrape is captured
+CAPTURE_TIMEOUT_S = 30.0  # a traced baseline scrape takes several seconds at 0.5 CPU
 
-    def __init__(self, state_dir: Path, sdir: Path, warmup_s: float, tracemalloc: bool):
+
+class Profilers:
+    """The profilers of one scenario; stop() is safe to call twice and never raises.
+
+    tracemalloc: one /metrics scrape is captured (peak + after snapshots) about 80 % into
+    the steady phase, while the load still scrapes; stop() waits for it and writes the CSVs.
+    """
+
+    def __init__(self, state_dir: Path, sdir: Path, warmup_s: float, tracemalloc: bool,
+                 duration_s: float = 0.0):
         from profiling.sampler import pid_getter
         self.profile_dir = sdir / "profile"
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         self.state_file = state_dir / "state.json"
         self.get_pid = pid_getter(self.state_file, "sensor-service")
         self.warmup_s = warmup_s
+        self.duration_s = duration_s
         self.tracemalloc = tracemalloc
         self.errors: list[str] = []
         self.pyspy = None
         self.mprof = None
-        self._snap_timer: threading.Timer | None = None
-        self._start_snapshot: Path | None = None
+        self._capture_timer: threading.Timer | None = None
+        self._capture_started = threading.Event()
+        self._capture: tuple[Path, Path] | None = None
         self._stopped = False
 
     def _service_url(self) -> str | None:
@@ -45,52 +56,58 @@ class Profilers:
             self.mprof = MprofRecorder(self.get_pid, self.profile_dir / "memory.dat").start()
         except ProfilerError as e:
             self._error(f"memory-profiler: {e}")
-        if self.tracemalloc:  # the first snapshot when the steady phase begins
-            self._snap_timer = threading.Timer(self.warmup_s, self._snapshot_start)
-            self._snap_timer.daemon = True
-            self._snap_timer.start()
+        if self.tracemalloc:  # armed before the load ends: the capture needs a scrape
+            delay = self.warmup_s + CAPTURE_AT * self.duration_s
+            self._capture_timer = threading.Timer(delay, self._capture_scrape)
+            self._capture_timer.daemon = True
+            self._capture_timer.start()
         return self
 
     def _error(self, line: str) -> None:
         self.errors.append(line)
         print(f"edgebench profile: {line}")
 
-    def _snapshot(self, name: str, at_next_scrape: bool = False) -> Path | None:
+    def _capture_scrape(self) -> None:
+        """Timer thread: arm the capture and wait for the scrape that writes it."""
         from profiling import ProfilerError
-        from profiling.memory import take_snapshot
+        from profiling.memory import capture_scrape_allocations
+        self._capture_started.set()
         url = self._service_url()
         if not url:
             self._error(f"tracemalloc: no service url in {self.state_file}")
-            return None
+            return
         try:
-            return take_snapshot(url, self.profile_dir / name, timeout=15,
-                                 at_next_scrape=at_next_scrape)
+            self._capture = capture_scrape_allocations(url, self.profile_dir,
+                                                       timeout=CAPTURE_TIMEOUT_S)
         except ProfilerError as e:
             self._error(f"tracemalloc: {e}")
-            return None
 
-    def _snapshot_start(self) -> None:
-        self._start_snapshot = self._snapshot("tracemalloc-start.snap")
+    def _finish_capture(self) -> None:
+        timer = self._capture_timer
+        if timer is None:
+            return
+        timer.cancel()
+        if not self._capture_started.is_set():
+            self._error("tracemalloc: the run ended before the scrape capture was armed "
+                        f"({CAPTURE_AT:.0%} into the steady phase)")
+            return
+        timer.join(CAPTURE_TIMEOUT_S + 10)
+        if timer.is_alive():
+            self._error("tracemalloc: the scrape capture did not finish; fix: check the service log")
+            return
+        if self._capture:
+            from profiling.memory import scrape_allocation_sites
+            try:
+                scrape_allocation_sites(*self._capture, out_dir=self.profile_dir)
+            except Exception as e:  # noqa: BLE001 - keep the rest of the profile
+                self._error(f"tracemalloc: reading the scrape snapshots failed: "
+                            f"{type(e).__name__}: {e}")
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
-        if self._snap_timer:
-            self._snap_timer.cancel()
-            self._snap_timer.join()
-        if self.tracemalloc and self._start_snapshot:
-            # at the peak of a scrape: what a scrape holds, plus everything retained
-            end = self._snapshot("tracemalloc-end.snap", at_next_scrape=True)
-            if end:
-                from profiling.memory import allocation_growth, top_allocations
-                try:
-                    allocation_growth(self._start_snapshot, end, out_dir=self.profile_dir)
-                    top_allocations(end, out_dir=self.profile_dir)
-                except Exception as e:  # noqa: BLE001 - keep the rest of the profile
-                    self._error(f"tracemalloc: comparing snapshots failed: {type(e).__name__}: {e}")
-        elif self.tracemalloc:
-            self._error("tracemalloc: no snapshot at the start of the steady phase")
+        self._finish_capture()
         for name, rec in (("py-spy", self.pyspy), ("memory-profiler", self.mprof)):
             if rec is None:
                 continue
@@ -100,8 +117,8 @@ class Profilers:
                     self._error(f"{name}: {err}")
             except Exception as e:  # noqa: BLE001
                 self._error(f"{name}: stopping failed: {type(e).__name__}: {e}")
-        for snap in self.profile_dir.glob("tracemalloc-*.snap"):
-            snap.unlink()  # large, and only loadable by the same Python: the CSVs keep what matters
+        for snap in self.profile_dir.glob("tracemalloc-*.snap*"):
+            snap.unlink()  # only loadable by the same Python: the CSVs keep what matters
         write_json_atomic(self.profile_dir / "profile_meta.json",
                           {"errors": self.errors, "tracemalloc": self.tracemalloc,
                            "pids": getattr(self.pyspy, "meta", {}).get("pids") if self.pyspy else None,
@@ -109,7 +126,8 @@ class Profilers:
 
 
 def start_profilers(stack: ExitStack, params, state_dir: Path, sdir: Path) -> Profilers:
-    profilers = Profilers(state_dir, sdir, params.warmup_s, params.tracemalloc).start()
+    profilers = Profilers(state_dir, sdir, params.warmup_s, params.tracemalloc,
+                          duration_s=params.duration_s).start()
     stack.callback(profilers.stop)   # stopped on error and Ctrl-C too
     return profilers
 

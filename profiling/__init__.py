@@ -12,7 +12,7 @@ Public surface:
   collapsed.txt, top_functions.csv, pyspy_meta.json
 - ``top_functions`` / ``diff_top_functions`` (pure, collapsed stacks -> DataFrames)
 - ``MprofRecorder(get_pid, out_path)`` -> mprof-compatible .dat
-- ``take_snapshot(service_url, path)``, ``allocation_growth(start, end)``,
+- ``capture_scrape_allocations(service_url, out_dir)``, ``scrape_allocation_sites(peak, after)``,
   ``top_allocations(snapshot)``, ``memory_per_request(timeline, requests)``
 - ``pid_getter(state_file, service)`` -> a ``get_pid`` callable following restarts
 """
@@ -27,9 +27,9 @@ from .cgroup_reader import Counters, detect_cgroup_version, read_cgroups, read_p
 from .collector_queries import CollectorError, query_collector  # noqa: E402
 from .memory import (  # noqa: E402
     MprofRecorder,
-    allocation_growth,
+    capture_scrape_allocations,
     memory_per_request,
-    take_snapshot,
+    scrape_allocation_sites,
     top_allocations,
 )
 from .pyspy import PySpyRecorder  # noqa: E402
@@ -39,7 +39,7 @@ from .top_functions import diff_top_functions, parse_collapsed, top_functions  #
 __all__ = [
     "ProfilerError", "Counters", "detect_cgroup_version", "read_cgroups", "read_process",
     "read_v1", "read_v2", "CollectorError", "query_collector", "MprofRecorder",
-    "allocation_growth", "memory_per_request", "take_snapshot", "top_allocations",
+    "capture_scrape_allocations", "memory_per_request", "scrape_allocation_sites", "top_allocations",
     "PySpyRecorder", "COLUMNS", "ResourceSampler", "pid_getter", "service_pid",
     "diff_top_functions", "parse_collapsed", "top_functions",
 ]

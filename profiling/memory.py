@@ -1,15 +1,16 @@
-"""Memory of a running service: memory-profiler timelines and tracemalloc snapshots.
+"""Memory of a running service: memory-profiler timelines and per-scrape tracemalloc captures.
 
 - ``MprofRecorder(get_pid, out_path)``: memory-profiler's ``memory_usage`` sampling the
   service pid's RSS (with children) in a background thread, re-resolving the pid so it
   follows restarts; writes an mprof-compatible ``.dat`` (``CMDLINE ...`` then
   ``MEM <MiB> <epoch s>`` lines; a restart adds a ``PID <pid> <epoch s>`` line, which
   mprof ignores), so ``mprof plot file.dat`` works on it.
-- ``take_snapshot(service_url, path)``: asks a service in profile mode
-  (``SENSOR_TRACEMALLOC=1``) to dump a ``tracemalloc.Snapshot`` to ``path``.
-- ``allocation_growth(start, end)``: ``Snapshot.compare_to(start, 'lineno')`` ->
-  ``allocation_sites.csv`` (file, line, size_diff_bytes, count_diff, size_bytes, count)
-  and ``allocation_sites.txt``.
+- ``capture_scrape_allocations(service_url, out_dir)``: arms a per-scrape capture on a
+  service in profile mode (``SENSOR_TRACEMALLOC=1``) and waits for the next /metrics
+  scrape to write its ``tracemalloc-peak.snap`` and ``tracemalloc-after.snap``.
+- ``scrape_allocation_sites(peak, after, out_dir)``: largest sites of each ->
+  ``allocation_peak.csv``/.txt (what one scrape holds at its peak) and
+  ``allocation_retained.csv``/.txt (what it leaves behind); file, line, size_bytes, count.
 - ``top_allocations(snapshot)``: largest live allocation sites -> ``allocation_top.csv``/.txt.
 - ``memory_per_request(timeline, requests)``: pure; peak above the resting level around
   each request (e.g. per /metrics scrape) from a memory timeline.
@@ -168,45 +169,48 @@ def read_mprof(path: str | os.PathLike) -> pd.DataFrame:
 # tracemalloc
 # --------------------------------------------------------------------------
 
-def take_snapshot(service_url: str, path: str | os.PathLike, timeout: float = 30.0,
-                  at_next_scrape: bool = False) -> Path:
-    """Ask the service (profile mode) to dump a tracemalloc snapshot to ``path`` (absolute,
-    on the service's filesystem). ``at_next_scrape``: the next /metrics scrape takes it at
-    its peak, temporaries alive; this waits (up to ``timeout``) for the file to appear.
-    Raises ProfilerError with cause and fix."""
+CAPTURE_PEAK = "tracemalloc-peak.snap"
+CAPTURE_AFTER = "tracemalloc-after.snap"
+
+
+def capture_scrape_allocations(service_url: str, out_dir: str | os.PathLike,
+                               timeout: float = 30.0) -> tuple[Path, Path]:
+    """Arm a per-scrape capture on a service in profile mode (``SENSOR_TRACEMALLOC=1``) and
+    wait for the next /metrics scrape to write it: ``(peak, after)`` snapshot paths in
+    ``out_dir`` (absolute, on the service's filesystem). The service writes the after file
+    last, so this polls for it (up to ``timeout`` s in all). Someone must be scraping.
+    Raises ProfilerError: one line naming cause and fix."""
     import requests
 
-    path = Path(path).absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    url = service_url.rstrip("/") + "/debug/tracemalloc/snapshot"
-    params = {"path": str(path)}
-    if at_next_scrape:
-        params["at"] = "next-scrape"
+    out_dir = Path(out_dir).absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    peak, after = out_dir / CAPTURE_PEAK, out_dir / CAPTURE_AFTER
+    for old in (peak, after):
+        old.unlink(missing_ok=True)   # a stale after file would read as done
+    url = service_url.rstrip("/") + "/debug/tracemalloc/scrape"
+    deadline = time.monotonic() + timeout
     try:
-        r = requests.post(url, params=params, timeout=timeout)
+        r = requests.post(url, params={"peak": str(peak), "after": str(after)}, timeout=timeout)
     except requests.RequestException as e:
-        raise ProfilerError(f"tracemalloc snapshot: cannot reach {url} ({type(e).__name__}); "
+        raise ProfilerError(f"tracemalloc capture: cannot reach {url} ({type(e).__name__}); "
                             f"fix: check the service is up at {service_url}") from e
     if r.status_code == 404:
-        raise ProfilerError(f"tracemalloc snapshot: {url} answered 404; fix: start the service in "
-                            f"profile mode with SENSOR_TRACEMALLOC=1")
+        raise ProfilerError(f"tracemalloc capture: {url} answered 404 (profile mode off); fix: "
+                            f"start the service with SENSOR_TRACEMALLOC=1")
     if r.status_code == 403:
-        raise ProfilerError(f"tracemalloc snapshot: {url} answered 403 (loopback clients only); "
+        raise ProfilerError(f"tracemalloc capture: {url} answered 403 (loopback clients only); "
                             f"fix: call it from the same host via 127.0.0.1")
-    if r.status_code >= 400:
-        raise ProfilerError(f"tracemalloc snapshot: {url} answered {r.status_code}: "
+    if r.status_code != 202:
+        raise ProfilerError(f"tracemalloc capture: {url} answered {r.status_code}: "
                             f"{r.text.strip()[:200]!r}")
-    if at_next_scrape:
-        deadline = time.monotonic() + timeout
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)   # polling for the file the next scrape writes
-        if not path.exists():
-            raise ProfilerError(f"tracemalloc snapshot: no /metrics scrape took the armed snapshot "
-                                f"within {timeout:.0f}s; fix: keep scraping while profiling")
-    if not path.exists():
-        raise ProfilerError(f"tracemalloc snapshot: service answered {r.status_code} but {path} does "
-                            f"not exist; fix: the service must share this filesystem (native engine)")
-    return path
+    while not after.exists():
+        if time.monotonic() >= deadline:
+            raise ProfilerError(f"tracemalloc capture: no /metrics scrape took the armed capture "
+                                f"within {timeout:.0f}s (or the service restarted); fix: keep "
+                                f"scraping while profiling, and share this filesystem with the "
+                                f"service (native engine)")
+        time.sleep(0.05)   # readiness poll for the file the armed scrape writes
+    return peak, after
 
 
 _NOISE = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>")
@@ -238,45 +242,40 @@ def _write(df: pd.DataFrame, text: str, out_dir, stem: str) -> None:
         os.replace(tmp, final)
 
 
-def allocation_growth(start_snapshot, end_snapshot, top: int = 20,
-                      out_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Allocation sites that grew between two snapshots (paths or Snapshot objects).
-
-    ``end.compare_to(start, 'lineno')``, largest size_diff first, ``top`` rows; writes
-    ``allocation_sites.csv`` and ``allocation_sites.txt`` into ``out_dir`` when given.
-    """
-    start, end = _load(start_snapshot), _load(end_snapshot)
-    stats = end.compare_to(start, "lineno")
-    total = sum(s.size_diff for s in stats)
-    stats.sort(key=lambda s: (s.size_diff, s.size), reverse=True)
-    stats = stats[:top]
-    rows = []
-    for s in stats:
-        f, ln = _frame(s)
-        rows.append({"file": f, "line": ln, "size_diff_bytes": s.size_diff, "count_diff": s.count_diff,
-                     "size_bytes": s.size, "count": s.count})
-    df = pd.DataFrame(rows, columns=GROWTH_COLUMNS)
-    if out_dir is not None:
-        text = (f"# tracemalloc growth between snapshots (compare_to 'lineno'), top {top}\n"
-                f"# total size_diff: {total} bytes\n" + "".join(f"{s}\n" for s in stats))
-        _write(df, text, out_dir, "allocation_sites")
-    return df
+def scrape_allocation_sites(peak_snapshot, after_snapshot, out_dir: str | os.PathLike,
+                            top: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two snapshots of one captured scrape -> ``(peak, retained)`` DataFrames
+    (file, line, size_bytes, count; largest first) written to ``allocation_peak.csv/.txt``
+    (what one scrape holds at its peak) and ``allocation_retained.csv/.txt`` (what it
+    leaves behind: a leak shows here)."""
+    peak = _top_sites(peak_snapshot, top, out_dir, "allocation_peak",
+                      "what one /metrics scrape holds at its peak")
+    retained = _top_sites(after_snapshot, top, out_dir, "allocation_retained",
+                          "what one /metrics scrape leaves behind")
+    return peak, retained
 
 
-def top_allocations(snapshot, top: int = 20, out_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Largest live allocation sites in one snapshot (``statistics('lineno')``);
-    writes ``allocation_top.csv``/``.txt`` into ``out_dir`` when given."""
+def _top_sites(snapshot, top, out_dir, stem, title) -> pd.DataFrame:
     snap = _load(snapshot)
-    stats = snap.statistics("lineno")[:top]
+    stats = snap.statistics("lineno")
+    total = sum(s.size for s in stats)
+    stats = stats[:top]
     rows = []
     for s in stats:
         f, ln = _frame(s)
         rows.append({"file": f, "line": ln, "size_bytes": s.size, "count": s.count})
     df = pd.DataFrame(rows, columns=TOP_COLUMNS)
     if out_dir is not None:
-        text = f"# tracemalloc top {top} allocation sites by size\n" + "".join(f"{s}\n" for s in stats)
-        _write(df, text, out_dir, "allocation_top")
+        text = (f"# tracemalloc: {title}; top {top} allocation sites by size\n"
+                f"# total traced: {total} bytes\n" + "".join(f"{s}\n" for s in stats))
+        _write(df, text, out_dir, stem)
     return df
+
+
+def top_allocations(snapshot, top: int = 20, out_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Largest live allocation sites in one snapshot (``statistics('lineno')``);
+    writes ``allocation_top.csv``/``.txt`` into ``out_dir`` when given."""
+    return _top_sites(snapshot, top, out_dir, "allocation_top", "live allocations")
 
 
 # --------------------------------------------------------------------------

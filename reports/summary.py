@@ -91,6 +91,11 @@ def _stack_mem(res_w: pd.DataFrame) -> pd.Series | None:
     return p.sum(axis=1) if len(p) else None
 
 
+def _scaled(x, unit):
+    """x / unit, or None when x was not measurable (e.g. a standard error from 2 points)."""
+    return None if x is None else x / unit
+
+
 def summarize_scenario(sc: Scenario, run_status: str | None = None) -> dict:
     """Every figure of one scenario directory (one repeat)."""
     missing: list[str] = []
@@ -267,13 +272,13 @@ def summarize_scenario(sc: Scenario, run_status: str | None = None) -> dict:
             sl = S.mem_slope_per_request(t, g["mem_bytes"], starts, start, end, segments=seg)
             if sl["slope"] is not None:
                 out["mem_slope_kb_per_request"] = sl["slope"] / S.KIB
-                out["mem_slope_stderr_kb_per_request"] = sl["stderr"] / S.KIB
+                out["mem_slope_stderr_kb_per_request"] = _scaled(sl["stderr"], S.KIB)
                 out["mem_slope_r2"] = sl["r2"]
         if len(scrape_starts):
             sl = S.mem_slope_per_request(t, g["mem_bytes"], scrape_starts, start, end, segments=seg)
             if sl["slope"] is not None:
                 out["mem_per_scrape_mb"] = sl["slope"] / S.MIB
-                out["mem_per_scrape_stderr_mb"] = sl["stderr"] / S.MIB
+                out["mem_per_scrape_stderr_mb"] = _scaled(sl["stderr"], S.MIB)
         out["mem_slope_segments"] = sl.get("segments") if len(starts) else None
     elif res is not None:
         missing.append("no service component (sensor-service) in resources.csv")

@@ -15,12 +15,6 @@ def main(argv=None) -> int:
         return 2
     from service.app import create_app
     app = create_app(config)
-    if config.tracemalloc:
-        import tracemalloc
-        # After the imports: tracing the ~10^5 objects they create would cost more
-        # memory than the 50 MB limit leaves. Snapshots compare what happens while
-        # serving; one frame (the allocating line) keeps tracemalloc's own cost small.
-        tracemalloc.start(1)
     server.log_start(config)
     try:
         return server.serve(app, config)

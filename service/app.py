@@ -1,10 +1,11 @@
 """The Flask app: /metrics, /sensor, /healthz and, in profile mode, the
-tracemalloc snapshot endpoint. Variant and knobs come from a Config."""
+per-scrape tracemalloc capture endpoint. Variant and knobs come from a Config."""
 
 import ipaddress
 import json
 import os
 import random
+import sys
 import threading
 import time
 import tracemalloc
@@ -20,30 +21,72 @@ SENSOR_BLOB_RATE = 0.20      # share of successful /sensor answers carrying data
 BLOB_CHUNK_BYTES = 256 * 1024
 
 
-class _PeakSnapshot:
-    """Profile mode: a snapshot armed by the profiler and taken by the next scrape at
-    its peak (its temporaries still alive), where an idle-time snapshot would show
-    only what survives a scrape."""
+class _ScrapeCapture:
+    """Profile mode: a per-scrape allocation capture, armed by the profiler and taken
+    by exactly one later /metrics scrape (tracemalloc runs only during that scrape)."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.path = None
+        self.armed = None      # (peak_path, after_path) waiting for a scrape
+        self.running = False   # a scrape is tracing: tracemalloc is process-wide
 
-    def arm(self, path):
+    def arm(self, peak, after):
         with self.lock:
-            self.path = path
+            self.armed = (peak, after)
 
-    def take_if_armed(self):
+    def take(self):
+        """The armed paths for this scrape, or None (not armed, or another scrape traces)."""
         with self.lock:
-            path, self.path = self.path, None
-        if path:
-            _dump_snapshot(path)
+            if self.running or self.armed is None:
+                return None
+            paths, self.armed = self.armed, None
+            self.running = True
+            return paths
+
+    def done(self):
+        with self.lock:
+            self.running = False
 
 
 def _dump_snapshot(path):
+    """Atomically: a reader never sees a half-written snapshot."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    tracemalloc.take_snapshot().dump(tmp)
-    os.replace(tmp, path)
+    try:
+        tracemalloc.take_snapshot().dump(tmp)
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _captured_scrape(config: Config, peak, after):
+    """One scrape under tracemalloc. PEAK snapshot right after the deliberate work, its
+    temporaries (baseline's blob copies) still alive; AFTER snapshot once they are
+    dropped: what the scrape left behind (a leak). The after file is written last, so
+    its presence means both are done. Returns the exposition."""
+    tracemalloc.start(1)   # one frame: the allocating line, the least overhead
+    try:
+        held = scrape_work(config)
+        _dump_snapshot(peak)
+        body = generate_latest(REGISTRY)
+        del held
+        _dump_snapshot(after)
+        return body
+    except OSError as exc:   # the profiler times out waiting; the scrape still answers
+        print(f"sensor-service: scrape capture failed: {exc}", file=sys.stderr, flush=True)
+        return generate_latest(REGISTRY)
+    finally:
+        tracemalloc.stop()
+
+
+def _snapshot_path(name):
+    path = request.args.get(name, "")
+    if not os.path.isabs(path):
+        abort(400, f"give ?{name}=<absolute file path> for the snapshot")
+    if not os.path.isdir(os.path.dirname(path)):
+        abort(400, f"cannot write snapshot to {path}: no such directory")
+    return path
 
 
 def scrape_work(config: Config):
@@ -85,7 +128,7 @@ def _is_loopback(addr) -> bool:
 
 def create_app(config: Config) -> Flask:
     app = Flask("service")
-    peak_snapshot = _PeakSnapshot()
+    scrape_capture = _ScrapeCapture()
 
     @app.get("/healthz")
     def healthz():
@@ -94,11 +137,16 @@ def create_app(config: Config) -> Flask:
     @app.get("/metrics")
     def metrics_endpoint():
         started = time.perf_counter()
-        held = scrape_work(config)
-        if config.tracemalloc:
-            peak_snapshot.take_if_armed()
-        body = generate_latest(REGISTRY)
-        del held
+        capture = scrape_capture.take() if config.tracemalloc else None
+        if capture is None:
+            held = scrape_work(config)
+            body = generate_latest(REGISTRY)
+            del held
+        else:
+            try:
+                body = _captured_scrape(config, *capture)
+            finally:
+                scrape_capture.done()
         metrics.SCRAPE_DURATION.observe(time.perf_counter() - started)
         return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
@@ -120,23 +168,14 @@ def create_app(config: Config) -> Flask:
             metrics.PROCESSING_LATENCY.observe(time.perf_counter() - started)
 
     if config.tracemalloc:
-        @app.post("/debug/tracemalloc/snapshot")
-        def tracemalloc_snapshot():
+        @app.post("/debug/tracemalloc/scrape")
+        def tracemalloc_scrape():
             if not _is_loopback(request.remote_addr):
-                abort(403, "the snapshot endpoint answers loopback clients only")
-            path = request.args.get("path", "")
-            if not os.path.isabs(path):
-                abort(400, "give ?path=<absolute file path> for the snapshot")
-            if request.args.get("at") == "next-scrape":
-                if not os.path.isdir(os.path.dirname(path)):
-                    abort(400, f"cannot write snapshot to {path}: no such directory")
-                peak_snapshot.arm(path)
-                return {"path": path, "armed": True}, 202
-            try:
-                _dump_snapshot(path)
-            except OSError as exc:
-                abort(400, f"cannot write snapshot to {path}: {exc.strerror}")
-            current, peak = tracemalloc.get_traced_memory()
-            return {"path": path, "traced_bytes": current, "peak_bytes": peak}
+                abort(403, "the capture endpoint answers loopback clients only")
+            peak, after = _snapshot_path("peak"), _snapshot_path("after")
+            if peak == after:
+                abort(400, "give different paths for ?peak= and ?after=")
+            scrape_capture.arm(peak, after)
+            return {"peak": peak, "after": after, "armed": True}, 202
 
     return app

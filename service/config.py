@@ -55,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="fault knob: bytes kept forever per /metrics scrape "
                         "(env SENSOR_LEAK_BYTES_PER_SCRAPE, default 0)")
     p.add_argument("--tracemalloc", action="store_true", default=None,
-                   help="profile mode: tracemalloc.start(1) and the snapshot endpoint "
-                        "(env SENSOR_TRACEMALLOC=1)")
+                   help="profile mode: POST /debug/tracemalloc/scrape arms tracemalloc for "
+                        "the next /metrics scrape only (env SENSOR_TRACEMALLOC=1)")
     return p
 
 

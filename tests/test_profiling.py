@@ -31,11 +31,10 @@ from profiling.cgroup_reader import (
 from profiling.collector_queries import newest_sample_time, parse_duration, parse_vm_flags, query_collector
 from profiling.memory import (
     MprofRecorder,
-    allocation_growth,
+    capture_scrape_allocations,
     memory_per_request,
     read_mprof,
-    take_snapshot,
-    top_allocations,
+    scrape_allocation_sites,
 )
 from profiling.pyspy import PySpyRecorder, explain_failure, find_pyspy, merge_speedscope
 from profiling.sampler import COLUMNS, ResourceSampler, _Monotonic, pid_getter
@@ -506,36 +505,39 @@ def test_pyspy_on_a_non_python_pid_is_a_warning_not_a_crash(tmp_path):
     assert len(meta["errors"]) == 1 and "not a Python process" in meta["errors"][0]
 
 
-def test_tracemalloc_growth_from_the_service_leak_knob(tmp_path):
+def test_scrape_capture_finds_the_leak_knob(tmp_path):
     port = free_port()
-    p = start_service(tmp_path, port, SENSOR_TRACEMALLOC=1, SENSOR_LEAK_BYTES_PER_SCRAPE=200_000)
+    p = start_service(tmp_path, port, SENSOR_TRACEMALLOC=1, SENSOR_LEAK_BYTES_PER_SCRAPE=2_000_000)
     url = f"http://127.0.0.1:{port}"
+    stop_evt = threading.Event()
+    loader = threading.Thread(target=scrape_loop, args=(port, stop_evt), daemon=True)
     try:
-        requests.get(url + "/metrics", timeout=10)        # warm up imports
-        a = take_snapshot(url, tmp_path / "snap-start.tracemalloc")
-        for _ in range(20):
-            requests.get(url + "/metrics", timeout=10)
-        b = take_snapshot(url, tmp_path / "snap-end.tracemalloc")
+        loader.start()                                  # the profiler needs someone scraping
+        peak, after = capture_scrape_allocations(url, tmp_path / "capture", timeout=20)
     finally:
+        stop_evt.set()
+        loader.join(10)
         stop(p)
-    df = allocation_growth(a, b, top=10, out_dir=tmp_path)
-    top_row = df.iloc[0]
-    assert top_row.file.endswith("burden.py"), df
-    assert 19 * 200_000 <= top_row.size_diff_bytes <= 22 * 200_000
-    assert top_row.count_diff >= 19
-    saved = pd.read_csv(tmp_path / "allocation_sites.csv")
-    assert list(saved.columns) == ["file", "line", "size_diff_bytes", "count_diff", "size_bytes", "count"]
-    assert "burden.py" in (tmp_path / "allocation_sites.txt").read_text()
-    top = top_allocations(b, top=5, out_dir=tmp_path)
-    assert len(top) == 5 and (tmp_path / "allocation_top.csv").exists()
+    peak_df, retained = scrape_allocation_sites(peak, after, tmp_path / "out", top=5)
+    burden = ROOT / "service" / "burden.py"
+    leak_line = next(i for i, line in enumerate(burden.read_text().splitlines(), 1)
+                     if '_leaked.append(b"L" * nbytes)' in line)
+    top = retained.iloc[0]
+    assert (top.file, top.line) == (str(burden), leak_line), retained
+    assert top.size_bytes >= 1_900_000
+    assert peak_df.iloc[0].size_bytes >= 1_900_000      # the leak is there at the peak too
+    for stem in ("allocation_peak", "allocation_retained"):
+        saved = pd.read_csv(tmp_path / "out" / f"{stem}.csv")
+        assert list(saved.columns) == ["file", "line", "size_bytes", "count"]
+        assert f"burden.py:{leak_line}" in (tmp_path / "out" / f"{stem}.txt").read_text()
 
 
-def test_take_snapshot_without_profile_mode_names_the_fix(tmp_path):
+def test_scrape_capture_without_profile_mode_names_the_fix(tmp_path):
     port = free_port()
     p = start_service(tmp_path, port)
     try:
         with pytest.raises(ProfilerError, match="SENSOR_TRACEMALLOC=1"):
-            take_snapshot(f"http://127.0.0.1:{port}", tmp_path / "x.snap")
+            capture_scrape_allocations(f"http://127.0.0.1:{port}", tmp_path / "x", timeout=5)
     finally:
         stop(p)
 

@@ -206,20 +206,50 @@ def test_extra_cpu_knob_raises_cpu_per_scrape(workdir, optimized):
 
 # --- profile mode ---------------------------------------------------------------------
 
+CAPTURE = "/debug/tracemalloc/scrape"
+BURDEN = str(ROOT / "service" / "burden.py")
+
+
+def _line_of(path, text):
+    lines = Path(path).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def _sites(snapshot_path):
+    """{(file, line): size} of a snapshot, without tracemalloc's and importlib's own frames."""
+    snap = tracemalloc.Snapshot.load(str(snapshot_path)).filter_traces([
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
+        tracemalloc.Filter(False, "<unknown>")])
+    stats = snap.statistics("lineno")
+    return stats, {(s.traceback[0].filename, s.traceback[0].lineno): s.size for s in stats}
+
+
 def test_tracemalloc_endpoint_is_404_when_off(optimized):
-    assert request(optimized[1], "/debug/tracemalloc/snapshot?path=/tmp/x", "POST")[0] == 404
+    assert request(optimized[1], f"{CAPTURE}?peak=/tmp/p.snap&after=/tmp/a.snap", "POST")[0] == 404
 
 
-def test_tracemalloc_snapshot_is_written_and_loadable(workdir, tmp_path):
-    target = tmp_path / "snap.trace"
-    with running_service(workdir, SENSOR_TRACEMALLOC=1) as (_, port):
-        request(port, "/metrics")
-        assert request(port, "/debug/tracemalloc/snapshot?path=relative", "POST")[0] == 400
-        status, _, body = request(port, f"/debug/tracemalloc/snapshot?path={target}", "POST")
-        assert status == 200, body
-    snapshot = tracemalloc.Snapshot.load(str(target))
-    assert snapshot.traceback_limit == 25
-    assert snapshot.statistics("filename")
+def test_scrape_capture_shows_the_baseline_blob_copies_at_peak_only(workdir, tmp_path):
+    peak, after = tmp_path / "peak.snap", tmp_path / "after.snap"
+    with running_service(workdir, ["--variant", "baseline"], SENSOR_TRACEMALLOC=1) as (_, port):
+        assert request(port, f"{CAPTURE}?peak=relative.snap&after={after}", "POST")[0] == 400
+        assert request(port, f"{CAPTURE}?peak={tmp_path}/nodir/p.snap&after={after}", "POST")[0] == 400
+        status, _, body = request(port, f"{CAPTURE}?peak={peak}&after={after}", "POST")
+        assert status == 202, body
+        assert not after.exists()                  # armed, not taken: nothing scraped yet
+        assert request(port, "/metrics")[0] == 200
+        assert after.exists() and peak.exists()    # written by the scrape, before it answered
+        written = after.stat().st_mtime_ns
+        assert request(port, "/metrics")[0] == 200
+        assert after.stat().st_mtime_ns == written  # one arm, one traced scrape
+    copy_line = (BURDEN, _line_of(BURDEN, '"".join((data_blob, ""))'))
+    stats, peak_sites = _sites(peak)
+    top = stats[0]
+    assert (top.traceback[0].filename, top.traceback[0].lineno) == copy_line, stats[:3]
+    assert top.size >= 5_000_000                   # 1..3 live 5 MB copies
+    _, after_sites = _sites(after)
+    assert after_sites.get(copy_line, 0) < 1_000_000   # dropped once the exposition is made
 
 
 def _non_loopback_ip():
@@ -237,9 +267,10 @@ def test_tracemalloc_endpoint_refuses_non_loopback_clients(workdir, tmp_path):
     if ip is None:
         pytest.skip("no non-loopback address on this machine")
     with running_service(workdir, host="0.0.0.0", SENSOR_TRACEMALLOC=1) as (_, port):
-        path = f"/debug/tracemalloc/snapshot?path={tmp_path / 'x.trace'}"
+        path = f"{CAPTURE}?peak={tmp_path / 'p.snap'}&after={tmp_path / 'a.snap'}"
         assert request(port, path, "POST", host=ip)[0] == 403
-    assert not (tmp_path / "x.trace").exists()
+        assert request(port, "/metrics", host=ip)[0] == 200   # nothing was armed
+    assert not (tmp_path / "p.snap").exists() and not (tmp_path / "a.snap").exists()
 
 
 # --- bad configuration ----------------------------------------------------------------
