@@ -24,7 +24,7 @@ LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,U
             $(call opt,SCENARIOS,scenarios) $(call opt,REPEATS,repeats) $(call opt,WORKERS,workers) \
             $(call opt,TARGET,target) --engine '$(ENGINE)'
 
-.PHONY: help setup venv os-packages bench profile report gate up down status test clean
+.PHONY: help setup venv os-packages bench profile report example gate up down status test clean
 
 help:
 	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | up | down | status | test"
@@ -51,6 +51,10 @@ profile: setup
 report: venv
 	$(EDGEBENCH) report $(call opt,RUN,run)
 
+# The committed example report: a real profile run, rendered to the repository root.
+example: profile
+	$(EDGEBENCH) report --example
+
 gate: setup
 	$(EDGEBENCH) gate $(call opt,AGAINST,against) $(foreach kv,$(INJECT),--inject '$(kv)') --engine '$(ENGINE)'
 
@@ -63,7 +67,9 @@ down: venv
 status: venv
 	$(EDGEBENCH) status
 
-test: setup
+# The HTML report's test screenshots it in headless Chromium: install it too.
+test: venv
+	@EDGEBENCH_WITH_CHROMIUM=1 bash stack/install-os-packages.sh
 	$(PY) -m pytest -q tests
 
 clean:

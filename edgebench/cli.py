@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_load_args(sub.add_parser(name, help=text))
     p = sub.add_parser("report", help="re-render graphs and summary from a results directory")
     p.add_argument("--run", default=str(ROOT / "results" / "latest"))
+    p.add_argument("--example", action="store_true",
+                   help="also write the committed example (OPTIMIZATION_SUMMARY.md, docs/example/)")
     p = sub.add_parser("gate", help="budgets and an A/B against a git ref")
     p.add_argument("--against", default=None)
     p.add_argument("--engine", default="auto")
@@ -94,6 +96,10 @@ def _dispatch(args, command: str) -> int:
         from reports.render import render_run
         paths = render_run(Path(args.run))
         print(f"edgebench: wrote {len(paths)} files under {Path(args.run) / 'report'}")
+        if args.example:
+            from edgebench.example import write_example
+            paths = write_example(Path(args.run))
+            print(f"edgebench: example written: OPTIMIZATION_SUMMARY.md and {len(paths)} files in docs/example/")
         return 0
     if args.command == "gate":
         from edgebench.gate_plan import run_gate

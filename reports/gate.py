@@ -353,6 +353,8 @@ def table(result: GateResult) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += [f"{c.verdict}: {c.name}: {c.detail}" for c in result.checks
+              if c.verdict != PASS and c.detail]
     lines += [f"note: {n}" for n in result.notes] + [f"error: {e}" for e in result.errors]
     lines.append(f"verdict: {result.verdict} (exit {result.exit_code})")
     return "\n".join(lines)
