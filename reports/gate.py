@@ -246,6 +246,13 @@ def _latency_windows(sc: Scenario, width: float, q: float) -> list:
     return out
 
 
+def _scrape_latencies(sc: Scenario) -> list:
+    req = _steady_requests(sc)
+    if req is None:
+        return []
+    return req[req["name"] == "/metrics"]["latency_ms"].astype(float).tolist()
+
+
 def _mem_windows(sc: Scenario, width: float, reduce=np.max) -> list:
     rows = _service_rows(sc)
     if rows is None or rows.empty:
@@ -260,8 +267,9 @@ def _mem_windows(sc: Scenario, width: float, reduce=np.max) -> list:
 
 WINDOW_SAMPLES = {
     "cpu_ms_per_request": _cpu_windows,
-    # a window's median scrape latency: its p95 rests on two or three requests
-    "scrape_p50_ms": lambda sc, w: _latency_windows(sc, w, 50),
+    # every scrape's latency: a window's median of ~30 scrapes still moves +-10% on a
+    # quiet machine, the median of hundreds does not
+    "scrape_latency_ms": lambda sc, w: _scrape_latencies(sc),
     "scrape_p95_ms": lambda sc, w: _latency_windows(sc, w, 95),
     "service_mem_peak_mb": _mem_windows,
     # the median within a window: resting memory, unmoved by a blob answer in flight

@@ -40,6 +40,11 @@ class Scenario:
     collector: dict = field(default_factory=dict)        # file stem -> parsed JSON
     top_functions: pd.DataFrame | None = None
     profile_files: list = field(default_factory=list)     # flamegraph.svg etc.
+    profile_dir: bool = False                             # profile/ exists
+    top_functions_diff: pd.DataFrame | None = None        # profile/top_functions_diff.csv
+    allocation_peak: pd.DataFrame | None = None           # profile/allocation_peak.csv
+    allocation_retained: pd.DataFrame | None = None       # profile/allocation_retained.csv
+    profile_meta: dict | None = None                      # profile/profile_meta.json
     missing: list = field(default_factory=list)
 
     @property
@@ -200,7 +205,8 @@ def load_scenario(d: Path) -> Scenario:
                 collector[p.stem] = data
     else:
         missing.append(f"{what}: collector/ not found (no server-side series)")
-    top = None
+    top = diff = profile_meta = None
+    allocs: dict = {}
     pdir = d / "profile"
     profile_files = []
     if pdir.is_dir():
@@ -210,9 +216,27 @@ def load_scenario(d: Path) -> Scenario:
                                                            "self_samples", "total_samples"),
                             missing, f"{what}/profile")
         profile_files = sorted(p for p in pdir.iterdir() if p.suffix in (".svg", ".json", ".dat"))
+        df = pdir / "top_functions_diff.csv"
+        if df.exists():
+            diff = _read_csv(df, ("function", "status", "delta_self_pct"),
+                             ("file", "before_self_pct", "after_self_pct"), missing, f"{what}/profile")
+        for stem in ("allocation_peak", "allocation_retained"):
+            f = pdir / f"{stem}.csv"
+            if f.exists():
+                a = _read_csv(f, ("file", "line", "size_bytes"), ("count",), missing, f"{what}/profile")
+                if a is not None:
+                    for c in ("line", "size_bytes", "count"):
+                        a[c] = pd.to_numeric(a[c], errors="coerce")
+                    allocs[stem] = a.dropna(subset=["size_bytes"])
+        if (pdir / "profile_meta.json").exists():
+            pm = _read_json(pdir / "profile_meta.json", missing, f"{what}/profile")
+            profile_meta = pm if isinstance(pm, dict) else None
     return Scenario(dir=d, name=str(name), repeat=int(repeat), meta=meta, requests=requests,
                     resources=resources, collector=collector, top_functions=top,
-                    profile_files=profile_files, missing=missing)
+                    profile_files=profile_files, profile_dir=pdir.is_dir(), top_functions_diff=diff,
+                    allocation_peak=allocs.get("allocation_peak"),
+                    allocation_retained=allocs.get("allocation_retained"),
+                    profile_meta=profile_meta, missing=missing)
 
 
 def _is_scenario_dir(d: Path) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,8 @@ VARIANT_METRICS = (
     "scrape_latency_ms.p50", "scrape_latency_ms.p95", "scrape_latency_ms.p99", "scrape_latency_ms.max",
     "server_scrape_p50_ms", "server_scrape_p95_ms",
     "service_mem_peak_mb", "service_mem_steady_mb", "stack_mem_peak_mb", "stack_mem_steady_mb",
-    "mem_slope_kb_per_request", "mem_per_scrape_mb", "throughput_rps", "requests", "failures",
+    "mem_slope_kb_per_request", "mem_per_scrape_mb", "scrape_alloc_peak_mb", "scrape_alloc_retained_mb",
+    "throughput_rps", "requests", "failures",
     "oom_kills", "restarts", "oom_kills_total", "restarts_total", "collector_up_ratio",
 )
 # keys compared between collectors (a = prometheus, b = victoriametrics)
@@ -94,6 +96,114 @@ def _stack_mem(res_w: pd.DataFrame) -> pd.Series | None:
 def _scaled(x, unit):
     """x / unit, or None when x was not measurable (e.g. a standard error from 2 points)."""
     return None if x is None else x / unit
+
+
+def short_path(path, roots=()) -> str:
+    """A source path as people read it: 'waitress/task.py' for anything under
+    site-packages, 'threading.py' for the standard library, repository-relative
+    ('service/burden.py') under one of ``roots``, else the last two components
+    (py-spy's top_functions.csv is already short and is left alone)."""
+    p = str(path).replace("\\", "/")
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in p:
+            return p.split(marker, 1)[1]
+    m = re.search(r"/lib/python\d+(\.\d+)?/(.+)$", p)
+    if m:
+        return m.group(2)
+    if not p.startswith("/"):
+        return p
+    for r in roots:
+        r = str(r).rstrip("/") + "/"
+        if r != "/" and p.startswith(r):
+            return p[len(r):]
+    parts = [x for x in p.split("/") if x]
+    return "/".join(parts[-2:])
+
+
+def _int_or_none(x):
+    try:
+        return None if x is None or pd.isna(x) else int(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or_none(x):
+    try:
+        return None if x is None or pd.isna(x) else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _alloc_sites(df: pd.DataFrame, roots, top: int) -> list[dict]:
+    df = df.sort_values("size_bytes", ascending=False, kind="stable").head(top)
+    out = []
+    for _, r in df.iterrows():
+        f = short_path(r["file"], roots)
+        ln = _int_or_none(r["line"])
+        out.append({"site": f"{f}:{ln}" if ln is not None else f, "file": f, "line": ln,
+                    "size_mb": float(r["size_bytes"]) / S.MIB, "count": _int_or_none(r.get("count"))})
+    return out
+
+
+def profile_figures(sc: Scenario, missing: list, top_functions: int = 5, top_changes: int = 5,
+                    top_sites: int = 3) -> dict:
+    """What the profile files say: top functions by self time, the biggest changes against
+    the baseline profile (top_functions_diff.csv), and the allocations of one traced
+    /metrics scrape (allocation_peak.csv / allocation_retained.csv, sizes summed in MiB)."""
+    roots = [sc.dir.parent.parent, Path.cwd()]     # results/<run>/.. /.. = the repository
+    out: dict = {"profile_top_functions": None, "profile_diff": None, "profile_diff_before_top": None,
+                 "scrape_alloc_peak_mb": None, "scrape_alloc_retained_mb": None,
+                 "scrape_alloc_top_site": None, "scrape_alloc_peak_sites": None,
+                 "scrape_alloc_retained_sites": None, "profile_errors": None}
+    tf = sc.top_functions
+    if tf is not None and len(tf):
+        df = tf.assign(self_pct=pd.to_numeric(tf["self_pct"], errors="coerce"))
+        df = df[df["self_pct"] > 0].sort_values("self_pct", ascending=False, kind="stable").head(top_functions)
+        out["profile_top_functions"] = [
+            {"function": str(r["function"]), "file": short_path(r["file"], roots) if pd.notna(r["file"]) else None,
+             "line": _int_or_none(r["line"]), "self_pct": float(r["self_pct"]),
+             "self_samples": _int_or_none(r["self_samples"])} for _, r in df.iterrows()]
+    d = sc.top_functions_diff
+    if d is not None and len(d):
+        d = d.assign(delta_self_pct=pd.to_numeric(d["delta_self_pct"], errors="coerce"))
+
+        def row(r):
+            return {"function": str(r["function"]),
+                    "file": short_path(r["file"], roots) if pd.notna(r["file"]) else None,
+                    "status": str(r["status"]), "before_self_pct": _float_or_none(r["before_self_pct"]),
+                    "after_self_pct": _float_or_none(r["after_self_pct"]),
+                    "delta_self_pct": _float_or_none(r["delta_self_pct"])}
+        ch = d[(d["status"] != "same") & (d["delta_self_pct"].abs() > 0)]
+        ch = ch.reindex(ch["delta_self_pct"].abs().sort_values(ascending=False, kind="stable").index)
+        out["profile_diff"] = [row(r) for _, r in ch.head(top_changes).iterrows()]
+        b = pd.to_numeric(d["before_self_pct"], errors="coerce")
+        if b.notna().any() and b.max() > 0:
+            out["profile_diff_before_top"] = row(d.loc[b.idxmax()])
+    pm = sc.profile_meta or {}
+    errs = [str(e) for e in (pm.get("errors") or []) if "tracemalloc" in str(e) or "alloc" in str(e)]
+    out["profile_errors"] = errs or None
+    absent = []
+    for stem, key, sites_key in (("allocation_peak", "scrape_alloc_peak_mb", "scrape_alloc_peak_sites"),
+                                 ("allocation_retained", "scrape_alloc_retained_mb",
+                                  "scrape_alloc_retained_sites")):
+        a = getattr(sc, stem)
+        if a is not None:
+            out[key] = float(a["size_bytes"].sum()) / S.MIB
+            out[sites_key] = _alloc_sites(a, roots, top_sites)
+        else:
+            absent.append((key, stem))
+    if out["scrape_alloc_peak_sites"]:
+        t = out["scrape_alloc_peak_sites"][0]
+        out["scrape_alloc_top_site"] = {"site": t["site"], "size_mb": t["size_mb"], "count": t["count"]}
+    if absent:
+        keys = [k for k, _ in absent] + ([] if out["scrape_alloc_top_site"] else ["scrape_alloc_top_site"])
+        if not sc.profile_dir:
+            why = "no profile/ directory (tracemalloc of one /metrics scrape: run `make profile`)"
+        else:
+            why = (" and ".join(f"profile/{st}.csv" for _, st in absent) + " not found (the per-scrape "
+                   "tracemalloc capture did not run" + (f": {errs[0]}" if errs else "") + ")")
+        missing.append(f"{', '.join(keys)}: {why}")
+    return out
 
 
 def summarize_scenario(sc: Scenario, run_status: str | None = None) -> dict:
@@ -327,6 +437,7 @@ def summarize_scenario(sc: Scenario, run_status: str | None = None) -> dict:
     # ---- profile
     out["has_profile"] = sc.top_functions is not None or bool(sc.profile_files)
     out["profile_files"] = [f"{sc.dir_name}/profile/{p.name}" for p in sc.profile_files]
+    out.update(profile_figures(sc, missing))
 
     for key in ("requests", "failures", "throughput_rps", "cpu_ms_per_request", "mem_slope_kb_per_request",
                 "oom_kills", "restarts"):
@@ -339,6 +450,11 @@ def summarize_scenario(sc: Scenario, run_status: str | None = None) -> dict:
 
 
 # --------------------------------------------------------------------------- repeats
+
+PROFILE_LISTS = ("profile_top_functions", "profile_diff", "profile_diff_before_top",
+                 "scrape_alloc_top_site", "scrape_alloc_peak_sites", "scrape_alloc_retained_sites",
+                 "profile_errors")
+
 
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
@@ -414,6 +530,8 @@ def aggregate_repeats(items: list[dict]) -> dict:
             out[k] = seen
         elif k in ("dir", "profile_files"):
             out[k] = items[0].get(k)
+        elif k in PROFILE_LISTS:            # from the first repeat that has them
+            out[k] = next((it.get(k) for it in items if it.get(k) is not None), None)
         else:
             out[k] = merge(vals, k, spread)
     out["repeats"] = len(items)
