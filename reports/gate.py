@@ -201,7 +201,8 @@ ROUND_FIGURES = {
     "sensor_failure_ratio": (lambda sc: _failure_ratio(sc, "/sensor"), max),
     "scrape_p95_ms": (_scrape_p95, max),
     "cpu_ms_per_scrape": (_cpu_ms_per_scrape, max),
-    "mem_slope_kb_per_request": (_mem_slope_kb, max),
+    # the median round: a leak grows in every round, an allocator warming up in one
+    "mem_slope_kb_per_request": (_mem_slope_kb, lambda v: float(np.median(v))),
     "requests": (_requests, sum),
 }
 

@@ -92,7 +92,9 @@ PER_SCENARIO_ROWS = (
     ("Service memory steady, median (MB)", "service_mem_steady_mb", ""),
     ("Service memory growth per request (KB)", "mem_slope_kb_per_request", ""),
     ("± standard error (KB)", "mem_slope_stderr_kb_per_request", ""),
-    ("Service memory growth per scrape (MB)", "mem_per_scrape_mb", ""),
+    ("Service memory growth per scrape, slope (MB)", "mem_per_scrape_mb", ""),
+    ("Memory one scrape holds at its peak, tracemalloc (MB)", "scrape_alloc_peak_mb", ""),
+    ("Memory one scrape leaves behind, tracemalloc (MB)", "scrape_alloc_retained_mb", ""),
     ("Collector memory peak (MB)", "collector_mem_peak_mb", ""),
     ("Collector memory steady (MB)", "collector_mem_steady_mb", ""),
     ("Collector CPU used (cores)", "collector_cpu_cores", ""),
@@ -134,7 +136,9 @@ STABILITY_ROWS = (
     ("Failed requests", "failures"),
     ("Collector `up` ratio", "collector_up_ratio"),
     ("Service memory growth per request (KB)", "mem_slope_kb_per_request"),
-    ("Service memory growth per scrape (MB)", "mem_per_scrape_mb"),
+    ("Service memory growth per scrape, slope (MB)", "mem_per_scrape_mb"),
+    ("Memory one scrape holds at its peak, tracemalloc (MB)", "scrape_alloc_peak_mb"),
+    ("Memory one scrape leaves behind, tracemalloc (MB)", "scrape_alloc_retained_mb"),
 )
 COLLECTOR_ROWS = (
     ("Collector memory peak (MB)", "collector_mem_peak_mb"),
@@ -196,10 +200,15 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
                        f"{fmt(s.get('restarts'))} times in the steady window.")
         elif s.get("oom_kills") == 0:
             out.append(f"{name} was never OOM-killed in the steady window (restarts: {fmt(s.get('restarts'))}).")
+    sp = m.get("scrape_alloc_peak_mb") or {}
+    if sp.get("a") is not None and sp.get("b") is not None:
+        out.append(f"At its peak one /metrics scrape holds {fmt(sp['a'])} MB of Python allocations in the "
+                   f"baseline and {fmt(sp['b'])} MB in the optimized service (tracemalloc of one scrape).")
     g = m["mem_per_scrape_mb"]
     if g["a"] is not None and g["b"] is not None:
-        out.append(f"Service memory grows by {fmt(g['a'])} MB per /metrics scrape in the baseline and "
-                   f"{fmt(g['b'])} MB in the optimized service (least-squares slope).")
+        out.append(f"Retained memory growth per /metrics scrape (least-squares slope of service memory, "
+                   f"not what a scrape costs): {fmt(g['a'])} MB in the baseline, {fmt(g['b'])} MB in the "
+                   f"optimized service.")
     mp = m["service_mem_peak_mb"]
     if mp["a"] is not None and mp["b"] is not None:
         out.append(f"Service peak memory: {fmt(mp['a'])} MB → {fmt(mp['b'])} MB ({fmt_pct(mp['change_pct'])}).")
@@ -244,6 +253,138 @@ def findings(summary: dict) -> list[str]:
     if not out:
         out.append("Nothing could be compared: see Not measured.")
     return out
+
+
+PROFILE_HEADING = "Where the time and memory go"
+
+
+def _loc(d: dict) -> str:
+    f = d.get("file")
+    if not f:
+        return NOT_MEASURED
+    return f"{f}:{d['line']}" if d.get("line") is not None else str(f)
+
+
+def _baseline_of(summary: dict, name: str) -> str | None:
+    """The baseline scenario a (profiled) scenario is compared with, if any."""
+    for cmp in summary.get("comparisons", {}).values():
+        if cmp["kind"] == "variant" and cmp["b"] == name:
+            return cmp["a"]
+    return None
+
+
+def _optimized_of(summary: dict, name: str) -> str | None:
+    for cmp in summary.get("comparisons", {}).values():
+        if cmp["kind"] == "variant" and cmp["a"] == name:
+            return cmp["b"]
+    return None
+
+
+def profile_findings(summary: dict, name: str) -> list[str]:
+    """Sentences about one profiled scenario, every number from summary.json."""
+    s = summary["scenarios"][name]
+    variant = s.get("variant") or name
+    out = []
+    top = s.get("profile_top_functions") or []
+    if top:
+        t = top[0]
+        text = (f"In {name} ({variant}), {t['function']} ({_loc(t)}) takes {fmt(t['self_pct'])} % of "
+                f"on-CPU samples")
+        other = _optimized_of(summary, name)
+        o = summary["scenarios"].get(other) if other else None
+        bt = (o or {}).get("profile_diff_before_top")
+        if bt and bt["function"] == t["function"]:
+            if bt["status"] == "gone":
+                text += f"; it is gone in the optimized variant ({other})"
+            elif bt.get("after_self_pct") is not None:
+                text += f"; in the optimized variant ({other}) it takes {fmt(bt['after_self_pct'])} %"
+        out.append(text + ".")
+    else:
+        out.append(f"{name}: CPU profile (top functions) not measured.")
+    base = _baseline_of(summary, name)
+    changes = s.get("profile_diff") or []
+    grown = [c for c in changes if c["status"] in ("new", "grew")]
+    if grown:
+        g = grown[0]
+        out.append(f"Compared with the baseline profile{f' ({base})' if base else ''}, the largest growth is "
+                   f"{g['function']} ({g['file'] or NOT_MEASURED}): {fmt(g['before_self_pct'])} % → "
+                   f"{fmt(g['after_self_pct'])} % of samples.")
+    peak, ret = s.get("scrape_alloc_peak_mb"), s.get("scrape_alloc_retained_mb")
+    ts = s.get("scrape_alloc_top_site")
+    if peak is not None:
+        text = f"At its peak one {name} scrape holds {fmt(peak)} MB (sum of its largest allocation sites)"
+        if ts:
+            cnt = f" in {fmt(ts['count'])} blocks" if ts.get("count") is not None else ""
+            text += f", {fmt(ts['size_mb'])} MB of it at {ts['site']}{cnt}"
+        out.append(text + ".")
+    else:
+        out.append(f"What one {name} scrape holds at its peak: {NOT_MEASURED} (no profile/allocation_peak.csv).")
+    if ret is not None:
+        rs = (s.get("scrape_alloc_retained_sites") or [None])[0]
+        text = f"After the scrape {fmt(ret)} MB stays allocated"
+        if rs:
+            text += f", the largest site being {rs['site']} ({fmt(rs['size_mb'])} MB)"
+        out.append(text + ".")
+    else:
+        out.append(f"What one {name} scrape leaves behind: {NOT_MEASURED} (no profile/allocation_retained.csv).")
+    return out
+
+
+def _sites_table(sites):
+    return ("table", ["Allocation site", "MB", "Blocks"],
+            [[x["site"], fmt(x["size_mb"]), fmt(x.get("count"))] for x in sites])
+
+
+def profile_section(summary: dict, names: list, run_dir: Path) -> list:
+    """'Where the time and memory go': per profiled scenario, top functions, changes against
+    the baseline profile, allocation sites of one scrape, links to the profiles."""
+    doc = [("h", 2, PROFILE_HEADING)]
+    prof = [n for n in names if summary["scenarios"][n].get("has_profile")
+            or summary["scenarios"][n].get("scrape_alloc_peak_mb") is not None]
+    if not prof:
+        doc.append(("p", f"CPU profile and per-scrape allocations: {NOT_MEASURED} (no profile/ files in "
+                         f"this run; `make profile` records them)."))
+        return doc
+    doc.append(("p", "py-spy samples the service while it is on CPU (self time = samples in the function "
+                     "itself); tracemalloc traces one /metrics scrape: what it holds at its peak and what it "
+                     "leaves behind (sums of the largest allocation sites listed in "
+                     "profile/allocation_*.csv; MB = MiB)."))
+    for n in prof:
+        s = summary["scenarios"][n]
+        doc += [("h", 3, f"{n} ({s.get('variant') or 'unknown variant'}, {collector_label(s.get('collector'))})"),
+                ("ul", profile_findings(summary, n))]
+        top = s.get("profile_top_functions")
+        doc.append(("p", "Functions with the most self time (py-spy):"))
+        if top:
+            doc.append(("table", ["Function", "File:line", "Self %", "Self samples"],
+                        [[t["function"], _loc(t), fmt(t["self_pct"]), fmt(t.get("self_samples"))] for t in top]))
+        else:
+            doc.append(("p", NOT_MEASURED))
+        ch = s.get("profile_diff")
+        if ch:
+            base = _baseline_of(summary, n)
+            doc += [("p", f"Biggest changes in self time against the baseline profile"
+                          f"{f' ({base})' if base else ''} (top_functions_diff.csv; change in points):"),
+                    ("table", ["Function", "File", "Status", "Before self %", "After self %", "Change"],
+                     [[c["function"], c["file"] or NOT_MEASURED, c["status"], fmt(c["before_self_pct"]),
+                       fmt(c["after_self_pct"]), fmt(c["delta_self_pct"], sign=True)] for c in ch])]
+        for key, what in (("scrape_alloc_peak_sites", "Largest allocation sites at a scrape's peak"),
+                          ("scrape_alloc_retained_sites", "Largest allocation sites left after a scrape")):
+            sites = s.get(key)
+            if sites:
+                doc += [("p", f"{what} (tracemalloc):"), _sites_table(sites)]
+            else:
+                doc.append(("p", f"{what}: {NOT_MEASURED}."))
+        links = []
+        for f in s.get("profile_files") or []:
+            if Path(f).name in ("flamegraph.svg", "speedscope.json"):
+                links.append((f"{n}: {Path(f).name}", str(run_dir / f)))
+        if links:
+            doc += [("p", "Profiles (flamegraph: open in a browser; speedscope.json: load into "
+                          "https://www.speedscope.app):"), ("links", links)]
+        else:
+            doc.append(("p", f"Flamegraph and speedscope profile: {NOT_MEASURED}."))
+    return doc
 
 
 def _rel(path, out_dir) -> str:
@@ -298,6 +439,8 @@ def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
                            last="ratio"),
                 ("p", "Ratio = Prometheus / VictoriaMetrics.")]
 
+    doc += profile_section(summary, names, run_dir)
+
     doc += [("h", 2, "All figures per scenario"),
             ("table", ["Figure"] + names,
              [[label] + [fmt_spread(summary["scenarios"][n], key, unit) for n in names]
@@ -307,14 +450,6 @@ def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
         doc.append(("h", 2, "Graphs"))
         for im in images:
             doc.append(("img", im["title"], im["path"]))
-
-    links = []
-    for n in names:
-        for f in summary["scenarios"][n].get("profile_files") or []:
-            if f.endswith(".svg"):
-                links.append((f"{n}: {Path(f).name}", str(run_dir / f)))
-    if links:
-        doc += [("h", 2, "Profiles"), ("p", "Flamegraphs (py-spy) of the profiled scenarios:"), ("links", links)]
 
     man = summary.get("manifest") or {}
     mach = man.get("machine") or {}

@@ -166,8 +166,16 @@ def plot_latency_cdf(items, path: Path):
         ax.set_xlabel(f"{ep} latency (ms, log scale)")
         ax.set_ylabel("fraction of requests ≤ latency")
         ax.set_title(f"{ep} latency CDF (steady window; dotted line = p95)")
-        ax.legend(loc="lower right")
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
     fig.tight_layout()
+    if handles:      # below the panels: inside, it hid the baseline's curve
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels),
+                   frameon=False)
     return _save(fig, path)
 
 
@@ -192,8 +200,9 @@ def plot_throughput(items, path: Path):
     a1.set_title("Throughput and failures over time (client side)")
     a2.set_ylabel("failed requests / s")
     a2.set_xlabel("time since steady window start (s); grey = warm-up")
-    a1.legend(loc="lower right")
-    a2.legend(loc="upper right")
+    a1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))      # outside: inside it hid data
+    from matplotlib.ticker import MaxNLocator
+    a2.yaxis.set_major_locator(MaxNLocator(integer=True))
     for a in (a1, a2):
         _steady_shade(a, have[0][2])
     fig.tight_layout()
@@ -224,8 +233,8 @@ def plot_collector_view(items, path: Path):
     a1.set_title("The collector's view of the service: up and scrape_duration_seconds")
     a2.set_ylabel("scrape_duration_seconds (s)")
     a2.set_xlabel("time since steady window start (s); grey = warm-up")
-    a1.legend(loc="lower right")
-    a2.legend(loc="upper right")
+    a1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))      # outside: inside it hid data
+    a2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for a in (a1, a2):
         _steady_shade(a, have[0][2])
     fig.tight_layout()
@@ -300,6 +309,8 @@ def plot_cpu(items, path: Path):
                 ax2.set_ylim(0, 105)
                 ax2.set_ylabel("throttled (% of periods)")
                 ax2.grid(False)
+                ax.set_zorder(ax2.get_zorder() + 1)        # CPU lines above the throttling fill
+                ax.patch.set_visible(False)
         ax.set_ylabel("CPU (cores)")
         ax.set_ylim(bottom=0)
         ax.set_title(f"{_label(name, s)}: CPU per component vs quota, with throttling", color=scenario_colour(s))
@@ -393,13 +404,20 @@ def _bars(ax, summary, names, key, err_key, ylabel, title):
             lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
         ax.set_ylim(fin.min() / 3.0, fin.max() * 2.0)
         ylabel += " (log scale)"
-    for xi, v, h in zip(x, vals, hi):
-        if np.isfinite(v):
+    for xi, v, h, low in zip(x, vals, hi, lo):
+        if np.isfinite(v) and v < 0:           # below a negative bar (and its error bar)
+            ax.annotate(f"{v:.3g}", (xi, v - low), xytext=(0, -3), textcoords="offset points",
+                        ha="center", va="top", fontsize=8)
+        elif np.isfinite(v):
             ax.annotate(f"{v:.3g}", (xi, v + h), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=8)
         else:
             ax.annotate("not measured", (xi, 0), xytext=(0, 3), textcoords="offset points",
                         xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
+    if fin.size and ax.get_yscale() == "linear":     # room for the value labels
+        lo_, hi_ = ax.get_ylim()
+        pad = 0.12 * (hi_ - lo_)
+        ax.set_ylim(lo_ - (pad if (fin < 0).any() else 0), hi_ + (pad if (fin > 0).any() else 0))
     ax.set_xticks(x)
     ax.set_xticklabels(names, fontsize=8)
     ax.set_ylabel(ylabel)
@@ -413,10 +431,18 @@ def plot_per_request(summary: dict, path: Path):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4))
     _bars(a1, summary, names, "cpu_ms_per_request", None, "service CPU ms per request",
           "Service CPU per request")
-    _bars(a2, summary, names, "mem_per_scrape_mb", "mem_per_scrape_stderr_mb",
-          "retained memory per /metrics scrape (MB)", "Service memory growth per scrape")
-    fig.text(0.5, -0.02, "error bars: min–max over repeats (or ± standard error of the slope for one repeat)",
-             ha="center", fontsize=8)
+    if any(summary["scenarios"][n].get("scrape_alloc_peak_mb") is not None for n in names):
+        _bars(a2, summary, names, "scrape_alloc_peak_mb", None, "MB (MiB) of Python allocations",
+              "Memory one scrape holds at its peak (tracemalloc)")
+        note = ("left error bars: min–max over repeats; right: one traced /metrics scrape per scenario "
+                "(sum of its largest allocation sites)")
+    else:
+        _bars(a2, summary, names, "mem_per_scrape_mb", "mem_per_scrape_stderr_mb",
+              "MB per /metrics scrape", "Retained memory growth per scrape (slope)")
+        a2.axhline(0, color="k", lw=0.8)
+        note = ("error bars: min–max over repeats (or ± standard error of the slope for one repeat); "
+                "right: least-squares slope of service memory against /metrics requests")
+    fig.text(0.5, -0.02, note, ha="center", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -428,20 +454,29 @@ def plot_top_functions(items, path: Path, top: int = 12):
     rows = max(min(top, len(sc.top_functions)) for _, sc, _ in have)
     fig, axes = plt.subplots(1, len(have), figsize=(5.6 * len(have) + 1, 0.4 * rows + 1.4), squeeze=False)
     for ax, (name, sc, s) in zip(axes[0], have):
-        df = sc.top_functions.sort_values("self_pct", ascending=False).head(top).iloc[::-1]
+        df = sc.top_functions.assign(self_pct=pd.to_numeric(sc.top_functions["self_pct"], errors="coerce"))
+        if (df["self_pct"] > 0).any():
+            df = df[df["self_pct"] > 0]            # frames with no self time are not "top" functions
+        df = df.sort_values("self_pct", ascending=False).head(top).iloc[::-1]
 
         def lab(r):
             f = str(r["function"])
             loc = os.path.basename(str(r["file"])) if pd.notna(r.get("file")) else ""
             if loc and pd.notna(r.get("line")):
                 loc += f":{int(r['line'])}"
-            text = f"{f} ({loc})" if loc else f
-            return text if len(text) <= 44 else text[:41] + "…"
-        ax.barh(np.arange(len(df)), df["self_pct"], color=scenario_colour(s))
-        ax.set_yticks(np.arange(len(df)))
+            if len(f) > 30:                        # shorten the name, keep the location
+                f = f[:29] + "…"
+            return f"{f} ({loc})" if loc else f
+        y = np.arange(len(df))
+        ax.barh(y, df["self_pct"], color=scenario_colour(s))
+        for yi, v in zip(y, df["self_pct"]):
+            ax.annotate(f"{v:.3g} %", (v, yi), xytext=(3, 0), textcoords="offset points",
+                        va="center", ha="left", fontsize=8)
+        ax.set_yticks(y)
         ax.set_yticklabels([lab(r) for _, r in df.iterrows()], fontsize=8)
-        ax.set_xlabel("self time (% of samples)")
-        ax.set_xlim(0, max(100.0, float(df["self_pct"].max()) * 1.05) if len(df) else 100)
+        ax.set_xlabel("self time (% of on-CPU samples)")
+        ax.set_xlim(0, 112)
+        ax.set_ylim(len(df) - rows - 0.5, len(df) - 0.5)      # same bar height in every panel
         ax.set_title(f"{name}: top functions (py-spy)", color=scenario_colour(s))
     fig.tight_layout()
     return _save(fig, path)

@@ -42,6 +42,23 @@ COLLECTOR = {"victoriametrics": {"mem": 60 * MIB, "cpu": 0.03, "disk": 20_000.0,
 OPT_SLOPE_BYTES = 2048.0          # bytes per request (optimized service)
 BASE_LEAK = 0.5 * MIB             # bytes per /metrics scrape (baseline service)
 THROTTLED_PER_S = {"baseline": 3.0, "optimized": 0.0}
+# tracemalloc of one /metrics scrape (profile/allocation_{peak,retained}.csv): file, line, bytes, count
+REPO = "/home/robot/edgebench"
+ALLOC_SITES = {
+    "baseline": {
+        "allocation_peak": [(f"{REPO}/service/burden.py", 26, 10_000_098, 2),
+                            (f"{REPO}/.venv/lib/python3.11/site-packages/prometheus_client/exposition.py",
+                             309, 524_288, 400),
+                            ("/usr/lib/python3.11/threading.py", 265, 6_840, 18),
+                            (f"{REPO}/.venv/lib/python3.11/site-packages/waitress/task.py", 558, 2_280, 19)],
+        "allocation_retained": [(f"{REPO}/service/burden.py", 50, 1_048_576, 1),
+                                ("/usr/lib/python3.11/threading.py", 265, 1_140, 3)]},
+    "optimized": {
+        "allocation_peak": [(f"{REPO}/.venv/lib/python3.11/site-packages/prometheus_client/exposition.py",
+                             309, 40_960, 352),
+                            (f"{REPO}/.venv/lib/python3.11/site-packages/waitress/task.py", 558, 6_480, 54)],
+        "allocation_retained": [(f"{REPO}/.venv/lib/python3.11/site-packages/waitress/task.py", 558, 2_048, 16)]},
+}
 
 
 def _prom_matrix(series: list[tuple[dict, list[tuple[float, float]]]]) -> dict:
@@ -172,6 +189,27 @@ def build_scenario(run_dir: Path, name: str, repeat: int = 1, *, end_s: float | 
         pd.DataFrame([{"function": f, "file": fi, "line": ln, "self_pct": p, "total_pct": min(100, p * 1.2),
                        "self_samples": int(p * 10), "total_samples": int(min(100, p * 1.2) * 10)}
                       for f, fi, ln, p in funcs]).to_csv(pdir / "top_functions.csv", index=False)
+        if variant == "optimized":
+            pd.DataFrame([
+                {"function": "burn_cpu", "file": "service/baseline.py", "status": "gone", "before_self_pct": 81.0,
+                 "after_self_pct": 0.0, "delta_self_pct": -81.0},
+                {"function": "generate_latest", "file": "prometheus_client/exposition.py", "status": "grew",
+                 "before_self_pct": 4.2, "after_self_pct": 38.0, "delta_self_pct": 33.8},
+                {"function": "handle", "file": "waitress/task.py", "status": "grew", "before_self_pct": 2.1,
+                 "after_self_pct": 21.0, "delta_self_pct": 18.9},
+                {"function": "read_sensor", "file": "service/optimized.py", "status": "new",
+                 "before_self_pct": 0.0, "after_self_pct": 12.0, "delta_self_pct": 12.0},
+                {"function": "copy_blob", "file": "service/baseline.py", "status": "gone", "before_self_pct": 9.5,
+                 "after_self_pct": 0.0, "delta_self_pct": -9.5},
+                {"function": "json_dumps", "file": "json/encoder.py", "status": "new", "before_self_pct": 0.0,
+                 "after_self_pct": 8.0, "delta_self_pct": 8.0},
+                {"function": "idle", "file": "x.py", "status": "same", "before_self_pct": 1.0,
+                 "after_self_pct": 1.0, "delta_self_pct": 0.0},
+            ]).to_csv(pdir / "top_functions_diff.csv", index=False)
+        for stem, sites in ALLOC_SITES[variant].items():
+            pd.DataFrame([{"file": f, "line": ln, "size_bytes": b, "count": c} for f, ln, b, c in sites]) \
+                .to_csv(pdir / f"{stem}.csv", index=False)
+        (pdir / "speedscope.json").write_text('{"$schema": "https://www.speedscope.app/file-format-schema.json"}')
         (pdir / "flamegraph.svg").write_text(
             '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="20">'
             '<rect width="200" height="20" fill="#e55"/></svg>')
@@ -207,6 +245,15 @@ def build_scenario(run_dir: Path, name: str, repeat: int = 1, *, end_s: float | 
         "collector_cpu_cores": COLLECTOR[collector]["cpu"],
         "duration_s": eff_end - s0,
     }
+    if profile and collector == "victoriametrics":
+        for stem, key in (("allocation_peak", "scrape_alloc_peak_mb"),
+                          ("allocation_retained", "scrape_alloc_retained_mb")):
+            exp[key] = sum(b for _, _, b, _ in ALLOC_SITES[variant][stem]) / MIB
+        f, ln, b, c = ALLOC_SITES[variant]["allocation_peak"][0]
+        exp["scrape_alloc_top_site"] = {"site": f"{f.split('site-packages/')[-1].replace(REPO + '/', '')}:{ln}",
+                                        "size_mb": b / MIB, "count": c}
+    else:
+        exp["scrape_alloc_peak_mb"] = exp["scrape_alloc_retained_mb"] = exp["scrape_alloc_top_site"] = None
     return exp
 
 

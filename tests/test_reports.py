@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fixtures_results import build_run  # noqa: E402
+from fixtures_results import ALLOC_SITES, MIB, build_run  # noqa: E402
 from reports import ReportError, load_run, render_run  # noqa: E402
 from reports.markdown import render_markdown  # noqa: E402
 from reports.summary import build_summary  # noqa: E402
@@ -105,7 +105,91 @@ def test_summary_has_required_keys_and_known_answers(rendered):
     assert cmp["cpu_ms_per_request"]["ratio"] == pytest.approx(0.45 / 0.02)
     coll = summary["comparisons"]["optimized-prom vs optimized-vm"]["metrics"]
     assert coll["collector_disk_write_bytes_per_s"]["ratio"] == pytest.approx(6.0)
-    assert summary["missing"] == []
+    # only optimized-prom has no profile/ (the fixture, like `make profile`, profiles the VM scenarios)
+    assert summary["missing"] == [
+        "optimized-prom: scrape_alloc_peak_mb, scrape_alloc_retained_mb, scrape_alloc_top_site: no profile/ "
+        "directory (tracemalloc of one /metrics scrape: run `make profile`)"]
+
+
+def test_scrape_allocation_figures_match_the_profile_files(rendered):
+    run_dir, expected, _, summary = rendered
+    for name, s in summary["scenarios"].items():
+        e = expected[name]
+        for key in ("scrape_alloc_peak_mb", "scrape_alloc_retained_mb"):
+            if e[key] is None:
+                assert s[key] is None, (name, key)
+            else:
+                assert s[key] == pytest.approx(e[key]), (name, key)
+        if e["scrape_alloc_top_site"] is None:
+            assert s["scrape_alloc_top_site"] is None
+        else:
+            assert s["scrape_alloc_top_site"]["site"] == e["scrape_alloc_top_site"]["site"]
+            assert s["scrape_alloc_top_site"]["size_mb"] == pytest.approx(e["scrape_alloc_top_site"]["size_mb"])
+            assert s["scrape_alloc_top_site"]["count"] == e["scrape_alloc_top_site"]["count"]
+    b = summary["scenarios"]["baseline-vm"]
+    # the baseline's two 5 MB data_blob copies, read back from the CSV: (10000098 + 524288 + 6840 + 2280) / MiB
+    assert b["scrape_alloc_peak_mb"] == pytest.approx((10_000_098 + 524_288 + 6_840 + 2_280) / MIB)
+    assert b["scrape_alloc_top_site"]["site"] == "service/burden.py:26"
+    assert [x["site"] for x in b["scrape_alloc_peak_sites"]] == [
+        "service/burden.py:26", "prometheus_client/exposition.py:309", "threading.py:265"]   # top 3
+    assert [x["site"] for x in b["scrape_alloc_retained_sites"]] == ["service/burden.py:50", "threading.py:265"]
+    cmp = summary["comparisons"]["baseline-vm vs optimized-vm"]["metrics"]["scrape_alloc_peak_mb"]
+    assert cmp["a"] == pytest.approx(b["scrape_alloc_peak_mb"])
+    assert cmp["b"] == pytest.approx((40_960 + 6_480) / MIB)
+    assert cmp["ratio"] == pytest.approx(b["scrape_alloc_peak_mb"] / cmp["b"])
+    o = summary["scenarios"]["optimized-vm"]
+    assert [c["function"] for c in o["profile_diff"]] == [       # top 5 by |delta|, "same" left out
+        "burn_cpu", "generate_latest", "handle", "read_sensor", "copy_blob"]
+    assert o["profile_diff_before_top"]["function"] == "burn_cpu"
+    assert [t["function"] for t in b["profile_top_functions"]] == ["burn_cpu", "copy_blob", "generate_latest",
+                                                                   "handle"]
+    assert b["profile_top_functions"][0]["line"] == 42 and b["profile_top_functions"][0]["self_pct"] == 81.0
+
+
+def _section(md: str, heading: str) -> str:
+    return md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_profile_section_numbers_come_from_summary_and_files(rendered):
+    run_dir, _, _, summary = rendered
+    md = (run_dir / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
+    sec = _section(md, "Where the time and memory go")
+    values = _numbers(summary)
+    checked = 0
+    for line in sec.splitlines():
+        if line.startswith("#") or line.startswith("- ["):      # headings, profile links
+            continue
+        for tok in NUM.findall(line):
+            assert _matches(tok, values), (tok, line)
+            checked += 1
+    assert checked > 60
+    base = sec.split("### baseline-vm", 1)[1].split("\n### ", 1)[0]
+    opt = sec.split("### optimized-vm", 1)[1].split("\n### ", 1)[0]
+    assert "burn_cpu (service/baseline.py:42) takes 81 % of on-CPU samples; it is gone in the optimized " \
+           "variant (optimized-vm)." in base
+    peak = sum(b for _, _, b, _ in ALLOC_SITES["baseline"]["allocation_peak"]) / MIB
+    assert f"At its peak one baseline-vm scrape holds {peak:.4g} MB" in base
+    assert f"{10_000_098 / MIB:.4g} MB of it at service/burden.py:26 in 2 blocks" in base
+    # the allocation tables are the CSV rows, largest first, top 3
+    peak_part = base.split("at a scrape's peak", 1)[1].split("left after a scrape", 1)[0]
+    sites = {c[0]: c[1:] for c in ([x.strip() for x in ln.strip("|").split(" | ")]
+                                    for ln in peak_part.splitlines() if ".py:" in ln)}
+    for f, ln, b, c in ALLOC_SITES["baseline"]["allocation_peak"][:3]:
+        short = f.split("site-packages/")[-1].replace("/usr/lib/python3.11/", "") \
+            .replace("/home/robot/edgebench/", "")
+        cells = sites[f"{short}:{ln}"]
+        assert float(cells[0]) == pytest.approx(b / MIB, rel=6e-4) and int(cells[1].replace(",", "")) == c
+    assert "waitress/task.py:558 | 0.002174" not in base          # the 4th site is not shown
+    # top functions: the CSV's rows by self time
+    assert "| burn_cpu | service/baseline.py:42 | 81 | 810 |" in base
+    # changes against the baseline profile, top 5 by |delta|
+    assert "| burn_cpu | service/baseline.py | gone | 81 | 0 | -81 |" in opt
+    assert "| generate_latest | prometheus_client/exposition.py | grew | 4.2 | 38 | +33.8 |" in opt
+    assert "json_dumps | json/encoder.py | new" not in opt and "| idle |" not in opt
+    assert "](../optimized-vm/profile/speedscope.json)" in opt and "](../optimized-vm/profile/flamegraph.svg)" in opt
+    assert "### optimized-prom" not in sec                      # not profiled: no subsection
+    findings = _section(md, "Findings")
+    assert f"holds {peak:.4g} MB of Python allocations in the baseline" in findings
 
 
 def test_every_graph_and_both_documents_are_written(rendered):
@@ -206,6 +290,17 @@ def test_missing_scenario_renders_and_says_so(tmp_path):
     assert not (run_dir / "report" / "top_functions.png").exists()
     md = (run_dir / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
     assert "planned but no results directory" in md and "## Not measured" in md
+    # no profile files: the allocation figures are null, listed, and the documents say "not measured"
+    for n in ("baseline-vm", "optimized-vm"):
+        s = summary["scenarios"][n]
+        assert s["scrape_alloc_peak_mb"] is None and s["scrape_alloc_retained_mb"] is None
+        assert s["scrape_alloc_top_site"] is None
+        assert f"{n}: scrape_alloc_peak_mb, scrape_alloc_retained_mb, scrape_alloc_top_site: no profile/" in miss
+    sec = _section(md, "Where the time and memory go")
+    assert "CPU profile and per-scrape allocations: not measured" in sec
+    per = {label: cells for _, label, cells in _table_cells(md)}
+    assert per["Memory one scrape holds at its peak, tracemalloc (MB)"][:2] == ["not measured", "not measured"]
+    assert "Where the time and memory go" in (run_dir / "report" / "report.html").read_text()
     assert (run_dir / "report" / "report.html") in paths
 
 
