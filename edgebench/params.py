@@ -24,6 +24,7 @@ class RunParams:
     results_root: Path = Path("results")
     profile: bool = False
     tracemalloc: bool = True       # with profile: one traced scrape's allocation sites
+    pyspy_rate: int = 100          # with profile: py-spy samples per second
 
     def to_dict(self) -> dict:
         d = asdict(self)

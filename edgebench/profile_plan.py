@@ -22,7 +22,7 @@ class Profilers:
     """
 
     def __init__(self, state_dir: Path, sdir: Path, warmup_s: float, tracemalloc: bool,
-                 duration_s: float = 0.0):
+                 duration_s: float = 0.0, pyspy_rate: int = 100):
         from profiling.sampler import pid_getter
         self.profile_dir = sdir / "profile"
         self.profile_dir.mkdir(parents=True, exist_ok=True)
@@ -31,6 +31,7 @@ class Profilers:
         self.warmup_s = warmup_s
         self.duration_s = duration_s
         self.tracemalloc = tracemalloc
+        self.pyspy_rate = pyspy_rate
         self.errors: list[str] = []
         self.pyspy = None
         self.mprof = None
@@ -49,7 +50,7 @@ class Profilers:
         from profiling.memory import MprofRecorder
         from profiling.pyspy import PySpyRecorder
         try:
-            self.pyspy = PySpyRecorder(self.get_pid, self.profile_dir).start()
+            self.pyspy = PySpyRecorder(self.get_pid, self.profile_dir, rate=self.pyspy_rate).start()
         except ProfilerError as e:
             self._error(f"py-spy: {e}")
         try:
@@ -127,7 +128,7 @@ class Profilers:
 
 def start_profilers(stack: ExitStack, params, state_dir: Path, sdir: Path) -> Profilers:
     profilers = Profilers(state_dir, sdir, params.warmup_s, params.tracemalloc,
-                          duration_s=params.duration_s).start()
+                          duration_s=params.duration_s, pyspy_rate=params.pyspy_rate).start()
     stack.callback(profilers.stop)   # stopped on error and Ctrl-C too
     return profilers
 
@@ -153,7 +154,8 @@ def profile_diff(run, params, commit: str, inject: dict) -> str:
     from edgebench.gitref import worktree
     from profiling.top_functions import write_diff
 
-    p = dataclasses.replace(params, profile=True, tracemalloc=False)
+    # an idle-ish optimized service gives py-spy few on-CPU samples at 100 Hz
+    p = dataclasses.replace(params, profile=True, tracemalloc=False, pyspy_rate=500)
     sub = run.path / "explain"
     sub.mkdir(exist_ok=True)
 
