@@ -34,5 +34,6 @@ def write_example(run_dir: Path) -> list[Path]:
     from reports.plots import GRAPHS
     images = [{"key": key, "title": title, "path": str(EXAMPLE_DIR / f"{key}.png")}
               for key, title, *_ in GRAPHS if (EXAMPLE_DIR / f"{key}.png").exists()]
+    (EXAMPLE_DIR / "OPTIMIZATION_SUMMARY.md").unlink(missing_ok=True)  # one copy: the root's
     written.append(render_markdown(summary, ROOT, images, run_dir=EXAMPLE_DIR))
     return written

@@ -7,6 +7,11 @@ from pathlib import Path
 from edgebench.scenarios import ParameterError, Scenario, parse_scenarios
 
 
+# Profile runs trace one warm-up scrape, seconds slower for the baseline at 0.5 CPU:
+# the warm-up must hold it, so that no figure does.
+PROFILE_WARMUP_S = 15.0
+
+
 @dataclass
 class RunParams:
     duration_s: float = 40.0      # steady load per scenario
@@ -48,6 +53,8 @@ def build_params(duration=None, warmup=None, users=None, scenarios=None, repeats
                  workers=None, target=None, engine="auto", results_root="results",
                  profile=False, scrape_rate=None, sensor_rate=None) -> RunParams:
     p = RunParams(profile=profile, results_root=Path(results_root))
+    if profile:
+        p.warmup_s = PROFILE_WARMUP_S
     if duration is not None:
         p.duration_s = _number("DURATION", duration, minimum=0, strict=True)
     if warmup is not None:

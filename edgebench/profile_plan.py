@@ -10,15 +10,15 @@ from pathlib import Path
 from edgebench.fileio import write_json_atomic
 
 
-CAPTURE_AT = 0.8          # share of the steady phase after which one scrape is captured
 CAPTURE_TIMEOUT_S = 30.0  # a traced baseline scrape takes several seconds at 0.5 CPU
 
 
 class Profilers:
     """The profilers of one scenario; stop() is safe to call twice and never raises.
 
-    tracemalloc: one /metrics scrape is captured (peak + after snapshots) about 80 % into
-    the steady phase, while the load still scrapes; stop() waits for it and writes the CSVs.
+    tracemalloc: the first /metrics scrape of the warm-up is captured (peak + after
+    snapshots). Tracing makes that one scrape seconds slower, so it belongs to the
+    warm-up, which no figure uses; stop() waits for it and writes the CSVs.
     """
 
     def __init__(self, state_dir: Path, sdir: Path, warmup_s: float, tracemalloc: bool,
@@ -57,9 +57,8 @@ class Profilers:
             self.mprof = MprofRecorder(self.get_pid, self.profile_dir / "memory.dat").start()
         except ProfilerError as e:
             self._error(f"memory-profiler: {e}")
-        if self.tracemalloc:  # armed before the load ends: the capture needs a scrape
-            delay = self.warmup_s + CAPTURE_AT * self.duration_s
-            self._capture_timer = threading.Timer(delay, self._capture_scrape)
+        if self.tracemalloc:  # armed now: the warm-up's first scrape takes it
+            self._capture_timer = threading.Timer(0.0, self._capture_scrape)
             self._capture_timer.daemon = True
             self._capture_timer.start()
         return self
@@ -89,8 +88,7 @@ class Profilers:
             return
         timer.cancel()
         if not self._capture_started.is_set():
-            self._error("tracemalloc: the run ended before the scrape capture was armed "
-                        f"({CAPTURE_AT:.0%} into the steady phase)")
+            self._error("tracemalloc: the run ended before the scrape capture was armed")
             return
         timer.join(CAPTURE_TIMEOUT_S + 10)
         if timer.is_alive():

@@ -5,15 +5,13 @@ import ipaddress
 import json
 import os
 import random
-import sys
 import threading
 import time
-import tracemalloc
 
 from flask import Flask, Response, abort, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from service import burden, metrics
+from service import burden, metrics, traced_scrape
 from service.config import Config
 
 SENSOR_FAILURE_RATE = 0.10   # share of /sensor answered 500
@@ -46,38 +44,6 @@ class _ScrapeCapture:
     def done(self):
         with self.lock:
             self.running = False
-
-
-def _dump_snapshot(path):
-    """Atomically: a reader never sees a half-written snapshot."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        tracemalloc.take_snapshot().dump(tmp)
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _captured_scrape(config: Config, peak, after):
-    """One scrape under tracemalloc. PEAK snapshot right after the deliberate work, its
-    temporaries (baseline's blob copies) still alive; AFTER snapshot once they are
-    dropped: what the scrape left behind (a leak). The after file is written last, so
-    its presence means both are done. Returns the exposition."""
-    tracemalloc.start(1)   # one frame: the allocating line, the least overhead
-    try:
-        held = scrape_work(config)
-        _dump_snapshot(peak)
-        body = generate_latest(REGISTRY)
-        del held
-        _dump_snapshot(after)
-        return body
-    except OSError as exc:   # the profiler times out waiting; the scrape still answers
-        print(f"sensor-service: scrape capture failed: {exc}", file=sys.stderr, flush=True)
-        return generate_latest(REGISTRY)
-    finally:
-        tracemalloc.stop()
 
 
 def _snapshot_path(name):
@@ -144,7 +110,7 @@ def create_app(config: Config) -> Flask:
             del held
         else:
             try:
-                body = _captured_scrape(config, *capture)
+                body = traced_scrape.run(config, scrape_work, *capture)
             finally:
                 scrape_capture.done()
         metrics.SCRAPE_DURATION.observe(time.perf_counter() - started)
