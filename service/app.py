@@ -93,6 +93,8 @@ def _is_loopback(addr) -> bool:
 
 
 def create_app(config: Config) -> Flask:
+    if config.seed is not None:   # benchmarks: every run draws the same failures and blobs
+        random.seed(config.seed)
     app = Flask("service")
     scrape_capture = _ScrapeCapture()
 

@@ -23,6 +23,7 @@ class Config:
     extra_cpu_iterations: int = 0
     leak_bytes_per_scrape: int = 0
     tracemalloc: bool = False
+    seed: int | None = None   # SENSOR_SEED: the same sequence of simulated outcomes every run
 
     @property
     def server(self) -> str:
@@ -33,7 +34,8 @@ class Config:
         return (f"variant={self.variant} server={self.server} listen={self.host}:{self.port} "
                 f"extra_cpu_iterations={self.extra_cpu_iterations} "
                 f"leak_bytes_per_scrape={self.leak_bytes_per_scrape} "
-                f"tracemalloc={'on' if self.tracemalloc else 'off'}")
+                f"tracemalloc={'on' if self.tracemalloc else 'off'} "
+                f"seed={self.seed if self.seed is not None else 'random'}")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -117,5 +119,11 @@ def parse_config(argv=None, environ=None) -> Config:
             raise ConfigError(f"SENSOR_TRACEMALLOC={raw!r} is not a switch; set it to 1 (on) or 0 (off)")
         tm = raw in ("1", "true", "yes", "on")
 
+    raw = environ.get("SENSOR_SEED", "").strip()
+    if raw and not raw.isdigit():
+        raise ConfigError(f"SENSOR_SEED={raw!r} is not a whole number; set it to an integer >= 0 "
+                          f"or leave it unset for fresh randomness")
+    seed = int(raw) if raw else None
+
     return Config(variant=variant, host=host, port=port, extra_cpu_iterations=extra,
-                  leak_bytes_per_scrape=leak, tracemalloc=tm)
+                  leak_bytes_per_scrape=leak, tracemalloc=tm, seed=seed)

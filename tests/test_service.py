@@ -306,3 +306,22 @@ def test_busy_port_fails_with_one_line():
     assert code != 0
     assert len(lines) == 1, lines
     assert str(port) in lines[0] and "in use" in lines[0]
+
+
+def test_seed_makes_the_simulated_outcomes_repeat(workdir):
+    """SENSOR_SEED: two services draw the same failures and blob answers, in order."""
+    outcomes = []
+    for _ in range(2):
+        with running_service(workdir, ["--variant", "optimized"], SENSOR_SEED="7") as (_, port):
+            outcomes.append([request(port, "/sensor")[0] for _ in range(40)])
+    assert outcomes[0] == outcomes[1]
+    assert 500 in outcomes[0] and 200 in outcomes[0]
+
+
+def test_bad_seed_is_refused_with_one_line(workdir):
+    out = subprocess.run([sys.executable, "-m", "service", "--port", str(free_port())], cwd=ROOT,
+                         env=service_env(SENSOR_SEED="abc"), capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2
+    assert "SENSOR_SEED='abc' is not a whole number" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
