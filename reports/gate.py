@@ -16,7 +16,7 @@ import yaml
 from scipy.stats import theilslopes
 
 from reports import stats
-from reports.gate_stats import INCONCLUSIVE, PASS, REGRESSION, aa_compare, compare
+from reports.gate_stats import INCONCLUSIVE, PASS, REGRESSION, aa_compare, compare, compare_paired
 from reports.load import Scenario, component_role
 
 EXIT = {PASS: 0, REGRESSION: 1, "error": 2, INCONCLUSIVE: 3}
@@ -278,6 +278,34 @@ WINDOW_SAMPLES = {
 }
 
 
+def _cpu_at(sc: Scenario, lo: float, hi: float) -> float | None:
+    rows = _service_rows(sc)
+    if rows is None or rows.empty or sc.requests is None:
+        return None
+    return stats.cpu_ms_per_request(rows["t"], rows["cpu_seconds"], sc.requests["start"], lo, hi)["value"]
+
+
+PAIRED_SAMPLES = {"cpu_ms_per_request": _cpu_at}
+
+
+def paired_samples(a_rounds: list, b_rounds: list, metric: str, width: float) -> tuple[list, list]:
+    """A and B ran side by side in each round: the metric over the same wall-clock windows
+    on both sides, so what the machine did meanwhile hits both values of a pair alike."""
+    fn = PAIRED_SAMPLES[metric]
+    a_vals, b_vals = [], []
+    for a, b in zip(a_rounds, b_rounds):
+        (sa, ea), (sb, eb) = _window(a), _window(b)
+        if None in (sa, ea, sb, eb):
+            continue
+        lo, hi = max(sa, sb), min(ea, eb)
+        for i in range(int((hi - lo) // width)):
+            va, vb = fn(a, lo + i * width, lo + (i + 1) * width), fn(b, lo + i * width, lo + (i + 1) * width)
+            if va is not None and vb is not None:
+                a_vals.append(va)
+                b_vals.append(vb)
+    return a_vals, b_vals
+
+
 def window_samples(rounds: list, metric: str, width: float) -> list[list[float]]:
     """Per round, the metric in consecutive windows of the steady phase."""
     return [WINDOW_SAMPLES[metric](sc, width) for sc in rounds]
@@ -320,25 +348,31 @@ def evaluate(b_rounds: list, a_rounds: list | None, config: dict) -> GateResult:
             try:
                 aa = aa_compare(b_win, eff, relative=rel, alpha=alpha)
                 result.notes.append(
-                    f"A/A noise of {metric} (the change's rounds split in two halves): "
+                    f"A/A noise of {metric} (the change's own rounds, split in two halves"
+                    f"{', not paired in time' if m.get('paired') else ''}): "
                     f"{_pct(aa.change, rel)}, 95% CI [{_pct(aa.ci_low, rel)}, {_pct(aa.ci_high, rel)}]"
                     f" against a minimum effect of {_pct(eff, rel)}")
             except ValueError:
                 pass
         if not a_rounds:
             continue
-        a_win = window_samples(a_rounds, metric, width)
-        flat_a = [x for r in a_win for x in r]
-        flat_b = [x for r in b_win for x in r]
+        paired = m.get("paired", False) and metric in PAIRED_SAMPLES and len(a_rounds) == len(b_rounds)
         try:
-            c = compare(flat_a, flat_b, eff, relative=rel, alpha=alpha)
+            if paired:
+                pa, pb = paired_samples(a_rounds, b_rounds, metric, width)
+                c = compare_paired(pa, pb, eff, alpha=alpha)
+            else:
+                a_win = window_samples(a_rounds, metric, width)
+                c = compare([x for r in a_win for x in r], [x for r in b_win for x in r],
+                            eff, relative=rel, alpha=alpha)
         except ValueError as e:
             result.checks.append(Check(f"A/B: {metric}", metric, None, None, "",
                                        "", "error", str(e)))
             continue
         verdict = c.verdict
         detail = (f"p={c.p_value:.2g}, 95% CI of change [{_pct(c.ci_low, rel)}, "
-                  f"{_pct(c.ci_high, rel)}], n={c.n_a}/{c.n_b} windows")
+                  f"{_pct(c.ci_high, rel)}], " + (f"{c.n_a} paired windows (Wilcoxon)" if paired
+                                                 else f"n={c.n_a}/{c.n_b} (Mann-Whitney)"))
         if verdict == INCONCLUSIVE:
             detail += f"; the interval is wider than the {_pct(eff, rel)} effect asked for"
         bound = f"+{eff:.0%}" if rel else f"+{eff:g}"

@@ -112,3 +112,31 @@ def aa_compare(samples_by_round: list, threshold: float, relative: bool = True,
     first = [x for i, r in enumerate(samples_by_round) if i % 2 == 0 for x in r]
     second = [x for i, r in enumerate(samples_by_round) if i % 2 == 1 for x in r]
     return compare(first, second, threshold, relative=relative, alpha=alpha)
+
+
+def compare_paired(a, b, threshold: float, alpha: float = 0.01, seed: int = 0) -> Comparison:
+    """Verdict on paired samples (a[i] and b[i] measured at the same time, side by side):
+    the change is the median ratio b/a, tested with a one-sided Wilcoxon signed-rank test
+    on log ratios. Pairing cancels what both sides suffered alike (the machine's drift
+    between rounds), which an unpaired test would count as noise."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    a, b = a[ok], b[ok]
+    if len(a) < 3:
+        raise ValueError(f"too few paired samples to compare ({len(a)}; need 3)")
+    d = np.log(b / a)
+    change = float(np.exp(np.median(d)) - 1)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(d), size=(2000, len(d)))
+    lo, hi = np.percentile(np.exp(np.median(d[idx], axis=1)) - 1, [2.5, 97.5])
+    p = float(stats.wilcoxon(d, alternative="greater").pvalue) if np.any(d != 0) else 1.0
+    if p < alpha and change >= threshold:
+        verdict = REGRESSION
+    elif (hi - lo) / 2 >= threshold:
+        verdict = INCONCLUSIVE
+    else:
+        verdict = PASS
+    return Comparison(median_a=float(np.median(a)), median_b=float(np.median(b)), change=change,
+                      ci_low=float(lo), ci_high=float(hi), p_value=p, threshold=threshold,
+                      relative=True, n_a=len(a), n_b=len(b), verdict=verdict)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from reports.gate_stats import (INCONCLUSIVE, PASS, REGRESSION, aa_compare,
+from reports.gate_stats import (INCONCLUSIVE, PASS, REGRESSION, aa_compare, compare_paired,
                                 bootstrap_change_ci, compare, noise_floor)
 
 
@@ -88,3 +88,24 @@ def test_noise_floor_and_aa():
 def test_too_few_samples_is_an_error():
     with pytest.raises(ValueError, match="too few samples"):
         compare([1.0], [1.0, 2.0], threshold=0.1)
+
+
+def test_paired_comparison_cancels_shared_drift():
+    rng = np.random.default_rng(21)
+    drift = np.repeat([1.0, 1.2, 0.85, 1.1, 0.95], 6)          # rounds the machine made slower
+    a = 2.0 * drift * (1 + rng.normal(0, 0.04, drift.size))
+    b = 2.0 * drift * (1 + rng.normal(0, 0.04, drift.size))
+    same = compare_paired(a, b, threshold=0.10)
+    assert same.verdict == PASS
+    assert abs(same.change) < 0.04
+    unpaired = compare(a, b, threshold=0.10)
+    assert (unpaired.ci_high - unpaired.ci_low) > (same.ci_high - same.ci_low)
+    worse = compare_paired(a, 1.25 * b, threshold=0.10)
+    assert worse.verdict == REGRESSION
+    assert worse.change == pytest.approx(0.25, abs=0.04)
+    assert worse.p_value < 0.001
+
+
+def test_paired_needs_three_pairs():
+    with pytest.raises(ValueError, match="too few paired samples"):
+        compare_paired([1.0, 2.0], [1.0, 2.0], threshold=0.1)
