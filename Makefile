@@ -18,6 +18,7 @@ ENGINE ?= auto
 RUN ?=
 AGAINST ?=
 INJECT ?=
+BASELINE ?=
 
 opt = $(if $($(1)),--$(2) '$($(1))',)
 LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,USERS,users) \
@@ -56,7 +57,7 @@ example: profile
 	$(EDGEBENCH) report --example
 
 gate: setup
-	$(EDGEBENCH) gate $(call opt,AGAINST,against) $(foreach kv,$(INJECT),--inject '$(kv)') --engine '$(ENGINE)'
+	$(EDGEBENCH) gate $(call opt,AGAINST,against) $(call opt,BASELINE,baseline) $(foreach kv,$(INJECT),--inject '$(kv)') --engine '$(ENGINE)'
 
 up: setup
 	$(EDGEBENCH) up --engine '$(ENGINE)'

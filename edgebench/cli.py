@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inject", action="append", metavar="KEY=VALUE",
                    help="fault-injection env for the B side, e.g. SENSOR_EXTRA_CPU_ITERATIONS=20000")
     p.add_argument("--budgets-only", action="store_true", help="skip the A/B, check budgets only")
+    p.add_argument("--baseline", default=None,
+                   help="compare against a stored gate run (results/<id>-gate) instead of a git ref")
+    p.add_argument("--allow-other-machine", action="store_true",
+                   help="with --baseline: compare even if it was measured on another machine")
     for name, text in (("up", "start the stack in the background"), ("down", "stop it"),
                        ("status", "show what runs, limits, memory, CPU, restarts")):
         p = sub.add_parser(name, help=text)

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from edgebench.bench import measure_scenario
+from edgebench.bench import COMPOSE_FILE, measure_scenario
 from edgebench.fileio import write_json_atomic, write_text_atomic
 from edgebench.gitref import resolve_ref, worktree
 from edgebench.params import RunParams
@@ -16,6 +16,35 @@ from edgebench.scenarios import SCENARIOS, ParameterError
 GATE_SCENARIO = SCENARIOS["optimized-vm"]
 # Same hash seed on both sides: dict and set layouts, and so their costs, match.
 DETERMINISM = {"PYTHONHASHSEED": "0"}
+
+
+def check_stored_baseline(path: Path, allow_other_machine: bool = False) -> list[Path]:
+    """A previous gate run to compare against: its B rounds become A. Refused when it was
+    measured on another kind of machine or under other limits (figures would not compare)."""
+    from edgebench.fileio import read_json
+    from edgebench.fingerprint import comparable_key, machine_fingerprint
+    from stack.compose import load_compose
+
+    if not (path / "manifest.json").exists():
+        raise ParameterError(f"BASELINE={path}: not a results directory of a gate run "
+                             f"(no manifest.json): pass results/<id>-gate")
+    dirs = sorted(d for d in path.glob("B.r*") if (d / "scenario.json").exists())
+    if not dirs:
+        raise ParameterError(f"BASELINE={path}: has no measured rounds (B.r*/scenario.json): "
+                             f"pass a complete gate run")
+    theirs = comparable_key(read_json(path / "manifest.json").get("machine", {}))
+    ours = comparable_key(machine_fingerprint())
+    differ = [f"{k}: {theirs.get(k)!r} vs {ours.get(k)!r}" for k in ours if theirs.get(k) != ours.get(k)]
+    limits = read_json(dirs[0] / "scenario.json").get("limits", {})
+    compose = load_compose(COMPOSE_FILE)
+    for name, lim in limits.items():
+        svc = compose.all_services.get(name)
+        if svc and (lim.get("mem_limit_bytes") != svc.mem_limit or lim.get("cpus") != svc.cpus):
+            differ.append(f"{name} limits: {lim} vs mem {svc.mem_limit} cpus {svc.cpus}")
+    if differ and not allow_other_machine:
+        raise ParameterError(f"BASELINE={path} was measured elsewhere ({'; '.join(differ)}): "
+                             f"compare against a git ref instead, or pass --allow-other-machine")
+    return dirs
 
 
 def parse_inject(items: list[str] | None) -> dict:
@@ -47,7 +76,13 @@ def run_gate(args, command: str) -> int:
     rounds = int(getattr(args, "rounds", None) or ab.get("rounds", 3))
     inject = parse_inject(getattr(args, "inject", None))
     budgets_only = getattr(args, "budgets_only", False)
-    commit, how = (None, "budgets only") if budgets_only else resolve_ref(args.against)
+    stored = getattr(args, "baseline", None)
+    stored_dirs = check_stored_baseline(Path(stored), getattr(args, "allow_other_machine", False)) \
+        if stored else None
+    if stored_dirs is not None:
+        commit, how = None, f"stored baseline {stored}"
+    else:
+        commit, how = (None, "budgets only") if budgets_only else resolve_ref(args.against)
     params = gate_params(ab, args.engine, Path(args.results))
     run = RunDir.create(params.results_root, "gate", command,
                         {**params.to_dict(), "rounds": rounds, "against": commit,
@@ -72,9 +107,14 @@ def run_gate(args, command: str) -> int:
     finally:
         if status != "complete":
             run.finish(status, update_latest=False)
+    if stored_dirs is not None:
+        a_dirs = stored_dirs
     b_rounds = [load_scenario(d) for d in b_dirs if (d / "scenario.json").exists()]
     a_rounds = [load_scenario(d) for d in a_dirs if (d / "scenario.json").exists()]
-    result = evaluate(b_rounds, a_rounds or None, config)
+    result = evaluate(b_rounds, a_rounds or None, config, side_by_side=stored_dirs is None)
+    if stored_dirs is not None:
+        result.notes.append(f"A is a stored run ({stored}), measured at another time: CPU is "
+                            f"compared unpaired, so machine drift counts as noise")
     result.errors.extend(errors)
     elapsed = time.monotonic() - t0
     result.notes.append(f"gate run time {elapsed:.0f} s, {rounds} round(s) per side")

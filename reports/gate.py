@@ -319,8 +319,10 @@ def _fmt(v, unit="") -> str:
     return f"{v:.4g}{unit}"
 
 
-def evaluate(b_rounds: list, a_rounds: list | None, config: dict) -> GateResult:
-    """Budgets on B; A/B of B against A (when given); A/A noise floor from B's rounds."""
+def evaluate(b_rounds: list, a_rounds: list | None, config: dict,
+             side_by_side: bool = True) -> GateResult:
+    """Budgets on B; A/B of B against A (when given); A/A noise floor from B's rounds.
+    ``side_by_side``: A's and B's rounds ran at the same time, so windows can be paired."""
     result = GateResult()
     if round_figure(b_rounds, "requests") in (None, 0.0):
         result.errors.append("nothing was measured: no request reached the service in the steady "
@@ -356,7 +358,8 @@ def evaluate(b_rounds: list, a_rounds: list | None, config: dict) -> GateResult:
                 pass
         if not a_rounds:
             continue
-        paired = m.get("paired", False) and metric in PAIRED_SAMPLES and len(a_rounds) == len(b_rounds)
+        paired = (side_by_side and m.get("paired", False) and metric in PAIRED_SAMPLES
+                  and len(a_rounds) == len(b_rounds))
         try:
             if paired:
                 pa, pb = paired_samples(a_rounds, b_rounds, metric, width)

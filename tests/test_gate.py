@@ -1,4 +1,7 @@
 """The gate's verdict on constructed rounds with known answers (no processes)."""
+import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -96,3 +99,44 @@ def test_bad_budgets_file_is_refused(tmp_path, text, message):
     p.write_text(text)
     with pytest.raises(BudgetError, match=message):
         load_budgets(p)
+
+
+def _stored_gate_run(tmp_path, machine_overrides):
+    from edgebench.fingerprint import machine_fingerprint
+    run = tmp_path / "20260101T000000Z-gate"
+    (run / "B.r1").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"machine": {**machine_fingerprint(), **machine_overrides}}))
+    (run / "B.r1" / "scenario.json").write_text(json.dumps({"limits": {
+        "sensor-service": {"mem_limit_bytes": 50 * 2**20, "cpus": 0.5}}}))
+    return run
+
+
+def test_stored_baseline_from_this_machine_is_accepted(tmp_path):
+    from edgebench.gate_plan import check_stored_baseline
+    run = _stored_gate_run(tmp_path, {})
+    assert check_stored_baseline(run) == [run / "B.r1"]
+
+
+def test_stored_baseline_from_another_machine_is_refused(tmp_path):
+    from edgebench.gate_plan import check_stored_baseline
+    from edgebench.scenarios import ParameterError
+    run = _stored_gate_run(tmp_path, {"cpu_model": "Some Other CPU", "cores": 64})
+    with pytest.raises(ParameterError, match="was measured elsewhere.*cpu_model.*Some Other CPU"):
+        check_stored_baseline(run)
+    assert check_stored_baseline(run, allow_other_machine=True) == [run / "B.r1"]
+    out = subprocess.run([sys.executable, "-m", "edgebench", "gate", "--baseline", str(run),
+                          "--results", str(tmp_path / "res")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2
+    assert "was measured elsewhere" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "res").exists()
+
+
+def test_stored_baseline_under_other_limits_is_refused(tmp_path):
+    from edgebench.gate_plan import check_stored_baseline
+    from edgebench.scenarios import ParameterError
+    run = _stored_gate_run(tmp_path, {})
+    (run / "B.r1" / "scenario.json").write_text(json.dumps({"limits": {
+        "sensor-service": {"mem_limit_bytes": 100 * 2**20, "cpus": 1.0}}}))
+    with pytest.raises(ParameterError, match="sensor-service limits"):
+        check_stored_baseline(run)
