@@ -349,11 +349,12 @@ def evaluate(b_rounds: list, a_rounds: list | None, config: dict,
         if len(b_win) >= 2:
             try:
                 aa = aa_compare(b_win, eff, relative=rel, alpha=alpha)
+                drift = (" (drift between rounds run at different times; the A/B below pairs "
+                         "A and B in time, which cancels it)") if m.get("paired") and side_by_side else ""
                 result.notes.append(
-                    f"A/A noise of {metric} (the change's own rounds, split in two halves"
-                    f"{', not paired in time' if m.get('paired') else ''}): "
+                    f"A/A of {metric}, the change's own rounds split in two halves: "
                     f"{_pct(aa.change, rel)}, 95% CI [{_pct(aa.ci_low, rel)}, {_pct(aa.ci_high, rel)}]"
-                    f" against a minimum effect of {_pct(eff, rel)}")
+                    f" against a minimum effect of {_pct(eff, rel)}{drift}")
             except ValueError:
                 pass
         if not a_rounds:
@@ -378,6 +379,9 @@ def evaluate(b_rounds: list, a_rounds: list | None, config: dict,
                                                  else f"n={c.n_a}/{c.n_b} (Mann-Whitney)"))
         if verdict == INCONCLUSIVE:
             detail += f"; the interval is wider than the {_pct(eff, rel)} effect asked for"
+        result.notes.append(f"noise floor of the A/B on {metric}: this run resolves changes of "
+                            f"{_pct((c.ci_high - c.ci_low) / 2, rel).lstrip('+')} (half the 95% CI), "
+                            f"against a minimum effect of {_pct(eff, rel)}")
         bound = f"+{eff:.0%}" if rel else f"+{eff:g}"
         result.checks.append(Check(f"A/B: {metric}", metric, c.median_a, c.median_b,
                                    _pct(c.change, rel), bound, verdict, detail))

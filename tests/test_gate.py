@@ -43,7 +43,7 @@ def test_unchanged_code_passes(tmp_path):
     res = evaluate(b, a, CONFIG)
     assert res.verdict == "pass", table(res)
     assert res.exit_code == 0
-    assert any("A/A noise" in n for n in res.notes)
+    assert any("A/A of" in n for n in res.notes) and any("noise floor" in n for n in res.notes)
 
 
 def test_cpu_regression_and_oom_kills_are_caught(tmp_path):
