@@ -168,7 +168,10 @@ def profile_diff(run, params, commit: str, inject: dict) -> str:
     after = b_dirs[0] / "profile" / "top_functions.csv"
     out = run.path / "top_functions_diff.csv"
     df = write_diff(before, after, out)
-    grew = df[df["delta_self_pct"] > 0].sort_values("delta_self_pct", ascending=False).head(3)
-    where = ", ".join(f"{r.function} ({r.file}, {r.delta_self_pct:+.1f} pts of samples)"
+    # functions that appear only in B lead (new code is the usual culprit), then those
+    # whose share grew most
+    df = df[df["delta_self_pct"] > 0].assign(is_new=lambda d: d["status"] == "new")
+    grew = df.sort_values(["is_new", "delta_self_pct"], ascending=[False, False]).head(3)
+    where = ", ".join(f"{r.function} ({r.file}, {r.status}, {r.delta_self_pct:+.1f} pts of samples)"
                       for r in grew.itertuples()) or "no single function stands out"
     return f"where the CPU went (py-spy, A -> B): {where}; see {out.name}"
