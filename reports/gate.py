@@ -18,6 +18,7 @@ from scipy.stats import theilslopes
 from reports import stats
 from reports.gate_stats import INCONCLUSIVE, PASS, REGRESSION, aa_compare, compare, compare_paired
 from reports.load import Scenario, component_role
+from reports.summary import summarize_scenario
 
 EXIT = {PASS: 0, REGRESSION: 1, "error": 2, INCONCLUSIVE: 3}
 
@@ -114,59 +115,6 @@ def _failure_ratio(sc: Scenario, name: str) -> float | None:
     return None if sel.empty else float(1 - sel["ok"].mean())
 
 
-def _mem_peak_mb(sc: Scenario, role: str = "service") -> float | None:
-    if sc.resources is None:
-        return None
-    df = stats.steady_samples(sc.resources, *_window(sc))
-    df = df[df["component"].map(component_role) == role]
-    peak = stats.mem_peak(df["mem_bytes"]) if not df.empty else None
-    return None if peak is None else peak / stats.MIB
-
-
-def _mem_steady_mb(sc: Scenario) -> float | None:
-    if sc.resources is None:
-        return None
-    df = stats.steady_samples(sc.resources, *_window(sc))
-    df = df[df["component"].map(component_role) == "service"]
-    v = stats.mem_steady(df["mem_bytes"]) if not df.empty else None
-    return None if v is None else v / stats.MIB
-
-
-def _stack_peak_mb(sc: Scenario) -> float | None:
-    if sc.resources is None:
-        return None
-    df = stats.steady_samples(sc.resources, *_window(sc))
-    if df.empty:
-        return None
-    per = df.groupby("component")["mem_bytes"].max()
-    return float(per.sum()) / stats.MIB
-
-
-def _counter_total(sc: Scenario, column: str) -> float | None:
-    rows = _service_rows(sc)
-    if rows is None or rows.empty:
-        return None
-    return stats.counter_increase(rows["t"], rows[column], *_window(sc), method="step")
-
-
-def _cpu_ms_per_scrape(sc: Scenario) -> float | None:
-    """Service CPU over the window divided by /metrics requests: exact when the gate's
-    load is scrapes only, an upper bound otherwise."""
-    rows, req = _service_rows(sc), _steady_requests(sc)
-    if rows is None or req is None or rows.empty:
-        return None
-    scrapes = req[req["name"] == "/metrics"]["start"]
-    return stats.cpu_ms_per_request(rows["t"], rows["cpu_seconds"], scrapes, *_window(sc))["value"]
-
-
-def _scrape_p95(sc: Scenario) -> float | None:
-    req = _steady_requests(sc)
-    if req is None:
-        return None
-    lat = req[req["name"] == "/metrics"]["latency_ms"]
-    return None if lat.empty else float(np.percentile(lat, 95))
-
-
 def _mem_slope_kb(sc: Scenario) -> float | None:
     """Theil-Sen slope of memory on requests served: a 5 MB blob answer in flight is a
     spike, not growth, and the median of pairwise slopes ignores such spikes where
@@ -185,31 +133,41 @@ def _mem_slope_kb(sc: Scenario) -> float | None:
     return float(slope) / stats.KIB
 
 
-def _requests(sc: Scenario) -> float | None:
-    req = _steady_requests(sc)
-    return None if req is None else float(len(req))
+def _summary_figure(key: str, sub: str | None = None):
+    """A figure the report computes too (reports.summary): one definition for both."""
+    def get(sc: Scenario, summary: dict):
+        v = summary.get(key)
+        return v.get(sub) if sub and isinstance(v, dict) else v
+    return get
 
 
-# figure name -> (function of one round, how rounds combine)
+# figure name -> (function of one round and its summary, how rounds combine)
 ROUND_FIGURES = {
-    "service_mem_peak_mb": (_mem_peak_mb, max),
-    "service_mem_steady_mb": (_mem_steady_mb, max),
-    "stack_mem_peak_mb": (_stack_peak_mb, max),
-    "oom_kills": (lambda sc: _counter_total(sc, "oom_kills"), sum),
-    "restarts": (lambda sc: _counter_total(sc, "restarts"), sum),
-    "metrics_failure_ratio": (lambda sc: _failure_ratio(sc, "/metrics"), max),
-    "sensor_failure_ratio": (lambda sc: _failure_ratio(sc, "/sensor"), max),
-    "scrape_p95_ms": (_scrape_p95, max),
-    "cpu_ms_per_scrape": (_cpu_ms_per_scrape, max),
-    # the median round: a leak grows in every round, an allocator warming up in one
-    "mem_slope_kb_per_request": (_mem_slope_kb, lambda v: float(np.median(v))),
-    "requests": (_requests, sum),
+    "service_mem_peak_mb": (_summary_figure("service_mem_peak_mb"), max),
+    "service_mem_steady_mb": (_summary_figure("service_mem_steady_mb"), max),
+    "stack_mem_peak_mb": (_summary_figure("stack_mem_peak_mb"), max),
+    "oom_kills": (_summary_figure("oom_kills"), sum),
+    "restarts": (_summary_figure("restarts"), sum),
+    "metrics_failure_ratio": (lambda sc, _: _failure_ratio(sc, "/metrics"), max),
+    "sensor_failure_ratio": (lambda sc, _: _failure_ratio(sc, "/sensor"), max),
+    "scrape_p95_ms": (_summary_figure("scrape_latency_ms", "p95"), max),
+    "cpu_ms_per_scrape": (_summary_figure("cpu_ms_per_scrape"), max),
+    # Theil-Sen, not the report's least squares; the median round: a leak grows in every
+    # round, an allocator warming up in one
+    "mem_slope_kb_per_request": (lambda sc, _: _mem_slope_kb(sc), lambda v: float(np.median(v))),
+    "requests": (_summary_figure("requests"), sum),
 }
 
 
-def round_figure(rounds: list, metric: str) -> float | None:
+def summaries(rounds: list) -> list[dict]:
+    return [summarize_scenario(sc) for sc in rounds]
+
+
+def round_figure(rounds: list, metric: str, round_summaries: list | None = None) -> float | None:
     fn, combine = ROUND_FIGURES[metric]
-    vals = [v for v in (fn(sc) for sc in rounds) if v is not None and math.isfinite(v)]
+    round_summaries = round_summaries if round_summaries is not None else summaries(rounds)
+    vals = [v for v in (fn(sc, s) for sc, s in zip(rounds, round_summaries))
+            if v is not None and math.isfinite(v)]
     return float(combine(vals)) if vals else None
 
 
@@ -223,16 +181,17 @@ def _windows(sc: Scenario, width: float) -> list[tuple[float, float]]:
     return [(start + i * width, start + (i + 1) * width) for i in range(n)]
 
 
-def _cpu_windows(sc: Scenario, width: float) -> list:
+def _cpu_over(sc: Scenario, windows: list) -> list:
+    """Service CPU ms per request in each (lo, hi) window; None where not measurable."""
     rows, req = _service_rows(sc), sc.requests
     if rows is None or req is None or rows.empty:
-        return []
-    out = []
-    for lo, hi in _windows(sc, width):
-        v = stats.cpu_ms_per_request(rows["t"], rows["cpu_seconds"], req["start"], lo, hi)["value"]
-        if v is not None:
-            out.append(v)
-    return out
+        return [None] * len(windows)
+    return [stats.cpu_ms_per_request(rows["t"], rows["cpu_seconds"], req["start"], lo, hi)["value"]
+            for lo, hi in windows]
+
+
+def _cpu_windows(sc: Scenario, width: float) -> list:
+    return [v for v in _cpu_over(sc, _windows(sc, width)) if v is not None]
 
 
 def _latency_windows(sc: Scenario, width: float, q: float) -> list:
@@ -278,14 +237,7 @@ WINDOW_SAMPLES = {
 }
 
 
-def _cpu_at(sc: Scenario, lo: float, hi: float) -> float | None:
-    rows = _service_rows(sc)
-    if rows is None or rows.empty or sc.requests is None:
-        return None
-    return stats.cpu_ms_per_request(rows["t"], rows["cpu_seconds"], sc.requests["start"], lo, hi)["value"]
-
-
-PAIRED_SAMPLES = {"cpu_ms_per_request": _cpu_at}
+PAIRED_SAMPLES = {"cpu_ms_per_request": _cpu_over}
 
 
 def paired_samples(a_rounds: list, b_rounds: list, metric: str, width: float) -> tuple[list, list]:
@@ -298,8 +250,8 @@ def paired_samples(a_rounds: list, b_rounds: list, metric: str, width: float) ->
         if None in (sa, ea, sb, eb):
             continue
         lo, hi = max(sa, sb), min(ea, eb)
-        for i in range(int((hi - lo) // width)):
-            va, vb = fn(a, lo + i * width, lo + (i + 1) * width), fn(b, lo + i * width, lo + (i + 1) * width)
+        grid = [(lo + i * width, lo + (i + 1) * width) for i in range(int((hi - lo) // width))]
+        for va, vb in zip(fn(a, grid), fn(b, grid)):
             if va is not None and vb is not None:
                 a_vals.append(va)
                 b_vals.append(vb)
@@ -324,13 +276,15 @@ def evaluate(b_rounds: list, a_rounds: list | None, config: dict,
     """Budgets on B; A/B of B against A (when given); A/A noise floor from B's rounds.
     ``side_by_side``: A's and B's rounds ran at the same time, so windows can be paired."""
     result = GateResult()
-    if round_figure(b_rounds, "requests") in (None, 0.0):
+    b_sum = summaries(b_rounds)
+    a_sum = summaries(a_rounds) if a_rounds else None
+    if round_figure(b_rounds, "requests", b_sum) in (None, 0.0):
         result.errors.append("nothing was measured: no request reached the service in the steady "
                              "phase (see the scenario logs)")
         return result
     for b in config["budgets"]:
-        after = round_figure(b_rounds, b["metric"])
-        before = round_figure(a_rounds, b["metric"]) if a_rounds else None
+        after = round_figure(b_rounds, b["metric"], b_sum)
+        before = round_figure(a_rounds, b["metric"], a_sum) if a_rounds else None
         if after is None:
             verdict, detail = "error", "not measured"
         else:

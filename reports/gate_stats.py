@@ -94,18 +94,6 @@ def compare(a, b, threshold: float, relative: bool = True, alpha: float = 0.01,
                       relative=relative, n_a=len(a), n_b=len(b), verdict=verdict)
 
 
-def noise_floor(samples_by_round: list) -> float:
-    """A/A noise: the largest relative gap between one round's median and the median
-    of all rounds of the same code. A gate cannot see effects smaller than this."""
-    meds = [float(np.median(r)) for r in samples_by_round if len(r)]
-    if len(meds) < 2:
-        return float("nan")
-    centre = float(np.median(meds))
-    if centre == 0:
-        return 0.0
-    return max(abs(m / centre - 1.0) for m in meds)
-
-
 def aa_compare(samples_by_round: list, threshold: float, relative: bool = True,
                alpha: float = 0.01) -> Comparison:
     """A/A calibration: the same code's rounds split into two interleaved halves."""
