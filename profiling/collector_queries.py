@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import requests
+from .files import write_text_atomic
 
 QUERIES: dict[str, str] = {
     "scrape_duration_buckets": 'sensor_scrape_duration_seconds_bucket{{job="{job}"}}',
@@ -143,12 +144,6 @@ def wait_until_visible(base_url: str, end: float, job: str = "sensor", kind: str
         time.sleep(wait)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def query_collector(base_url: str, out_dir: str | os.PathLike, start: float, end: float,
                     step: float | str = "5s", job: str = "sensor", kind: str = "victoriametrics",
                     queries: dict[str, str] | None = None, wait: bool = True,
@@ -183,7 +178,7 @@ def query_collector(base_url: str, out_dir: str | os.PathLike, start: float, end
             params["nocache"] = "1"
         r = _get(s, base + "/api/v1/query_range", params, timeout)
         fname = f"{name}.json"
-        _atomic_write(out / fname, r.text)
+        write_text_atomic(out / fname, r.text)
         entry = {"name": name, "file": fname, "query": q, "params": params, "http_status": r.status_code}
         try:
             doc = r.json()
@@ -211,5 +206,5 @@ def query_collector(base_url: str, out_dir: str | os.PathLike, start: float, end
         "job": job, "start": start, "end": end, "step": step_param,
         "queried_at": time.time(), "wait": waited, "queries": entries, "warnings": warnings,
     }
-    _atomic_write(out / "queries.json", json.dumps(desc, indent=2))
+    write_text_atomic(out / "queries.json", json.dumps(desc, indent=2))
     return desc

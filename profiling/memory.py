@@ -28,6 +28,7 @@ from typing import Callable
 import pandas as pd
 
 from . import ProfilerError
+from .files import write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -233,13 +234,8 @@ def _frame(stat) -> tuple[str, int]:
 
 def _write(df: pd.DataFrame, text: str, out_dir, stem: str) -> None:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for suffix, writer in ((".csv", lambda p: df.to_csv(p, index=False)),
-                           (".txt", lambda p: Path(p).write_text(text))):
-        final = out_dir / (stem + suffix)
-        tmp = final.with_name(final.name + ".tmp")
-        writer(tmp)
-        os.replace(tmp, final)
+    write_atomic(out_dir / f"{stem}.csv", lambda tmp: df.to_csv(tmp, index=False))
+    write_text_atomic(out_dir / f"{stem}.txt", text)
 
 
 def scrape_allocation_sites(peak_snapshot, after_snapshot, out_dir: str | os.PathLike,

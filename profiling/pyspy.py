@@ -39,6 +39,7 @@ from typing import Callable, Iterable
 from . import ProfilerError
 from .cgroup_reader import proc_start_time
 from .top_functions import format_collapsed, merge_stacks, parse_collapsed, write_top_functions
+from .files import write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -285,20 +286,18 @@ class PySpyRecorder:
         outputs = {}
         stacks = merge_stacks(stacks_parts)
         if stacks_parts:
-            _atomic_write(self.out_dir / "collapsed.txt", format_collapsed(stacks))
+            write_text_atomic(self.out_dir / "collapsed.txt", format_collapsed(stacks))
             outputs["collapsed"] = "collapsed.txt"
             if stacks:
                 write_top_functions(self.out_dir / "collapsed.txt", self.out_dir / "top_functions.csv")
                 outputs["top_functions"] = "top_functions.csv"
         if speedscopes:
-            _atomic_write(self.out_dir / "speedscope.json", json.dumps(merge_speedscope(speedscopes)))
+            write_text_atomic(self.out_dir / "speedscope.json", json.dumps(merge_speedscope(speedscopes)))
             outputs["speedscope"] = "speedscope.json"
         if flamegraphs:
             flamegraphs.sort(key=lambda x: (-x[0], x[1]))
             best = flamegraphs[0][2]
-            tmp = self.out_dir / "flamegraph.svg.tmp"
-            shutil.copyfile(best, tmp)
-            os.replace(tmp, self.out_dir / "flamegraph.svg")
+            write_atomic(self.out_dir / "flamegraph.svg", lambda tmp: shutil.copyfile(best, tmp))
             outputs["flamegraph"] = "flamegraph.svg"
             outputs["flamegraph_pid"] = flamegraphs[0][1]
         covered = [p for p in pids_meta if p["samples"]]
@@ -318,7 +317,7 @@ class PySpyRecorder:
             "outputs": outputs,
             "errors": list(self.errors),
         }
-        _atomic_write(self.out_dir / "pyspy_meta.json", json.dumps(meta, indent=2))
+        write_text_atomic(self.out_dir / "pyspy_meta.json", json.dumps(meta, indent=2))
         return meta
 
     def _cmd_str(self) -> str:
@@ -353,7 +352,3 @@ def merge_speedscope(docs: list[tuple[int, dict]]) -> dict:
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

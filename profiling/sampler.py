@@ -38,6 +38,7 @@ from .cgroup_reader import (
     read_cgroups,
     read_process,
 )
+from .files import write_text_atomic
 
 COLUMNS = [
     "t", "component", "mem_bytes", "rss_bytes", "cpu_seconds", "throttled_periods",
@@ -195,11 +196,9 @@ class ResourceSampler:
                 self._file.close()
                 self._file = None
         info = self.overhead()
-        meta = self.out_csv.with_name(self.out_csv.name + ".meta.json")
-        tmp = meta.with_name(meta.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(info, indent=2))
-            os.replace(tmp, meta)
+            write_text_atomic(self.out_csv.with_name(self.out_csv.name + ".meta.json"),
+                              json.dumps(info, indent=2))
         except OSError:
             pass
         return info

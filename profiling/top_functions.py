@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+from .files import write_atomic
 
 FRAME_RE = re.compile(r"^(?P<function>.*?) \((?P<file>.*):(?P<line>\d+)\)$")
 TOP_COLUMNS = ["function", "file", "line", "self_samples", "total_samples", "self_pct", "total_pct"]
@@ -169,12 +170,7 @@ def diff_top_functions(before: pd.DataFrame, after: pd.DataFrame,
 
 
 def _atomic_write_csv(df: pd.DataFrame, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def write_top_functions(collapsed_path: str | os.PathLike, out_csv: str | os.PathLike | None = None,

@@ -156,12 +156,10 @@ def build_scenario(run_dir: Path, name: str, repeat: int = 1, *, end_s: float | 
     else:
         per_step = {"0.01": 10}
     buckets = []
-    cum = 0.0
     for le in LE:
         cum_per_step = sum(v for b, v in per_step.items() if float(b) <= (np.inf if le == "+Inf" else float(le)))
         buckets.append(({"__name__": "sensor_scrape_duration_seconds_bucket", "job": "sensor", "le": le},
                         list(zip(steps, cum_per_step * k))))
-        cum = cum_per_step
     cdir = d / "collector"
     _write_json(cdir / "scrape_duration_buckets.json", _prom_matrix(buckets))
     oom_times = [t for (t, _, o, _), prev in zip(mem_service[1:], mem_service[:-1]) if o > prev[2]]
