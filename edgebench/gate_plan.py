@@ -3,6 +3,7 @@ on the same machine in the same run; then budgets, A/B and the A/A noise floor."
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 import time
 from pathlib import Path
 
@@ -94,11 +95,21 @@ def run_gate(args, command: str) -> int:
     a_dirs, b_dirs, errors = [], [], []
     status = "failed"
     try:
-        if commit:
-            with worktree(commit) as ref_dir:
-                _measure_rounds(run, params, rounds, ref_dir, inject, a_dirs, b_dirs, errors)
-        else:
-            _measure_rounds(run, params, rounds, None, inject, a_dirs, b_dirs, errors)
+        with (worktree(commit) if commit else nullcontext()) as ref_dir:
+            _measure_rounds(run.path, params, rounds, ref_dir, inject, a_dirs, b_dirs, errors)
+            result = evaluate([load_scenario(d) for d in b_dirs if (d / "scenario.json").exists()],
+                              [load_scenario(d) for d in (stored_dirs or a_dirs)
+                               if (d / "scenario.json").exists()] or None,
+                              config, side_by_side=stored_dirs is None)
+            if stored_dirs is not None:
+                result.notes.append(f"A is a stored run ({stored}), measured at another time: CPU "
+                                    f"is compared unpaired, so machine drift counts as noise")
+            result.errors.extend(errors)
+            elapsed = time.monotonic() - t0
+            result.notes.append(f"gate run time {elapsed:.0f} s, {rounds} round(s) per side")
+            if ref_dir and any(c.verdict == "regression" and c.metric.startswith("cpu")
+                               for c in result.checks):
+                _explain_cpu(run.path, params, ref_dir, inject, result)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -107,19 +118,6 @@ def run_gate(args, command: str) -> int:
     finally:
         if status != "complete":
             run.finish(status, update_latest=False)
-    if stored_dirs is not None:
-        a_dirs = stored_dirs
-    b_rounds = [load_scenario(d) for d in b_dirs if (d / "scenario.json").exists()]
-    a_rounds = [load_scenario(d) for d in a_dirs if (d / "scenario.json").exists()]
-    result = evaluate(b_rounds, a_rounds or None, config, side_by_side=stored_dirs is None)
-    if stored_dirs is not None:
-        result.notes.append(f"A is a stored run ({stored}), measured at another time: CPU is "
-                            f"compared unpaired, so machine drift counts as noise")
-    result.errors.extend(errors)
-    elapsed = time.monotonic() - t0
-    result.notes.append(f"gate run time {elapsed:.0f} s, {rounds} round(s) per side")
-    if any(c.verdict == "regression" and c.metric.startswith("cpu") for c in result.checks) and commit:
-        _explain_cpu(run, params, commit, inject, result)
     header = (f"B: working tree of `{_head()}`{' with ' + str(inject) if inject else ''}; "
               f"A: `{commit[:12] if commit else 'none'}` ({how}). Run `{run.path.name}`.")
     write_text_atomic(run.path / "gate.md", markdown(result, header))
@@ -144,7 +142,7 @@ def _head() -> str:
     return (info["commit"] or "unknown")[:12] + (" (dirty)" if info["dirty"] else "")
 
 
-def _measure_rounds(run, params, rounds, ref_dir, inject, a_dirs, b_dirs, errors) -> None:
+def _measure_rounds(out_dir: Path, params, rounds, ref_dir, inject, a_dirs, b_dirs, errors) -> None:
     """Each round runs A and B at the same time, on their own ports and cgroups, so that
     whatever the machine does meanwhile (other tenants, frequency, cache) hits both
     alike; fresh processes every round. B runs in this thread, A in a helper thread."""
@@ -161,12 +159,12 @@ def _measure_rounds(run, params, rounds, ref_dir, inject, a_dirs, b_dirs, errors
         failures: list[str] = []
         thread = None
         if ref_dir:
-            a_dir = run.path / f"A.r{r}"
+            a_dir = out_dir / f"A.r{r}"
             a_dirs.append(a_dir)
             thread = threading.Thread(target=measure, name=f"gate-A-r{r}",
                                       args=("A", ref_dir, dict(DETERMINISM), a_dir, failures))
             thread.start()
-        b_dir = run.path / f"B.r{r}"
+        b_dir = out_dir / f"B.r{r}"
         b_dirs.append(b_dir)
         try:
             measure("B", ROOT, {**DETERMINISM, **inject}, b_dir, failures)
@@ -178,11 +176,11 @@ def _measure_rounds(run, params, rounds, ref_dir, inject, a_dirs, b_dirs, errors
             return
 
 
-def _explain_cpu(run, params, commit, inject, result) -> None:
+def _explain_cpu(run_path: Path, params, ref_dir: Path, inject, result) -> None:
     """On a CPU regression, a short py-spy capture of both sides: where the time went."""
     from edgebench.profile_plan import profile_diff
     try:
-        note = profile_diff(run, params, commit, inject)
+        note = profile_diff(run_path, params, ref_dir, inject)
         result.notes.append(note)
     except Exception as e:  # the verdict stands without the explanation
         result.notes.append(f"top-function diff not captured: {type(e).__name__}: {e}")

@@ -143,30 +143,23 @@ def compare_variants(run_path: Path) -> Path | None:
     return out
 
 
-def profile_diff(run, params, commit: str, inject: dict) -> str:
+def profile_diff(run_path: Path, params, ref_dir: Path, inject: dict) -> str:
     """The gate's explanation of a CPU regression: one more side-by-side round of A and B
     with py-spy attached (no tracemalloc), then the top-function diff A -> B."""
     import dataclasses
 
     from edgebench.gate_plan import _measure_rounds
-    from edgebench.gitref import worktree
     from profiling.top_functions import write_diff
 
     # an idle-ish optimized service gives py-spy few on-CPU samples at 100 Hz
     p = dataclasses.replace(params, profile=True, tracemalloc=False, pyspy_rate=500)
-    sub = run.path / "explain"
-    sub.mkdir(exist_ok=True)
-
-    class _Run:
-        path = sub
     a_dirs, b_dirs, errors = [], [], []
-    with worktree(commit) as ref_dir:
-        _measure_rounds(_Run, p, 1, ref_dir, inject, a_dirs, b_dirs, errors)
+    _measure_rounds(run_path / "explain", p, 1, ref_dir, inject, a_dirs, b_dirs, errors)
     if errors:
         raise RuntimeError("; ".join(errors))
     before = a_dirs[0] / "profile" / "top_functions.csv"
     after = b_dirs[0] / "profile" / "top_functions.csv"
-    out = run.path / "top_functions_diff.csv"
+    out = run_path / "top_functions_diff.csv"
     df = write_diff(before, after, out)
     # functions that appear only in B lead (new code is the usual culprit), then those
     # whose share grew most

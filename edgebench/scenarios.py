@@ -20,7 +20,7 @@ class Scenario:
 
     def unavailable_reason(self) -> str | None:
         """Why this scenario cannot run on this machine, or None."""
-        if self.binary and shutil.which(self.binary) is None and not shutil.os.path.exists(self.binary):
+        if self.binary and shutil.which(self.binary) is None:   # which() takes a full path too
             return f"{self.binary} is not installed (run: make os-packages)"
         return None
 
