@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import ProfilerError
-from .cgroup_reader import proc_start_time
+from plumbing.process import proc_start_time
 from .top_functions import format_collapsed, merge_stacks, parse_collapsed, write_top_functions
 from .files import write_atomic, write_text_atomic
 

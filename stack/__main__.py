@@ -65,7 +65,7 @@ def cmd_status(args) -> int:
     # CPU % over a short window from the cgroup counters (docker stats semantics)
     cgs = {n: ServiceCgroup(2 if "unified" in s["cgroups"] else 1, s["cgroups"])
            for n, s in st["services"].items() if s.get("cgroups") and alive and st.get("engine") == "native"}
-    cpu0 = {n: cg.cpu()["cpu_seconds"] for n, cg in cgs.items()}
+    cpu0 = {n: cg.counters().cpu_seconds or 0.0 for n, cg in cgs.items()}
     t0 = time.monotonic()
     if cgs:
         time.sleep(0.5)
@@ -76,8 +76,8 @@ def cmd_status(args) -> int:
         mem = cpu_pct = cpu_s = None
         if n in cgs:
             try:
-                mem = cgs[n].memory()["mem_bytes"]
-                c = cgs[n].cpu()["cpu_seconds"]
+                now = cgs[n].counters()
+                mem, c = now.mem_bytes, now.cpu_seconds or 0.0
                 cpu_s, cpu_pct = c, 100 * (c - cpu0[n]) / dt
             except (OSError, KeyError):
                 pass

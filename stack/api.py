@@ -22,7 +22,7 @@ from . import cgroups
 from .compose import Compose, ComposeError, load_compose  # noqa: F401  (re-exported)
 from .images import StackError, host_ports, plan_service
 from .native import http_ok, pid_alive, signal_group, tail
-from .supervisor import write_json_atomic
+from plumbing.files import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"

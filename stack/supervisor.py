@@ -15,7 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from .cgroups import CgroupUnavailable, ServiceCgroup, detect_version
+from plumbing.cgroup import detect_version
+from plumbing.files import write_json_atomic
+
+from .cgroups import CgroupUnavailable, ServiceCgroup
 from .native import http_ok, proc_starttime, signal_group, spawn, tail
 
 TICK = 0.05
@@ -40,14 +43,6 @@ def should_restart(policy: str, exit_code: int, restarts: int, max_retries: int 
     if policy == "on-failure":
         return exit_code != 0 and (max_retries is None or restarts < max_retries)
     return False
-
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 class Runner:
