@@ -140,7 +140,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
     returns its content; exceptions propagate after the teardown."""
     from loadtests.runner import run_load
     from profiling.collector_queries import query_collector
-    from profiling.sampler import ResourceSampler
+    from profiling.sampler import ResourceSampler, SteadyStart
     from stack.api import start_stack
 
     sdir.mkdir(parents=True, exist_ok=True)
@@ -179,11 +179,15 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
             service_url = state["services"]["sensor-service"]["url"]
             progress.phase(f"load: {params.warmup_s:g}s warm-up, {params.duration_s:g}s steady")
 
+            steady = SteadyStart(sampler, params.warmup_s, progress.phase)
+
             def on_progress(p):
+                steady.on_progress(p)
                 progress.memory = _memory_now(sampler)
                 progress.load(p)
 
             result = run_load(service_url, sdir, on_progress=on_progress, **_load_kwargs(params))
+            info["peak_reset_at"] = steady.cancel()  # null: mem_peak_bytes covers the cgroup's life
             info.update(_load_summary(result, params))
             if profilers:
                 profilers.stop()

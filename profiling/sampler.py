@@ -444,3 +444,40 @@ class ResourceSampler:
             "nr_periods": comp.nr_periods.update(ident, c.nr_periods),
             "mem_peak_bytes": peak,
         }
+
+
+class SteadyStart:
+    """Resets the sampler's high-water marks when the load's steady window begins.
+
+    The load runner reports progress about once a second with ``elapsed`` and ``phase``;
+    the first report schedules the reset at exactly ``warmup_s`` after the load started
+    (a timer, not the next report, which may come a second late). ``announce`` (e.g. a
+    progress line) is called right after the reset, so an observer sees the phase change.
+    """
+
+    def __init__(self, sampler: ResourceSampler, warmup_s: float,
+                 announce: Callable[[str], None] | None = None):
+        self.sampler = sampler
+        self.warmup_s = float(warmup_s)
+        self.announce = announce
+        self._timer: threading.Timer | None = None
+
+    def on_progress(self, info: dict) -> None:
+        if self._timer is not None or info.get("phase") not in ("warmup", "steady"):
+            return
+        delay = max(0.0, self.warmup_s - float(info.get("elapsed") or 0.0))
+        self._timer = threading.Timer(delay, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        at = self.sampler.reset_peak()
+        if self.announce is not None:
+            self.announce("steady window: memory high-water mark "
+                          + ("reset" if at is not None else "not resettable here (covers the cgroup's life)"))
+
+    def cancel(self) -> float | None:
+        """Stop a pending reset; the time of the reset that happened, if any."""
+        if self._timer is not None:
+            self._timer.cancel()
+        return self.sampler.peak_reset_at
