@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             t0 = time.monotonic()
             h = start_stack(args.compose, args.state_dir, services=services or None, profiles=args.profile,
                             env=env, ports=dict(args.port), engine=args.engine, timeout=args.timeout,
-                            extra_args=extra)
+                            extra_args=extra, detach=True)
             st = h.state()
             print(f"stack {st['stack_id']} up ({st['engine']}) in {time.monotonic() - t0:.1f}s; "
                   f"state {args.state_dir}/state.json")
