@@ -94,8 +94,8 @@ class HealthcheckRun:
     ``interval``, killed after ``timeout``, unhealthy after ``retries`` failures in a row,
     failures inside ``start_period`` not counted. Until the first success it runs every
     HEALTH_RETRY_WHILE_STARTING s once the service answers, so a start-up waits for one
-    check, not one interval. Its cost (CPU and peak RSS of each run, from wait4's rusage)
-    is kept in state.json."""
+    check, not one interval. The CPU of each run (wait4's rusage) is kept in state.json;
+    ``python -m stack.healthcheck_cost`` measures memory too."""
 
     def __init__(self, spec: dict | None, out_path: Path):
         self.spec = spec
@@ -108,7 +108,6 @@ class HealthcheckRun:
         self.failures_in_a_row = 0
         self.last: dict | None = None
         self.cpu_ms_total = 0.0
-        self.maxrss_kb_max = 0
 
     def state(self) -> dict | None:
         if not self.spec:
@@ -117,8 +116,7 @@ class HealthcheckRun:
                 "timeout_s": self.spec["timeout_s"], "retries": self.spec["retries"],
                 "start_period_s": self.spec["start_period_s"], "runs": self.runs,
                 "failures_in_a_row": self.failures_in_a_row, "last": self.last,
-                "cpu_ms_mean": round(self.cpu_ms_total / self.runs, 3) if self.runs else None,
-                "maxrss_kb_max": self.maxrss_kb_max or None}
+                "cpu_ms_mean": round(self.cpu_ms_total / self.runs, 3) if self.runs else None}
 
     def start(self, env: dict, cwd: str, cgroup: ServiceCgroup | None) -> None:
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,12 +155,11 @@ class HealthcheckRun:
         self.runs += 1
         if cpu_ms is not None:
             self.cpu_ms_total += cpu_ms
-            self.maxrss_kb_max = max(self.maxrss_kb_max, ru.ru_maxrss)
         ok = code == 0 and not self.timed_out
         self.last = {"t": time.time(), "exit_code": code, "timed_out": self.timed_out, "ok": ok,
                      "duration_s": round(now - self.started, 4),
                      "cpu_ms": round(cpu_ms, 3) if cpu_ms is not None else None,
-                     "maxrss_kb": ru.ru_maxrss if ru else None, "output": tail(self.out_path, 2)}
+                     "output": tail(self.out_path, 2)}
         return ok
 
     def kill(self) -> None:
