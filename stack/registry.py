@@ -94,11 +94,17 @@ def _supervisor_of(pid: int) -> int | None:
     return ppid if "stack" in cmd and "supervise" in cmd else None
 
 
+YOUNG_S = 60.0  # an empty cgroup this young may belong to a stack that is starting
+
+
 def unexplained_cgroups(known_ids: set[str]) -> dict[str, dict]:
     """Stack cgroups (``edgebench-<8 hex>-<service>``) that no registered stack explains:
     {name: {"paths": ..., "pids": [...], "supervisor": pid or None}}. A cgroup whose
     processes are children of a live supervisor belongs to a running stack started by
-    another checkout; one without a live supervisor is left over."""
+    another checkout; one without a live supervisor is left over. Empty cgroups younger
+    than a minute are not listed: a supervisor creates them just before it starts its
+    services."""
+    import time
     from plumbing.cgroup import read_cgroups
     out = {}
     for name, paths in find_edgebench_cgroups().items():
@@ -107,6 +113,12 @@ def unexplained_cgroups(known_ids: set[str]) -> dict[str, dict]:
             continue
         c = read_cgroups(paths)
         pids = c.pids if c else []
+        if not pids:
+            try:
+                if time.time() - min(os.stat(p).st_mtime for p in paths.values()) < YOUNG_S:
+                    continue
+            except OSError:
+                continue
         sup = next((s for s in map(_supervisor_of, pids) if s), None)
         out[name] = {"paths": paths, "pids": pids, "supervisor": sup}
     return out
