@@ -164,8 +164,10 @@ def assert_nothing_left(bench: Bench, tmp: Path) -> None:
     assert procs == []
 
 
-def assert_report_renders_or_refuses(run: Path) -> None:
+def assert_report_renders_or_refuses(run: Path, known: str | None = None) -> None:
     r = edgebench("report", "--run", run)
+    if known and "Traceback" in r.stderr and re.search(r"(OSError|No space left|Read-only file system)", r.stderr):
+        pytest.xfail(known)
     assert r.returncode in (0, 2), r.stderr
     assert "Traceback" not in r.stderr
     if r.returncode == 2:
@@ -221,13 +223,16 @@ def _pid_of(bench: Bench, word: str) -> int:
     raise AssertionError(f"no {word} process of this run")
 
 
-@pytest.mark.parametrize("victim", [
-    pytest.param("supervisor", marks=pytest.mark.xfail(reason=(
-        "the bench does not notice its stack died: the load runs on, then the collector query's "
-        "CollectorError (profiling/collector_queries.py, not an EdgebenchError) ends it with a traceback"))),
-    pytest.param("locust", marks=pytest.mark.xfail(reason=(
-        "loadtests/runner.py does not notice Locust was killed: the run is marked complete"))),
-    "collector"])
+KNOWN = {  # behaviour of other packages this suite exposes: xfail only when it shows
+    "supervisor": "the bench does not notice its stack died: the load runs on, then the collector query's "
+                  "CollectorError (profiling/collector_queries.py, not an EdgebenchError) ends it with a traceback",
+    "locust": "loadtests/runner.py does not notice Locust was killed: the run is marked complete",
+    "results": "edgebench/results.py and the CLI let OSError (ENOSPC, EROFS) through as a traceback "
+               "instead of one line naming the folder and the fix",
+}
+
+
+@pytest.mark.parametrize("victim", ["supervisor", "locust", "collector"])
 def test_component_killed_mid_run(tmp_path, victim):
     b = Bench(tmp_path, duration=5)
     try:
@@ -241,9 +246,16 @@ def test_component_killed_mid_run(tmp_path, victim):
     finally:
         b.kill(signal.SIGKILL)
     out = "\n".join(b.lines)
-    assert "Traceback" not in out, out
+    assert_nothing_left(b, tmp_path)          # the stack's own duty, asserted whatever else happened
+    assert_measured_is_readable(b)
+    assert_report_renders_or_refuses(b.run_dir())
     scen = json.loads((b.scenario_dir() / "scenario.json").read_text())
     manifest = json.loads((b.run_dir() / "manifest.json").read_text())
+    if victim == "supervisor" and "Traceback" in out and "CollectorError" in out:
+        pytest.xfail(KNOWN["supervisor"])
+    if victim == "locust" and rc == 0 and scen["status"] == "complete":
+        pytest.xfail(KNOWN["locust"])
+    assert "Traceback" not in out, out
     if victim == "collector":   # restart: always brings it back; the run completes and counts it
         assert rc == 0 and scen["status"] == "complete", out
         df = pd.read_csv(b.scenario_dir() / "resources.csv")
@@ -251,9 +263,6 @@ def test_component_killed_mid_run(tmp_path, victim):
     else:                       # the run cannot be trusted: it ends failed, with the reason
         assert rc != 0 and scen["status"] == "failed" and scen.get("error"), out
         assert manifest["status"] in ("failed", "interrupted")
-    assert_nothing_left(b, tmp_path)
-    assert_measured_is_readable(b)
-    assert_report_renders_or_refuses(b.run_dir())
 
 
 def compose_variant(tmp_path: Path, change) -> Path:
@@ -316,8 +325,6 @@ def small_mount(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.xfail(reason="edgebench/results.py and the CLI let OSError (ENOSPC, EROFS) through as a "
-                          "traceback instead of one line naming the folder and the fix")
 @pytest.mark.parametrize("kind", ["full", "read-only"])
 def test_results_directory_full_or_read_only(tmp_path, small_mount, kind):
     if kind == "read-only":
@@ -329,7 +336,9 @@ def test_results_directory_full_or_read_only(tmp_path, small_mount, kind):
         b.kill(signal.SIGKILL)
     out = "\n".join(b.lines)
     assert rc != 0, out
-    assert "Traceback" not in out, out
     assert_nothing_left(b, tmp_path)
     if b.run_dir() is not None and (b.run_dir() / "manifest.json").exists():
-        assert_report_renders_or_refuses(b.run_dir())
+        assert_report_renders_or_refuses(b.run_dir(), known=KNOWN["results"] + "; so does `report` on a full disk")
+    if "Traceback" in out and re.search(r"(OSError|No space left|Read-only file system)", out):
+        pytest.xfail(KNOWN["results"])
+    assert "Traceback" not in out, out
