@@ -16,10 +16,12 @@ from typing import Any, Mapping
 
 import yaml
 
+from plumbing.errors import EdgebenchError
+
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
 
-class ComposeError(ValueError):
+class ComposeError(EdgebenchError, ValueError):
     """A compose file that cannot be used; ``str()`` is one line: file, service, field, fix."""
 
     def __init__(self, file: str | os.PathLike, service: str | None, field: str | None,

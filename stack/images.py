@@ -18,10 +18,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plumbing.errors import EdgebenchError
+
+from .scrape_config import ScrapeConfigError, scrape_settings
 from .compose import Compose, Service
 
 
-class StackError(RuntimeError):
+class StackError(EdgebenchError, RuntimeError):
     """A stack that cannot be started/stopped; ``str()`` is one line naming the fix."""
 
 
@@ -161,6 +164,11 @@ def plan_service(compose: Compose, svc: Service, state_dir: Path, ports: dict[st
                 raise StackError(f"{compose.path}: service '{svc.name}': volumes: host path {src} does not "
                                  f"exist; fix: create it or correct the bind mount")
             host = str(src)
+            if ad.binary is not None and src.is_file() and src.suffix in (".yml", ".yaml"):
+                try:  # a collector's scrape config: refused here, not in the collector's log
+                    scrape_settings(src)
+                except ScrapeConfigError as e:
+                    raise StackError(f"service '{svc.name}': volumes: {e}") from None
             if src.is_file():
                 try:
                     text = src.read_text()
