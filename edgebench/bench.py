@@ -2,6 +2,7 @@
 sample resources, query the collector, tear down; then render the report."""
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
@@ -14,7 +15,8 @@ from edgebench.progress import Progress
 from edgebench.results import ROOT, RunDir
 from edgebench.scenarios import Scenario
 
-COMPOSE_FILE = ROOT / "docker-compose.yml"
+# EDGEBENCH_COMPOSE_FILE: another compose file (the fault suite's broken collector)
+COMPOSE_FILE = Path(os.environ.get("EDGEBENCH_COMPOSE_FILE") or ROOT / "docker-compose.yml")
 SCRAPE_TIMEOUT_S = 4.0  # stack/scrape.yml
 
 
@@ -140,7 +142,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
     returns its content; exceptions propagate after the teardown."""
     from loadtests.runner import run_load
     from profiling.collector_queries import query_collector
-    from profiling.sampler import ResourceSampler
+    from profiling.sampler import ResourceSampler, SteadyStart
     from stack.api import start_stack
 
     sdir.mkdir(parents=True, exist_ok=True)
@@ -179,11 +181,15 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
             service_url = state["services"]["sensor-service"]["url"]
             progress.phase(f"load: {params.warmup_s:g}s warm-up, {params.duration_s:g}s steady")
 
+            steady = SteadyStart(sampler, params.warmup_s, progress.phase)
+
             def on_progress(p):
+                steady.on_progress(p)
                 progress.memory = _memory_now(sampler)
                 progress.load(p)
 
             result = run_load(service_url, sdir, on_progress=on_progress, **_load_kwargs(params))
+            info["peak_reset_at"] = steady.cancel()  # null: mem_peak_bytes covers the cgroup's life
             info.update(_load_summary(result, params))
             if profilers:
                 profilers.stop()

@@ -21,8 +21,10 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def cgroup_version() -> int:
-    return 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1
+def cgroup_version() -> int | None:
+    """The cgroup version of this machine (plumbing.cgroup decides, for every package)."""
+    from plumbing.cgroup import detect_version
+    return detect_version()
 
 
 def _binary_version(cmd: list[str]) -> str | None:

@@ -23,7 +23,7 @@ class ProfilerError(RuntimeError):
     callers log it and carry on with the run."""
 
 
-from .cgroup_reader import Counters, detect_cgroup_version, read_cgroups, read_process, read_v1, read_v2  # noqa: E402
+from plumbing.cgroup import Counters, detect_version, read_cgroups, read_v1, read_v2  # noqa: E402
 from .collector_queries import CollectorError, query_collector  # noqa: E402
 from .memory import (  # noqa: E402
     MprofRecorder,
@@ -33,11 +33,11 @@ from .memory import (  # noqa: E402
     top_allocations,
 )
 from .pyspy import PySpyRecorder  # noqa: E402
-from .sampler import COLUMNS, ResourceSampler, pid_getter, service_pid  # noqa: E402
+from .sampler import COLUMNS, ResourceSampler, pid_getter, read_process, service_pid  # noqa: E402
 from .top_functions import diff_top_functions, parse_collapsed, top_functions  # noqa: E402
 
 __all__ = [
-    "ProfilerError", "Counters", "detect_cgroup_version", "read_cgroups", "read_process",
+    "ProfilerError", "Counters", "detect_version", "read_cgroups", "read_process",
     "read_v1", "read_v2", "CollectorError", "query_collector", "MprofRecorder",
     "capture_scrape_allocations", "memory_per_request", "scrape_allocation_sites", "top_allocations",
     "PySpyRecorder", "COLUMNS", "ResourceSampler", "pid_getter", "service_pid",

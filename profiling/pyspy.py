@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import ProfilerError
-from .cgroup_reader import proc_start_time
+from plumbing.process import preexec_die_with_parent, proc_start_time
 from .top_functions import format_collapsed, merge_stacks, parse_collapsed, write_top_functions
 from .files import write_atomic, write_text_atomic
 
@@ -104,7 +104,10 @@ class _Attachment:
             self.procs[fmt] = subprocess.Popen(
                 self.cmd_base + ["-p", str(self.pid), "-f", fmt, "-o", str(self.paths[fmt])],
                 stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
-                start_new_session=True)  # Ctrl-C in the terminal is ours to forward
+                start_new_session=True,  # Ctrl-C in the terminal is ours to forward
+                # if the orchestrator dies (SIGKILL included), py-spy gets SIGINT: it writes
+                # what it recorded and exits instead of outliving us
+                preexec_fn=preexec_die_with_parent(signal.SIGINT))
 
     def target_alive(self) -> bool:
         return proc_start_time(self.pid) == self.start_time

@@ -6,10 +6,17 @@ across restarts) and appends one row per service to ``resources.csv``::
 
     t, component, mem_bytes, rss_bytes, cpu_seconds, throttled_periods,
     throttled_seconds, oom_kills, restarts, mem_limit_bytes, cpus,
-    disk_write_bytes, disk_used_bytes
+    disk_write_bytes, disk_used_bytes, nr_periods, mem_peak_bytes
+
+``throttled_periods`` is cpu.stat's nr_throttled and ``nr_periods`` its nr_periods (both
+cumulative): throttled ratio = Δthrottled_periods / Δnr_periods. ``mem_peak_bytes`` is
+the kernel's high-water mark of the group's memory usage (v1 memory.max_usage_in_bytes,
+v2 memory.peak): it sees a 5 MB temporary that lives for milliseconds between two 4 Hz
+samples. ``reset_peak()`` (called at the start of the steady window) resets it where the
+kernel can; otherwise it covers the cgroup's life.
 
 It runs in the orchestrator's process, outside the services' cgroups, and only
-reads files: cgroup counter files (v1 or v2, see ``cgroup_reader``),
+reads files: cgroup counter files (v1 or v2, see ``plumbing.cgroup``),
 ``/proc/<pid>/io`` and the data volume directories. Cumulative columns
 (cpu_seconds, throttled_*, oom_kills, disk_write_bytes) are kept monotonic
 across restarts and re-created cgroups. An empty cell means "not observable"
@@ -30,23 +37,87 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .cgroup_reader import (
-    Counters,
-    dir_size_bytes,
-    proc_start_time,
-    proc_write_bytes,
-    read_cgroups,
-    read_process,
-)
-from .files import write_text_atomic
+from plumbing.cgroup import Counters, PeakMark, read_cgroups, read_text
+from plumbing.files import write_atomic
+from plumbing.process import proc_start_time
 
 COLUMNS = [
     "t", "component", "mem_bytes", "rss_bytes", "cpu_seconds", "throttled_periods",
     "throttled_seconds", "oom_kills", "restarts", "mem_limit_bytes", "cpus",
-    "disk_write_bytes", "disk_used_bytes",
+    "disk_write_bytes", "disk_used_bytes", "nr_periods", "mem_peak_bytes",
 ]
 
 Reader = Callable[[str, dict, dict], "Counters | None"]
+
+
+# --------------------------------------------------------------------------
+# process fallbacks (a service without a readable cgroup)
+# --------------------------------------------------------------------------
+
+def read_process(pid: int, include_children: bool = True) -> Counters | None:
+    """psutil fallback for a service without a readable cgroup: RSS for memory
+    (there is no page-cache split per process), user+system CPU of the process and
+    its children. Throttling, OOM kills and limits are not observable -> None."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        procs = [p]
+        if include_children:
+            procs += p.children(recursive=True)
+        rss = 0
+        cpu = 0.0
+        pids = []
+        for q in procs:
+            try:
+                with q.oneshot():
+                    if q.status() == psutil.STATUS_ZOMBIE:  # dead, not yet reaped: no memory
+                        continue
+                    rss += q.memory_info().rss
+                    t = q.cpu_times()
+                    cpu += t.user + t.system
+                    pids.append(q.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        if not pids:
+            return None
+        return Counters(mem_bytes=rss, rss_bytes=rss, cpu_seconds=cpu, pids=pids, source="psutil")
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def parse_proc_io(text: str) -> dict[str, int]:
+    """``/proc/<pid>/io`` (``key: value`` lines)."""
+    out = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        try:
+            out[k.strip()] = int(v.strip())
+        except ValueError:
+            continue
+    return out
+
+
+def proc_write_bytes(pid: int) -> int | None:
+    """Bytes this process caused to be written to storage (``/proc/<pid>/io`` write_bytes)."""
+    text = read_text(f"/proc/{pid}/io")
+    if text is None:
+        return None
+    return parse_proc_io(text).get("write_bytes")
+
+
+def dir_size_bytes(path: str | os.PathLike) -> int:
+    """Apparent-allocation size of a directory tree (``du``-like, st_blocks*512),
+    tolerant of files vanishing while walking (collectors compact their data)."""
+    total = 0
+    for root, dirs, files in os.walk(path, onerror=lambda e: None):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            total += getattr(st, "st_blocks", 0) * 512 or st.st_size
+    return total
 
 
 def load_state(state_file: str | os.PathLike) -> dict | None:
@@ -126,6 +197,9 @@ class _Component:
     def __init__(self) -> None:
         self.cpu = _Monotonic()
         self.thr_periods = _Monotonic()
+        self.nr_periods = _Monotonic()
+        self.peak: PeakMark | None = None
+        self.peak_key: str | None = None
         self.thr_seconds = _Monotonic()
         self.oom = _Monotonic()
         self.disk_writes = _DiskWrites()
@@ -173,6 +247,7 @@ class ResourceSampler:
         self._cpu_s = 0.0
         self._t_start: float | None = None
         self._t_stop: float | None = None
+        self.peak_reset_at: float | None = None
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> "ResourceSampler":
@@ -195,13 +270,45 @@ class ResourceSampler:
                 self._file.flush()
                 self._file.close()
                 self._file = None
+            for comp in self._components.values():
+                if comp.peak is not None:
+                    comp.peak.close()
         info = self.overhead()
         try:
-            write_text_atomic(self.out_csv.with_name(self.out_csv.name + ".meta.json"),
-                              json.dumps(info, indent=2))
+            write_atomic(self.out_csv.with_name(self.out_csv.name + ".meta.json"),
+                         json.dumps(info, indent=2))
         except OSError:
             pass
         return info
+
+    def reset_peak(self) -> float | None:
+        """Reset every component's memory high-water mark (the start of the steady
+        window); returns the epoch time of the reset, or None where the kernel cannot
+        reset it (cgroup v2 before Linux 6.12, or no cgroup): then mem_peak_bytes covers
+        the cgroup's whole life, and scenario.json says so with ``peak_reset_at: null``."""
+        state = load_state(self.state_file) or self._state or {}
+        times = []
+        with self._lock:
+            for name, svc in sorted((state.get("services") or {}).items()):
+                if self.services is not None and name not in self.services:
+                    continue
+                comp = self._components.setdefault(name, _Component())
+                mark = self._peak_mark(comp, svc)
+                times.append(mark.reset() if mark is not None else None)
+        self.peak_reset_at = min(times) if times and all(t is not None for t in times) else None
+        return self.peak_reset_at
+
+    @staticmethod
+    def _peak_mark(comp: "_Component", svc: dict) -> PeakMark | None:
+        cg = svc.get("cgroups") or None
+        if not cg:
+            return None
+        key = json.dumps(cg, sort_keys=True)
+        if comp.peak is None or comp.peak_key != key:
+            if comp.peak is not None:
+                comp.peak.close()
+            comp.peak, comp.peak_key = PeakMark(cg), key
+        return comp.peak
 
     def __enter__(self) -> "ResourceSampler":
         return self.start()
@@ -223,6 +330,7 @@ class ResourceSampler:
             "sampler_cpu_seconds": round(self._cpu_s, 6),
             "cpu_seconds_per_second": round(self._cpu_s / wall, 6) if wall > 0 else None,
             "cpu_ms_per_tick": round(1000 * self._cpu_s / self.ticks, 4) if self.ticks else None,
+            "peak_reset_at": self.peak_reset_at,
             "sources": {k: sorted(c.sources) for k, c in self._components.items()},
         }
 
@@ -265,13 +373,13 @@ class ResourceSampler:
             return []
         t = time.time()
         rows = []
-        for name, svc in sorted((state.get("services") or {}).items()):
-            if self.services is not None and name not in self.services:
-                continue
-            if not isinstance(svc, dict):
-                continue
-            rows.append(self._row(t, name, svc, state))
         with self._lock:
+            for name, svc in sorted((state.get("services") or {}).items()):
+                if self.services is not None and name not in self.services:
+                    continue
+                if not isinstance(svc, dict):
+                    continue
+                rows.append(self._row(t, name, svc, state))
             if self._file is None:
                 return rows
             for r in rows:
@@ -310,6 +418,10 @@ class ResourceSampler:
         state_oom = svc.get("oom_kills")
         if isinstance(state_oom, int):
             oom = max(oom or 0, state_oom)
+        peak = c.mem_peak_bytes
+        mark = self._peak_mark(comp, svc)
+        if mark is not None and mark.reset_at is not None:
+            peak = mark.read()  # through the descriptor the reset was written to (v2)
         now = time.monotonic()
         volumes = svc.get("volumes") or {}
         if volumes and (comp.disk_used is None or now - comp.disk_used_at >= self.disk_interval_s):
@@ -329,4 +441,43 @@ class ResourceSampler:
             "cpus": c.cpus if c.cpus is not None else svc.get("cpus"),
             "disk_write_bytes": comp.disk_writes.update(pids),
             "disk_used_bytes": comp.disk_used if volumes else None,
+            "nr_periods": comp.nr_periods.update(ident, c.nr_periods),
+            "mem_peak_bytes": peak,
         }
+
+
+class SteadyStart:
+    """Resets the sampler's high-water marks when the load's steady window begins.
+
+    The load runner reports progress about once a second with ``elapsed`` and ``phase``;
+    the first report schedules the reset at exactly ``warmup_s`` after the load started
+    (a timer, not the next report, which may come a second late). ``announce`` (e.g. a
+    progress line) is called right after the reset, so an observer sees the phase change.
+    """
+
+    def __init__(self, sampler: ResourceSampler, warmup_s: float,
+                 announce: Callable[[str], None] | None = None):
+        self.sampler = sampler
+        self.warmup_s = float(warmup_s)
+        self.announce = announce
+        self._timer: threading.Timer | None = None
+
+    def on_progress(self, info: dict) -> None:
+        if self._timer is not None or info.get("phase") not in ("warmup", "steady"):
+            return
+        delay = max(0.0, self.warmup_s - float(info.get("elapsed") or 0.0))
+        self._timer = threading.Timer(delay, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        at = self.sampler.reset_peak()
+        if self.announce is not None:
+            self.announce("steady window: memory high-water mark "
+                          + ("reset" if at is not None else "not resettable here (covers the cgroup's life)"))
+
+    def cancel(self) -> float | None:
+        """Stop a pending reset; the time of the reset that happened, if any."""
+        if self._timer is not None:
+            self._timer.cancel()
+        return self.sampler.peak_reset_at

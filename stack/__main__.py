@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from .api import DEFAULT_COMPOSE, DEFAULT_STATE_DIR, read_state, start_stack, stop_stack, supervisor_alive
-from .cgroups import ServiceCgroup
+from . import registry
+from .cgroups import ServiceCgroup, remove_paths
 from .compose import ComposeError
 from .images import StackError
 
@@ -39,6 +40,56 @@ def _mb(n) -> str:
     return "-" if n in (None, 0) else f"{n / 1048576:.1f}M"
 
 
+def cmd_down_all(timeout: float) -> int:
+    """Stop every stack edgebench started on this machine: each registered stack (a stale
+    entry's leftovers are cleaned from its state directory), then any stack cgroup no entry
+    explains and no live supervisor owns. Says what it stopped."""
+    stopped = 0
+    for e in registry.entries():
+        alive = registry.entry_alive(e)
+        st = read_state(e["state_dir"])
+        stop_stack(e["state_dir"], timeout=timeout)
+        registry.unregister(e["stack_id"])
+        names = ", ".join((st or {}).get("services", {})) or "no service"
+        print(f"stopped stack {e['stack_id']} ({names}; state {e['state_dir']})"
+              + ("" if alive else " - its supervisor was already gone: cleaned what it left"))
+        stopped += 1
+    known = {e["stack_id"] for e in registry.entries()}
+    for name, info in registry.unexplained_cgroups(known).items():
+        if info["supervisor"]:
+            stopped += 1  # said something
+            print(f"left running: cgroup {name} belongs to a live supervisor (pid {info['supervisor']}) "
+                  f"that is not registered here (another checkout); stop it there")
+            continue
+        ok = remove_paths(info["paths"])
+        print(f"removed leftover cgroup {name}" + (f" and killed pids {info['pids']}" if info["pids"] else "")
+              + ("" if ok else " (NOT removed: still busy)"))
+        stopped += 1
+    if not stopped:
+        print("no stack running: nothing to stop")
+    return 0
+
+
+def cmd_status_all(args) -> int:
+    """Every registered stack, then stray stack cgroups."""
+    found = registry.entries()
+    for e in found:
+        ns = argparse.Namespace(**{**vars(args), "state_dir": Path(e["state_dir"]), "json": False})
+        if not registry.entry_alive(e):
+            print(f"stack {e['stack_id']} (state {e['state_dir']}): STALE, its supervisor is gone; "
+                  f"`make down` cleans it")
+            continue
+        cmd_status(ns)
+    strays = registry.unexplained_cgroups({e["stack_id"] for e in found})
+    for name, info in strays.items():
+        owner = f"supervisor pid {info['supervisor']}" if info["supervisor"] else "no supervisor: left over"
+        print(f"cgroup {name}: pids {info['pids'] or '-'} ({owner})")
+    if not found and not strays:
+        print("no stack running")
+        return 1
+    return 0
+
+
 def cmd_status(args) -> int:
     st = read_state(args.state_dir)
     if not st:
@@ -65,7 +116,7 @@ def cmd_status(args) -> int:
     # CPU % over a short window from the cgroup counters (docker stats semantics)
     cgs = {n: ServiceCgroup(2 if "unified" in s["cgroups"] else 1, s["cgroups"])
            for n, s in st["services"].items() if s.get("cgroups") and alive and st.get("engine") == "native"}
-    cpu0 = {n: cg.cpu()["cpu_seconds"] for n, cg in cgs.items()}
+    cpu0 = {n: cg.counters().cpu_seconds or 0.0 for n, cg in cgs.items()}
     t0 = time.monotonic()
     if cgs:
         time.sleep(0.5)
@@ -76,8 +127,8 @@ def cmd_status(args) -> int:
         mem = cpu_pct = cpu_s = None
         if n in cgs:
             try:
-                mem = cgs[n].memory()["mem_bytes"]
-                c = cgs[n].cpu()["cpu_seconds"]
+                now = cgs[n].counters()
+                mem, c = now.mem_bytes, now.cpu_seconds or 0.0
                 cpu_s, cpu_pct = c, 100 * (c - cpu0[n]) / dt
             except (OSError, KeyError):
                 pass
@@ -121,6 +172,9 @@ def main(argv=None) -> int:
             p.add_argument("--timeout", type=float, default=30, help="seconds to wait for health")
         if name == "down":
             p.add_argument("--timeout", type=float, default=30)
+        if name in ("down", "status"):
+            p.add_argument("--all", action="store_true",
+                           help="every stack edgebench started on this machine (the registry, then stray cgroups)")
         if name == "status":
             p.add_argument("--json", action="store_true", help="print state.json")
     args = ap.parse_args(argv)
@@ -139,7 +193,7 @@ def main(argv=None) -> int:
             t0 = time.monotonic()
             h = start_stack(args.compose, args.state_dir, services=services or None, profiles=args.profile,
                             env=env, ports=dict(args.port), engine=args.engine, timeout=args.timeout,
-                            extra_args=extra)
+                            extra_args=extra, detach=True)
             st = h.state()
             print(f"stack {st['stack_id']} up ({st['engine']}) in {time.monotonic() - t0:.1f}s; "
                   f"state {args.state_dir}/state.json")
@@ -147,9 +201,13 @@ def main(argv=None) -> int:
                 print(f"  {n}: {s['url']} pid {s.get('pid') or s.get('container_id')}")
             return 0
         if args.cmd == "down":
+            if args.all:
+                return cmd_down_all(args.timeout)
             st = stop_stack(args.state_dir, timeout=args.timeout)
-            print("stack stopped" if st else f"no stack in {args.state_dir}")
+            print(f"stack {st.get('stack_id')} stopped" if st else f"no stack in {args.state_dir}")
             return 0
+        if args.all:
+            return cmd_status_all(args)
         return cmd_status(args)
     except ComposeError as e:
         print(f"edgebench stack: error: {e}", file=sys.stderr)

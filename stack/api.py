@@ -21,8 +21,9 @@ from typing import Iterable, Mapping
 from . import cgroups
 from .compose import Compose, ComposeError, load_compose  # noqa: F401  (re-exported)
 from .images import StackError, host_ports, plan_service
-from .native import http_ok, pid_alive, signal_group, tail
-from .supervisor import write_json_atomic
+from .native import http_ok, pid_alive, proc_start_time, signal_group, tail
+from . import registry
+from plumbing.files import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -119,12 +120,17 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
                 env: Mapping[str, Mapping[str, str]] | None = None,
                 ports: Mapping[str, int] | None = None, engine: str = "auto", timeout: float = 30,
                 extra_args: Mapping[str, list[str]] | None = None, stop_grace: float = 10.0,
-                contexts: Mapping[str, str | os.PathLike] | None = None) -> StackHandle:
+                contexts: Mapping[str, str | os.PathLike] | None = None,
+                detach: bool = False) -> StackHandle:
     """Start ``compose_path``'s services (``services``: a subset, plus what they depend on;
     ``profiles``: compose profiles to activate) with per-service ``env`` overrides, host
     ``ports`` overrides, ``extra_args`` appended to a service's command and ``contexts``
     replacing a built service's build context (another checkout of it); return once
-    every service is healthy. Raises ComposeError / StackError (one line each)."""
+    every service is healthy. Raises ComposeError / StackError (one line each).
+
+    The stack belongs to the calling process: its supervisor tears it down as soon as this
+    process is gone, however it died. ``detach=True`` (`make up`) makes a stack that lives
+    until `make down`."""
     state_dir = Path(state_dir).resolve()
     compose = load_compose(compose_path, profiles=tuple(profiles))
     selected = compose.select(list(services) if services else None)
@@ -147,6 +153,8 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
                                  cgroups.detect_version(), contexts)
         state["state_dir"] = str(state_dir)
         write_json_atomic(state_dir / "state.json", state)
+        registry.register(stack_id, state_dir, "docker", None, None if detach else os.getpid(),
+                          str(compose.path.resolve()))
         return StackHandle(state_dir)
 
     hp = host_ports(compose, dict(ports or {}), free_port)
@@ -176,7 +184,9 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
         pass
     write_json_atomic(state_dir / "plan.json", {
         "stack_id": stack_id, "compose_file": str(compose.path.resolve()), "profiles": list(profiles),
-        "timeout": timeout, "stop_grace": stop_grace, "services": [p.to_json() for p in plans]})
+        "timeout": timeout, "stop_grace": stop_grace, "services": [p.to_json() for p in plans],
+        "owner_pid": None if detach else os.getpid(),
+        "owner_starttime": None if detach else proc_start_time(os.getpid())})
     penv = dict(os.environ)
     penv["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + penv["PYTHONPATH"] if penv.get("PYTHONPATH") else "")
     with open(state_dir / "supervisor.log", "ab") as log:
@@ -240,6 +250,7 @@ def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float 
             docker_engine.down(st)
             st["status"] = "stopped"
             write_json_atomic(state_dir / "state.json", st)
+        registry.unregister(st.get("stack_id"))
         return st
     pid = st.get("supervisor_pid") if st else (proc.pid if proc else None)
     if proc is None and st and not supervisor_alive(st):
@@ -268,6 +279,7 @@ def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float 
     st = read_state(state_dir)
     if st:
         _cleanup_leftovers(st)
+        registry.unregister(st.get("stack_id"))
         if st.get("status") not in ("stopped", "failed") or st.get("supervisor_pid"):
             st["status"] = "stopped"
             st["supervisor_pid"] = None

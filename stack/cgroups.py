@@ -16,32 +16,16 @@ import signal
 import time
 from pathlib import Path
 
+from plumbing.cgroup import Counters, cgroup_root, detect_version, read_cgroups, read_text
+from plumbing.errors import EdgebenchError
+
 PERIOD_US = 100000
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct")
+PREFIX = "edgebench-"  # every cgroup edgebench creates is named edgebench-<stack-id>-<service>
 
 
-class CgroupUnavailable(RuntimeError):
+class CgroupUnavailable(EdgebenchError):
     """No cgroup file system, or no permission to create cgroups."""
-
-
-def cgroup_root() -> Path:
-    return Path(os.environ.get("EDGEBENCH_CGROUP_ROOT", "/sys/fs/cgroup"))
-
-
-def detect_version(root: Path | None = None) -> int | None:
-    root = root or cgroup_root()
-    if (root / "cgroup.controllers").exists():
-        return 2
-    if (root / "memory" / "memory.limit_in_bytes").exists():
-        return 1
-    return None
-
-
-def _read(p: Path) -> str | None:
-    try:
-        return p.read_text()
-    except OSError:
-        return None
 
 
 def _write(p: Path, value) -> None:
@@ -49,20 +33,8 @@ def _write(p: Path, value) -> None:
         f.write(str(value))
 
 
-def _kv(text: str | None) -> dict[str, int]:
-    out = {}
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            try:
-                out[parts[0]] = int(parts[1])
-            except ValueError:
-                pass
-    return out
-
-
 def _pids_in(path: Path) -> set[int]:
-    return {int(x) for x in (_read(path / "cgroup.procs") or "").split() if x.strip().isdigit()}
+    return {int(x) for x in (read_text(path / "cgroup.procs") or "").split() if x.strip().isdigit()}
 
 
 class ServiceCgroup:
@@ -176,44 +148,12 @@ class ServiceCgroup:
         return out
 
     # ------------------------------------------------------------ counters
-    def _mem_dir(self) -> Path:
-        return self.paths.get("memory") or self.paths["unified"]
+    def counters(self) -> Counters:
+        """Everything plumbing.cgroup reads (docker-stats memory, CPU, OOM kills, ...)."""
+        return read_cgroups({k: str(v) for k, v in self.paths.items()}) or Counters(source="none")
 
     def oom_kills(self) -> int:
-        if self.version == 1:
-            return _kv(_read(self._mem_dir() / "memory.oom_control")).get("oom_kill", 0)
-        return _kv(_read(self._mem_dir() / "memory.events")).get("oom_kill", 0)
-
-    def memory(self) -> dict:
-        """usage, working set (usage - inactive_file: docker stats), limit, in bytes."""
-        d = self._mem_dir()
-        stat = _kv(_read(d / "memory.stat"))
-        if self.version == 1:
-            usage = int((_read(d / "memory.usage_in_bytes") or "0").strip() or 0)
-            inactive = stat.get("total_inactive_file", stat.get("inactive_file", 0))
-            limit = int((_read(d / "memory.limit_in_bytes") or "0").strip() or 0)
-            peak = int((_read(d / "memory.max_usage_in_bytes") or "0").strip() or 0)
-        else:
-            usage = int((_read(d / "memory.current") or "0").strip() or 0)
-            inactive = stat.get("inactive_file", 0)
-            lim = (_read(d / "memory.max") or "max").strip()
-            limit = 0 if lim == "max" else int(lim)
-            peak = int((_read(d / "memory.peak") or "0").strip() or 0)
-        return {"usage_bytes": usage, "mem_bytes": max(0, usage - inactive),
-                "limit_bytes": limit, "peak_bytes": peak}
-
-    def cpu(self) -> dict:
-        """Cumulative CPU seconds and throttling."""
-        if self.version == 1:
-            ns = int((_read(self.paths["cpuacct"] / "cpuacct.usage") or "0").strip() or 0)
-            st = _kv(_read(self.paths["cpu"] / "cpu.stat"))
-            return {"cpu_seconds": ns / 1e9, "nr_periods": st.get("nr_periods", 0),
-                    "throttled_periods": st.get("nr_throttled", 0),
-                    "throttled_seconds": st.get("throttled_time", 0) / 1e9}
-        st = _kv(_read(self.paths["unified"] / "cpu.stat"))
-        return {"cpu_seconds": st.get("usage_usec", 0) / 1e6, "nr_periods": st.get("nr_periods", 0),
-                "throttled_periods": st.get("nr_throttled", 0),
-                "throttled_seconds": st.get("throttled_usec", 0) / 1e6}
+        return self.counters().oom_kills or 0
 
     # ------------------------------------------------------------ teardown
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
@@ -263,3 +203,21 @@ def remove_paths(paths: dict[str, str], timeout: float = 5.0) -> bool:
         return True
     version = 2 if "unified" in paths else 1
     return ServiceCgroup(version, paths).remove(timeout)
+
+
+def find_edgebench_cgroups(root: Path | None = None) -> dict[str, dict[str, str]]:
+    """Every ``edgebench-*`` cgroup on this machine, as {name: paths mapping}: what a
+    stack whose state was lost left behind (v1: one directory per controller)."""
+    root = root or cgroup_root()
+    version = detect_version(root)
+    found: dict[str, dict[str, str]] = {}
+    if version == 2:
+        for d in sorted(root.glob(PREFIX + "*")):
+            if d.is_dir():
+                found[d.name] = {"unified": str(d)}
+    elif version == 1:
+        for c in V1_CONTROLLERS:
+            for d in sorted((root / c).glob(PREFIX + "*")) if (root / c).is_dir() else ():
+                if d.is_dir():
+                    found.setdefault(d.name, {})[c] = str(d)
+    return found

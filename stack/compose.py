@@ -16,10 +16,12 @@ from typing import Any, Mapping
 
 import yaml
 
+from plumbing.errors import EdgebenchError
+
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
 
-class ComposeError(ValueError):
+class ComposeError(EdgebenchError, ValueError):
     """A compose file that cannot be used; ``str()`` is one line: file, service, field, fix."""
 
     def __init__(self, file: str | os.PathLike, service: str | None, field: str | None,
@@ -491,9 +493,74 @@ def _parse_service(fname: str, project_dir: Path, name: str, spec: dict, vols: d
         fail("depends_on", f"{dep!r} is not a list of service names", "write 'depends_on: [other-service]'")
     s.depends_on = dep
 
-    hc = spec.get("healthcheck")
-    s.healthcheck = hc if isinstance(hc, dict) else None
+    s.healthcheck = _parse_healthcheck(fail, spec.get("healthcheck"))
     return s
+
+
+# Docker's healthcheck defaults (docker run reference / compose spec).
+HEALTHCHECK_DEFAULTS = {"interval_s": 30.0, "timeout_s": 30.0, "retries": 3, "start_period_s": 0.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def parse_duration(value: Any) -> float:
+    """A compose duration (``10s``, ``1m30s``, ``500ms``) in seconds; raises ValueError."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration with a unit")
+    text = value.strip()
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_S[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError(f"{value!r} is not a duration with a unit")
+    return total
+
+
+def _parse_healthcheck(fail, hc: Any) -> dict | None:
+    """Normalise a compose ``healthcheck``: ``{"test": argv | None, "shell": str | None,
+    "interval_s", "timeout_s", "retries", "start_period_s"}``; None when absent or disabled."""
+    if hc is None:
+        return None
+    if not isinstance(hc, dict):
+        fail("healthcheck", f"{hc!r} is not a mapping", "write 'healthcheck: {test: [...], interval: 10s}'")
+    if hc.get("disable") is True:
+        return None
+    test = hc.get("test")
+    out: dict[str, Any] = {"test": None, "shell": None}
+    if isinstance(test, str) and test.strip():
+        out["shell"] = test
+    elif isinstance(test, list) and test and all(isinstance(t, str) for t in test):
+        kind = test[0]
+        if kind == "NONE":
+            return None
+        if kind == "CMD" and len(test) > 1:
+            out["test"] = list(test[1:])
+        elif kind == "CMD-SHELL" and len(test) == 2:
+            out["shell"] = test[1]
+        else:
+            fail("healthcheck.test", f"{test!r} is not a test command",
+                 'write ["CMD", "prog", "arg", ...], ["CMD-SHELL", "command line"] or ["NONE"]')
+    else:
+        fail("healthcheck.test", f"{test!r} is not a test command",
+             'write test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/healthz"]')
+    for key in ("interval", "timeout", "start_period"):
+        if hc.get(key) is None:
+            out[key + "_s"] = HEALTHCHECK_DEFAULTS[key + "_s"]
+            continue
+        try:
+            out[key + "_s"] = parse_duration(hc[key])
+        except ValueError as e:
+            fail(f"healthcheck.{key}", str(e), "write a duration with its unit, e.g. 10s, 1m30s or 500ms")
+        if key != "start_period" and out[key + "_s"] <= 0:
+            fail(f"healthcheck.{key}", f"{hc[key]!r} is not positive", "use a positive duration, e.g. 10s")
+    retries = hc.get("retries", HEALTHCHECK_DEFAULTS["retries"])
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
+        fail("healthcheck.retries", f"{retries!r} is not a positive whole number", "write e.g. retries: 3")
+    out["retries"] = retries
+    return out
 
 
 def _port_num(fail, text: str, what: str) -> int:

@@ -18,10 +18,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plumbing.errors import EdgebenchError
+
+from .scrape_config import ScrapeConfigError, scrape_settings
 from .compose import Compose, Service
 
 
-class StackError(RuntimeError):
+class StackError(EdgebenchError, RuntimeError):
     """A stack that cannot be started/stopped; ``str()`` is one line naming the fix."""
 
 
@@ -67,6 +70,7 @@ class NativePlan:
     restart: str
     restart_max_retries: int | None
     depends_on: list[str] = field(default_factory=list)
+    healthcheck: dict | None = None  # compose healthcheck: argv run in the service's cgroup
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -100,6 +104,26 @@ def _rewrite_hosts(text: str, compose: Compose, ports: dict[str, int]) -> str:
             continue
         text = re.sub(rf"(?<![\w.-]){re.escape(name)}:{cport}(?!\d)", f"127.0.0.1:{ports[name]}", text)
     return text
+
+
+def _healthcheck(compose: Compose, svc: Service, host_port: int, python: bool, check_binary: bool) -> dict | None:
+    """The compose healthcheck as Docker runs it, translated for a native process: its own
+    loopback at the container port becomes 127.0.0.1:<host port>; ``python`` in a built
+    service is the venv's Python; CMD-SHELL runs under /bin/sh."""
+    hc = svc.healthcheck
+    if not hc:
+        return None
+    argv = list(hc["test"]) if hc.get("test") else ["/bin/sh", "-c", hc["shell"]]
+    cport = service_port(svc)
+    if cport is not None:
+        own = rf"(?:127\.0\.0\.1|localhost|0\.0\.0\.0):{cport}(?!\d)"
+        argv = [re.sub(own, f"127.0.0.1:{host_port}", a) for a in argv]
+    if python and re.fullmatch(r"python(\d+(\.\d+)?)?", os.path.basename(argv[0])):
+        argv[0] = sys.executable
+    elif check_binary and not shutil.which(argv[0]):
+        raise StackError(f"{compose.path}: service '{svc.name}': healthcheck.test: {argv[0]} is not "
+                         f"installed here; fix: install it or use a test command this machine has (e.g. wget)")
+    return {"argv": argv, **{k: hc[k] for k in ("interval_s", "timeout_s", "retries", "start_period_s")}}
 
 
 def _map_path(value: str, vols: dict[str, str]) -> str | None:
@@ -140,6 +164,11 @@ def plan_service(compose: Compose, svc: Service, state_dir: Path, ports: dict[st
                 raise StackError(f"{compose.path}: service '{svc.name}': volumes: host path {src} does not "
                                  f"exist; fix: create it or correct the bind mount")
             host = str(src)
+            if ad.binary is not None and src.is_file() and src.suffix in (".yml", ".yaml"):
+                try:  # a collector's scrape config: refused here, not in the collector's log
+                    scrape_settings(src)
+                except ScrapeConfigError as e:
+                    raise StackError(f"service '{svc.name}': volumes: {e}") from None
             if src.is_file():
                 try:
                     text = src.read_text()
@@ -207,4 +236,5 @@ def plan_service(compose: Compose, svc: Service, state_dir: Path, ports: dict[st
     return NativePlan(name=svc.name, argv=argv, env=env, cwd=cwd, host_port=host_port, url=url,
                       health_url=url + ad.health_path, volumes=vols, mem_limit=svc.mem_limit,
                       memswap_limit=svc.memswap_limit, cpus=svc.cpus, restart=svc.restart,
-                      restart_max_retries=svc.restart_max_retries, depends_on=list(svc.depends_on))
+                      restart_max_retries=svc.restart_max_retries, depends_on=list(svc.depends_on),
+                      healthcheck=_healthcheck(compose, svc, host_port, ad.python, check_binary))

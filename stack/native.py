@@ -6,7 +6,6 @@ not one allocation of the program happens outside the limit. It also gets
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -16,45 +15,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from plumbing.process import die_with_parent, pid_alive, proc_start_time  # noqa: F401 (re-exported)
+
 from .cgroups import ServiceCgroup
 
-PR_SET_PDEATHSIG = 1
-_libc = None
-
-
-def _pdeathsig() -> None:
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except Exception:
-        pass
-
-
-def proc_starttime(pid: int) -> int | None:
-    """Start time (clock ticks since boot) of ``pid``; guards against pid reuse."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-        return int(data.rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def pid_alive(pid: int | None, starttime: int | None = None) -> bool:
-    """Running (not a zombie) and, if given, started at ``starttime``."""
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return False
-    fields = data.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return False
-    return starttime is None or int(fields[19]) == starttime
+proc_starttime = proc_start_time  # the stack's historical name
 
 
 def spawn(argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
@@ -64,10 +29,12 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
     full_env = dict(os.environ)
     full_env.update(env)
 
+    parent = os.getpid()
+
     def pre():
         if cgroup is not None:
             cgroup.add_pid(os.getpid())
-        _pdeathsig()
+        die_with_parent(parent)
 
     with open(log_path, "ab", buffering=0) as log:
         log.write(f"--- edgebench: start {time.strftime('%Y-%m-%dT%H:%M:%S')} {json.dumps(argv)}\n".encode())

@@ -1,7 +1,9 @@
 """The native supervisor: a detached process (``python -m stack supervise``) that starts the
-planned services in their cgroups, applies docker's restart policy, counts restarts and
-OOM kills, keeps ``<state-dir>/state.json`` current and tears everything down on
-SIGTERM/SIGINT/SIGHUP.
+planned services in their cgroups, applies docker's restart policy, runs the compose
+healthcheck, counts restarts and OOM kills, keeps ``<state-dir>/state.json`` current and
+tears everything down on SIGTERM/SIGINT/SIGHUP, or as soon as its owner (the process that
+started the stack, recorded in plan.json by pid and start time) is gone, however it died.
+It registers the stack in the machine-wide registry (stack/registry.py) while it runs.
 
 Input: ``<state-dir>/plan.json`` written by ``stack.api.start_stack`` (or ``stack up``).
 Single-threaded on purpose: children are forked with a ``preexec_fn``.
@@ -11,18 +13,24 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .cgroups import CgroupUnavailable, ServiceCgroup, detect_version
-from .native import http_ok, proc_starttime, signal_group, spawn, tail
+from plumbing.cgroup import detect_version
+from plumbing.files import write_json_atomic
+
+from . import registry
+from .cgroups import CgroupUnavailable, ServiceCgroup
+from .native import die_with_parent, http_ok, pid_alive, proc_starttime, signal_group, spawn, tail
 
 TICK = 0.05
 BACKOFF_START = 0.1  # docker's restart manager: 100 ms, doubled per quick exit,
 BACKOFF_MAX = 60.0  # capped at one minute,
 BACKOFF_RESET_AFTER = 10.0  # back to 100 ms after 10 s up.
 STOP_GRACE = 10.0  # docker stop's default
+HEALTH_RETRY_WHILE_STARTING = 1.0  # s between compose healthchecks until the first success
 
 
 def next_backoff(previous: float, up_for: float) -> float:
@@ -40,14 +48,6 @@ def should_restart(policy: str, exit_code: int, restarts: int, max_retries: int 
     if policy == "on-failure":
         return exit_code != 0 and (max_retries is None or restarts < max_retries)
     return False
-
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 class Runner:
@@ -71,6 +71,8 @@ class Runner:
         self.last_probe = 0.0
         self.ever_healthy = False
         self.exit_code = None
+        self.answering = False  # its health endpoint answered (the cheap start-up probe)
+        self.check = HealthcheckRun(plan.get("healthcheck"), state_dir / "health" / f"{self.name}.out")
 
     def state(self) -> dict:
         p = self.plan
@@ -83,7 +85,92 @@ class Runner:
                 "cgroups": {k: str(v) for k, v in self.cgroup.paths.items()} if self.cgroup else {},
                 "restarts": self.restarts, "oom_kills": self.oom_kills, "exit_code": self.exit_code,
                 "started_at": self.started_at, "log": str(self.log), "argv": p["argv"],
-                "volumes": p["volumes"]}
+                "volumes": p["volumes"], "healthcheck": self.check.state()}
+
+
+class HealthcheckRun:
+    """The compose healthcheck of one service, run as Docker runs it: its ``test`` command
+    inside the service's cgroup (its memory and CPU count against the limits), every
+    ``interval``, killed after ``timeout``, unhealthy after ``retries`` failures in a row,
+    failures inside ``start_period`` not counted. Until the first success it runs every
+    HEALTH_RETRY_WHILE_STARTING s once the service answers, so a start-up waits for one
+    check, not one interval. The CPU of each run (wait4's rusage) is kept in state.json;
+    ``python -m stack.healthcheck_cost`` measures memory too."""
+
+    def __init__(self, spec: dict | None, out_path: Path):
+        self.spec = spec
+        self.out_path = out_path
+        self.proc = None
+        self.started = 0.0
+        self.next_at = 0.0
+        self.timed_out = False
+        self.runs = 0
+        self.failures_in_a_row = 0
+        self.last: dict | None = None
+        self.cpu_ms_total = 0.0
+
+    def state(self) -> dict | None:
+        if not self.spec:
+            return None
+        return {"argv": self.spec["argv"], "interval_s": self.spec["interval_s"],
+                "timeout_s": self.spec["timeout_s"], "retries": self.spec["retries"],
+                "start_period_s": self.spec["start_period_s"], "runs": self.runs,
+                "failures_in_a_row": self.failures_in_a_row, "last": self.last,
+                "cpu_ms_mean": round(self.cpu_ms_total / self.runs, 3) if self.runs else None}
+
+    def start(self, env: dict, cwd: str, cgroup: ServiceCgroup | None) -> None:
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        full_env = dict(os.environ)
+        full_env.update(env)
+        parent = os.getpid()
+
+        def pre():
+            if cgroup is not None:
+                cgroup.add_pid(os.getpid())
+            die_with_parent(parent)
+
+        with open(self.out_path, "wb") as out:
+            self.proc = subprocess.Popen(self.spec["argv"], cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         close_fds=True, preexec_fn=pre)
+        self.started = time.monotonic()
+        self.timed_out = False
+
+    def poll(self, now: float) -> bool | None:
+        """None while the check runs; else True (passed) / False (failed or timed out)."""
+        try:
+            pid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status, ru = self.proc.pid, 1 << 8, None
+        if pid == 0:
+            if now - self.started <= self.spec["timeout_s"]:
+                return None
+            self.timed_out = True
+            signal_group(self.proc.pid, signal.SIGKILL)
+            pid, status, ru = os.wait4(self.proc.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = code  # reaped here, through wait4, for its rusage
+        self.proc = None
+        cpu_ms = (ru.ru_utime + ru.ru_stime) * 1000 if ru else None
+        self.runs += 1
+        if cpu_ms is not None:
+            self.cpu_ms_total += cpu_ms
+        ok = code == 0 and not self.timed_out
+        self.last = {"t": time.time(), "exit_code": code, "timed_out": self.timed_out, "ok": ok,
+                     "duration_s": round(now - self.started, 4),
+                     "cpu_ms": round(cpu_ms, 3) if cpu_ms is not None else None,
+                     "output": tail(self.out_path, 2)}
+        return ok
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            signal_group(self.proc.pid, signal.SIGKILL)
+            try:
+                os.waitpid(self.proc.pid, 0)
+            except ChildProcessError:
+                pass
+            self.proc.returncode = -9
+            self.proc = None
 
 
 class Supervisor:
@@ -102,6 +189,10 @@ class Supervisor:
         self.events = open(self.state_dir / "events.jsonl", "a", buffering=1)
         self.dirty = True
         self.finished = False
+        self.owner_pid = self.plan.get("owner_pid")
+        self.owner_starttime = self.plan.get("owner_starttime")
+        self.stop_reason: str | None = None
+        self.last_owner_check = 0.0
 
     # ------------------------------------------------------------ bookkeeping
     def event(self, r: Runner, kind: str, pid=None, detail=None) -> None:
@@ -115,7 +206,8 @@ class Supervisor:
             "engine": "native", "stack_id": self.plan["stack_id"],
             "supervisor_pid": os.getpid() if alive else None,
             "supervisor_starttime": proc_starttime(os.getpid()) if alive else None,
-            "status": self.status, "error": self.error,
+            "status": self.status, "error": self.error, "stop_reason": self.stop_reason,
+            "owner_pid": self.owner_pid, "owner_starttime": self.owner_starttime,
             "cgroup_version": self.cgroup_version, "limits_enforced": self.limits_enforced,
             "warnings": self.warnings,
             "compose_file": self.plan.get("compose_file"), "state_dir": str(self.state_dir),
@@ -130,6 +222,14 @@ class Supervisor:
     # ------------------------------------------------------------ lifecycle
     def _on_signal(self, signum, frame):
         self.stop_requested = True
+        if self.stop_reason is None:
+            self.stop_reason = f"{signal.Signals(signum).name} received"
+
+    def owner_gone(self) -> bool:
+        """The process that started the stack (a bench, a profile, a gate) has exited."""
+        if not self.owner_pid:
+            return False
+        return not pid_alive(self.owner_pid, self.owner_starttime)
 
     def create_cgroups(self) -> None:
         made: list[ServiceCgroup] = []
@@ -153,6 +253,9 @@ class Supervisor:
         r.pid_starttime = proc_starttime(r.proc.pid)
         r.started_at = time.time()
         r.status, r.health, r.next_start, r.exit_code = "running", "starting", None, None
+        r.answering = False
+        r.check.kill()
+        r.check.failures_in_a_row = 0
         self.event(r, "start", r.proc.pid, {"argv": r.plan["argv"]})
 
     def check_oom(self, r: Runner, pid) -> None:
@@ -171,6 +274,7 @@ class Supervisor:
         detail = {"exit_code": rc} if rc >= 0 else {"signal": signal.Signals(-rc).name}
         r.exit_code = rc
         self.event(r, "exit", pid, detail)
+        r.check.kill()
         self.check_oom(r, pid)
         if r.cgroup is not None:  # like docker: the container ends with its main process
             r.cgroup.kill_all()
@@ -199,19 +303,20 @@ class Supervisor:
 
     def tick(self) -> None:
         now = time.monotonic()
+        if now - self.last_owner_check >= 0.2:
+            self.last_owner_check = now
+            if self.owner_gone():
+                self.stop_reason = f"owner process {self.owner_pid} is gone; stack torn down"
+                print(f"edgebench stack: {self.stop_reason}", file=sys.stderr, flush=True)
+                self.stop_requested = True
+                return
         for r in self.runners:
             if r.proc is not None and r.status == "running":
                 if r.proc.poll() is not None:
                     self.on_exit(r)
                     continue
                 self.check_oom(r, r.proc.pid)
-                if r.health != "healthy" and now - r.last_probe >= 0.1:
-                    r.last_probe = now
-                    if http_ok(r.plan["health_url"]):
-                        r.health = "healthy"
-                        r.ever_healthy = True
-                        self.dirty = True
-                        self.event(r, "healthy", r.proc.pid, {"after_s": round(time.time() - r.started_at, 3)})
+                self.health_tick(r, now)
             elif r.status == "restarting" and r.next_start is not None and now >= r.next_start \
                     and not self.stop_requested:
                 r.restarts += 1
@@ -228,10 +333,59 @@ class Supervisor:
                                 for r in bad)
                       + "; fix: see the log, or raise the timeout")
 
+    def set_health(self, r: Runner, health: str) -> None:
+        if health == r.health:
+            return
+        r.health = health
+        self.dirty = True
+        if health == "healthy":
+            first = not r.ever_healthy
+            r.ever_healthy = True
+            self.event(r, "healthy", r.proc.pid, {"after_s": round(time.time() - r.started_at, 3)} if first else None)
+        else:
+            self.event(r, health, r.proc.pid, r.check.last)
+
+    def health_tick(self, r: Runner, now: float) -> None:
+        """The cheap probe (outside the cgroup) until the endpoint answers; then the
+        compose healthcheck inside the cgroup, if the service has one."""
+        chk = r.check
+        if chk.proc is not None:
+            ok = chk.poll(now)
+            if ok is None:
+                return
+            self.dirty = True
+            if ok:
+                chk.failures_in_a_row = 0
+                self.set_health(r, "healthy")
+            elif time.time() - r.started_at >= chk.spec["start_period_s"]:
+                chk.failures_in_a_row += 1
+                if chk.failures_in_a_row >= chk.spec["retries"] and r.ever_healthy:
+                    self.set_health(r, "unhealthy")
+            chk.next_at = now + (chk.spec["interval_s"] if r.ever_healthy else HEALTH_RETRY_WHILE_STARTING)
+            return
+        if not r.answering:
+            if now - r.last_probe >= 0.1:
+                r.last_probe = now
+                if http_ok(r.plan["health_url"]):
+                    r.answering = True
+                    chk.next_at = now
+                    if chk.spec is None:
+                        self.set_health(r, "healthy")
+            return
+        if chk.spec is not None and now >= chk.next_at and not self.stop_requested:
+            try:
+                chk.start(r.plan["env"], r.plan["cwd"], r.cgroup)
+            except OSError as e:
+                chk.last = {"t": time.time(), "ok": False, "output": f"cannot run: {e.strerror}"}
+                chk.failures_in_a_row += 1
+                chk.next_at = now + chk.spec["interval_s"]
+
     def teardown(self) -> None:
         if self.status != "failed":
             self.status = "stopping"
         self.write_state()
+        for r in self.runners:
+            r.check.kill()
         live = [r for r in self.runners if r.proc is not None and r.proc.returncode is None]
         for r in reversed(live):
             signal_group(r.proc.pid, signal.SIGTERM)
@@ -261,6 +415,11 @@ class Supervisor:
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(s, self._on_signal)
         try:
+            registry.register(self.plan["stack_id"], self.state_dir, "native", os.getpid(),
+                              self.owner_pid, self.plan.get("compose_file"))
+            if self.owner_gone():  # it died while we were starting
+                self.stop_reason = f"owner process {self.owner_pid} is gone; stack torn down"
+                self.stop_requested = True
             self.create_cgroups()
             self.write_state()
             for r in self.runners:
@@ -287,6 +446,7 @@ class Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             self.teardown()
             self.events.close()
+            registry.unregister(self.plan["stack_id"])
         return 1 if self.status == "failed" else 0
 
 

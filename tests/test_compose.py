@@ -1,4 +1,5 @@
 """Compose parser: pure tests (no processes)."""
+import sys
 import textwrap
 
 import pytest
@@ -420,3 +421,89 @@ def test_restart_backoff_like_docker():
 def test_restart_policy(policy, code, restarts, retries, expected):
     from stack.supervisor import should_restart
     assert should_restart(policy, code, restarts, retries) is expected
+
+
+# ---------------------------------------------------------------------------
+# healthcheck fields and the scrape config: bad input is one line naming file, field, fix
+# ---------------------------------------------------------------------------
+
+def _compose_with_healthcheck(tmp_path, hc_yaml: str):
+    p = tmp_path / "docker-compose.yml"
+    p.write_text("services:\n  svc:\n    image: victoriametrics/victoria-metrics:v1.79.5\n"
+                 "    healthcheck:\n" + "".join(f"      {line}\n" for line in hc_yaml.splitlines()))
+    return p
+
+
+@pytest.mark.parametrize("hc, field, fix", [
+    ("test: 42", "healthcheck.test", '["CMD"'),
+    ('test: ["SHELL", "x"]', "healthcheck.test", "CMD-SHELL"),
+    ('test: ["CMD", "true"]\ninterval: 10', "healthcheck.interval", "10s"),
+    ('test: ["CMD", "true"]\ntimeout: 3 seconds', "healthcheck.timeout", "unit"),
+    ('test: ["CMD", "true"]\nretries: -1', "healthcheck.retries", "retries: 3"),
+    ('test: ["CMD", "true"]\ninterval: 0s', "healthcheck.interval", "positive"),
+])
+def test_bad_healthcheck_is_one_line(tmp_path, hc, field, fix):
+    with pytest.raises(ComposeError) as e:
+        load_compose(_compose_with_healthcheck(tmp_path, hc))
+    msg = str(e.value)
+    assert "\n" not in msg and "docker-compose.yml" in msg and field in msg and fix in msg and "svc" in msg
+
+
+def test_healthcheck_normalised_with_docker_defaults(tmp_path):
+    svc = load_compose(_compose_with_healthcheck(tmp_path, 'test: ["CMD-SHELL", "wget -q -O- x"]\nstart_period: 1m30s'))
+    hc = svc.services["svc"].healthcheck
+    assert hc["shell"] == "wget -q -O- x" and hc["test"] is None
+    assert (hc["interval_s"], hc["timeout_s"], hc["retries"], hc["start_period_s"]) == (30.0, 30.0, 3, 90.0)
+    assert load_compose(_compose_with_healthcheck(tmp_path, 'test: ["NONE"]')).services["svc"].healthcheck is None
+    assert load_compose(_compose_with_healthcheck(tmp_path, 'disable: true')).services["svc"].healthcheck is None
+
+
+def test_native_healthcheck_targets_the_host_port(tmp_path):
+    from pathlib import Path as P
+    compose = load_compose(P(__file__).resolve().parents[1] / "docker-compose.yml")
+    svc = compose.services["sensor-service"]
+    plan = plan_service(compose, svc, tmp_path, {"sensor-service": 18123, "victoriametrics": 18428})
+    assert plan.healthcheck["argv"][0] in (sys.executable, "/usr/bin/wget") or plan.healthcheck["argv"][0].endswith("wget")
+    assert any("127.0.0.1:18123/healthz" in a for a in plan.healthcheck["argv"])
+    assert not any("127.0.0.1:8000" in a for a in plan.healthcheck["argv"])
+
+
+from stack.scrape_config import ScrapeConfigError, parse_prom_duration, scrape_settings  # noqa: E402
+
+
+def test_the_repository_scrape_config_is_valid():
+    from pathlib import Path as P
+    s = scrape_settings(P(__file__).resolve().parents[1] / "stack" / "scrape.yml")
+    assert (s.interval_s, s.timeout_s, s.jobs) == (5, 4, ("sensor",))
+    assert parse_prom_duration("1m30s") == 90 and parse_prom_duration("500ms") == 0.5
+
+
+@pytest.mark.parametrize("text, field, fix", [
+    ("global: [\n", None, "YAML"),
+    ("global:\n  scrape_interval: 5\nscrape_configs: [{job_name: a}]\n", "global.scrape_interval", "5s"),
+    ("global:\n  scrape_interval: 5s\n  scrape_timeout: 10s\nscrape_configs: [{job_name: a}]\n",
+     "global.scrape_timeout", "at most"),
+    ("global:\n  scrape_interval: 5s\n", "scrape_configs", "at least one job"),
+    ("scrape_configs:\n  - metrics_path: /metrics\n", "scrape_configs[0].job_name", "job_name"),
+    ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: [sensor-service]\n",
+     "scrape_configs[0].static_configs[0].targets", "host:port"),
+])
+def test_bad_scrape_config_is_one_line(tmp_path, text, field, fix):
+    p = tmp_path / "scrape.yml"
+    p.write_text(text)
+    with pytest.raises(ScrapeConfigError) as e:
+        scrape_settings(p)
+    msg = str(e.value)
+    assert "\n" not in msg and str(p) in msg and fix in msg and (field is None or field in msg)
+
+
+def test_bad_scrape_config_refused_before_the_collector_starts(tmp_path):
+    bad = tmp_path / "scrape.yml"
+    bad.write_text("global:\n  scrape_interval: five\nscrape_configs: [{job_name: a}]\n")
+    p = tmp_path / "docker-compose.yml"
+    p.write_text(f"services:\n  vm:\n    image: victoriametrics/victoria-metrics:v1.79.5\n"
+                 f"    volumes:\n      - {bad}:/etc/victoriametrics/scrape.yml:ro\n")
+    compose = load_compose(p)
+    with pytest.raises(StackError) as e:
+        plan_service(compose, compose.services["vm"], tmp_path, {"vm": 18428}, check_binary=False)
+    assert "scrape_interval" in str(e.value) and "vm" in str(e.value) and "\n" not in str(e.value)

@@ -20,11 +20,15 @@ import pytest
 import requests
 
 from profiling import ProfilerError
-from profiling.cgroup_reader import (
+from plumbing.cgroup import (
+    Counters,
+    PeakMark,
     counters_v1,
+    counters_v2,
     parse_cpu_max,
     parse_keyed,
-    parse_proc_io,
+    parse_v1_io,
+    parse_v2_io,
     read_cgroups,
     read_v2,
 )
@@ -37,8 +41,7 @@ from profiling.memory import (
     scrape_allocation_sites,
 )
 from profiling.pyspy import PySpyRecorder, explain_failure, find_pyspy, merge_speedscope
-from profiling.sampler import COLUMNS, ResourceSampler, _Monotonic, pid_getter
-from profiling.cgroup_reader import Counters
+from profiling.sampler import COLUMNS, ResourceSampler, _Monotonic, parse_proc_io, pid_getter
 from profiling.top_functions import (
     diff_top_functions,
     write_diff,
@@ -106,6 +109,9 @@ V2_FILES = {
                 "nr_throttled 7\nthrottled_usec 350000\nnr_bursts 0\nburst_usec 0\n",
     "cpu.max": "50000 100000\n",
     "cgroup.procs": "123\n456\n",
+    "memory.peak": "62914560\n",
+    "io.stat": "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"
+               "8:16 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n",
 }
 
 
@@ -122,6 +128,10 @@ def test_v2_files_parsed_from_a_constructed_group(tmp_path):
     assert c.mem_limit_bytes is None                   # "max"
     assert c.cpus == pytest.approx(0.5)
     assert c.pids == [123, 456]
+    assert c.nr_periods == 40                          # cpu.stat nr_periods
+    assert c.mem_peak_bytes == 62914560                # memory.peak
+    assert c.usage_bytes == 52428800
+    assert (c.io_read_bytes, c.io_write_bytes) == (4097, 8194)
     assert read_cgroups({"unified": str(tmp_path)}).mem_bytes == c.mem_bytes
     (tmp_path / "memory.max").write_text("52428800\n")
     (tmp_path / "cpu.max").write_text("max 100000\n")
@@ -151,6 +161,23 @@ def test_v1_contents_parsed():
     assert c.oom_kills == 3 and c.cpu_seconds == pytest.approx(1.5)
     assert c.throttled_periods == 4 and c.throttled_seconds == pytest.approx(0.2)
     assert c.mem_limit_bytes is None and c.cpus is None
+    assert c.nr_periods == 10 and c.mem_peak_bytes is None   # no max_usage file given
+
+
+def test_v2_parsers_edge_cases():
+    # a cgroup v2 kernel before 5.19 has no memory.peak; nr_periods without a cpu controller
+    c = counters_v2({"memory.current": "100\n", "memory.stat": "inactive_file 300\n",
+                     "cpu.stat": "usage_usec 10\n"})
+    assert c.mem_bytes == 0 and c.mem_peak_bytes is None and c.nr_periods is None
+    assert parse_v2_io("") == (None, None)
+    assert parse_v2_io("8:0 rbytes=x wbytes=5\n") == (0, 5)
+    assert parse_v1_io("8:0 Read 10\n8:0 Write 20\n8:0 Sync 30\nTotal 60\n") == (10, 20)
+
+
+def test_peak_mark_without_a_cgroup_cannot_reset(tmp_path):
+    mark = PeakMark({"unified": str(tmp_path / "gone")})
+    assert mark.reset() is None and mark.read() is None
+    assert PeakMark({}).reset() is None
 
 
 def test_small_parsers():
@@ -283,6 +310,71 @@ def test_sampler_on_a_real_cgroup(tmp_path):
             child.wait()
         cg.remove()
     assert not any(d.exists() for d in cg.dirs.values())
+
+
+BLIP = textwrap.dedent("""
+    import sys, time
+    sys.stdin.readline()                      # in the cgroup
+    def blip(mb):                             # allocate, touch, free at once: a few ms
+        buf = bytearray(mb * 1024 * 1024)
+        for i in range(0, len(buf), 4096):
+            buf[i] = 1
+        del buf
+    blip(40)                                  # before the reset: must not count after it
+    print("before", flush=True)
+    sys.stdin.readline()                      # the peak was reset
+    blip(20)
+    print("after", flush=True)
+    sys.stdin.readline()
+""")
+
+
+@pytest.mark.skipif(not _cgroups_writable(), reason="needs writable cgroups (root)")
+def test_kernel_peak_sees_a_blip_between_samples_and_resets(tmp_path):
+    """A 20 MB temporary that lives for milliseconds: the kernel's high-water mark sees
+    it, whatever the 4 Hz samples saw; the reset at the steady start forgets the 40 MB
+    allocated before it (cgroup v1 here; v2 resets only on Linux >= 6.12)."""
+    cg = RealCgroup(f"edgebench-test-peak-{os.getpid()}")
+    child = None
+    try:
+        cg.create(mem_limit=200 * MB, cpus=1.0)
+        child = subprocess.Popen([sys.executable, "-c", BLIP], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        cg.add(child.pid)
+        state = tmp_path / "state.json"
+        write_state(state, {"sensor-service": {"pid": child.pid, "status": "running",
+                                               "cgroups": cg.state(), "restarts": 0}},
+                    cgroup_version=2 if cg.v2 else 1)
+        out = tmp_path / "resources.csv"
+        with ResourceSampler(state, out, interval_s=0.25) as sampler:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "before"
+            base = sampler.sample_once()[0]
+            assert base["mem_peak_bytes"] >= base["mem_bytes"] + 38 * MB   # the 40 MB blip
+            reset_at = sampler.reset_peak()
+            if cg.v2 and reset_at is None:
+                pytest.skip("this kernel cannot reset memory.peak (before Linux 6.12)")
+            assert reset_at is not None and abs(reset_at - time.time()) < 5
+            after_reset = sampler.sample_once()[0]["mem_peak_bytes"]
+            assert after_reset < base["mem_bytes"] + 10 * MB                 # 40 MB forgotten
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "after"
+            last = sampler.sample_once()[0]
+        rise = last["mem_peak_bytes"] - base["mem_bytes"]
+        assert 18 * MB <= rise <= 35 * MB, rise                            # the 20 MB blip
+        assert last["mem_bytes"] < base["mem_bytes"] + 10 * MB             # freed again
+        df = pd.read_csv(out)
+        assert {"nr_periods", "mem_peak_bytes"} <= set(df.columns)
+        assert df.nr_periods.notna().all() and df.nr_periods.is_monotonic_increasing
+        assert (df.throttled_periods <= df.nr_periods).all()
+        assert json.loads((tmp_path / "resources.csv.meta.json").read_text())["peak_reset_at"] == reset_at
+    finally:
+        if child is not None:
+            child.kill()
+            child.wait()
+        cg.remove()
 
 
 def test_sampler_falls_back_to_psutil_and_keeps_restart_counters(tmp_path):

@@ -333,3 +333,130 @@ def test_unconfined_without_cgroup_permission(repo_root, free_ports):
     finally:
         stop_stack(state_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# healthcheck in the cgroup, owner death, the registry
+# ---------------------------------------------------------------------------
+
+def compose_copy(repo_root, tmp_path, healthcheck=None, **service_changes):
+    """The repository's compose file, written beside the test with absolute paths, and the
+    sensor service's healthcheck replaced."""
+    import yaml
+    doc = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
+    svc = doc["services"]["sensor-service"]
+    svc["build"]["context"] = str(repo_root)
+    if healthcheck is not None:
+        svc["healthcheck"] = healthcheck
+    svc.update(service_changes)
+    for s in doc["services"].values():
+        s["volumes"] = [v.replace("./", f"{repo_root}/", 1) if v.startswith("./") else v
+                        for v in s.get("volumes", [])]
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def private_registry(tmp_path, monkeypatch):
+    """A registry of this test's own: `down --all` then sees only the stacks it started."""
+    d = tmp_path / "runtime"
+    monkeypatch.setenv("EDGEBENCH_RUNTIME_DIR", str(d))
+    return d
+
+
+def test_healthcheck_runs_inside_the_service_cgroup(repo_root, tmp_path, free_ports, private_registry):
+    (port,) = free_ports(1)
+    marker = tmp_path / "hc-cgroup.txt"
+    cf = compose_copy(repo_root, tmp_path, healthcheck={
+        "test": ["CMD-SHELL", f"cat /proc/self/cgroup > {marker} && wget -q -O /dev/null http://127.0.0.1:8000/healthz"],
+        "interval": "1s", "timeout": "3s", "retries": 2})
+    with start_stack(cf, tmp_path / "state", services=["sensor-service"], ports={"sensor-service": port},
+                     engine="native", timeout=20) as h:
+        st = h.state()
+        assert st["services"]["sensor-service"]["health"] == "healthy"
+        hc = wait_for(lambda: (lambda c: c if c["runs"] >= 3 else None)(
+            read_state(h.state_dir)["services"]["sensor-service"]["healthcheck"]), 20, "three checks")
+        assert hc["last"]["ok"] and hc["last"]["exit_code"] == 0 and hc["failures_in_a_row"] == 0
+        assert hc["argv"][-1].endswith(f"127.0.0.1:{port}/healthz")   # container port -> host port
+        assert 0 < hc["cpu_ms_mean"] < 2000
+        assert f"edgebench-{st['stack_id']}-sensor-service" in marker.read_text()
+        assert (private_registry / "stacks" / f"{st['stack_id']}.json").exists()
+    assert not (private_registry / "stacks" / f"{st['stack_id']}.json").exists()
+    assert_clean(tmp_path / "state", st["stack_id"], stack_pids(st))
+
+
+def test_failing_healthcheck_holds_start_up_then_fails_in_one_line(repo_root, tmp_path, free_ports,
+                                                                   private_registry):
+    (port,) = free_ports(1)
+    cf = compose_copy(repo_root, tmp_path, healthcheck={"test": ["CMD", "false"], "interval": "1s",
+                                                        "retries": 1})
+    with pytest.raises(StackError) as e:
+        start_stack(cf, tmp_path / "state", services=["sensor-service"], ports={"sensor-service": port},
+                    engine="native", timeout=4)
+    assert "sensor-service" in str(e.value) and "\n" not in str(e.value)
+    st = read_state(tmp_path / "state")
+    assert st["services"]["sensor-service"]["healthcheck"]["runs"] >= 2   # it kept trying
+    assert st["status"] == "failed" and st["supervisor_pid"] is None
+    assert cgroup_dirs(st["stack_id"]) == []
+
+
+OWNER = textwrap.dedent("""
+    import sys
+    from stack.api import start_stack
+    h = start_stack(sys.argv[1], sys.argv[2], services=["sensor-service"],
+                    ports={"sensor-service": int(sys.argv[3])}, engine="native", timeout=20)
+    print(h.state()["stack_id"], flush=True)
+    sys.stdin.readline()
+""")
+
+
+def test_stack_dies_with_its_owner_however_it_died(repo_root, tmp_path, free_ports, private_registry):
+    (port,) = free_ports(1)
+    state_dir = tmp_path / "state"
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, repo_root / "docker-compose.yml", state_dir, str(port)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=repo_root)
+    try:
+        stack_id = owner.stdout.readline().strip()
+        st = read_state(state_dir)
+        assert st["stack_id"] == stack_id and st["owner_pid"] == owner.pid
+        assert cgroup_dirs(stack_id)
+        owner.kill()  # SIGKILL: no handler, no finally
+        owner.wait()
+        wait_for(lambda: read_state(state_dir)["status"] == "stopped", 15, "the supervisor to tear down")
+        st2 = read_state(state_dir)
+        assert "owner process" in st2["stop_reason"]
+        assert_clean(state_dir, stack_id, stack_pids(st))
+        assert not list((private_registry / "stacks").glob("*.json"))
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        stop_stack(state_dir)
+
+
+def test_down_all_finds_every_stack_and_cleans_a_stale_one(repo_root, tmp_path, free_ports, private_registry):
+    p1, p2 = free_ports(2)
+    a = start_stack(repo_root / "docker-compose.yml", tmp_path / "a", services=["sensor-service"],
+                    ports={"sensor-service": p1}, engine="native", timeout=20, detach=True)
+    b = start_stack(repo_root / "docker-compose.yml", tmp_path / "b", services=["sensor-service"],
+                    ports={"sensor-service": p2}, engine="native", timeout=20, detach=True)
+    sa, sb = a.state(), b.state()
+    try:
+        out = cli("status", "--all")
+        assert out.returncode == 0 and sa["stack_id"] in out.stdout and sb["stack_id"] in out.stdout
+        os.kill(sb["supervisor_pid"], signal.SIGKILL)   # b is now stale
+        wait_for(lambda: not pid_alive(sb["supervisor_pid"]), 10, "supervisor b to die")
+        out = cli("status", "--all")
+        assert "STALE" in out.stdout and sb["stack_id"] in out.stdout
+        out = cli("down", "--all")
+        assert out.returncode == 0, out.stderr
+        assert f"stopped stack {sa['stack_id']}" in out.stdout
+        assert f"stopped stack {sb['stack_id']}" in out.stdout and "already gone" in out.stdout
+        assert_clean(tmp_path / "a", sa["stack_id"], stack_pids(sa))
+        wait_for(lambda: not any(pid_alive(p) for p in stack_pids(sb)), 10, "b's processes")
+        assert cgroup_dirs(sb["stack_id"]) == []
+        again = cli("down", "--all").stdout   # other checkouts' stacks may run: they are left alone
+        assert "stopped stack" not in again and sa["stack_id"] not in again
+    finally:
+        a.stop()
+        b.stop()
