@@ -8,15 +8,18 @@ an unmeasured figure reads "not measured".
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
 from reports.load import collector_kind
-from reports.summary import get_path, scenario_order, write_atomic
+from plumbing.files import write_atomic
+from reports import figures as FIG
+from reports.summary import get_path, scenario_order
 
 NOT_MEASURED = "not measured"
-NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×)?( \(.*\))?$")
+NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×)?( \(.*\))*$|^no change$")
 COLLECTOR_NAMES = {"vm": "VictoriaMetrics", "prom": "Prometheus"}
 
 
@@ -28,9 +31,19 @@ def numeric_column(cells) -> bool:
     return bool(cells) and sum(bool(NUMERIC_CELL.match(c)) for c in cells) * 2 > len(cells)
 
 
+SIGNIFICANT = 3
+
+
+def round_sig(x: float, digits: int = SIGNIFICANT) -> float:
+    """x rounded to ``digits`` significant digits (1234.5 -> 1230, 0.012345 -> 0.0123)."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+
+
 def fmt(x, unit: str = "", sign: bool = False) -> str:
-    """A number as shown in the documents: at most 4 significant digits below 1000,
-    whole numbers with thousands separators above; None -> "not measured"."""
+    """A number as shown in the documents: three significant digits (thousands separated,
+    no exponent between 1e-4 and 1e15); whole counts exactly; None -> "not measured"."""
     if x is None:
         return NOT_MEASURED
     if isinstance(x, bool):
@@ -38,31 +51,45 @@ def fmt(x, unit: str = "", sign: bool = False) -> str:
     if isinstance(x, int):
         text = f"{x:+,d}" if sign else f"{x:,d}"
     else:
-        x = float(x)
-        if abs(x) >= 1000:
-            text = f"{x:+,.0f}" if sign else f"{x:,.0f}"
+        r = round_sig(float(x))
+        if r != 0 and not 1e-4 <= abs(r) < 1e15:
+            text = f"{r:+.{SIGNIFICANT - 1}e}" if sign else f"{r:.{SIGNIFICANT - 1}e}"
         else:
-            text = f"{x:+.4g}" if sign else f"{x:.4g}"
-            if "e" in text:
-                text = f"{x:+.3e}" if sign else f"{x:.3e}"
+            decimals = max(0, SIGNIFICANT - 1 - int(math.floor(math.log10(abs(r))))) if r else 0
+            text = f"{r:+,.{decimals}f}" if sign else f"{r:,.{decimals}f}"
     return f"{text}{unit}"
 
 
+def fmt_bucket(bounds) -> str:
+    """A histogram quantile's bucket, e.g. "bucket 1,000–2,500 ms"."""
+    if not bounds:
+        return ""
+    lo, hi = bounds
+    return f"bucket {fmt(lo)}–{fmt(hi) if hi is not None else '+Inf'} ms"
+
+
 def fmt_spread(s: dict, key: str, unit: str = "") -> str:
-    """A scenario figure, with its min–max over repeats when there were several."""
+    """A scenario figure, with its min–max over repeats when there were several (the
+    documents say the confidence of that interval), and the bucket of a histogram p95."""
     v = get_path(s, key)
     text = fmt(v, unit)
     sp = (s.get("spread") or {}).get(key)
     if v is not None and sp:
         text += f" ({fmt(sp[0])}–{fmt(sp[1])})"
+    if key == "server_scrape_p95_ms" and v is not None and s.get("server_scrape_p95_bucket_ms"):
+        text += f" ({fmt_bucket(s['server_scrape_p95_bucket_ms'])})"
     return text
 
 
-def fmt_pct(x) -> str:
+def fmt_pct(x, no_change: bool = False) -> str:
+    if no_change:
+        return "no change"
     return NOT_MEASURED if x is None else fmt(x, " %", sign=True)
 
 
-def fmt_ratio(x) -> str:
+def fmt_ratio(x, no_change: bool = False) -> str:
+    if no_change:
+        return "no change"
     return NOT_MEASURED if x is None else fmt(x, "×")
 
 
@@ -74,83 +101,37 @@ def collector_label(c) -> str:
 # blocks: ("h", level, text) ("p", text) ("ul", [text]) ("table", headers, rows)
 #         ("img", title, path) ("links", [(text, path)]) ("code", text)
 
-PER_SCENARIO_ROWS = (
-    ("Requests in the steady window", "requests", ""),
-    ("Failures", "failures", ""),
-    ("Throughput (req/s)", "throughput_rps", ""),
-    ("Latency p50, all requests (ms)", "latency_ms.p50", ""),
-    ("Latency p95, all requests (ms)", "latency_ms.p95", ""),
-    ("Latency p99, all requests (ms)", "latency_ms.p99", ""),
-    ("Latency max, all requests (ms)", "latency_ms.max", ""),
-    ("/metrics latency p95, client (ms)", "scrape_latency_ms.p95", ""),
-    ("/metrics duration p95, server histogram (ms)", "server_scrape_p95_ms", ""),
-    ("Service CPU per request (ms)", "cpu_ms_per_request", ""),
-    ("Service CPU per /metrics scrape (ms)", "cpu_ms_per_scrape", ""),
-    ("Service CPU used (cores)", "service_cpu_cores", ""),
-    ("Service throttled ratio", "throttled_ratio", ""),
-    ("Service memory peak (MB)", "service_mem_peak_mb", ""),
-    ("Service memory steady, median (MB)", "service_mem_steady_mb", ""),
-    ("Service memory growth per request (KB)", "mem_slope_kb_per_request", ""),
-    ("± standard error (KB)", "mem_slope_stderr_kb_per_request", ""),
-    ("Service memory growth per scrape, slope (MB)", "mem_per_scrape_mb", ""),
-    ("Memory one scrape holds at its peak, tracemalloc (MB)", "scrape_alloc_peak_mb", ""),
-    ("Memory one scrape leaves behind, tracemalloc (MB)", "scrape_alloc_retained_mb", ""),
-    ("Collector memory peak (MB)", "collector_mem_peak_mb", ""),
-    ("Collector memory steady (MB)", "collector_mem_steady_mb", ""),
-    ("Collector CPU used (cores)", "collector_cpu_cores", ""),
-    ("Collector disk writes (bytes/s)", "collector_disk_write_bytes_per_s", ""),
-    ("Collector data size (MB)", "collector_disk_used_mb", ""),
-    ("Collector `up` ratio", "collector_up_ratio", ""),
-    ("Stack memory peak (MB)", "stack_mem_peak_mb", ""),
-    ("Stack memory steady (MB)", "stack_mem_steady_mb", ""),
-    ("OOM kills (steady window)", "oom_kills", ""),
-    ("Restarts (steady window)", "restarts", ""),
-    ("OOM kills (whole scenario)", "oom_kills_total", ""),
-    ("Restarts (whole scenario)", "restarts_total", ""),
-    ("Load generator CPU per request (ms)", "loadgen_cpu_ms_per_request", ""),
-)
+def _rows(*keys) -> tuple:
+    """(label, summary path) for each path; labels come from the figure catalogue."""
+    return tuple((FIG.label(k), k) for k in keys)
 
-LATENCY_ROWS = (
-    ("/metrics p50, client (ms)", "scrape_latency_ms.p50"),
-    ("/metrics p95, client (ms)", "scrape_latency_ms.p95"),
-    ("/metrics p99, client (ms)", "scrape_latency_ms.p99"),
-    ("/metrics max, client (ms)", "scrape_latency_ms.max"),
-    ("/metrics p50, server histogram (ms)", "server_scrape_p50_ms"),
-    ("/metrics p95, server histogram (ms)", "server_scrape_p95_ms"),
-    ("all requests p50 (ms)", "latency_ms.p50"),
-    ("all requests p95 (ms)", "latency_ms.p95"),
-    ("all requests p99 (ms)", "latency_ms.p99"),
-)
-CPU_ROWS = (
-    ("Service CPU per request (ms)", "cpu_ms_per_request"),
-    ("Service CPU per /metrics scrape (ms)", "cpu_ms_per_scrape"),
-    ("Service CPU used (cores)", "service_cpu_cores"),
-    ("Service throttled ratio (share of CFS periods)", "throttled_ratio"),
-    ("Throughput (req/s)", "throughput_rps"),
-)
-STABILITY_ROWS = (
-    ("OOM kills (steady window)", "oom_kills"),
-    ("Restarts (steady window)", "restarts"),
-    ("OOM kills (whole scenario)", "oom_kills_total"),
-    ("Restarts (whole scenario)", "restarts_total"),
-    ("Failed requests", "failures"),
-    ("Collector `up` ratio", "collector_up_ratio"),
-    ("Service memory growth per request (KB)", "mem_slope_kb_per_request"),
-    ("Service memory growth per scrape, slope (MB)", "mem_per_scrape_mb"),
-    ("Memory one scrape holds at its peak, tracemalloc (MB)", "scrape_alloc_peak_mb"),
-    ("Memory one scrape leaves behind, tracemalloc (MB)", "scrape_alloc_retained_mb"),
-)
-COLLECTOR_ROWS = (
-    ("Collector memory peak (MB)", "collector_mem_peak_mb"),
-    ("Collector memory steady, median (MB)", "collector_mem_steady_mb"),
-    ("Collector CPU used (cores)", "collector_cpu_cores"),
-    ("Collector CPU per request served by the service (ms)", "collector_cpu_ms_per_request"),
-    ("Collector disk writes (bytes/s)", "collector_disk_write_bytes_per_s"),
-    ("Collector data size at the end of the window (MB)", "collector_disk_used_mb"),
-    ("Stack memory peak, service + collector (MB)", "stack_mem_peak_mb"),
-    ("Stack memory steady (MB)", "stack_mem_steady_mb"),
-)
 
+PER_SCENARIO_ROWS = tuple((label, key, "") for label, key in _rows(
+    "requests_intended", "requests", "requests_completed", "failures", "metrics_failure_ratio",
+    "throughput_rps", "latency_ms.p50", "latency_ms.p95", "latency_ms.p99", "latency_ms.max",
+    "latency_from_intended_ms.p50", "latency_from_intended_ms.p95", "latency_from_intended_ms.p99",
+    "scrape_latency_ms.p95", "scrape_latency_from_intended_ms.p95", "server_scrape_p95_ms",
+    "server_scrapes", "cpu_ms_per_request", "cpu_ms_per_scrape", "service_cpu_cores", "throttled_ratio",
+    "service_mem_peak_mb", "service_mem_peak_kernel_mb", "service_mem_steady_mb", "mem_slope_kb_per_request",
+    "mem_slope_stderr_kb_per_request", "mem_per_scrape_mb", "scrape_alloc_peak_mb", "scrape_alloc_retained_mb",
+    "collector_mem_peak_mb", "collector_mem_steady_mb", "collector_cpu_cores", "collector_disk_write_bytes_per_s",
+    "collector_disk_used_mb", "collector_up_ratio", "stack_mem_peak_mb", "stack_mem_steady_mb",
+    "oom_kills", "restarts", "oom_kills_steady", "restarts_steady", "loadgen_cpu_ms_per_request"))
+
+LATENCY_ROWS = _rows(
+    "scrape_latency_ms.p50", "scrape_latency_ms.p95", "scrape_latency_ms.p99", "scrape_latency_ms.max",
+    "scrape_latency_from_intended_ms.p50", "scrape_latency_from_intended_ms.p95",
+    "scrape_latency_from_intended_ms.p99", "server_scrape_p50_ms", "server_scrape_p95_ms",
+    "latency_ms.p50", "latency_ms.p95", "latency_ms.p99", "latency_from_intended_ms.p99")
+CPU_ROWS = _rows("cpu_ms_per_request", "cpu_ms_per_scrape", "service_cpu_cores", "throttled_ratio",
+                 "throughput_rps")
+STABILITY_ROWS = _rows("oom_kills", "restarts", "oom_kills_steady", "restarts_steady", "requests_intended",
+                       "requests", "requests_completed", "failures", "metrics_failure_ratio", "collector_up_ratio",
+                       "mem_slope_kb_per_request", "mem_per_scrape_mb", "scrape_alloc_peak_mb",
+                       "scrape_alloc_retained_mb", "service_mem_peak_kernel_mb")
+COLLECTOR_ROWS = _rows("collector_mem_peak_mb", "collector_mem_steady_mb", "collector_cpu_cores",
+                       "collector_cpu_ms_per_request", "collector_disk_write_bytes_per_s", "collector_disk_used_mb",
+                       "stack_mem_peak_mb", "stack_mem_steady_mb")
 
 def _cmp_table(cmp: dict, rows, a_label: str, b_label: str, last: str = "change") -> tuple:
     headers = ["Figure", a_label, b_label, "Change" if last == "change" else "Ratio"]
@@ -159,8 +140,14 @@ def _cmp_table(cmp: dict, rows, a_label: str, b_label: str, last: str = "change"
         m = cmp["metrics"].get(key)
         if m is None:
             continue
-        last_cell = fmt_pct(m["change_pct"]) if last == "change" else fmt_ratio(m["ratio"])
-        out.append([label, fmt(m["a"]), fmt(m["b"]), last_cell])
+        nc = bool(m.get("no_change"))
+        last_cell = fmt_pct(m["change_pct"], nc) if last == "change" else fmt_ratio(m["ratio"], nc)
+        a, b = fmt(m["a"]), fmt(m["b"])
+        if m.get("a_bucket") and m["a"] is not None:
+            a += f" ({fmt_bucket(m['a_bucket'])})"
+        if m.get("b_bucket") and m["b"] is not None:
+            b += f" ({fmt_bucket(m['b_bucket'])})"
+        out.append([label, a, b, last_cell])
     return ("table", headers, out)
 
 
@@ -197,9 +184,14 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
     for name, s in ((a, sa), (b, sb)):
         if s.get("oom_kills"):
             out.append(f"{name} was OOM-killed {fmt(s['oom_kills'])} times and restarted "
-                       f"{fmt(s.get('restarts'))} times in the steady window.")
+                       f"{fmt(s.get('restarts'))} times (whole scenario, warm-up included).")
         elif s.get("oom_kills") == 0:
-            out.append(f"{name} was never OOM-killed in the steady window (restarts: {fmt(s.get('restarts'))}).")
+            out.append(f"{name} was never OOM-killed, warm-up included (restarts: {fmt(s.get('restarts'))}).")
+        cnt = (s.get("request_counts_by_endpoint") or {}).get("/metrics")
+        if cnt and cnt["intended"] > cnt["completed"]:
+            out.append(f"{name}: of {fmt(cnt['intended'])} /metrics scrapes due, {fmt(cnt['sent'])} were sent and "
+                       f"{fmt(cnt['completed'])} completed: {fmt(cnt['intended'] - cnt['completed'])} are gaps in "
+                       f"the collector's data.")
     sp = m.get("scrape_alloc_peak_mb") or {}
     if sp.get("a") is not None and sp.get("b") is not None:
         out.append(f"At its peak one /metrics scrape holds {fmt(sp['a'])} MB of Python allocations in the "
@@ -391,6 +383,14 @@ def _rel(path, out_dir) -> str:
     return os.path.relpath(Path(path), Path(out_dir)).replace(os.sep, "/")
 
 
+def _spread_note(summary: dict) -> str:
+    ns = sorted({s.get("repeats") for s in summary.get("scenarios", {}).values() if (s.get("repeats") or 1) > 1})
+    if not ns:
+        return ""
+    return " (" + "; ".join(f"the min–max of {n} repeats holds the median with {fmt(100 * (1 - 2.0 ** (1 - n)))} % "
+                            f"confidence" for n in ns) + ")"
+
+
 def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
     """The blocks of OPTIMIZATION_SUMMARY.md / report.html. ``images`` are
     {key, title, path} (absolute paths); ``run_dir`` locates profile files."""
@@ -399,8 +399,9 @@ def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
     doc = [("h", 1, f"Optimization summary: run {summary.get('run_id')}"),
            ("p", f"Measured by edgebench; generated {summary.get('generated_at')} from the results directory "
                  f"alone. Run status: {summary.get('status') or 'unknown'}. Every figure is over each scenario's "
-                 f"steady window (warm-up excluded); MB are MiB; with repeats a figure is the median, "
-                 f"with its min–max in brackets.")]
+                 f"steady window (warm-up excluded) unless its name says whole scenario; figures are defined in "
+                 f"docs/figures.md; three significant digits; MB are MiB; with repeats a figure is the median, "
+                 f"with its min–max in brackets" + _spread_note(summary) + ".")]
     doc += [("h", 2, "Findings"), ("ul", findings(summary))]
 
     rows = []

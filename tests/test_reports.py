@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fixtures_results import ALLOC_SITES, MIB, build_run  # noqa: E402
 from reports import ReportError, load_run, render_run  # noqa: E402
-from reports.markdown import render_markdown  # noqa: E402
+from reports.markdown import fmt, render_markdown, round_sig  # noqa: E402
 from reports.summary import build_summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +49,9 @@ def _numbers(summary) -> list[float]:
 
 
 def _matches(token: str, values: list[float]) -> bool:
+    """The token is a summary.json number shown with three significant digits."""
     v = float(token.replace(",", ""))
-    return any(abs(v - s) <= max(6e-4 * abs(s), 1e-9) for s in values)
+    return any(round_sig(s) == v or abs(v - s) <= 1e-9 for s in values)
 
 
 def _table_cells(md: str):
@@ -93,7 +94,7 @@ def test_summary_has_required_keys_and_known_answers(rendered):
         assert s["throttled_ratio"] == pytest.approx(e["throttled_ratio"])
         assert s["oom_kills"] == e["oom_kills"] and s["restarts"] == e["restarts"]
         assert s["duration_s"] == pytest.approx(60.0)
-        assert s["throughput_rps"] == pytest.approx(e["requests"] / 60.0)
+        assert s["throughput_rps"] == pytest.approx(e["completed"] / 60.0)
         assert s["collector_disk_write_bytes_per_s"] == pytest.approx(e["collector_disk_write_bytes_per_s"])
         assert s["collector_cpu_cores"] == pytest.approx(e["collector_cpu_cores"])
         assert s["mem_peak_mb"]["sensor-service"] <= 50.0 + 1e-6
@@ -102,7 +103,8 @@ def test_summary_has_required_keys_and_known_answers(rendered):
                 < 4 * s["mem_slope_stderr_kb_per_request"]
     assert summary["scenarios"]["baseline-vm"]["mem_per_scrape_mb"] == pytest.approx(0.5, rel=0.01)
     cmp = summary["comparisons"]["baseline-vm vs optimized-vm"]["metrics"]
-    assert cmp["cpu_ms_per_request"]["ratio"] == pytest.approx(0.45 / 0.02)
+    assert cmp["cpu_ms_per_request"]["ratio"] == pytest.approx(
+        expected["baseline-vm"]["cpu_ms_per_request"] / expected["optimized-vm"]["cpu_ms_per_request"])
     coll = summary["comparisons"]["optimized-prom vs optimized-vm"]["metrics"]
     assert coll["collector_disk_write_bytes_per_s"]["ratio"] == pytest.approx(6.0)
     # only optimized-prom has no profile/ (the fixture, like `make profile`, profiles the VM scenarios)
@@ -165,11 +167,11 @@ def test_profile_section_numbers_come_from_summary_and_files(rendered):
     assert checked > 60
     base = sec.split("### baseline-vm", 1)[1].split("\n### ", 1)[0]
     opt = sec.split("### optimized-vm", 1)[1].split("\n### ", 1)[0]
-    assert "burn_cpu (service/baseline.py:42) takes 81 % of on-CPU samples; it is gone in the optimized " \
+    assert "burn_cpu (service/baseline.py:42) takes 81.0 % of on-CPU samples; it is gone in the optimized " \
            "variant (optimized-vm)." in base
     peak = sum(b for _, _, b, _ in ALLOC_SITES["baseline"]["allocation_peak"]) / MIB
-    assert f"At its peak one baseline-vm scrape holds {peak:.4g} MB" in base
-    assert f"{10_000_098 / MIB:.4g} MB of it at service/burden.py:26 in 2 blocks" in base
+    assert f"At its peak one baseline-vm scrape holds {fmt(peak)} MB" in base
+    assert f"{fmt(10_000_098 / MIB)} MB of it at service/burden.py:26 in 2 blocks" in base
     # the allocation tables are the CSV rows, largest first, top 3
     peak_part = base.split("at a scrape's peak", 1)[1].split("left after a scrape", 1)[0]
     sites = {c[0]: c[1:] for c in ([x.strip() for x in ln.strip("|").split(" | ")]
@@ -178,18 +180,18 @@ def test_profile_section_numbers_come_from_summary_and_files(rendered):
         short = f.split("site-packages/")[-1].replace("/usr/lib/python3.11/", "") \
             .replace("/home/robot/edgebench/", "")
         cells = sites[f"{short}:{ln}"]
-        assert float(cells[0]) == pytest.approx(b / MIB, rel=6e-4) and int(cells[1].replace(",", "")) == c
+        assert float(cells[0]) == round_sig(b / MIB) and int(cells[1].replace(",", "")) == c
     assert "waitress/task.py:558 | 0.002174" not in base          # the 4th site is not shown
     # top functions: the CSV's rows by self time
-    assert "| burn_cpu | service/baseline.py:42 | 81 | 810 |" in base
+    assert "| burn_cpu | service/baseline.py:42 | 81.0 | 810 |" in base
     # changes against the baseline profile, top 5 by |delta|
-    assert "| burn_cpu | service/baseline.py | gone | 81 | 0 | -81 |" in opt
-    assert "| generate_latest | prometheus_client/exposition.py | grew | 4.2 | 38 | +33.8 |" in opt
+    assert "| burn_cpu | service/baseline.py | gone | 81.0 | 0 | -81.0 |" in opt
+    assert "| generate_latest | prometheus_client/exposition.py | grew | 4.20 | 38.0 | +33.8 |" in opt
     assert "json_dumps | json/encoder.py | new" not in opt and "| idle |" not in opt
     assert "](../optimized-vm/profile/speedscope.json)" in opt and "](../optimized-vm/profile/flamegraph.svg)" in opt
     assert "### optimized-prom" not in sec                      # not profiled: no subsection
     findings = _section(md, "Findings")
-    assert f"holds {peak:.4g} MB of Python allocations in the baseline" in findings
+    assert f"holds {fmt(peak)} MB of Python allocations in the baseline" in findings
 
 
 def test_every_graph_and_both_documents_are_written(rendered):
@@ -225,12 +227,15 @@ def test_markdown_numbers_all_come_from_summary(rendered):
     order = ["baseline-vm", "optimized-vm", "optimized-prom"]
     for i, n in enumerate(order):
         s = summary["scenarios"][n]
-        assert float(per["Service CPU per request (ms)"][i]) == pytest.approx(s["cpu_ms_per_request"], rel=6e-4)
-        assert float(per["OOM kills (steady window)"][i]) == s["oom_kills"]
-        assert float(per["/metrics duration p95, server histogram (ms)"][i].replace(",", "")) == \
-            pytest.approx(s["server_scrape_p95_ms"], rel=6e-4)
+        assert float(per["Service CPU per request (ms)"][i]) == round_sig(s["cpu_ms_per_request"])
+        assert float(per["OOM kills (whole scenario)"][i]) == s["oom_kills"]
+        cell = per["/metrics p95, service histogram (ms)"][i]
+        assert float(cell.split(" ")[0].replace(",", "")) == round_sig(s["server_scrape_p95_ms"])
+    # the histogram p95 is labelled with the bucket it was interpolated in
+    assert per["/metrics p95, service histogram (ms)"][0] == "1,750 (bucket 1,000–2,500 ms)"
+    assert per["/metrics p95, service histogram (ms)"][1] == "9.75 (bucket 5.00–10.0 ms)"
     assert "baseline-vm was OOM-killed 2 times" in md
-    assert "22.5× less CPU per request" in md
+    assert "22.7× less CPU per request" in md
     assert "](latency_over_time.png)" in md and "](../baseline-vm/profile/flamegraph.svg)" in md
     assert "edgebench bench --duration 60" in md and "Test CPU @ 2.0GHz" in md
 
@@ -336,16 +341,19 @@ def test_older_format_renders_with_nulls_listed(tmp_path):
 
 
 def test_repeats_are_aggregated_into_medians_with_spread(tmp_path):
-    run_dir, _ = build_run(tmp_path, repeats=3, scenarios=("baseline-vm", "optimized-vm"), profile=False)
+    run_dir, expected = build_run(tmp_path, repeats=3, scenarios=("baseline-vm", "optimized-vm"), profile=False)
     summary = build_summary(load_run(run_dir))
     s = summary["scenarios"]["baseline-vm"]
     assert s["repeats"] == 3 and s["repeat_dirs"] == ["baseline-vm", "baseline-vm.r2", "baseline-vm.r3"]
-    per_repeat = [37.5 * f for f in (1.0, 1.1, 1.2)]
+    per_repeat = [e["cpu_ms_per_request"] for e in (expected["baseline-vm"], expected["baseline-vm.r2"],
+                                                      expected["baseline-vm.r3"])]
     assert s["cpu_ms_per_request"] == pytest.approx(per_repeat[1])
     assert s["spread"]["cpu_ms_per_request"] == pytest.approx([per_repeat[0], per_repeat[2]])
-    assert s["requests"] == 720 and "requests" not in s["spread"]
+    assert s["requests"] == expected["baseline-vm"]["requests"] and "requests" not in s["spread"]
+    assert s["spread_confidence"] == pytest.approx(0.75)
     md = render_markdown(summary, tmp_path / "out").read_text()
-    assert "41.25 (37.5–45)" in md
+    assert "41.6 (37.8–45.4)" in md                    # three significant digits, min–max of 3 repeats
+    assert "holds the median with 75.0 % confidence" in md
 
 
 def test_not_a_run_raises_one_line_error(tmp_path):
