@@ -328,6 +328,10 @@ def load_run(run_dir) -> Run:
     if not run.measured:
         why = (f"{len(scenarios)} scenario director{'y' if len(scenarios) == 1 else 'ies'} without a "
                f"request or resource sample" if scenarios else "no scenario directories")
+        if (d / "summary.json").exists() and not scenarios:
+            raise ReportError(f"{d}: holds a rendered report but no raw samples (like docs/example): "
+                              f"re-render the run it came from (`make report RUN=results/<id>`, or "
+                              f"`make example` for the committed example)")
         raise ReportError(f"{d}: nothing was measured ({why}): run `make bench` (or pass the directory "
                           f"of a run that measured something)")
     return run

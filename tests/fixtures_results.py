@@ -159,6 +159,7 @@ def build_scenario(run_dir: Path, name: str, repeat: int = 1, *, end_s: float | 
                      "mem_bytes": c["mem"] + 2 * MIB * np.sin((t - T0) / 7.0),
                      "rss_bytes": c["mem"] * 1.05, "cpu_seconds": c["cpu"] * (t - T0),
                      "throttled_periods": 0, "throttled_seconds": 0.0, "oom_kills": 0, "restarts": 0,
+                     "nr_periods": PERIODS_PER_S * (t - T0), "mem_peak_bytes": c["mem"] + 3 * MIB,
                      "mem_limit_bytes": 150 * MIB, "cpus": 0.5,
                      "disk_write_bytes": c["disk"] * (t - T0),
                      "disk_used_bytes": c["used0"] + 10_000 * (t - T0)})

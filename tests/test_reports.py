@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -13,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures_results import ALLOC_SITES, MIB, build_run  # noqa: E402
 from reports import ReportError, load_run, render_run  # noqa: E402
 from reports.markdown import fmt, render_markdown, round_sig  # noqa: E402
-from reports.summary import build_summary  # noqa: E402
+from plumbing.errors import EdgebenchError  # noqa: E402
+from reports.summary import build_summary, get_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = ["latency_over_time", "latency_cdf", "throughput_failures", "collector_view", "memory", "cpu",
@@ -369,3 +371,247 @@ def test_not_a_run_raises_one_line_error(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "not an edgebench run" in out.stderr
     assert not (tmp_path / "summary.json").exists() and not (tmp_path / "report").exists()
+
+
+# ---------------------------------------------------------------- the figure catalogue
+
+def test_every_catalogue_figure_is_in_the_summary_and_computed(rendered):
+    _, _, _, summary = rendered
+    from reports.figures import CATALOGUE
+    s = summary["scenarios"]["baseline-vm"]
+    for f in CATALOGUE:
+        for path in f.keys:
+            assert path.split(".")[0] in s, f.name
+    # the new-format baseline scenario measures every figure (none is null)
+    nulls = [p for f in CATALOGUE for p in f.keys if get_path(s, p) is None]
+    assert nulls == [], nulls
+
+
+def test_catalogue_figures_known_answers(rendered):
+    _, expected, _, summary = rendered
+    for name, s in summary["scenarios"].items():
+        e = expected[name]
+        assert s["requests_intended"] == e["requests_intended"]
+        assert s["requests"] == e["requests"]
+        assert s["requests_completed"] == e["completed"]
+        assert s["metrics_failure_ratio"] == pytest.approx(e["metrics_failure_ratio"])
+        # the throttled ratio divides by the kernel's nr_periods (6 a second), not wall-clock periods
+        assert s["throttled_ratio"] == pytest.approx(e["throttled_ratio"])
+        assert s["throttled_ratio_basis"].startswith("nr_throttled / nr_periods")
+        # the kernel peak sees the scrape temporary the samples miss
+        assert s["service_mem_peak_mb"] == pytest.approx(e["mem_peak_sampled_mb"])
+        assert s["service_mem_peak_kernel_mb"] == pytest.approx(e["mem_peak_kernel_mb"])
+        assert s["service_mem_peak_kernel_window"] == "steady window"
+        # CPU per scrape divides by the scrapes the service served (its histogram, 2 a second)
+        assert s["cpu_ms_per_scrape"] == pytest.approx(e["cpu_ms_per_scrape"])
+        assert s["server_scrapes"] == pytest.approx(120.0)
+        assert s["cpu_ms_per_scrape_basis"].startswith("scrapes served")
+        # latency from the intended start = the delay before sending + service time
+        for q in ("p50", "p95", "p99", "max"):
+            assert s["scrape_latency_from_intended_ms"][q] == pytest.approx(
+                s["scrape_latency_ms"][q] + e["scrape_delay_ms"])
+    b = summary["scenarios"]["baseline-vm"]
+    assert b["request_counts_by_endpoint"]["/metrics"]["intended"] == expected["baseline-vm"]["scrapes_due"]
+    assert b["request_counts_by_endpoint"]["/metrics"]["sent"] == \
+        expected["baseline-vm"]["scrapes_due"] - expected["baseline-vm"]["scrapes_never_sent"]
+    assert expected["baseline-vm"]["scrapes_never_sent"] > 0
+    # OOM kills count the whole scenario; the steady-window count is its own figure
+    assert b["oom_kills"] == 2 and b["oom_kills_steady"] == 2
+
+
+def test_cpu_per_scrape_counts_collector_scrapes_from_the_histogram(tmp_path):
+    run_dir, expected = build_run(tmp_path, scenarios=("optimized-vm",), profile=False)
+    f = run_dir / "optimized-vm" / "collector" / "scrape_duration_buckets.json"
+    data = json.loads(f.read_text())
+    for series in data["data"]["result"]:          # 3 scrapes a second served: 2 by the load, 1 by the collector
+        series["values"] = [[t, repr(float(v) * 1.5)] for t, v in series["values"]]
+    f.write_text(json.dumps(data))
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["server_scrapes"] == pytest.approx(180.0)
+    assert s["cpu_ms_per_scrape"] == pytest.approx(expected["optimized-vm"]["cpu_ms_per_scrape"] / 1.5)
+    f.unlink()                                      # without the histogram: the client's scrapes, labelled
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["cpu_ms_per_scrape"] == pytest.approx(
+        0.02 * 60 * 1000 / expected["optimized-vm"]["scrape_requests"])
+    assert "upper bound" in s["cpu_ms_per_scrape_basis"]
+
+
+def test_kernel_peak_without_reset_covers_the_whole_scenario(tmp_path):
+    run_dir, _ = build_run(tmp_path, scenarios=("baseline-vm",), profile=False)
+    sj = run_dir / "baseline-vm" / "scenario.json"
+    meta = json.loads(sj.read_text())
+    meta["peak_reset_at"] = None
+    sj.write_text(json.dumps(meta))
+    res = pd.read_csv(run_dir / "baseline-vm" / "resources.csv")
+    res.loc[(res["component"] == "sensor-service") & (res["t"] < meta["steady_start"]), "mem_peak_bytes"] = 49 * MIB
+    res.to_csv(run_dir / "baseline-vm" / "resources.csv", index=False)
+    s = build_summary(load_run(run_dir))["scenarios"]["baseline-vm"]
+    assert s["service_mem_peak_kernel_window"].startswith("whole scenario")
+    assert s["service_mem_peak_kernel_mb"] >= 49.0
+
+
+def test_older_format_falls_back_and_labels_it(tmp_path):
+    run_dir, expected = build_run(tmp_path, old_format=True, scenarios=("baseline-vm",), profile=False)
+    s = build_summary(load_run(run_dir))["scenarios"]["baseline-vm"]
+    assert s["throttled_ratio"] == pytest.approx(expected["baseline-vm"]["throttled_ratio"])   # 3 / 10
+    assert "lower bound" in s["throttled_ratio_basis"]
+    assert s["service_mem_peak_kernel_mb"] is None
+    assert any("mem_peak_bytes" in m for m in s["missing"])
+    # requests.csv.gz without intended/sent: every request was sent when it was due
+    assert s["requests_intended"] == s["requests"]
+    assert s["scrape_latency_from_intended_ms"] == s["scrape_latency_ms"]
+
+
+def test_component_roles_come_from_scenario_json_not_names(tmp_path):
+    run_dir, expected = build_run(tmp_path, scenarios=("optimized-vm",), profile=False)
+    d = run_dir / "optimized-vm"
+    res = pd.read_csv(d / "resources.csv")
+    res["component"] = res["component"].replace({"sensor-service": "robot-app", "victoriametrics": "tsdb"})
+    res.to_csv(d / "resources.csv", index=False)
+    meta = json.loads((d / "scenario.json").read_text())
+    meta["components"] = {"robot-app": "service", "tsdb": "collector"}
+    (d / "scenario.json").write_text(json.dumps(meta))
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["service_component"] == "robot-app" and s["collector_component"] == "tsdb"
+    assert s["cpu_ms_per_request"] == pytest.approx(expected["optimized-vm"]["cpu_ms_per_request"])
+    assert s["collector_cpu_cores"] == pytest.approx(expected["optimized-vm"]["collector_cpu_cores"])
+
+
+def test_figures_doc_is_generated_from_the_catalogue():
+    from reports.figures import catalogue_markdown
+    assert (ROOT / "docs" / "figures.md").read_text() == catalogue_markdown(), \
+        "regenerate it: .venv/bin/python -m reports.figures > docs/figures.md"
+
+
+def test_scrape_timeout_is_read_from_the_scrape_config(tmp_path):
+    from edgebench.bench import scrape_timeout_s
+    from reports.figures import parse_duration_s
+    assert scrape_timeout_s() == 4.0                                     # stack/scrape.yml
+    (tmp_path / "s.yml").write_text("global:\n  scrape_timeout: 1500ms\n")
+    assert scrape_timeout_s(tmp_path / "s.yml") == 1.5
+    assert parse_duration_s("1m30s") == 90.0
+    with pytest.raises(ValueError):
+        parse_duration_s("4 seconds")
+
+
+def test_stack_budget_comes_from_budgets_yml(rendered, tmp_path):
+    from reports.figures import stack_budget_mb
+    import yaml
+    budgets = yaml.safe_load((ROOT / "budgets.yml").read_text())["budgets"]
+    want = next(b["max"] for b in budgets if b["metric"] == "stack_mem_peak_mb")
+    assert rendered[3]["budget_mb"] == want == stack_budget_mb()
+    (tmp_path / "b.yml").write_text("budgets:\n  - metric: stack_mem_peak_mb\n    max: 123\n")
+    assert stack_budget_mb(tmp_path / "b.yml") == 123.0
+
+
+# ---------------------------------------------------------------- presentation
+
+def test_three_significant_digits():
+    from reports.markdown import fmt
+    assert [fmt(x) for x in (41.25, 37.5, 1234.5, 0.012345, 99.95, 0.0, 5, 1750.0, -3.14159)] == \
+        ["41.2", "37.5", "1,230", "0.0123", "100", "0", "5", "1,750", "-3.14"]
+    assert fmt(12.345, sign=True) == "+12.3" and fmt(None) == "not measured"
+
+
+def test_zero_to_zero_reads_no_change_not_not_measured():
+    from reports.markdown import _cmp_table
+    from reports.summary import _compare
+    a = {"oom_kills": 0, "restarts": 0, "cpu_ms_per_request": None, "mem_peak_mb": {}}
+    b = {"oom_kills": 0, "restarts": 1, "cpu_ms_per_request": 2.0, "mem_peak_mb": {}}
+    cmp = _compare("a", a, "b", b, ("oom_kills", "restarts", "cpu_ms_per_request"), "collector")
+    rows = {r[0]: r for r in _cmp_table(cmp, [("OOM", "oom_kills"), ("Restarts", "restarts"),
+                                              ("CPU", "cpu_ms_per_request")], "a", "b")[2]}
+    assert rows["OOM"] == ["OOM", "0", "0", "no change"]
+    assert rows["Restarts"][3] == "not measured"          # 0 -> 1: no percentage exists
+    assert rows["CPU"][1:] == ["not measured", "2.00", "not measured"]
+
+
+def test_histogram_p95_is_labelled_with_its_bucket(rendered):
+    _, _, _, summary = rendered
+    assert summary["scenarios"]["baseline-vm"]["server_scrape_p95_bucket_ms"] == [1000.0, 2500.0]
+    assert summary["scenarios"]["optimized-vm"]["server_scrape_p95_bucket_ms"] == [5.0, 10.0]
+
+
+# ---------------------------------------------------------------- refusals and the contract
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_nothing_measured_is_refused_with_one_line(tmp_path):
+    run = tmp_path / "20240101T000000Z-bench"
+    run.mkdir()
+    (run / "manifest.json").write_text("{corrupt")
+    for args in (("-m", "reports", str(run)), ("-m", "edgebench", "report", "--run", str(run))):
+        out = _run_cli(*args)
+        assert out.returncode == 2, out
+        assert out.stderr.strip().count("\n") == 0 and "nothing was measured" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert not (run / "summary.json").exists() and not (run / "report").exists()
+    (run / "baseline-vm").mkdir()
+    (run / "baseline-vm" / "scenario.json").write_text(json.dumps({"name": "baseline-vm"}))
+    with pytest.raises(ReportError, match="nothing was measured"):
+        load_run(run)
+
+
+def test_rendered_example_without_samples_is_refused(tmp_path):
+    ex = tmp_path / "example"
+    shutil.copytree(ROOT / "docs" / "example", ex)
+    before = (ex / "summary.json").read_bytes()
+    out = _run_cli("-m", "edgebench", "report", "--run", str(ex))
+    assert out.returncode == 2 and "no raw samples" in out.stderr and "Traceback" not in out.stderr
+    assert (ex / "summary.json").read_bytes() == before             # the committed example is untouched
+
+
+def test_newer_results_are_refused_and_older_read(tmp_path):
+    from reports import contract
+    run_dir, _ = build_run(tmp_path, scenarios=("optimized-vm",), profile=False)
+    sj = run_dir / "optimized-vm" / "scenario.json"
+    meta = json.loads(sj.read_text())
+    sj.write_text(json.dumps({**meta, "scenario_version": contract.SCENARIO_VERSION + 1}))
+    with pytest.raises(ReportError, match="newer than this edgebench reads"):
+        load_run(run_dir)
+    old = {k: v for k, v in meta.items() if k not in ("scenario_version", "components", "peak_reset_at")}
+    sj.write_text(json.dumps(old))                              # version 0: roles guessed, and said so
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["service_component"] == "sensor-service" and s["cpu_ms_per_request"] is not None
+    assert any("guessed from the component names" in m for m in s["missing"])
+    mf = run_dir / "manifest.json"
+    mf.write_text(json.dumps({**json.loads(mf.read_text()), "manifest_version": 99}))
+    out = _run_cli("-m", "reports", str(run_dir))
+    assert out.returncode == 2 and "manifest version 99 is newer" in out.stderr
+
+
+def test_contract_round_trip_keeps_unknown_keys(tmp_path):
+    from reports import contract
+    info = {"name": "B.r1", "variant": "optimized", "components": {"sensor-service": "service"},
+            "steady_start": 1.0, "steady_end": 2.0, "load_counts": {"/metrics": {"intended": 4}}}
+    contract.write_scenario(tmp_path, info)
+    back, version = contract.read_scenario(tmp_path)
+    assert version == contract.SCENARIO_VERSION and back.get("load_counts") == info["load_counts"]
+    assert back.components == {"sensor-service": "service"} and back.steady_end == 2.0
+    with pytest.raises(contract.ContractError, match="unknown component role"):
+        contract.write_scenario(tmp_path, {**info, "components": {"x": "database"}})
+    assert issubclass(contract.ContractError, EdgebenchError) and issubclass(ReportError, EdgebenchError)
+
+
+def test_summary_version_is_checked_on_load(rendered, tmp_path):
+    from reports import contract
+    run_dir = rendered[0]
+    assert contract.read_summary(run_dir / "summary.json")["summary_version"] == contract.SUMMARY_VERSION
+    old = tmp_path / "summary.json"
+    old.write_text(json.dumps({"summary_version": 1, "scenarios": {}}))
+    with pytest.raises(contract.ContractError, match="re-render it"):
+        contract.read_summary(old)
+
+
+def test_run_dir_manifest_through_the_contract(tmp_path):
+    from edgebench.results import RunDir
+    from reports import contract
+    run = RunDir.create(tmp_path, "bench", "edgebench bench", {"duration_s": 1})
+    run.record_scenario("baseline-vm", {"status": "complete"})
+    run.update(status="interrupted", note="kept")
+    m = contract.read_manifest(run.path)
+    assert m.status == "interrupted" and m.scenarios == {"baseline-vm": {"status": "complete"}}
+    assert m.extra == {"note": "kept"} and m.manifest_version == contract.MANIFEST_VERSION
+    assert oct((run.path / "manifest.json").stat().st_mode & 0o777) == "0o644"
