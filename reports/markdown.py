@@ -17,6 +17,7 @@ from reports.load import collector_kind
 from plumbing.files import write_atomic
 from reports import figures as FIG
 from reports.summary import get_path, scenario_order
+from reports.view import SCRAPE_ENDPOINT
 
 NOT_MEASURED = "not measured"
 NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×)?( \(.*\))*$|^no change$")
@@ -187,7 +188,7 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
                        f"{fmt(s.get('restarts'))} times (whole scenario, warm-up included).")
         elif s.get("oom_kills") == 0:
             out.append(f"{name} was never OOM-killed, warm-up included (restarts: {fmt(s.get('restarts'))}).")
-        cnt = (s.get("request_counts_by_endpoint") or {}).get("/metrics")
+        cnt = (s.get("request_counts_by_endpoint") or {}).get(SCRAPE_ENDPOINT)
         if cnt and cnt["intended"] > cnt["completed"]:
             out.append(f"{name}: of {fmt(cnt['intended'])} /metrics scrapes due, {fmt(cnt['sent'])} were sent and "
                        f"{fmt(cnt['completed'])} completed: {fmt(cnt['intended'] - cnt['completed'])} are gaps in "
@@ -383,6 +384,29 @@ def _rel(path, out_dir) -> str:
     return os.path.relpath(Path(path), Path(out_dir)).replace(os.sep, "/")
 
 
+def load_section(summary: dict, names: list) -> list:
+    """Requests due, sent and completed per endpoint, and what clients saw (latency from
+    the intended start) next to the service time: the load was open-loop."""
+    rows = []
+    for n in names:
+        s = summary["scenarios"][n]
+        lat = s.get("latency_ms_by_endpoint") or {}
+        for ep, c in (s.get("request_counts_by_endpoint") or {}).items():
+            e = lat.get(ep) or {}
+            rows.append([n, ep, fmt(c["intended"]), fmt(c["sent"]), fmt(c["completed"]), fmt(c["ok"]),
+                         fmt(e.get("p99")), fmt((e.get("from_intended") or {}).get("p99"))])
+    if not rows:
+        return [("h", 2, "Load"), ("p", f"Requests per endpoint: {NOT_MEASURED}.")]
+    return [("h", 2, "Load"),
+            ("p", "Requests are scheduled at fixed intended times whatever the service does (open loop). "
+                  "Due = intended in the steady window; a request never sent or never answered is a "
+                  "failure (a /metrics scrape that was due and did not complete is a gap in the "
+                  "collector's data). Latency from the intended start adds the time a request waited "
+                  "to be sent to its service time."),
+            ("table", ["Scenario", "Endpoint", "Due", "Sent", "Completed", "OK", "Service time p99 (ms)",
+                       "Latency from intended start p99 (ms)"], rows)]
+
+
 def _spread_note(summary: dict) -> str:
     ns = sorted({s.get("repeats") for s in summary.get("scenarios", {}).values() if (s.get("repeats") or 1) > 1})
     if not ns:
@@ -414,6 +438,8 @@ def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
     doc += [("h", 2, "Scenarios"),
             ("table", ["Scenario", "Variant", "Collector", "Repeats", "Steady window (s)", "Requests",
                        "Failures", "Throughput (req/s)", "Limits enforced"], rows)]
+
+    doc += load_section(summary, names)
 
     for key, cmp in summary.get("comparisons", {}).items():
         if cmp["kind"] != "variant":

@@ -23,6 +23,7 @@ from reports import stats as S  # noqa: E402
 from plumbing.files import write_atomic  # noqa: E402
 from reports.load import Run, Scenario, collector_kind  # noqa: E402
 from reports.summary import scenario_order  # noqa: E402
+from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT  # noqa: E402
 
 DPI = 100
 MAX_POINTS = 4000
@@ -97,7 +98,7 @@ def plot_latency_over_time(items, path: Path):
     for name, sc, s in items:
         if sc.requests is None:
             continue
-        r = sc.requests[(sc.requests["name"] == "/metrics") & (sc.requests["sent"] == 1)]
+        r = sc.requests[(sc.requests["name"] == SCRAPE_ENDPOINT) & (sc.requests["sent"] == 1)]
         if len(r) == 0:
             continue
         drawn = True
@@ -135,8 +136,8 @@ def plot_latency_cdf(items, path: Path):
     for _, sc, _ in items:
         if sc.requests is not None:
             endpoints += [e for e in sorted(sc.requests["name"].unique()) if e not in endpoints]
-    endpoints = [e for e in ("/metrics", "/sensor") if e in endpoints] + \
-        [e for e in endpoints if e not in ("/metrics", "/sensor")]
+    endpoints = [e for e in (SCRAPE_ENDPOINT, SENSOR_ENDPOINT) if e in endpoints] + \
+        [e for e in endpoints if e not in (SCRAPE_ENDPOINT, SENSOR_ENDPOINT)]
     if not endpoints:
         return None
     fig, axes = plt.subplots(1, len(endpoints), figsize=(11, 4.2), squeeze=False)
@@ -155,7 +156,7 @@ def plot_latency_cdf(items, path: Path):
                     ls=scenario_style(s), lw=1.8, label=_label(name, s))
             if s.get("scrape_timeout_s"):
                 timeouts.add(float(s["scrape_timeout_s"]))
-        if ep == "/metrics":
+        if ep == SCRAPE_ENDPOINT:
             for to in sorted(timeouts):
                 ax.axvline(to * 1000.0, color="k", ls="--", lw=1.2, label=f"scrape timeout ({to:g} s)")
         ax.axhline(0.95, color="0.4", lw=0.8, ls=":")
