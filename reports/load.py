@@ -180,22 +180,7 @@ def load_requests(path: Path, missing: list, what: str) -> pd.DataFrame | None:
             df[c] = pd.to_numeric(df[c], errors="coerce")
     df["ok"] = df["ok"].fillna(0).astype(int)
     df["name"] = df["name"].astype(str)
-    return open_loop_columns(df).sort_values("intended", kind="stable").reset_index(drop=True)
-
-
-def open_loop_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Files from before open-loop load have no ``intended``/``sent``: every request was
-    sent when it was scheduled (intended = start, sent = 1), as docs/results.md says."""
-    if "intended" not in df:
-        df["intended"] = df["start"]
-    if "sent" not in df:
-        df["sent"] = 1
-    for c in ("bytes", "status_code"):
-        if c not in df:
-            df[c] = np.nan
-    df["intended"] = pd.to_numeric(df["intended"], errors="coerce").fillna(df["start"])
-    df["sent"] = pd.to_numeric(df["sent"], errors="coerce").fillna(1).astype(int)
-    return df
+    return df.sort_values("start", kind="stable").reset_index(drop=True)
 
 
 def load_resources(path: Path, missing: list, what: str) -> pd.DataFrame | None:
@@ -212,6 +197,21 @@ def load_resources(path: Path, missing: list, what: str) -> pd.DataFrame | None:
     df["t"] = pd.to_numeric(df["t"], errors="coerce")
     df["component"] = df["component"].astype(str)
     return df.sort_values(["component", "t"], kind="stable").reset_index(drop=True)
+
+
+def open_loop_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Files from before open-loop load have no ``intended``/``sent``: every request was
+    sent when it was scheduled (intended = start, sent = 1), as docs/results.md says."""
+    if "intended" not in df:
+        df["intended"] = df["start"]
+    if "sent" not in df:
+        df["sent"] = 1
+    for c in ("bytes", "status_code"):
+        if c not in df:
+            df[c] = np.nan
+    df["intended"] = pd.to_numeric(df["intended"], errors="coerce").fillna(df["start"])
+    df["sent"] = pd.to_numeric(df["sent"], errors="coerce").fillna(1).astype(int)
+    return df.sort_values("intended", kind="stable").reset_index(drop=True)
 
 
 def load_scenario(d: Path) -> Scenario:
@@ -237,6 +237,8 @@ def load_scenario(d: Path) -> Scenario:
         name = m.group("name")
     repeat = meta.get("repeat") or (int(m.group("repeat")) if m else 1)
     requests = load_requests(d / "requests.csv.gz", missing, what)
+    if requests is not None:
+        requests = open_loop_columns(requests)
     resources = load_resources(d / "resources.csv", missing, what)
     collector = {}
     cdir = d / "collector"
