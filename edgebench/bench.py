@@ -15,20 +15,6 @@ from edgebench.scenarios import Scenario
 from reports.contract import write_scenario
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SCRAPE_CONFIG = ROOT / "stack" / "scrape.yml"
-
-
-def scrape_timeout_s(path: Path = SCRAPE_CONFIG) -> float | None:
-    """The collector's scrape timeout, read from the scrape config it runs with."""
-    import yaml
-    from reports.figures import parse_duration_s
-    try:
-        return parse_duration_s(((yaml.safe_load(Path(path).read_text()) or {}).get("global") or {})
-                                .get("scrape_timeout", "10s"))
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
-        return None
-
-
 class _Terminated(KeyboardInterrupt):
     """SIGTERM is handled like Ctrl-C: keep what was measured, tear everything down."""
 
@@ -241,3 +227,17 @@ def _tidy_scenario_dir(sdir: Path, state_dir: Path) -> None:
 def _start_profilers(stack: ExitStack, params: RunParams, state_dir: Path, sdir: Path):
     from edgebench.profile_plan import start_profilers
     return start_profilers(stack, params, state_dir, sdir)
+
+
+SCRAPE_CONFIG = ROOT / "stack" / "scrape.yml"
+
+
+def scrape_timeout_s(path: Path = SCRAPE_CONFIG) -> float | None:
+    """The collector's scrape timeout, read from the scrape config it runs with."""
+    import yaml
+    from reports.figures import parse_duration_s
+    try:
+        return parse_duration_s(((yaml.safe_load(Path(path).read_text()) or {}).get("global") or {})
+                                .get("scrape_timeout", "10s"))
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
