@@ -15,6 +15,8 @@ from edgebench.scenarios import Scenario
 from reports.contract import write_scenario
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM is handled like Ctrl-C: keep what was measured, tear everything down."""
 
