@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from plumbing.errors import EdgebenchError
 from reports import contract
 
 REQUEST_COLUMNS = ("intended", "start", "name", "latency_ms", "ok", "bytes", "status_code", "sent")
@@ -27,6 +26,9 @@ COLLECTOR_FILES = ("scrape_duration_buckets.json", "up.json",
                    "collector_scrape_duration.json", "process_resident_memory.json")
 SCENARIO_MARKERS = ("scenario.json", "requests.csv.gz", "requests.csv", "resources.csv")
 _REPEAT_RE = re.compile(r"^(?P<name>.+?)\.r(?P<repeat>\d+)$")
+
+
+from plumbing.errors import EdgebenchError  # noqa: E402 - the one refusal base
 
 
 class ReportError(EdgebenchError):
