@@ -8,7 +8,6 @@ an unmeasured figure reads "not measured".
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ from reports import figures as FIG
 from reports.summary import get_path, scenario_order
 from reports.view import SCRAPE_ENDPOINT
 
-NOT_MEASURED = "not measured"
+from reports.numbers import NOT_MEASURED, SIGNIFICANT, fmt, round_sig  # noqa: F401 (re-exported)
 NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×)?( \(.*\))*$|^no change$")
 COLLECTOR_NAMES = {"vm": "VictoriaMetrics", "prom": "Prometheus"}
 
@@ -30,35 +29,6 @@ def numeric_column(cells) -> bool:
     """Right-align a column when most of its measured cells are numbers."""
     cells = [str(c) for c in cells if c != NOT_MEASURED]
     return bool(cells) and sum(bool(NUMERIC_CELL.match(c)) for c in cells) * 2 > len(cells)
-
-
-SIGNIFICANT = 3
-
-
-def round_sig(x: float, digits: int = SIGNIFICANT) -> float:
-    """x rounded to ``digits`` significant digits (1234.5 -> 1230, 0.012345 -> 0.0123)."""
-    if x == 0 or not math.isfinite(x):
-        return x
-    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
-
-
-def fmt(x, unit: str = "", sign: bool = False) -> str:
-    """A number as shown in the documents: three significant digits (thousands separated,
-    no exponent between 1e-4 and 1e15); whole counts exactly; None -> "not measured"."""
-    if x is None:
-        return NOT_MEASURED
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        text = f"{x:+,d}" if sign else f"{x:,d}"
-    else:
-        r = round_sig(float(x))
-        if r != 0 and not 1e-4 <= abs(r) < 1e15:
-            text = f"{r:+.{SIGNIFICANT - 1}e}" if sign else f"{r:.{SIGNIFICANT - 1}e}"
-        else:
-            decimals = max(0, SIGNIFICANT - 1 - int(math.floor(math.log10(abs(r))))) if r else 0
-            text = f"{r:+,.{decimals}f}" if sign else f"{r:,.{decimals}f}"
-    return f"{text}{unit}"
 
 
 def fmt_bucket(bounds) -> str:

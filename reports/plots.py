@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 from reports import stats as S  # noqa: E402
 from plumbing.files import write_atomic  # noqa: E402
 from reports.load import Run, Scenario, collector_kind  # noqa: E402
+from reports.numbers import fmt  # noqa: E402
 from reports.summary import scenario_order  # noqa: E402
 from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT  # noqa: E402
 
@@ -264,7 +265,7 @@ def plot_memory(items, path: Path):
             lim = (s.get("mem_limit_mb") or {}).get(c)
             if lim:
                 dash = (0, (6, 3)) if sc.role(c) == "service" else (3, (2, 2))
-                ax.axhline(lim, color=col, ls=dash, lw=1.3, label=f"{c} limit ({lim:.0f} MB)")
+                ax.axhline(lim, color=col, ls=dash, lw=1.3, label=f"{c} limit ({fmt(lim)} MB)")
             for i, te in enumerate(_event_times(g, "oom_kills")):
                 ax.axvline(te - (s["window"]["steady_start"] or 0), color="#d62728", lw=2.0, alpha=0.8,
                            label="OOM kill" if i == 0 else None)
@@ -350,13 +351,13 @@ def plot_memory_budget(summary: dict, path: Path):
                        alpha=1.0 if kind == "peak" else 0.6, edgecolor=scenario_colour(s), lw=2,
                        label=c)
                 bottom += v
-            ax.text(pos, bottom + 4, f"{bottom:.0f}", ha="center", va="bottom", fontsize=8)
+            ax.text(pos, bottom + 4, fmt(bottom), ha="center", va="bottom", fontsize=8)
             xs.append(pos)
             labels.append(f"{n}\n{kind}")
             pos += 1.0
         pos += 0.6
     budget = summary.get("budget_mb", 300.0)
-    ax.axhline(budget, color="k", ls="--", lw=1.4, label=f"stack budget ({budget:.0f} MB)")
+    ax.axhline(budget, color="k", ls="--", lw=1.4, label=f"stack budget ({fmt(budget)} MB)")
     ax.set_xticks(xs)
     ax.set_xticklabels(labels, fontsize=8)
     for tick, n in zip(ax.get_xticklabels(), [n for n in names for _ in (0, 1)]):
@@ -406,10 +407,10 @@ def _bars(ax, summary, names, key, err_key, ylabel, title):
         ylabel += " (log scale)"
     for xi, v, h, low in zip(x, vals, hi, lo):
         if np.isfinite(v) and v < 0:           # below a negative bar (and its error bar)
-            ax.annotate(f"{v:.3g}", (xi, v - low), xytext=(0, -3), textcoords="offset points",
+            ax.annotate(fmt(v), (xi, v - low), xytext=(0, -3), textcoords="offset points",
                         ha="center", va="top", fontsize=8)
         elif np.isfinite(v):
-            ax.annotate(f"{v:.3g}", (xi, v + h), xytext=(0, 3), textcoords="offset points",
+            ax.annotate(fmt(v), (xi, v + h), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=8)
         else:
             ax.annotate("not measured", (xi, 0), xytext=(0, 3), textcoords="offset points",
@@ -470,7 +471,7 @@ def plot_top_functions(items, path: Path, top: int = 12):
         y = np.arange(len(df))
         ax.barh(y, df["self_pct"], color=scenario_colour(s))
         for yi, v in zip(y, df["self_pct"]):
-            ax.annotate(f"{v:.3g} %", (v, yi), xytext=(3, 0), textcoords="offset points",
+            ax.annotate(f"{fmt(v)} %", (v, yi), xytext=(3, 0), textcoords="offset points",
                         va="center", ha="left", fontsize=8)
         ax.set_yticks(y)
         ax.set_yticklabels([lab(r) for _, r in df.iterrows()], fontsize=8)
