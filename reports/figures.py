@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from reports import stats as S
 from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT, ScenarioView, latency_from_intended_ms
