@@ -302,10 +302,15 @@ def plot_cpu(items, path: Path):
                 ax.axhline(q, color=col, ls=dash, lw=1.3, label=f"{c} quota ({q:g} CPU)")
             if sc.role(c) == "service" and g["throttled_periods"].notna().any():
                 tt, thr = S.rate_series(g["t"], g["throttled_periods"])
-                pct = np.clip(thr * S.CFS_PERIOD_S * 100.0, 0, 100)
+                if g["nr_periods"].notna().any():     # the throttled_ratio figure's definition, per interval
+                    _, per = S.rate_series(g["t"], g["nr_periods"])
+                    pct = np.clip(np.where(per > 0, thr / np.where(per > 0, per, 1.0), 0.0) * 100.0, 0, 100)
+                    what = f"{c} throttled (% of CFS periods)"
+                else:                                 # older runs: wall-clock periods, a lower bound
+                    pct = np.clip(thr * S.CFS_PERIOD_S * 100.0, 0, 100)
+                    what = f"{c} throttled (% of wall-clock periods, a lower bound)"
                 ax2 = ax.twinx()
-                ax2.fill_between(_rel(tt, s), pct, step="mid", color="0.5", alpha=0.25,
-                                 label=f"{c} throttled periods (%)")
+                ax2.fill_between(_rel(tt, s), pct, step="mid", color="0.5", alpha=0.25, label=what)
                 ax2.set_ylim(0, 105)
                 ax2.set_ylabel("throttled (% of periods)")
                 ax2.grid(False)
