@@ -615,3 +615,20 @@ def test_run_dir_manifest_through_the_contract(tmp_path):
     assert m.status == "interrupted" and m.scenarios == {"baseline-vm": {"status": "complete"}}
     assert m.extra == {"note": "kept"} and m.manifest_version == contract.MANIFEST_VERSION
     assert oct((run.path / "manifest.json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_documents_and_comparisons_use_only_catalogue_figures():
+    from reports import markdown as M
+    from reports import summary as SM
+    from reports.figures import BUDGET_FIGURES, GATE_FIGURES, PROFILE_FIGURES, figure
+    extra = {"mem_slope_stderr_kb_per_request"}                   # the slope's standard error
+    paths = [k for _, k, _ in M.PER_SCENARIO_ROWS] + [k for rows in (M.LATENCY_ROWS, M.CPU_ROWS,
+                                                                     M.STABILITY_ROWS, M.COLLECTOR_ROWS)
+                                                      for _, k in rows]
+    paths += list(SM.VARIANT_METRICS) + list(SM.COLLECTOR_METRICS)
+    paths += list(BUDGET_FIGURES.values()) + list(GATE_FIGURES.values())
+    for p in paths:
+        if p.split(".")[0] in PROFILE_FIGURES or p in extra:
+            continue
+        f = figure(p)                                             # KeyError: not in the catalogue
+        assert p in f.keys, p
