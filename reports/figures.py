@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 
 from reports import stats as S
 from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT, ScenarioView, latency_from_intended_ms
@@ -260,10 +261,31 @@ def cpu_ms_per_request_of(role: str):
     return est
 
 
+def _served_between_scrapes(v: ScenarioView, lo: float, hi: float) -> tuple[float, float, float] | None:
+    """(t_a, t_b, scrapes served between them): t_a and t_b are the first and last times in
+    [lo, hi] at which the collector saw the histogram's count change, i.e. (to one query
+    step) the instants it scraped. Counting between two scrapes avoids the error of
+    interpolating a counter the collector sees only every scrape interval (±1 interval at
+    each edge of the window)."""
+    bk = v.sc.collector.get("scrape_duration_buckets")
+    inf = [x for x in S.prom_series(bk) if str(x["metric"].get("le")).lower() in ("+inf", "inf")] if bk else []
+    if len(inf) != 1:
+        return None
+    t, c = S._sorted_tv(inf[0]["t"], inf[0]["v"])
+    c = S.reset_corrected(c)
+    changed = np.concatenate([[False], np.diff(c) != 0])
+    idx = np.flatnonzero(changed & (t >= lo) & (t <= hi))
+    if idx.size < 2:
+        return None
+    a, b = idx[0], idx[-1]
+    return float(t[a]), float(t[b]), float(c[b] - c[a])
+
+
 def cpu_ms_per_scrape(v: ScenarioView):
-    """Service CPU over the window ÷ scrapes the service served (its histogram's count,
-    collector scrapes included); without the histogram, ÷ the load generator's /metrics
-    requests (then an upper bound, and `cpu_ms_per_scrape_basis` says so)."""
+    """Service CPU ÷ scrapes the service served (its histogram's count, collector scrapes
+    included), both between the first and last scrape the collector saw in the window;
+    without the histogram, ÷ the load generator's /metrics requests over the window (then
+    an upper bound, and `cpu_ms_per_scrape_basis` says so)."""
     g = v.samples(v.service) if v.service else None
     if g is None:
         return None
@@ -271,23 +293,25 @@ def cpu_ms_per_scrape(v: ScenarioView):
     span = S.covered_span(t, v.start, v.end)
     if span is None:
         return None
-    cpu = S.counter_increase(t, g["cpu_seconds"], *span)
-    bk = v.sc.collector.get("scrape_duration_buckets")
-    served = None
-    if bk is not None:
-        b = S.histogram_increase_buckets(S.prom_series(bk), *span)
-        served = b.get(math.inf) if b else None
-    n = served if served else S.in_window(_sent_starts(v, SCRAPE_ENDPOINT) if v.sent is not None else [],
-                                          *span).sum()
+    served = _served_between_scrapes(v, *span)
+    if served is not None and served[2] > 0:
+        cpu = S.counter_increase(t, g["cpu_seconds"], served[0], served[1])
+        n = served[2]
+    else:
+        cpu = S.counter_increase(t, g["cpu_seconds"], *span)
+        n = S.in_window(_sent_starts(v, SCRAPE_ENDPOINT) if v.sent is not None else [], *span).sum()
     return None if cpu is None or not n else S._clean(cpu * 1000.0 / float(n))
 
 
 def cpu_ms_per_scrape_basis(v: ScenarioView) -> str | None:
     if v.service is None:
         return None
-    bk = v.sc.collector.get("scrape_duration_buckets")
-    if bk is not None and server_scrapes(v):
-        return "scrapes served (service histogram count, collector scrapes included)"
+    g = v.samples(v.service)
+    span = S.covered_span(g["t"].to_numpy(), v.start, v.end)
+    served = _served_between_scrapes(v, *span) if span else None
+    if served is not None and served[2] > 0:
+        return ("scrapes served (service histogram count, collector scrapes included), between the "
+                "first and last collector scrape in the window")
     return "load generator /metrics requests only (no service histogram): an upper bound"
 
 
@@ -503,7 +527,8 @@ CATALOGUE: tuple[Figure, ...] = (
       cpu_ms_per_request_of("service"),
       "service CPU-seconds increase over the covered window ÷ requests sent in it (total over total)"),
     F("cpu_ms_per_scrape", "Service CPU per /metrics scrape served (ms)", "ms", HIGHER_WORSE, STEADY,
-      cpu_ms_per_scrape, "service CPU increase ÷ scrapes served (histogram count); basis in cpu_ms_per_scrape_basis"),
+      cpu_ms_per_scrape, "service CPU ÷ scrapes served (histogram count, collector scrapes included), both between the "
+      "first and last collector scrape in the window; fallback named in cpu_ms_per_scrape_basis"),
     F("service_cpu_cores", "Service CPU used (cores)", "cores", HIGHER_WORSE, STEADY, cores_of("service"),
       "CPU-seconds increase ÷ elapsed seconds"),
     F("throttled_ratio", "Service throttled ratio (share of CFS periods)", "ratio", HIGHER_WORSE, STEADY,

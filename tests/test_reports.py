@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -632,3 +633,23 @@ def test_documents_and_comparisons_use_only_catalogue_figures():
             continue
         f = figure(p)                                             # KeyError: not in the catalogue
         assert p in f.keys, p
+
+
+def test_cpu_per_scrape_counts_between_collector_scrapes(tmp_path):
+    # The collector sees the histogram every 5 s (at 3, 8, 13 … s), queried with a 1 s step:
+    # a staircase. Counting between the first and last scrape in the window is exact; the
+    # window's edges would count 110 scrapes against 57 s of CPU (+3.6 %).
+    from fixtures_results import LE, T0, _prom_matrix
+    run_dir, _ = build_run(tmp_path, scenarios=("optimized-vm",), profile=False)
+    d = run_dir / "optimized-vm"
+    meta = json.loads((d / "scenario.json").read_text())
+    meta["steady_end"] = T0 + 67.0
+    (d / "scenario.json").write_text(json.dumps(meta))
+    steps = T0 + np.arange(0, 73, dtype=float)
+    seen = 2.0 * np.maximum(0.0, np.floor((steps - T0 - 3.0) / 5.0) * 5.0 + 3.0)   # count at the last scrape
+    series = [({"le": le}, list(zip(steps, seen if float(le.replace("+Inf", "inf")) >= 0.01 else 0 * seen)))
+              for le in LE]
+    (d / "collector" / "scrape_duration_buckets.json").write_text(json.dumps(_prom_matrix(series)))
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["cpu_ms_per_scrape"] == pytest.approx(0.02 * 1000 / 2.0)          # 10 ms, exactly
+    assert "between the first and last collector scrape" in s["cpu_ms_per_scrape_basis"]
