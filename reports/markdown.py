@@ -87,7 +87,7 @@ PER_SCENARIO_ROWS = tuple((label, key, "") for label, key in _rows(
     "mem_slope_stderr_kb_per_request", "mem_per_scrape_mb", "scrape_alloc_peak_mb", "scrape_alloc_retained_mb",
     "collector_mem_peak_mb", "collector_mem_steady_mb", "collector_cpu_cores", "collector_disk_write_bytes_per_s",
     "collector_disk_used_mb", "collector_up_ratio", "stack_mem_peak_mb", "stack_mem_steady_mb",
-    "oom_kills", "restarts", "oom_kills_steady", "restarts_steady", "loadgen_cpu_ms_per_request"))
+    "oom_kills_total", "restarts_total", "oom_kills", "restarts", "loadgen_cpu_ms_per_request"))
 
 LATENCY_ROWS = _rows(
     "scrape_latency_ms.p50", "scrape_latency_ms.p95", "scrape_latency_ms.p99", "scrape_latency_ms.max",
@@ -96,7 +96,7 @@ LATENCY_ROWS = _rows(
     "latency_ms.p50", "latency_ms.p95", "latency_ms.p99", "latency_from_intended_ms.p99")
 CPU_ROWS = _rows("cpu_ms_per_request", "cpu_ms_per_scrape", "service_cpu_cores", "throttled_ratio",
                  "throughput_rps")
-STABILITY_ROWS = _rows("oom_kills", "restarts", "oom_kills_steady", "restarts_steady", "requests_intended",
+STABILITY_ROWS = _rows("oom_kills_total", "restarts_total", "oom_kills", "restarts", "requests_intended",
                        "requests", "requests_completed", "failures", "metrics_failure_ratio", "collector_up_ratio",
                        "mem_slope_kb_per_request", "mem_per_scrape_mb", "scrape_alloc_peak_mb",
                        "scrape_alloc_retained_mb", "service_mem_peak_kernel_mb")
@@ -153,11 +153,12 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
             out.append(f"{name}: the /metrics p99 ({fmt(p99)} ms) reaches the collector's scrape timeout "
                        f"({fmt(to)} s): scrapes are lost.")
     for name, s in ((a, sa), (b, sb)):
-        if s.get("oom_kills"):
-            out.append(f"{name} was OOM-killed {fmt(s['oom_kills'])} times and restarted "
-                       f"{fmt(s.get('restarts'))} times (whole scenario, warm-up included).")
-        elif s.get("oom_kills") == 0:
-            out.append(f"{name} was never OOM-killed, warm-up included (restarts: {fmt(s.get('restarts'))}).")
+        if s.get("oom_kills_total"):
+            out.append(f"{name} was OOM-killed {fmt(s['oom_kills_total'])} times and restarted "
+                       f"{fmt(s.get('restarts_total'))} times (whole scenario, warm-up included).")
+        elif s.get("oom_kills_total") == 0:
+            out.append(f"{name} was never OOM-killed, warm-up included "
+                       f"(restarts: {fmt(s.get('restarts_total'))}).")
         cnt = (s.get("request_counts_by_endpoint") or {}).get(SCRAPE_ENDPOINT)
         if cnt and cnt["intended"] > cnt["completed"]:
             out.append(f"{name}: of {fmt(cnt['intended'])} /metrics scrapes due, {fmt(cnt['sent'])} were sent and "

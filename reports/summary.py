@@ -35,7 +35,7 @@ VARIANT_METRICS = (
     "stack_mem_peak_mb", "stack_mem_steady_mb",
     "mem_slope_kb_per_request", "mem_per_scrape_mb", "scrape_alloc_peak_mb", "scrape_alloc_retained_mb",
     "throughput_rps", "requests_intended", "requests", "requests_completed", "failures",
-    "metrics_failure_ratio", "oom_kills", "restarts", "oom_kills_steady", "restarts_steady",
+    "metrics_failure_ratio", "oom_kills", "restarts", "oom_kills_total", "restarts_total",
     "collector_up_ratio",
 )
 # keys compared between collectors (a = prometheus, b = victoriametrics)
@@ -174,7 +174,7 @@ def component_breakdown(v: ScenarioView) -> dict:
     out = {k: {} for k in ("cpu_ms_per_request_by_component", "cpu_cores_by_component", "mem_peak_mb",
                            "mem_peak_kernel_mb", "mem_steady_mb", "mem_limit_mb", "cpus_by_component",
                            "oom_kills_by_component", "restarts_by_component",
-                           "oom_kills_steady_by_component", "restarts_steady_by_component",
+                           "oom_kills_total_by_component", "restarts_total_by_component",
                            "throttled_ratio_by_component")}
     starts = FIG._sent_starts(v)
     for c, g in v.components.items():
@@ -186,10 +186,10 @@ def component_breakdown(v: ScenarioView) -> dict:
         lim, cp = g["mem_limit_bytes"].dropna(), g["cpus"].dropna()
         out["mem_limit_mb"][c] = FIG._mb(float(lim.iloc[-1])) if len(lim) else None
         out["cpus_by_component"][c] = float(cp.iloc[-1]) if len(cp) else None
-        out["oom_kills_by_component"][c] = FIG._events(v, c, "oom_kills", FIG.SCENARIO)
-        out["restarts_by_component"][c] = FIG._events(v, c, "restarts", FIG.SCENARIO)
-        out["oom_kills_steady_by_component"][c] = FIG._events(v, c, "oom_kills", FIG.STEADY)
-        out["restarts_steady_by_component"][c] = FIG._events(v, c, "restarts", FIG.STEADY)
+        out["oom_kills_by_component"][c] = FIG._events(v, c, "oom_kills", FIG.STEADY)
+        out["restarts_by_component"][c] = FIG._events(v, c, "restarts", FIG.STEADY)
+        out["oom_kills_total_by_component"][c] = FIG._events(v, c, "oom_kills", FIG.SCENARIO)
+        out["restarts_total_by_component"][c] = FIG._events(v, c, "restarts", FIG.SCENARIO)
         out["throttled_ratio_by_component"][c] = FIG.throttled_ratio_of(lambda _v, c=c: c)(v)
     role_of = {"service": FIG.mem_peak_kernel_of("service"), "collector": FIG.mem_peak_kernel_of("collector")}
     out["mem_peak_kernel_mb"] = {c: role_of[r](v) for c, r in v.roles.items() if r in role_of}

@@ -231,7 +231,8 @@ def test_markdown_numbers_all_come_from_summary(rendered):
     for i, n in enumerate(order):
         s = summary["scenarios"][n]
         assert float(per["Service CPU per request (ms)"][i]) == round_sig(s["cpu_ms_per_request"])
-        assert float(per["OOM kills (whole scenario)"][i]) == s["oom_kills"]
+        assert float(per["OOM kills (whole scenario)"][i]) == s["oom_kills_total"]
+        assert float(per["OOM kills (steady window)"][i]) == s["oom_kills"]
         cell = per["/metrics p95, service histogram (ms)"][i]
         assert float(cell.split(" ")[0].replace(",", "")) == round_sig(s["server_scrape_p95_ms"])
     # the histogram p95 is labelled with the bucket it was interpolated in
@@ -416,8 +417,10 @@ def test_catalogue_figures_known_answers(rendered):
     assert b["request_counts_by_endpoint"]["/metrics"]["sent"] == \
         expected["baseline-vm"]["scrapes_due"] - expected["baseline-vm"]["scrapes_never_sent"]
     assert expected["baseline-vm"]["scrapes_never_sent"] > 0
-    # OOM kills count the whole scenario; the steady-window count is its own figure
-    assert b["oom_kills"] == 2 and b["oom_kills_steady"] == 2
+    ep = b["latency_ms_by_endpoint"]["/metrics"]       # due, and not ok (never sent included)
+    assert ep["failures"] / ep["count"] == pytest.approx(b["metrics_failure_ratio"])
+    # the budgets' OOM kills count the whole scenario; the steady-window count is its own figure
+    assert b["oom_kills_total"] == 2 and b["oom_kills"] == 2
 
 
 def test_cpu_per_scrape_counts_collector_scrapes_from_the_histogram(tmp_path):
