@@ -45,10 +45,22 @@ def fmt_spread(s: dict, key: str, unit: str = "") -> str:
     v = get_path(s, key)
     text = fmt(v, unit)
     sp = (s.get("spread") or {}).get(key)
-    if v is not None and sp:
+    if v is not None and sp and fmt(sp[0]) != fmt(sp[1]):
         text += f" ({fmt(sp[0])}–{fmt(sp[1])})"
     if key == "server_scrape_p95_ms" and v is not None and s.get("server_scrape_p95_bucket_ms"):
         text += f" ({fmt_bucket(s['server_scrape_p95_bucket_ms'])})"
+    return text
+
+
+def fmt_side(m: dict, side: str, unit: str = "") -> str:
+    """One side of a comparison: its value, min–max over repeats, histogram bucket."""
+    text = fmt(m[side], unit)
+    if m[side] is not None and m.get(f"{side}_spread"):
+        lo, hi = (fmt(x) for x in m[f"{side}_spread"])
+        if lo != hi:
+            text += f" ({lo}–{hi})"
+    if m[side] is not None and m.get(f"{side}_bucket"):
+        text += f" ({fmt_bucket(m[f'{side}_bucket'])})"
     return text
 
 
@@ -113,12 +125,7 @@ def _cmp_table(cmp: dict, rows, a_label: str, b_label: str, last: str = "change"
             continue
         nc = bool(m.get("no_change"))
         last_cell = fmt_pct(m["change_pct"], nc) if last == "change" else fmt_ratio(m["ratio"], nc)
-        a, b = fmt(m["a"]), fmt(m["b"])
-        if m.get("a_bucket") and m["a"] is not None:
-            a += f" ({fmt_bucket(m['a_bucket'])})"
-        if m.get("b_bucket") and m["b"] is not None:
-            b += f" ({fmt_bucket(m['b_bucket'])})"
-        out.append([label, a, b, last_cell])
+        out.append([label, fmt_side(m, "a"), fmt_side(m, "b"), last_cell])
     return ("table", headers, out)
 
 
@@ -132,20 +139,27 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
     if c["ratio"] is not None:
         if c["ratio"] >= 1:
             out.append(f"With {coll}, the optimized service uses {fmt_ratio(c['ratio'])} less CPU per request "
-                       f"than the baseline ({fmt(c['a'])} ms → {fmt(c['b'])} ms, {fmt_pct(c['change_pct'])}).")
+                       f"than the baseline ({fmt_side(c, 'a', ' ms')} → {fmt_side(c, 'b', ' ms')}, "
+                       f"{fmt_pct(c['change_pct'])}).")
         else:
             out.append(f"With {coll}, the optimized service uses MORE CPU per request than the baseline "
-                       f"({fmt(c['a'])} ms → {fmt(c['b'])} ms, {fmt_pct(c['change_pct'])}).")
+                       f"({fmt_side(c, 'a', ' ms')} → {fmt_side(c, 'b', ' ms')}, {fmt_pct(c['change_pct'])}).")
     else:
         out.append(f"CPU per request ({a} vs {b}) was not measured.")
     p = m["scrape_latency_ms.p95"]
     if p["ratio"] is not None:
         how = f"{fmt_ratio(p['ratio'])} faster" if p["ratio"] >= 1 else f"{fmt_pct(p['change_pct'])}, slower"
-        out.append(f"/metrics p95 latency (client side): {fmt(p['a'])} ms → {fmt(p['b'])} ms ({how}).")
+        out.append(f"/metrics p95 service time (client side): {fmt_side(p, 'a', ' ms')} → "
+                   f"{fmt_side(p, 'b', ' ms')} "
+                   f"({how}).")
+    pi = m.get("scrape_latency_from_intended_ms.p95") or {}
+    if pi.get("a") is not None and pi.get("b") is not None and (pi["a"], pi["b"]) != (p["a"], p["b"]):
+        out.append(f"/metrics p95 latency from the intended start (what the collector sees): "
+                   f"{fmt_side(pi, 'a', ' ms')} → {fmt_side(pi, 'b', ' ms')}.")
     sv = m["server_scrape_p95_ms"]
     if sv["a"] is not None and sv["b"] is not None:
-        out.append(f"The service's own histogram puts the /metrics p95 at {fmt(sv['a'])} ms (baseline) and "
-                   f"{fmt(sv['b'])} ms (optimized).")
+        out.append(f"The service's own histogram puts the /metrics p95 at {fmt_side(sv, 'a', ' ms')} (baseline) "
+                   f"and {fmt_side(sv, 'b', ' ms')} (optimized).")
     for name, s in ((a, sa), (b, sb)):
         to = s.get("scrape_timeout_s")
         p99 = get_path(s, "scrape_latency_ms.p99")

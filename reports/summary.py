@@ -387,6 +387,10 @@ def _compare(a_name: str, a: dict, b_name: str, b: dict, keys, kind: str) -> dic
         va, vb = get_path(a, k), get_path(b, k)
         metrics[k] = {"a": va, "b": vb, "ratio": S.ratio(va, vb), "change_pct": S.change_pct(va, vb),
                       "no_change": va is not None and va == vb}
+        for side, s in (("a", a), ("b", b)):
+            sp = (s.get("spread") or {}).get(k)
+            if sp:
+                metrics[k][f"{side}_spread"] = sp
         if k == "server_scrape_p95_ms":
             metrics[k]["a_bucket"] = a.get("server_scrape_p95_bucket_ms")
             metrics[k]["b_bucket"] = b.get("server_scrape_p95_bucket_ms")

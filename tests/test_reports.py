@@ -358,6 +358,11 @@ def test_repeats_are_aggregated_into_medians_with_spread(tmp_path):
     md = render_markdown(summary, tmp_path / "out").read_text()
     assert "41.6 (37.8–45.4)" in md                    # three significant digits, min–max of 3 repeats
     assert "holds the median with 75.0 % confidence" in md
+    # comparisons carry the interval too; a spread that rounds to one number is not printed
+    assert "(41.6 ms (37.8–45.4) → 1.83 ms (1.67–2.00), -95.6 %)" in md
+    assert "| 41.6 (37.8–45.4) | 1.83 (1.67–2.00) | -95.6 % |" in md
+    assert "1,750 ms (bucket 1,000–2,500 ms) (baseline)" in md
+    assert not re.search(r"\(([\d.,]+)–\1\)", md)
 
 
 def test_not_a_run_raises_one_line_error(tmp_path):
