@@ -661,3 +661,37 @@ def test_cpu_per_scrape_counts_between_collector_scrapes(tmp_path):
     s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
     assert s["cpu_ms_per_scrape"] == pytest.approx(0.02 * 1000 / 2.0)          # 10 ms, exactly
     assert "between the first and last collector scrape" in s["cpu_ms_per_scrape_basis"]
+
+
+def test_remaining_catalogue_figures_known_answers(rendered):
+    from fixtures_results import COLLECTOR, T0, WARMUP, DURATION
+    run_dir, expected, _, summary = rendered
+    s0, s1 = T0 + WARMUP, T0 + WARMUP + DURATION
+    for name, s in summary["scenarios"].items():
+        e, d = expected[name], run_dir / name
+        base = s["variant"] == "baseline"
+        up = json.loads((d / "collector" / "up.json").read_text())["data"]["result"][0]["values"]
+        ups = [float(v) for t, v in up if s0 <= t <= s1]
+        assert s["collector_up_ratio"] == pytest.approx(sum(ups) / len(ups))
+        assert s["collector_scrapes_over_timeout"] == (3 if base else 0)      # 4 s at steps 5, 9, 13
+        if not base:
+            assert s["collector_scrape_duration_p95_s"] == pytest.approx(0.01)
+        assert s["server_scrape_p50_ms"] == pytest.approx(388.888889 if base else 7.5)
+        assert s["loadgen_cpu_ms_per_request"] == pytest.approx(3.6 * 1000 / e["requests"])
+        c = COLLECTOR[s["collector"]]
+        assert s["collector_disk_used_mb"] == pytest.approx((c["used0"] + 10_000 * 70) / MIB)
+        res = pd.read_csv(d / "resources.csv")
+        w = res[(res["t"] >= s0) & (res["t"] <= s1)]
+        per_t = w.pivot_table(index="t", columns="component", values="mem_bytes").sum(axis=1)
+        assert s["stack_mem_peak_mb"] == pytest.approx(per_t.max() / MIB)
+        assert s["stack_mem_steady_mb"] == pytest.approx(per_t.median() / MIB)
+        svc = w[w["component"] == "sensor-service"]["mem_bytes"]
+        assert s["service_mem_steady_mb"] == pytest.approx(svc.median() / MIB)
+        coll = w[w["component"] == s["collector"]]["mem_bytes"]
+        assert s["collector_mem_peak_mb"] == pytest.approx(coll.max() / MIB)
+        assert s["collector_mem_peak_kernel_mb"] == pytest.approx(c["mem"] / MIB + 3.0)
+        assert s["service_cpu_cores"] == pytest.approx(e["cpu_ms_per_request"] * e["requests"] / 60_000)
+        assert s["collector_cpu_ms_per_request"] == pytest.approx(c["cpu"] * 60 * 1000 / e["requests"])
+        assert s["sensor_failure_ratio"] == 0.0
+        assert s["failure_ratio"] == pytest.approx(e["failures"] / e["requests_intended"])
+        assert s["throughput_rps"] == pytest.approx(e["completed"] / 60.0)
