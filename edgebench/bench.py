@@ -9,15 +9,14 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from edgebench.fileio import write_json_atomic
 from edgebench.params import RunParams
 from edgebench.progress import Progress
 from edgebench.results import ROOT, RunDir
 from edgebench.scenarios import Scenario
+from reports.contract import write_scenario
 
 # EDGEBENCH_COMPOSE_FILE: another compose file (the fault suite's broken collector)
 COMPOSE_FILE = Path(os.environ.get("EDGEBENCH_COMPOSE_FILE") or ROOT / "docker-compose.yml")
-SCRAPE_TIMEOUT_S = 4.0  # stack/scrape.yml
 
 
 class _Terminated(KeyboardInterrupt):
@@ -109,7 +108,7 @@ def _run_target(run: RunDir, params: RunParams) -> None:
     info = {"name": "target", "scenario": "target", "repeat": 1, "variant": "external",
             "collector": None, "engine": "external", "limits_enforced": False,
             "target": params.target, **_load_summary(result, params), "status": "complete"}
-    write_json_atomic(sdir / "scenario.json", info)
+    write_scenario(sdir, info)
     run.record_scenario("target", {"status": "complete"})
 
 
@@ -117,7 +116,7 @@ def _load_summary(result, params: RunParams) -> dict:
     return {"steady_start": result.steady_start, "steady_end": result.steady_end,
             "warmup_s": params.warmup_s, "duration_s": params.duration_s,
             "users": params.users, "scrapers": params.scrapers, "scrape_rate": params.scrape_rate,
-            "sensor_rate": params.sensor_rate, "scrape_timeout_s": SCRAPE_TIMEOUT_S,
+            "sensor_rate": params.sensor_rate, "scrape_timeout_s": scrape_timeout_s(),
             "loadgen_cpu_seconds": result.loadgen_cpu_seconds,
             "loadgen_bottleneck": result.loadgen_bottleneck,
             "samples": result.samples}
@@ -149,6 +148,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
     progress = Progress(sdir.name)
     info = {"name": sdir.name, "scenario": scenario.name, "repeat": repeat,
             "variant": scenario.variant, "collector": scenario.collector_kind,
+            "components": {"sensor-service": "service", scenario.collector: "collector"},
             "status": "running"}
     state_dir = sdir / "stack"
     # SENSOR_SEED: every run draws the same simulated failures and 5 MB blob answers, so
@@ -210,7 +210,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
         raise
     finally:
         _tidy_scenario_dir(sdir, state_dir)
-        write_json_atomic(sdir / "scenario.json", info)
+        write_scenario(sdir, info)
         progress.phase(info["status"])
     return info
 
@@ -235,3 +235,12 @@ def _tidy_scenario_dir(sdir: Path, state_dir: Path) -> None:
 def _start_profilers(stack: ExitStack, params: RunParams, state_dir: Path, sdir: Path):
     from edgebench.profile_plan import start_profilers
     return start_profilers(stack, params, state_dir, sdir)
+
+
+SCRAPE_CONFIG = ROOT / "stack" / "scrape.yml"
+
+
+def scrape_timeout_s(path: Path = SCRAPE_CONFIG) -> float:
+    """The collector's scrape timeout, read from the scrape config it runs with."""
+    from stack.scrape_config import scrape_settings
+    return scrape_settings(path).timeout_s

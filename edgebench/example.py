@@ -16,7 +16,7 @@ def write_example(run_dir: Path) -> list[Path]:
     """Render `run_dir` into docs/example/ and OPTIMIZATION_SUMMARY.md at the root."""
     from reports.markdown import render_markdown
     from reports.render import render_run
-    from edgebench.fileio import read_json
+    from reports.contract import read_summary
 
     run_dir = Path(run_dir).resolve()
     if EXAMPLE_DIR.exists():
@@ -30,7 +30,7 @@ def write_example(run_dir: Path) -> list[Path]:
             dest = EXAMPLE_DIR / f.relative_to(run_dir)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dest)
-    summary = read_json(run_dir / "summary.json")
+    summary = read_summary(run_dir / "summary.json")
     from reports.plots import GRAPHS
     images = [{"key": key, "title": title, "path": str(EXAMPLE_DIR / f"{key}.png")}
               for key, title, *_ in GRAPHS if (EXAMPLE_DIR / f"{key}.png").exists()]

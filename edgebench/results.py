@@ -1,4 +1,6 @@
-"""The results directory: one folder per run, never overwritten, with its manifest."""
+"""The results directory: one folder per run, never overwritten, with its manifest.
+
+manifest.json is read and written through reports.contract (docs/results.md)."""
 from __future__ import annotations
 
 import os
@@ -8,8 +10,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgebench.fileio import read_json, write_json_atomic
 from edgebench.fingerprint import machine_fingerprint
+from reports.contract import Manifest, read_manifest, write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,31 +43,28 @@ class RunDir:
             path = results_root / f"{stamp}-{label}-{n}"
         path.mkdir(parents=True)
         run = cls(path)
-        write_json_atomic(run.manifest_path, {
-            "run_id": path.name,
-            "command": command,
-            "argv": sys.argv,
-            "parameters": parameters,
-            "git": git_info(),
-            "machine": machine_fingerprint(),
-            "started_at": time.time(),
-            "status": "running",
-            "scenarios": {},
-        })
+        write_manifest(path, Manifest(
+            run_id=path.name, command=command, argv=list(sys.argv), parameters=parameters,
+            git=git_info(), machine=machine_fingerprint(), started_at=time.time(),
+            status="running", scenarios={}))
         return run
 
-    def manifest(self) -> dict:
-        return read_json(self.manifest_path)
+    def manifest(self) -> Manifest:
+        return read_manifest(self.path)
 
     def update(self, **fields) -> None:
-        data = self.manifest()
-        data.update(fields)
-        write_json_atomic(self.manifest_path, data)
+        m = self.manifest()
+        for k, v in fields.items():
+            if hasattr(m, k) and k != "extra":
+                setattr(m, k, v)
+            else:
+                m.extra[k] = v
+        write_manifest(self.path, m)
 
     def record_scenario(self, name: str, info: dict) -> None:
-        data = self.manifest()
-        data.setdefault("scenarios", {})[name] = info
-        write_json_atomic(self.manifest_path, data)
+        m = self.manifest()
+        m.scenarios[name] = info
+        write_manifest(self.path, m)
 
     def finish(self, status: str, update_latest: bool = True) -> None:
         self.update(status=status, finished_at=time.time())

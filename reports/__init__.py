@@ -1,6 +1,6 @@
 """reports/: results directory -> summary.json, graphs, OPTIMIZATION_SUMMARY.md, report.html.
 
-It runs nothing: it reads a results directory alone (see docs/readme-reports.md).
+It runs nothing: it reads a results directory alone (see docs/reports.md; the files it reads: docs/results.md).
 """
 from reports.load import ReportError, load_run
 

@@ -15,17 +15,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REQUEST_COLUMNS = ("start", "name", "latency_ms", "ok", "bytes", "status_code")
+from reports import contract
+
+REQUEST_COLUMNS = ("intended", "start", "name", "latency_ms", "ok", "bytes", "status_code", "sent")
 RESOURCE_COLUMNS = ("t", "component", "mem_bytes", "rss_bytes", "cpu_seconds",
                     "throttled_periods", "throttled_seconds", "oom_kills", "restarts",
-                    "mem_limit_bytes", "cpus", "disk_write_bytes", "disk_used_bytes")
+                    "mem_limit_bytes", "cpus", "disk_write_bytes", "disk_used_bytes",
+                    "nr_periods", "mem_peak_bytes")
 COLLECTOR_FILES = ("scrape_duration_buckets.json", "up.json",
                    "collector_scrape_duration.json", "process_resident_memory.json")
 SCENARIO_MARKERS = ("scenario.json", "requests.csv.gz", "requests.csv", "resources.csv")
 _REPEAT_RE = re.compile(r"^(?P<name>.+?)\.r(?P<repeat>\d+)$")
 
 
-class ReportError(Exception):
+from plumbing.errors import EdgebenchError  # noqa: E402 - the one refusal base
+
+
+class ReportError(EdgebenchError):
     """A results directory that cannot be reported on; str() is the one line to show."""
 
 
@@ -46,10 +52,16 @@ class Scenario:
     allocation_retained: pd.DataFrame | None = None       # profile/allocation_retained.csv
     profile_meta: dict | None = None                      # profile/profile_meta.json
     missing: list = field(default_factory=list)
+    version: int = contract.SCENARIO_VERSION              # scenario.json's schema version
 
     @property
     def dir_name(self) -> str:
         return self.dir.name
+
+    def role(self, component: str) -> str:
+        """service | collector | loadgen | other: from scenario.json's ``components``;
+        scenario.json files older than version 2 have none, then it is guessed from the name."""
+        return (self.meta.get("components") or {}).get(component) or component_role(component)
 
     @property
     def variant(self) -> str | None:
@@ -74,6 +86,12 @@ class Run:
     @property
     def status(self) -> str | None:
         return self.manifest.get("status")
+
+    @property
+    def measured(self) -> bool:
+        """Whether any scenario holds a sample (a request or a resource sample)."""
+        return any((s.requests is not None and len(s.requests)) or
+                   (s.resources is not None and len(s.resources)) for s in self.scenarios)
 
 
 def guess_variant(name: str) -> str | None:
@@ -106,7 +124,8 @@ def collector_kind(name: str | None) -> str | None:
 
 
 def component_role(component: str) -> str:
-    """service | collector | loadgen | other, from a compose service name."""
+    """service | collector | loadgen | other, guessed from a compose service name: only for
+    scenario.json files older than version 2 (which record ``components``)."""
     c = str(component).lower()
     if "sensor" in c or c in ("service", "app"):
         return "service"
@@ -182,19 +201,46 @@ def load_resources(path: Path, missing: list, what: str) -> pd.DataFrame | None:
     return df.sort_values(["component", "t"], kind="stable").reset_index(drop=True)
 
 
+def open_loop_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Files from before open-loop load have no ``intended``/``sent``: every request was
+    sent when it was scheduled (intended = start, sent = 1), as docs/results.md says."""
+    if "intended" not in df:
+        df["intended"] = df["start"]
+    if "sent" not in df:
+        df["sent"] = 1
+    for c in ("bytes", "status_code"):
+        if c not in df:
+            df[c] = np.nan
+    df["intended"] = pd.to_numeric(df["intended"], errors="coerce").fillna(df["start"])
+    df["sent"] = pd.to_numeric(df["sent"], errors="coerce").fillna(1).astype(int)
+    return df.sort_values("intended", kind="stable").reset_index(drop=True)
+
+
 def load_scenario(d: Path) -> Scenario:
     missing: list[str] = []
     m = _REPEAT_RE.match(d.name)
     what = d.name
-    meta = _read_json(d / "scenario.json", missing, what) or {}
-    if not isinstance(meta, dict):
-        missing.append(f"{what}: scenario.json is not an object")
-        meta = {}
+    meta, version = {}, contract.SCENARIO_VERSION
+    if (d / "scenario.json").exists():
+        try:
+            info, version = contract.read_scenario(d)
+            meta = info.to_dict()
+        except contract.ContractError as e:
+            if "newer than" in str(e):
+                raise ReportError(str(e)) from None
+            missing.append(f"{what}: {e}")
+    else:
+        missing.append(f"{what}: scenario.json not found")
+    if meta and version < 2:
+        missing.append(f"{what}: scenario.json version {version} records no component roles: "
+                       f"service and collector guessed from the component names")
     name = meta.get("scenario") or (m.group("name") if m else None) or meta.get("name") or d.name
     if m and meta.get("name") == d.name:
         name = m.group("name")
     repeat = meta.get("repeat") or (int(m.group("repeat")) if m else 1)
     requests = load_requests(d / "requests.csv.gz", missing, what)
+    if requests is not None:
+        requests = open_loop_columns(requests)
     resources = load_resources(d / "resources.csv", missing, what)
     collector = {}
     cdir = d / "collector"
@@ -236,7 +282,7 @@ def load_scenario(d: Path) -> Scenario:
                     profile_files=profile_files, profile_dir=pdir.is_dir(), top_functions_diff=diff,
                     allocation_peak=allocs.get("allocation_peak"),
                     allocation_retained=allocs.get("allocation_retained"),
-                    profile_meta=profile_meta, missing=missing)
+                    profile_meta=profile_meta, missing=missing, version=version)
 
 
 def _is_scenario_dir(d: Path) -> bool:
@@ -262,10 +308,16 @@ def load_run(run_dir) -> Run:
             and (p / "resources.csv").exists()) for p in scen_dirs):
         raise ReportError(f"{d}: not an edgebench run (no manifest.json and no scenario "
                           f"directories with scenario.json/requests.csv.gz/resources.csv)")
-    manifest = _read_json(d / "manifest.json", missing, "run") or {}
-    if not isinstance(manifest, dict):
-        missing.append("run: manifest.json is not an object")
-        manifest = {}
+    manifest = {}
+    if not has_manifest:
+        missing.append("run: manifest.json not found")
+    else:
+        try:
+            manifest = contract.read_manifest(d).to_dict()
+        except contract.ContractError as e:
+            if "newer than" in str(e):
+                raise ReportError(str(e)) from None
+            missing.append(f"run: {e}")
     status = manifest.get("status")
     if status and status != "complete":
         missing.append(f"run status is '{status}': figures cover only what was measured before it stopped")
@@ -275,7 +327,15 @@ def load_run(run_dir) -> Run:
     for name in expected:
         if name not in present:
             missing.append(f"scenario {name}: planned but no results directory")
-    if not scenarios:
-        missing.append("no scenario directories: nothing was measured")
     scenarios.sort(key=lambda s: (s.name, s.repeat))
-    return Run(dir=d, manifest=manifest, scenarios=scenarios, missing=missing)
+    run = Run(dir=d, manifest=manifest, scenarios=scenarios, missing=missing)
+    if not run.measured:
+        why = (f"{len(scenarios)} scenario director{'y' if len(scenarios) == 1 else 'ies'} without a "
+               f"request or resource sample" if scenarios else "no scenario directories")
+        if (d / "summary.json").exists() and not scenarios:
+            raise ReportError(f"{d}: holds a rendered report but no raw samples (like docs/example): "
+                              f"re-render the run it came from (`make report RUN=results/<id>`, or "
+                              f"`make example` for the committed example)")
+        raise ReportError(f"{d}: nothing was measured ({why}): run `make bench` (or pass the directory "
+                          f"of a run that measured something)")
+    return run

@@ -13,10 +13,13 @@ import re
 from pathlib import Path
 
 from reports.load import collector_kind
-from reports.summary import get_path, scenario_order, write_atomic
+from plumbing.files import write_atomic
+from reports import figures as FIG
+from reports.summary import get_path, scenario_order
+from reports.view import SCRAPE_ENDPOINT
 
-NOT_MEASURED = "not measured"
-NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×)?( \(.*\))?$")
+from reports.numbers import NOT_MEASURED, SIGNIFICANT, fmt, round_sig  # noqa: F401 (re-exported)
+NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×)?( \(.*\))*$|^no change$")
 COLLECTOR_NAMES = {"vm": "VictoriaMetrics", "prom": "Prometheus"}
 
 
@@ -28,41 +31,48 @@ def numeric_column(cells) -> bool:
     return bool(cells) and sum(bool(NUMERIC_CELL.match(c)) for c in cells) * 2 > len(cells)
 
 
-def fmt(x, unit: str = "", sign: bool = False) -> str:
-    """A number as shown in the documents: at most 4 significant digits below 1000,
-    whole numbers with thousands separators above; None -> "not measured"."""
-    if x is None:
-        return NOT_MEASURED
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        text = f"{x:+,d}" if sign else f"{x:,d}"
-    else:
-        x = float(x)
-        if abs(x) >= 1000:
-            text = f"{x:+,.0f}" if sign else f"{x:,.0f}"
-        else:
-            text = f"{x:+.4g}" if sign else f"{x:.4g}"
-            if "e" in text:
-                text = f"{x:+.3e}" if sign else f"{x:.3e}"
-    return f"{text}{unit}"
+def fmt_bucket(bounds) -> str:
+    """A histogram quantile's bucket, e.g. "bucket 1,000–2,500 ms"."""
+    if not bounds:
+        return ""
+    lo, hi = bounds
+    return f"bucket {fmt(lo)}–{fmt(hi) if hi is not None else '+Inf'} ms"
 
 
 def fmt_spread(s: dict, key: str, unit: str = "") -> str:
-    """A scenario figure, with its min–max over repeats when there were several."""
+    """A scenario figure, with its min–max over repeats when there were several (the
+    documents say the confidence of that interval), and the bucket of a histogram p95."""
     v = get_path(s, key)
     text = fmt(v, unit)
     sp = (s.get("spread") or {}).get(key)
-    if v is not None and sp:
+    if v is not None and sp and fmt(sp[0]) != fmt(sp[1]):
         text += f" ({fmt(sp[0])}–{fmt(sp[1])})"
+    if key == "server_scrape_p95_ms" and v is not None and s.get("server_scrape_p95_bucket_ms"):
+        text += f" ({fmt_bucket(s['server_scrape_p95_bucket_ms'])})"
     return text
 
 
-def fmt_pct(x) -> str:
+def fmt_side(m: dict, side: str, unit: str = "") -> str:
+    """One side of a comparison: its value, min–max over repeats, histogram bucket."""
+    text = fmt(m[side], unit)
+    if m[side] is not None and m.get(f"{side}_spread"):
+        lo, hi = (fmt(x) for x in m[f"{side}_spread"])
+        if lo != hi:
+            text += f" ({lo}–{hi})"
+    if m[side] is not None and m.get(f"{side}_bucket"):
+        text += f" ({fmt_bucket(m[f'{side}_bucket'])})"
+    return text
+
+
+def fmt_pct(x, no_change: bool = False) -> str:
+    if no_change:
+        return "no change"
     return NOT_MEASURED if x is None else fmt(x, " %", sign=True)
 
 
-def fmt_ratio(x) -> str:
+def fmt_ratio(x, no_change: bool = False) -> str:
+    if no_change:
+        return "no change"
     return NOT_MEASURED if x is None else fmt(x, "×")
 
 
@@ -74,83 +84,37 @@ def collector_label(c) -> str:
 # blocks: ("h", level, text) ("p", text) ("ul", [text]) ("table", headers, rows)
 #         ("img", title, path) ("links", [(text, path)]) ("code", text)
 
-PER_SCENARIO_ROWS = (
-    ("Requests in the steady window", "requests", ""),
-    ("Failures", "failures", ""),
-    ("Throughput (req/s)", "throughput_rps", ""),
-    ("Latency p50, all requests (ms)", "latency_ms.p50", ""),
-    ("Latency p95, all requests (ms)", "latency_ms.p95", ""),
-    ("Latency p99, all requests (ms)", "latency_ms.p99", ""),
-    ("Latency max, all requests (ms)", "latency_ms.max", ""),
-    ("/metrics latency p95, client (ms)", "scrape_latency_ms.p95", ""),
-    ("/metrics duration p95, server histogram (ms)", "server_scrape_p95_ms", ""),
-    ("Service CPU per request (ms)", "cpu_ms_per_request", ""),
-    ("Service CPU per /metrics scrape (ms)", "cpu_ms_per_scrape", ""),
-    ("Service CPU used (cores)", "service_cpu_cores", ""),
-    ("Service throttled ratio", "throttled_ratio", ""),
-    ("Service memory peak (MB)", "service_mem_peak_mb", ""),
-    ("Service memory steady, median (MB)", "service_mem_steady_mb", ""),
-    ("Service memory growth per request (KB)", "mem_slope_kb_per_request", ""),
-    ("± standard error (KB)", "mem_slope_stderr_kb_per_request", ""),
-    ("Service memory growth per scrape, slope (MB)", "mem_per_scrape_mb", ""),
-    ("Memory one scrape holds at its peak, tracemalloc (MB)", "scrape_alloc_peak_mb", ""),
-    ("Memory one scrape leaves behind, tracemalloc (MB)", "scrape_alloc_retained_mb", ""),
-    ("Collector memory peak (MB)", "collector_mem_peak_mb", ""),
-    ("Collector memory steady (MB)", "collector_mem_steady_mb", ""),
-    ("Collector CPU used (cores)", "collector_cpu_cores", ""),
-    ("Collector disk writes (bytes/s)", "collector_disk_write_bytes_per_s", ""),
-    ("Collector data size (MB)", "collector_disk_used_mb", ""),
-    ("Collector `up` ratio", "collector_up_ratio", ""),
-    ("Stack memory peak (MB)", "stack_mem_peak_mb", ""),
-    ("Stack memory steady (MB)", "stack_mem_steady_mb", ""),
-    ("OOM kills (steady window)", "oom_kills", ""),
-    ("Restarts (steady window)", "restarts", ""),
-    ("OOM kills (whole scenario)", "oom_kills_total", ""),
-    ("Restarts (whole scenario)", "restarts_total", ""),
-    ("Load generator CPU per request (ms)", "loadgen_cpu_ms_per_request", ""),
-)
+def _rows(*keys) -> tuple:
+    """(label, summary path) for each path; labels come from the figure catalogue."""
+    return tuple((FIG.label(k), k) for k in keys)
 
-LATENCY_ROWS = (
-    ("/metrics p50, client (ms)", "scrape_latency_ms.p50"),
-    ("/metrics p95, client (ms)", "scrape_latency_ms.p95"),
-    ("/metrics p99, client (ms)", "scrape_latency_ms.p99"),
-    ("/metrics max, client (ms)", "scrape_latency_ms.max"),
-    ("/metrics p50, server histogram (ms)", "server_scrape_p50_ms"),
-    ("/metrics p95, server histogram (ms)", "server_scrape_p95_ms"),
-    ("all requests p50 (ms)", "latency_ms.p50"),
-    ("all requests p95 (ms)", "latency_ms.p95"),
-    ("all requests p99 (ms)", "latency_ms.p99"),
-)
-CPU_ROWS = (
-    ("Service CPU per request (ms)", "cpu_ms_per_request"),
-    ("Service CPU per /metrics scrape (ms)", "cpu_ms_per_scrape"),
-    ("Service CPU used (cores)", "service_cpu_cores"),
-    ("Service throttled ratio (share of CFS periods)", "throttled_ratio"),
-    ("Throughput (req/s)", "throughput_rps"),
-)
-STABILITY_ROWS = (
-    ("OOM kills (steady window)", "oom_kills"),
-    ("Restarts (steady window)", "restarts"),
-    ("OOM kills (whole scenario)", "oom_kills_total"),
-    ("Restarts (whole scenario)", "restarts_total"),
-    ("Failed requests", "failures"),
-    ("Collector `up` ratio", "collector_up_ratio"),
-    ("Service memory growth per request (KB)", "mem_slope_kb_per_request"),
-    ("Service memory growth per scrape, slope (MB)", "mem_per_scrape_mb"),
-    ("Memory one scrape holds at its peak, tracemalloc (MB)", "scrape_alloc_peak_mb"),
-    ("Memory one scrape leaves behind, tracemalloc (MB)", "scrape_alloc_retained_mb"),
-)
-COLLECTOR_ROWS = (
-    ("Collector memory peak (MB)", "collector_mem_peak_mb"),
-    ("Collector memory steady, median (MB)", "collector_mem_steady_mb"),
-    ("Collector CPU used (cores)", "collector_cpu_cores"),
-    ("Collector CPU per request served by the service (ms)", "collector_cpu_ms_per_request"),
-    ("Collector disk writes (bytes/s)", "collector_disk_write_bytes_per_s"),
-    ("Collector data size at the end of the window (MB)", "collector_disk_used_mb"),
-    ("Stack memory peak, service + collector (MB)", "stack_mem_peak_mb"),
-    ("Stack memory steady (MB)", "stack_mem_steady_mb"),
-)
 
+PER_SCENARIO_ROWS = tuple((label, key, "") for label, key in _rows(
+    "requests_intended", "requests", "requests_completed", "failures", "metrics_failure_ratio",
+    "throughput_rps", "latency_ms.p50", "latency_ms.p95", "latency_ms.p99", "latency_ms.max",
+    "latency_from_intended_ms.p50", "latency_from_intended_ms.p95", "latency_from_intended_ms.p99",
+    "scrape_latency_ms.p95", "scrape_latency_from_intended_ms.p95", "server_scrape_p95_ms",
+    "server_scrapes", "cpu_ms_per_request", "cpu_ms_per_scrape", "service_cpu_cores", "throttled_ratio",
+    "service_mem_peak_mb", "service_mem_peak_kernel_mb", "service_mem_steady_mb", "mem_slope_kb_per_request",
+    "mem_slope_stderr_kb_per_request", "mem_per_scrape_mb", "scrape_alloc_peak_mb", "scrape_alloc_retained_mb",
+    "collector_mem_peak_mb", "collector_mem_steady_mb", "collector_cpu_cores", "collector_disk_write_bytes_per_s",
+    "collector_disk_used_mb", "collector_up_ratio", "stack_mem_peak_mb", "stack_mem_steady_mb",
+    "oom_kills_total", "restarts_total", "oom_kills", "restarts", "loadgen_cpu_ms_per_request"))
+
+LATENCY_ROWS = _rows(
+    "scrape_latency_ms.p50", "scrape_latency_ms.p95", "scrape_latency_ms.p99", "scrape_latency_ms.max",
+    "scrape_latency_from_intended_ms.p50", "scrape_latency_from_intended_ms.p95",
+    "scrape_latency_from_intended_ms.p99", "server_scrape_p50_ms", "server_scrape_p95_ms",
+    "latency_ms.p50", "latency_ms.p95", "latency_ms.p99", "latency_from_intended_ms.p99")
+CPU_ROWS = _rows("cpu_ms_per_request", "cpu_ms_per_scrape", "service_cpu_cores", "throttled_ratio",
+                 "throughput_rps")
+STABILITY_ROWS = _rows("oom_kills_total", "restarts_total", "oom_kills", "restarts", "requests_intended",
+                       "requests", "requests_completed", "failures", "metrics_failure_ratio", "collector_up_ratio",
+                       "mem_slope_kb_per_request", "mem_per_scrape_mb", "scrape_alloc_peak_mb",
+                       "scrape_alloc_retained_mb", "service_mem_peak_kernel_mb")
+COLLECTOR_ROWS = _rows("collector_mem_peak_mb", "collector_mem_steady_mb", "collector_cpu_cores",
+                       "collector_cpu_ms_per_request", "collector_disk_write_bytes_per_s", "collector_disk_used_mb",
+                       "stack_mem_peak_mb", "stack_mem_steady_mb")
 
 def _cmp_table(cmp: dict, rows, a_label: str, b_label: str, last: str = "change") -> tuple:
     headers = ["Figure", a_label, b_label, "Change" if last == "change" else "Ratio"]
@@ -159,8 +123,9 @@ def _cmp_table(cmp: dict, rows, a_label: str, b_label: str, last: str = "change"
         m = cmp["metrics"].get(key)
         if m is None:
             continue
-        last_cell = fmt_pct(m["change_pct"]) if last == "change" else fmt_ratio(m["ratio"])
-        out.append([label, fmt(m["a"]), fmt(m["b"]), last_cell])
+        nc = bool(m.get("no_change"))
+        last_cell = fmt_pct(m["change_pct"], nc) if last == "change" else fmt_ratio(m["ratio"], nc)
+        out.append([label, fmt_side(m, "a"), fmt_side(m, "b"), last_cell])
     return ("table", headers, out)
 
 
@@ -174,20 +139,27 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
     if c["ratio"] is not None:
         if c["ratio"] >= 1:
             out.append(f"With {coll}, the optimized service uses {fmt_ratio(c['ratio'])} less CPU per request "
-                       f"than the baseline ({fmt(c['a'])} ms → {fmt(c['b'])} ms, {fmt_pct(c['change_pct'])}).")
+                       f"than the baseline ({fmt_side(c, 'a', ' ms')} → {fmt_side(c, 'b', ' ms')}, "
+                       f"{fmt_pct(c['change_pct'])}).")
         else:
             out.append(f"With {coll}, the optimized service uses MORE CPU per request than the baseline "
-                       f"({fmt(c['a'])} ms → {fmt(c['b'])} ms, {fmt_pct(c['change_pct'])}).")
+                       f"({fmt_side(c, 'a', ' ms')} → {fmt_side(c, 'b', ' ms')}, {fmt_pct(c['change_pct'])}).")
     else:
         out.append(f"CPU per request ({a} vs {b}) was not measured.")
     p = m["scrape_latency_ms.p95"]
     if p["ratio"] is not None:
         how = f"{fmt_ratio(p['ratio'])} faster" if p["ratio"] >= 1 else f"{fmt_pct(p['change_pct'])}, slower"
-        out.append(f"/metrics p95 latency (client side): {fmt(p['a'])} ms → {fmt(p['b'])} ms ({how}).")
+        out.append(f"/metrics p95 service time (client side): {fmt_side(p, 'a', ' ms')} → "
+                   f"{fmt_side(p, 'b', ' ms')} "
+                   f"({how}).")
+    pi = m.get("scrape_latency_from_intended_ms.p95") or {}
+    if pi.get("a") is not None and pi.get("b") is not None and (pi["a"], pi["b"]) != (p["a"], p["b"]):
+        out.append(f"/metrics p95 latency from the intended start (what the collector sees): "
+                   f"{fmt_side(pi, 'a', ' ms')} → {fmt_side(pi, 'b', ' ms')}.")
     sv = m["server_scrape_p95_ms"]
     if sv["a"] is not None and sv["b"] is not None:
-        out.append(f"The service's own histogram puts the /metrics p95 at {fmt(sv['a'])} ms (baseline) and "
-                   f"{fmt(sv['b'])} ms (optimized).")
+        out.append(f"The service's own histogram puts the /metrics p95 at {fmt_side(sv, 'a', ' ms')} (baseline) "
+                   f"and {fmt_side(sv, 'b', ' ms')} (optimized).")
     for name, s in ((a, sa), (b, sb)):
         to = s.get("scrape_timeout_s")
         p99 = get_path(s, "scrape_latency_ms.p99")
@@ -195,11 +167,17 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
             out.append(f"{name}: the /metrics p99 ({fmt(p99)} ms) reaches the collector's scrape timeout "
                        f"({fmt(to)} s): scrapes are lost.")
     for name, s in ((a, sa), (b, sb)):
-        if s.get("oom_kills"):
-            out.append(f"{name} was OOM-killed {fmt(s['oom_kills'])} times and restarted "
-                       f"{fmt(s.get('restarts'))} times in the steady window.")
-        elif s.get("oom_kills") == 0:
-            out.append(f"{name} was never OOM-killed in the steady window (restarts: {fmt(s.get('restarts'))}).")
+        if s.get("oom_kills_total"):
+            out.append(f"{name} was OOM-killed {fmt(s['oom_kills_total'])} times and restarted "
+                       f"{fmt(s.get('restarts_total'))} times (whole scenario, warm-up included).")
+        elif s.get("oom_kills_total") == 0:
+            out.append(f"{name} was never OOM-killed, warm-up included "
+                       f"(restarts: {fmt(s.get('restarts_total'))}).")
+        cnt = (s.get("request_counts_by_endpoint") or {}).get(SCRAPE_ENDPOINT)
+        if cnt and cnt["intended"] > cnt["completed"]:
+            out.append(f"{name}: of {fmt(cnt['intended'])} /metrics scrapes due, {fmt(cnt['sent'])} were sent and "
+                       f"{fmt(cnt['completed'])} completed: {fmt(cnt['intended'] - cnt['completed'])} are gaps in "
+                       f"the collector's data.")
     sp = m.get("scrape_alloc_peak_mb") or {}
     if sp.get("a") is not None and sp.get("b") is not None:
         out.append(f"At its peak one /metrics scrape holds {fmt(sp['a'])} MB of Python allocations in the "
@@ -391,6 +369,37 @@ def _rel(path, out_dir) -> str:
     return os.path.relpath(Path(path), Path(out_dir)).replace(os.sep, "/")
 
 
+def load_section(summary: dict, names: list) -> list:
+    """Requests due, sent and completed per endpoint, and what clients saw (latency from
+    the intended start) next to the service time: the load was open-loop."""
+    rows = []
+    for n in names:
+        s = summary["scenarios"][n]
+        lat = s.get("latency_ms_by_endpoint") or {}
+        for ep, c in (s.get("request_counts_by_endpoint") or {}).items():
+            e = lat.get(ep) or {}
+            rows.append([n, ep, fmt(c["intended"]), fmt(c["sent"]), fmt(c["completed"]), fmt(c["ok"]),
+                         fmt(e.get("p99")), fmt((e.get("from_intended") or {}).get("p99"))])
+    if not rows:
+        return [("h", 2, "Load"), ("p", f"Requests per endpoint: {NOT_MEASURED}.")]
+    return [("h", 2, "Load"),
+            ("p", "Requests are scheduled at fixed intended times whatever the service does (open loop). "
+                  "Due = intended in the steady window; a request never sent or never answered is a "
+                  "failure (a /metrics scrape that was due and did not complete is a gap in the "
+                  "collector's data). Latency from the intended start adds the time a request waited "
+                  "to be sent to its service time."),
+            ("table", ["Scenario", "Endpoint", "Due", "Sent", "Completed", "OK", "Service time p99 (ms)",
+                       "Latency from intended start p99 (ms)"], rows)]
+
+
+def _spread_note(summary: dict) -> str:
+    ns = sorted({s.get("repeats") for s in summary.get("scenarios", {}).values() if (s.get("repeats") or 1) > 1})
+    if not ns:
+        return ""
+    return " (" + "; ".join(f"the min–max of {n} repeats holds the median with {fmt(100 * (1 - 2.0 ** (1 - n)))} % "
+                            f"confidence" for n in ns) + ")"
+
+
 def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
     """The blocks of OPTIMIZATION_SUMMARY.md / report.html. ``images`` are
     {key, title, path} (absolute paths); ``run_dir`` locates profile files."""
@@ -399,8 +408,9 @@ def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
     doc = [("h", 1, f"Optimization summary: run {summary.get('run_id')}"),
            ("p", f"Measured by edgebench; generated {summary.get('generated_at')} from the results directory "
                  f"alone. Run status: {summary.get('status') or 'unknown'}. Every figure is over each scenario's "
-                 f"steady window (warm-up excluded); MB are MiB; with repeats a figure is the median, "
-                 f"with its min–max in brackets.")]
+                 f"steady window (warm-up excluded) unless its name says whole scenario; figures are defined in "
+                 f"docs/figures.md; three significant digits; MB are MiB; with repeats a figure is the median, "
+                 f"with its min–max in brackets" + _spread_note(summary) + ".")]
     doc += [("h", 2, "Findings"), ("ul", findings(summary))]
 
     rows = []
@@ -413,6 +423,8 @@ def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
     doc += [("h", 2, "Scenarios"),
             ("table", ["Scenario", "Variant", "Collector", "Repeats", "Steady window (s)", "Requests",
                        "Failures", "Throughput (req/s)", "Limits enforced"], rows)]
+
+    doc += load_section(summary, names)
 
     for key, cmp in summary.get("comparisons", {}).items():
         if cmp["kind"] != "variant":

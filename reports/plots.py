@@ -20,8 +20,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from reports import stats as S  # noqa: E402
-from reports.load import Run, Scenario, collector_kind, component_role  # noqa: E402
+from plumbing.files import write_atomic  # noqa: E402
+from reports.load import Run, Scenario, collector_kind  # noqa: E402
+from reports.numbers import fmt  # noqa: E402
 from reports.summary import scenario_order  # noqa: E402
+from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT  # noqa: E402
 
 DPI = 100
 MAX_POINTS = 4000
@@ -42,8 +45,7 @@ def scenario_style(s: dict) -> str:
     return COLLECTOR_STYLE.get(collector_kind(s.get("collector")), ":")
 
 
-def component_colour(c: str) -> str:
-    role = component_role(c)
+def component_colour(c: str, role: str) -> str:
     if role == "service":
         return COMPONENT_COLOURS["service"]
     if role == "collector":
@@ -52,12 +54,10 @@ def component_colour(c: str) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _first_repeats(run: Run, summary: dict) -> list[tuple[str, Scenario, dict]]:
@@ -99,7 +99,7 @@ def plot_latency_over_time(items, path: Path):
     for name, sc, s in items:
         if sc.requests is None:
             continue
-        r = sc.requests[sc.requests["name"] == "/metrics"]
+        r = sc.requests[(sc.requests["name"] == SCRAPE_ENDPOINT) & (sc.requests["sent"] == 1)]
         if len(r) == 0:
             continue
         drawn = True
@@ -137,8 +137,8 @@ def plot_latency_cdf(items, path: Path):
     for _, sc, _ in items:
         if sc.requests is not None:
             endpoints += [e for e in sorted(sc.requests["name"].unique()) if e not in endpoints]
-    endpoints = [e for e in ("/metrics", "/sensor") if e in endpoints] + \
-        [e for e in endpoints if e not in ("/metrics", "/sensor")]
+    endpoints = [e for e in (SCRAPE_ENDPOINT, SENSOR_ENDPOINT) if e in endpoints] + \
+        [e for e in endpoints if e not in (SCRAPE_ENDPOINT, SENSOR_ENDPOINT)]
     if not endpoints:
         return None
     fig, axes = plt.subplots(1, len(endpoints), figsize=(11, 4.2), squeeze=False)
@@ -157,7 +157,7 @@ def plot_latency_cdf(items, path: Path):
                     ls=scenario_style(s), lw=1.8, label=_label(name, s))
             if s.get("scrape_timeout_s"):
                 timeouts.add(float(s["scrape_timeout_s"]))
-        if ep == "/metrics":
+        if ep == SCRAPE_ENDPOINT:
             for to in sorted(timeouts):
                 ax.axvline(to * 1000.0, color="k", ls="--", lw=1.2, label=f"scrape timeout ({to:g} s)")
         ax.axhline(0.95, color="0.4", lw=0.8, ls=":")
@@ -185,7 +185,7 @@ def plot_throughput(items, path: Path):
         return None
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(11, 5.6), sharex=True)
     for name, sc, s in have:
-        x = _rel(sc.requests["start"], s)
+        x = _rel(sc.requests["intended"], s)
         sec = np.floor(x)
         full = np.arange(sec.min(), sec.max() + 1)
         n = pd.Series(1, index=sec).groupby(level=0).sum().reindex(full, fill_value=0)
@@ -257,15 +257,15 @@ def plot_memory(items, path: Path):
     fig, axes = plt.subplots(len(have), 1, figsize=(11, 3.2 * len(have) + 0.6), squeeze=False, sharex=True)
     for ax, (name, sc, s) in zip(axes[:, 0], have):
         for c, g in sc.resources.groupby("component", sort=True):
-            if component_role(c) == "loadgen":
+            if sc.role(c) == "loadgen":
                 continue
-            col = component_colour(c)
+            col = component_colour(c, sc.role(c))
             x = _rel(g["t"], s)
             ax.plot(x, g["mem_bytes"] / S.MIB, color=col, lw=1.6, label=f"{c} memory")
             lim = (s.get("mem_limit_mb") or {}).get(c)
             if lim:
-                dash = (0, (6, 3)) if component_role(c) == "service" else (3, (2, 2))
-                ax.axhline(lim, color=col, ls=dash, lw=1.3, label=f"{c} limit ({lim:.0f} MB)")
+                dash = (0, (6, 3)) if sc.role(c) == "service" else (3, (2, 2))
+                ax.axhline(lim, color=col, ls=dash, lw=1.3, label=f"{c} limit ({fmt(lim)} MB)")
             for i, te in enumerate(_event_times(g, "oom_kills")):
                 ax.axvline(te - (s["window"]["steady_start"] or 0), color="#d62728", lw=2.0, alpha=0.8,
                            label="OOM kill" if i == 0 else None)
@@ -291,21 +291,26 @@ def plot_cpu(items, path: Path):
     for ax, (name, sc, s) in zip(axes[:, 0], have):
         ax2 = None
         for c, g in sc.resources.groupby("component", sort=True):
-            if component_role(c) == "loadgen":
+            if sc.role(c) == "loadgen":
                 continue
-            col = component_colour(c)
+            col = component_colour(c, sc.role(c))
             tm, r = S.rate_series(g["t"], g["cpu_seconds"])
             ax.plot(_rel(tm, s), r, color=col, lw=1.6, label=f"{c} cores used")
             q = (s.get("cpus_by_component") or {}).get(c)
             if q:
-                dash = (0, (6, 3)) if component_role(c) == "service" else (3, (2, 2))
+                dash = (0, (6, 3)) if sc.role(c) == "service" else (3, (2, 2))
                 ax.axhline(q, color=col, ls=dash, lw=1.3, label=f"{c} quota ({q:g} CPU)")
-            if component_role(c) == "service" and g["throttled_periods"].notna().any():
+            if sc.role(c) == "service" and g["throttled_periods"].notna().any():
                 tt, thr = S.rate_series(g["t"], g["throttled_periods"])
-                pct = np.clip(thr * S.CFS_PERIOD_S * 100.0, 0, 100)
+                if g["nr_periods"].notna().any():     # the throttled_ratio figure's definition, per interval
+                    _, per = S.rate_series(g["t"], g["nr_periods"])
+                    pct = np.clip(np.where(per > 0, thr / np.where(per > 0, per, 1.0), 0.0) * 100.0, 0, 100)
+                    what = f"{c} throttled (% of CFS periods)"
+                else:                                 # older runs: wall-clock periods, a lower bound
+                    pct = np.clip(thr * S.CFS_PERIOD_S * 100.0, 0, 100)
+                    what = f"{c} throttled (% of wall-clock periods, a lower bound)"
                 ax2 = ax.twinx()
-                ax2.fill_between(_rel(tt, s), pct, step="mid", color="0.5", alpha=0.25,
-                                 label=f"{c} throttled periods (%)")
+                ax2.fill_between(_rel(tt, s), pct, step="mid", color="0.5", alpha=0.25, label=what)
                 ax2.set_ylim(0, 105)
                 ax2.set_ylabel("throttled (% of periods)")
                 ax2.grid(False)
@@ -329,12 +334,13 @@ def plot_memory_budget(summary: dict, path: Path):
     names = [n for n in scenario_order(summary) if summary["scenarios"][n].get("mem_peak_mb")]
     if not names:
         return None
-    comps = []
+    comps, roles = [], {}
     for n in names:
+        roles.update(summary["scenarios"][n].get("components") or {})
         for c in summary["scenarios"][n]["mem_peak_mb"]:
-            if component_role(c) != "loadgen" and c not in comps:
+            if roles.get(c) != "loadgen" and c not in comps:
                 comps.append(c)
-    comps.sort(key=lambda c: (component_role(c) != "service", c))
+    comps.sort(key=lambda c: (roles.get(c) != "service", c))
     fig, ax = plt.subplots(figsize=(11, 4.8))
     xs, labels = [], []
     pos = 0.0
@@ -346,17 +352,17 @@ def plot_memory_budget(summary: dict, path: Path):
                 v = (s.get(key) or {}).get(c)
                 if v is None:
                     continue
-                ax.bar(pos, v, bottom=bottom, width=0.8, color=component_colour(c),
+                ax.bar(pos, v, bottom=bottom, width=0.8, color=component_colour(c, roles.get(c)),
                        alpha=1.0 if kind == "peak" else 0.6, edgecolor=scenario_colour(s), lw=2,
                        label=c)
                 bottom += v
-            ax.text(pos, bottom + 4, f"{bottom:.0f}", ha="center", va="bottom", fontsize=8)
+            ax.text(pos, bottom + 4, fmt(bottom), ha="center", va="bottom", fontsize=8)
             xs.append(pos)
             labels.append(f"{n}\n{kind}")
             pos += 1.0
         pos += 0.6
     budget = summary.get("budget_mb", 300.0)
-    ax.axhline(budget, color="k", ls="--", lw=1.4, label=f"stack budget ({budget:.0f} MB)")
+    ax.axhline(budget, color="k", ls="--", lw=1.4, label=f"stack budget ({fmt(budget)} MB)")
     ax.set_xticks(xs)
     ax.set_xticklabels(labels, fontsize=8)
     for tick, n in zip(ax.get_xticklabels(), [n for n in names for _ in (0, 1)]):
@@ -365,7 +371,7 @@ def plot_memory_budget(summary: dict, path: Path):
     ax.set_ylim(0, max(budget * 1.15, ax.get_ylim()[1]))
     ax.set_title("Stack memory vs the 300 MB budget: service + collector, peak and steady (median)")
     from matplotlib.patches import Patch
-    handles = [Patch(color=component_colour(c), label=c) for c in comps]
+    handles = [Patch(color=component_colour(c, roles.get(c)), label=c) for c in comps]
     handles += [Patch(facecolor="white", edgecolor=scenario_colour(summary["scenarios"][n]), lw=2, label=n)
                 for n in names]
     hs, ls_ = ax.get_legend_handles_labels()
@@ -406,10 +412,10 @@ def _bars(ax, summary, names, key, err_key, ylabel, title):
         ylabel += " (log scale)"
     for xi, v, h, low in zip(x, vals, hi, lo):
         if np.isfinite(v) and v < 0:           # below a negative bar (and its error bar)
-            ax.annotate(f"{v:.3g}", (xi, v - low), xytext=(0, -3), textcoords="offset points",
+            ax.annotate(fmt(v), (xi, v - low), xytext=(0, -3), textcoords="offset points",
                         ha="center", va="top", fontsize=8)
         elif np.isfinite(v):
-            ax.annotate(f"{v:.3g}", (xi, v + h), xytext=(0, 3), textcoords="offset points",
+            ax.annotate(fmt(v), (xi, v + h), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=8)
         else:
             ax.annotate("not measured", (xi, 0), xytext=(0, 3), textcoords="offset points",
@@ -470,7 +476,7 @@ def plot_top_functions(items, path: Path, top: int = 12):
         y = np.arange(len(df))
         ax.barh(y, df["self_pct"], color=scenario_colour(s))
         for yi, v in zip(y, df["self_pct"]):
-            ax.annotate(f"{v:.3g} %", (v, yi), xytext=(3, 0), textcoords="offset points",
+            ax.annotate(f"{fmt(v)} %", (v, yi), xytext=(3, 0), textcoords="offset points",
                         va="center", ha="left", fontsize=8)
         ax.set_yticks(y)
         ax.set_yticklabels([lab(r) for _, r in df.iterrows()], fontsize=8)

@@ -1,6 +1,6 @@
 """Pure statistics on a run's raw samples: functions of arrays and DataFrames, no I/O.
 
-Conventions (documented in docs/readme-reports.md):
+Conventions (documented in docs/figures.md and docs/reports.md):
 
 * The steady window is half-open: a request belongs to it when
   ``steady_start <= start < steady_end``; a resource sample when
@@ -61,10 +61,12 @@ def in_window(times, start: float | None, end: float | None, closed_right: bool 
 
 
 def steady_requests(requests: pd.DataFrame, start: float | None, end: float | None) -> pd.DataFrame:
-    """Requests that started in the steady window: ``start <= start_time < end``."""
+    """Requests intended in the steady window: ``start <= intended < end`` (files without
+    an ``intended`` column: by their start)."""
     if requests is None or len(requests) == 0:
         return requests.iloc[0:0] if requests is not None else pd.DataFrame()
-    return requests.loc[in_window(requests["start"], start, end)]
+    col = "intended" if "intended" in requests else "start"
+    return requests.loc[in_window(requests[col], start, end)]
 
 
 def steady_samples(resources: pd.DataFrame, start: float | None, end: float | None) -> pd.DataFrame:
@@ -360,6 +362,25 @@ def histogram_quantile(q: float, buckets) -> float | None:
     if count <= 0:
         return end
     return start + (end - start) * (rank / count)
+
+
+def histogram_quantile_bucket(q: float, buckets) -> tuple[float, float] | None:
+    """(lower, upper) bound of the bucket holding the q-quantile: where the true value
+    lies; histogram_quantile only interpolates inside it. None as histogram_quantile."""
+    items = buckets.items() if hasattr(buckets, "items") else buckets
+    bs = sorted(((_le(le), float(c)) for le, c in items), key=lambda b: b[0])
+    if len(bs) < 2 or not math.isinf(bs[-1][0]):
+        return None
+    running, fixed = 0.0, []
+    for ub, c in bs:
+        running = max(running, c)
+        fixed.append((ub, running))
+    total = fixed[-1][1]
+    if total <= 0 or not math.isfinite(total):
+        return None
+    rank = min(max(q, 0.0), 1.0) * total
+    b = next(i for i, (_, c) in enumerate(fixed) if c >= rank)
+    return (fixed[b - 1][0] if b > 0 else 0.0, fixed[b][0])
 
 
 def prom_series(payload) -> list[dict]:

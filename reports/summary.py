@@ -5,37 +5,38 @@ never 0 and never silently absent.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from reports import contract
+from reports import figures as FIG
 from reports import stats as S
-from reports.load import Run, Scenario, collector_kind, component_role
+from reports.load import Run, Scenario, collector_kind
+from reports.view import SCRAPE_ENDPOINT, ScenarioView
 
-SUMMARY_VERSION = 1
-STACK_BUDGET_MB = 300.0
+SUMMARY_VERSION = contract.SUMMARY_VERSION
 MANIFEST_KEYS = ("run_id", "command", "argv", "parameters", "git", "machine", "status",
                  "started_at", "finished_at")
-SCRAPE_ENDPOINT = "/metrics"
-SENSOR_ENDPOINT = "/sensor"
 
 # keys compared between variants (before = baseline, after = optimized)
 VARIANT_METRICS = (
     "cpu_ms_per_request", "cpu_ms_per_scrape", "service_cpu_cores", "throttled_ratio",
     "latency_ms.p50", "latency_ms.p95", "latency_ms.p99", "latency_ms.max",
     "scrape_latency_ms.p50", "scrape_latency_ms.p95", "scrape_latency_ms.p99", "scrape_latency_ms.max",
+    "scrape_latency_from_intended_ms.p50", "scrape_latency_from_intended_ms.p95",
+    "scrape_latency_from_intended_ms.p99", "latency_from_intended_ms.p99",
     "server_scrape_p50_ms", "server_scrape_p95_ms",
-    "service_mem_peak_mb", "service_mem_steady_mb", "stack_mem_peak_mb", "stack_mem_steady_mb",
+    "service_mem_peak_mb", "service_mem_peak_kernel_mb", "service_mem_steady_mb",
+    "stack_mem_peak_mb", "stack_mem_steady_mb",
     "mem_slope_kb_per_request", "mem_per_scrape_mb", "scrape_alloc_peak_mb", "scrape_alloc_retained_mb",
-    "throughput_rps", "requests", "failures",
-    "oom_kills", "restarts", "oom_kills_total", "restarts_total", "collector_up_ratio",
+    "throughput_rps", "requests_intended", "requests", "requests_completed", "failures",
+    "metrics_failure_ratio", "oom_kills", "restarts", "oom_kills_total", "restarts_total",
+    "collector_up_ratio",
 )
 # keys compared between collectors (a = prometheus, b = victoriametrics)
 COLLECTOR_METRICS = (
@@ -43,59 +44,6 @@ COLLECTOR_METRICS = (
     "collector_cpu_ms_per_request", "collector_disk_write_bytes_per_s", "collector_disk_used_mb",
     "stack_mem_peak_mb", "stack_mem_steady_mb",
 )
-
-
-def _mb(x):
-    return None if x is None else x / S.MIB
-
-
-def _window(sc: Scenario, run_status: str | None, missing: list) -> tuple[float | None, float | None]:
-    start, end = S._clean(sc.meta.get("steady_start")), S._clean(sc.meta.get("steady_end"))
-    req, res = sc.requests, sc.resources
-    last_seen = []
-    if req is not None and len(req):
-        last_seen.append(float(req["start"].max()))
-    if res is not None and len(res):
-        last_seen.append(float(res["t"].max()))
-    if start is None or end is None:
-        first = [float(req["start"].min())] if req is not None and len(req) else []
-        if res is not None and len(res):
-            first.append(float(res["t"].min()))
-        missing.append("steady window (steady_start/steady_end) not recorded: the whole run is used, warm-up included")
-        start = start if start is not None else (min(first) if first else None)
-        end = end if end is not None else (np.nextafter(max(last_seen), np.inf) if last_seen else None)
-    interrupted = (sc.meta.get("status") not in (None, "complete")) or (run_status == "interrupted")
-    if interrupted and last_seen and end is not None and max(last_seen) < end:
-        new_end = float(np.nextafter(max(last_seen), np.inf))
-        missing.append(f"steady window cut short at {new_end - (start or new_end):.0f} s "
-                       f"(scenario status '{sc.meta.get('status') or run_status}')")
-        end = new_end
-    return start, end
-
-
-def _components(res: pd.DataFrame | None) -> dict:
-    if res is None or len(res) == 0:
-        return {}
-    return {str(c): g for c, g in res.groupby("component", sort=True)}
-
-
-def _stack_mem(res_w: pd.DataFrame) -> pd.Series | None:
-    """Sum of stack (non-loadgen) memory at each sample time (components aligned by
-    forward-fill on a 0.1 s grid)."""
-    if res_w is None or len(res_w) == 0:
-        return None
-    r = res_w[[component_role(c) in ("service", "collector", "other") for c in res_w["component"]]]
-    if len(r) == 0 or r["mem_bytes"].isna().all():
-        return None
-    p = r.assign(tk=(r["t"] * 10).round() / 10).pivot_table(index="tk", columns="component",
-                                                             values="mem_bytes", aggfunc="max")
-    p = p.sort_index().ffill().dropna()
-    return p.sum(axis=1) if len(p) else None
-
-
-def _scaled(x, unit):
-    """x / unit, or None when x was not measurable (e.g. a standard error from 2 points)."""
-    return None if x is None else x / unit
 
 
 def short_path(path, roots=()) -> str:
@@ -206,246 +154,127 @@ def profile_figures(sc: Scenario, missing: list, top_functions: int = 5, top_cha
     return out
 
 
-def summarize_scenario(sc: Scenario, run_status: str | None = None) -> dict:
-    """Every figure of one scenario directory (one repeat)."""
-    missing: list[str] = []
-    meta = sc.meta
-    start, end = _window(sc, run_status, missing)
-    req = sc.requests
-    res = sc.resources
-    out: dict = {
-        "scenario": sc.name, "repeat": sc.repeat, "dir": sc.dir_name,
-        "variant": sc.variant, "collector": sc.collector_name,
-        "status": meta.get("status"), "engine": meta.get("engine"),
-        "limits_enforced": meta.get("limits_enforced"),
-        "limits": meta.get("limits"), "users": meta.get("users"),
-        "scrape_timeout_s": meta.get("scrape_timeout_s"),
-        "warmup_s": meta.get("warmup_s"),
-        "window": {"steady_start": start, "steady_end": end},
-        "duration_s": (end - start) if (start is not None and end is not None) else None,
-    }
-    if out["variant"] is None:
-        missing.append("variant not recorded in scenario.json")
-    if out["limits_enforced"] is False:
-        missing.append("limits were not enforced (no cgroup limits): OOM kills and throttling "
-                       "do not reflect the robot's limits")
+def scenario_facts(v: ScenarioView) -> dict:
+    """What the scenario was: names, limits, the window (no figures)."""
+    sc, meta = v.sc, v.meta
+    return {"scenario": sc.name, "repeat": sc.repeat, "dir": sc.dir_name,
+            "variant": sc.variant, "collector": sc.collector_name,
+            "status": meta.get("status"), "engine": meta.get("engine"),
+            "limits_enforced": meta.get("limits_enforced"), "limits": meta.get("limits"),
+            "users": meta.get("users"), "scrape_timeout_s": meta.get("scrape_timeout_s"),
+            "warmup_s": meta.get("warmup_s"),
+            "window": {"steady_start": v.start, "steady_end": v.end}, "duration_s": v.duration_s,
+            "components": dict(v.roles), "service_component": v.service,
+            "collector_component": v.collector, "peak_reset_at": meta.get("peak_reset_at"),
+            "loadgen_cpu_seconds": S._clean(meta.get("loadgen_cpu_seconds"))}
 
-    # ---- client side
-    reqw = S.steady_requests(req, start, end) if req is not None else None
-    if reqw is None:
-        for k in ("requests", "failures", "throughput_rps"):
-            out[k] = None
-        out["latency_ms"] = S.percentiles([])
-        out["scrape_latency_ms"] = S.percentiles([])
-        out["latency_ms_by_endpoint"] = {}
-        missing.append("client-side latency, requests, failures, throughput (no requests.csv.gz)")
-    else:
-        n = int(len(reqw))
-        out["requests"] = n
-        out["failures"] = int((reqw["ok"] == 0).sum())
-        out["failure_ratio"] = (out["failures"] / n) if n else None
-        out["throughput_rps"] = (n / out["duration_s"]) if out["duration_s"] else None
-        out["latency_ms"] = S.percentiles(reqw["latency_ms"])
-        out["latency_ms_by_endpoint"] = S.latency_by_endpoint(reqw)
-        scr = reqw[reqw["name"] == SCRAPE_ENDPOINT]
-        out["scrape_requests"] = int(len(scr))
-        out["scrape_latency_ms"] = S.percentiles(scr["latency_ms"])
-        if n == 0:
-            missing.append("no requests in the steady window")
-        if len(scr) == 0:
-            missing.append(f"no {SCRAPE_ENDPOINT} requests in the steady window")
 
-    # ---- server side (the service's own histogram, via the collector)
-    out["server_scrape_p50_ms"] = None
-    out["server_scrape_p95_ms"] = None
-    bk = sc.collector.get("scrape_duration_buckets")
-    qf = sc.collector.get("scrape_duration_p95")
-    if bk is not None:
-        p95 = S.server_quantile_from_buckets(bk, 0.95, start, end)
-        p50 = S.server_quantile_from_buckets(bk, 0.50, start, end)
-        out["server_scrape_p95_ms"] = None if p95 is None else p95 * 1000.0
-        out["server_scrape_p50_ms"] = None if p50 is None else p50 * 1000.0
-        if p95 is None:
-            missing.append("server_scrape_p95_ms: collector/scrape_duration_buckets.json has no "
-                           "observations in the steady window")
-    elif qf is not None:
-        v = S.series_values_in_window(qf, start, end)
-        v = v[np.isfinite(v)]
-        out["server_scrape_p95_ms"] = float(np.median(v) * 1000.0) if v.size else None
-        if not v.size:
-            missing.append("server_scrape_p95_ms: collector/scrape_duration_p95.json has no values in the window")
-    else:
-        missing.append("server_scrape_p95_ms: collector/scrape_duration_buckets.json not found")
-
-    # ---- collector's view of the service
-    up = sc.collector.get("up")
-    if up is not None:
-        v = S.series_values_in_window(up, start, end)
-        out["collector_up_ratio"] = float(v.mean()) if v.size else None
-    else:
-        out["collector_up_ratio"] = None
-        missing.append("collector_up_ratio: collector/up.json not found")
-    csd = sc.collector.get("collector_scrape_duration")
-    out["collector_scrape_duration_p95_s"] = None
-    out["collector_scrapes_over_timeout"] = None
-    if csd is not None:
-        v = S.series_values_in_window(csd, start, end)
-        if v.size:
-            out["collector_scrape_duration_p95_s"] = S.percentiles(v)["p95"]
-            to = S._clean(meta.get("scrape_timeout_s"))
-            if to is not None:
-                out["collector_scrapes_over_timeout"] = int((v >= to).sum())
-    else:
-        missing.append("collector_scrape_duration_p95_s: collector/collector_scrape_duration.json not found")
-
-    # ---- resources
-    comps = _components(res)
-    roles = {c: component_role(c) for c in comps}
-    service = next((c for c, r in roles.items() if r == "service"), None)
-    coll = next((c for c, r in roles.items() if r == "collector"), None)
-    out["service_component"] = service
-    out["collector_component"] = coll
-    starts = reqw["start"].to_numpy() if reqw is not None else np.array([])
-    scrape_starts = (reqw.loc[reqw["name"] == SCRAPE_ENDPOINT, "start"].to_numpy()
-                     if reqw is not None else np.array([]))
-    cpu_by, cores_by, peak_by, steady_by, limit_by, cpus_by = {}, {}, {}, {}, {}, {}
-    oom_by, rst_by, oom_tot_by, rst_tot_by, thr_by = {}, {}, {}, {}, {}
-    for c, g in comps.items():
-        t = g["t"].to_numpy()
-        w = S.steady_samples(g, start, end)
-        r = S.cpu_ms_per_request(t, g["cpu_seconds"], starts, start, end) if len(starts) else {"value": None}
-        cpu_by[c] = r["value"]
-        cores_by[c] = S.mean_cores(t, g["cpu_seconds"], start, end)
-        peak_by[c] = _mb(S.mem_peak(w["mem_bytes"]))
-        steady_by[c] = _mb(S.mem_steady(w["mem_bytes"]))
-        lim = g["mem_limit_bytes"].dropna()
-        limit_by[c] = _mb(float(lim.iloc[-1])) if len(lim) else None
-        cp = g["cpus"].dropna()
-        cpus_by[c] = float(cp.iloc[-1]) if len(cp) else None
-        oom_by[c] = S.counter_increase(t, g["oom_kills"], start, end, method="step")
-        rst_by[c] = S.counter_increase(t, g["restarts"], start, end, method="step")
-        oom_tot_by[c] = S.counter_increase(t, g["oom_kills"], None, None, method="step")
-        rst_tot_by[c] = S.counter_increase(t, g["restarts"], None, None, method="step")
-        periods = g["nr_periods"] if "nr_periods" in g else (g["periods"] if "periods" in g else None)
-        thr_by[c] = S.throttled_ratio(t, g["throttled_periods"], start, end, periods=periods)
-    # fall back to scenario.json limits for components without limit columns
-    for c, lim in (meta.get("limits") or {}).items():
+def component_breakdown(v: ScenarioView) -> dict:
+    """Per-component figures (the catalogue's estimators, evaluated for every component)."""
+    out = {k: {} for k in ("cpu_ms_per_request_by_component", "cpu_cores_by_component", "mem_peak_mb",
+                           "mem_peak_kernel_mb", "mem_steady_mb", "mem_limit_mb", "cpus_by_component",
+                           "oom_kills_by_component", "restarts_by_component",
+                           "oom_kills_total_by_component", "restarts_total_by_component",
+                           "throttled_ratio_by_component")}
+    starts = FIG._sent_starts(v)
+    for c, g in v.components.items():
+        w = v.steady_samples(c)
+        out["cpu_ms_per_request_by_component"][c] = FIG._cpu_ms_per(v, c, starts)
+        out["cpu_cores_by_component"][c] = S.mean_cores(g["t"].to_numpy(), g["cpu_seconds"], v.start, v.end)
+        out["mem_peak_mb"][c] = FIG._mb(S.mem_peak(w["mem_bytes"]))
+        out["mem_steady_mb"][c] = FIG._mb(S.mem_steady(w["mem_bytes"]))
+        lim, cp = g["mem_limit_bytes"].dropna(), g["cpus"].dropna()
+        out["mem_limit_mb"][c] = FIG._mb(float(lim.iloc[-1])) if len(lim) else None
+        out["cpus_by_component"][c] = float(cp.iloc[-1]) if len(cp) else None
+        out["oom_kills_by_component"][c] = FIG._events(v, c, "oom_kills", FIG.STEADY)
+        out["restarts_by_component"][c] = FIG._events(v, c, "restarts", FIG.STEADY)
+        out["oom_kills_total_by_component"][c] = FIG._events(v, c, "oom_kills", FIG.SCENARIO)
+        out["restarts_total_by_component"][c] = FIG._events(v, c, "restarts", FIG.SCENARIO)
+        out["throttled_ratio_by_component"][c] = FIG.throttled_ratio_of(lambda _v, c=c: c)(v)
+    role_of = {"service": FIG.mem_peak_kernel_of("service"), "collector": FIG.mem_peak_kernel_of("collector")}
+    out["mem_peak_kernel_mb"] = {c: role_of[r](v) for c, r in v.roles.items() if r in role_of}
+    for c, lim in (v.meta.get("limits") or {}).items():     # scenario.json limits fill the gaps
         if isinstance(lim, dict):
-            if limit_by.get(c) is None and lim.get("mem_limit_bytes"):
-                limit_by[c] = _mb(float(lim["mem_limit_bytes"]))
-            if cpus_by.get(c) is None and lim.get("cpus"):
-                cpus_by[c] = float(lim["cpus"])
+            if out["mem_limit_mb"].get(c) is None and lim.get("mem_limit_bytes"):
+                out["mem_limit_mb"][c] = FIG._mb(float(lim["mem_limit_bytes"]))
+            if out["cpus_by_component"].get(c) is None and lim.get("cpus"):
+                out["cpus_by_component"][c] = float(lim["cpus"])
+    return out
 
-    def _int(x):
-        return None if x is None else int(round(x))
 
-    out["cpu_ms_per_request_by_component"] = cpu_by
-    out["cpu_cores_by_component"] = cores_by
-    out["mem_peak_mb"] = peak_by
-    out["mem_steady_mb"] = steady_by
-    out["mem_limit_mb"] = limit_by
-    out["cpus_by_component"] = cpus_by
-    out["oom_kills_by_component"] = {c: _int(v) for c, v in oom_by.items()}
-    out["restarts_by_component"] = {c: _int(v) for c, v in rst_by.items()}
-    out["oom_kills_total_by_component"] = {c: _int(v) for c, v in oom_tot_by.items()}
-    out["restarts_total_by_component"] = {c: _int(v) for c, v in rst_tot_by.items()}
-    out["throttled_ratio_by_component"] = thr_by
+def labels(v: ScenarioView) -> dict:
+    """How some figures were obtained, where it depends on what the run recorded."""
+    return {"cpu_ms_per_scrape_basis": FIG.cpu_ms_per_scrape_basis(v),
+            "throttled_ratio_basis": FIG.throttled_ratio_basis(v),
+            "service_mem_peak_kernel_window": FIG.mem_peak_kernel_window(v),
+            "request_counts_by_endpoint": FIG.request_counts_by_endpoint(v),
+            "latency_ms_by_endpoint": FIG.latency_by_endpoint(v),
+            **FIG.mem_slope(v), **FIG.mem_per_scrape(v)}
 
-    def _sum(d):
-        vals = [v for c, v in d.items() if roles.get(c) != "loadgen" and v is not None]
-        return int(sum(vals)) if vals else None
 
-    out["oom_kills"] = _sum(out["oom_kills_by_component"])
-    out["restarts"] = _sum(out["restarts_by_component"])
-    out["oom_kills_total"] = _sum(out["oom_kills_total_by_component"])
-    out["restarts_total"] = _sum(out["restarts_total_by_component"])
-
-    g = comps.get(service)
-    out["cpu_ms_per_request"] = cpu_by.get(service)
-    out["service_mem_peak_mb"] = peak_by.get(service)
-    out["service_mem_steady_mb"] = steady_by.get(service)
-    out["throttled_ratio"] = thr_by.get(service)
-    out["service_cpu_cores"] = cores_by.get(service)
-    out["cpu_ms_per_scrape"] = None
-    out["mem_slope_kb_per_request"] = None
-    out["mem_slope_stderr_kb_per_request"] = None
-    out["mem_slope_r2"] = None
-    out["mem_per_scrape_mb"] = None
-    out["mem_per_scrape_stderr_mb"] = None
-    if g is not None:
-        t = g["t"].to_numpy()
-        seg = g["restarts"].ffill().fillna(0).to_numpy() if g["restarts"].notna().any() else None
-        if len(scrape_starts):
-            out["cpu_ms_per_scrape"] = S.cpu_ms_per_request(t, g["cpu_seconds"], scrape_starts,
-                                                            start, end)["value"]
-        if len(starts):
-            sl = S.mem_slope_per_request(t, g["mem_bytes"], starts, start, end, segments=seg)
-            if sl["slope"] is not None:
-                out["mem_slope_kb_per_request"] = sl["slope"] / S.KIB
-                out["mem_slope_stderr_kb_per_request"] = _scaled(sl["stderr"], S.KIB)
-                out["mem_slope_r2"] = sl["r2"]
-        if len(scrape_starts):
-            sl = S.mem_slope_per_request(t, g["mem_bytes"], scrape_starts, start, end, segments=seg)
-            if sl["slope"] is not None:
-                out["mem_per_scrape_mb"] = sl["slope"] / S.MIB
-                out["mem_per_scrape_stderr_mb"] = _scaled(sl["stderr"], S.MIB)
-        out["mem_slope_segments"] = sl.get("segments") if len(starts) else None
-    elif res is not None:
-        missing.append("no service component (sensor-service) in resources.csv")
-    if res is None:
-        missing.append("CPU, memory, OOM kills, restarts, throttling (no resources.csv)")
-    elif g is not None and out["throttled_ratio"] is None:
-        missing.append("throttled_ratio: no throttled_periods samples for the service")
-
-    # ---- stack and collector
-    if res is not None:
-        sm = _stack_mem(S.steady_samples(res, start, end))
-        out["stack_mem_peak_mb"] = _mb(float(sm.max())) if sm is not None else None
-        out["stack_mem_steady_mb"] = _mb(float(sm.median())) if sm is not None else None
+def what_is_missing(v: ScenarioView, out: dict) -> list[str]:
+    """Plain-words reasons for every figure that is None."""
+    sc, m = v.sc, []
+    if out["variant"] is None:
+        m.append("variant not recorded in scenario.json")
+    if out["limits_enforced"] is False:
+        m.append("limits were not enforced (no cgroup limits): OOM kills and throttling do not reflect "
+                 "the robot's limits")
+    if sc.requests is None:
+        m.append("client-side latency, requests, failures, throughput (no requests.csv.gz)")
     else:
-        out["stack_mem_peak_mb"] = out["stack_mem_steady_mb"] = None
-    out["budget_mb"] = STACK_BUDGET_MB
-    out["collector_mem_peak_mb"] = peak_by.get(coll)
-    out["collector_mem_steady_mb"] = steady_by.get(coll)
-    out["collector_cpu_cores"] = cores_by.get(coll)
-    out["collector_cpu_ms_per_request"] = cpu_by.get(coll)
-    out["collector_disk_write_bytes_per_s"] = None
-    out["collector_disk_used_mb"] = None
-    cg = comps.get(coll)
-    if cg is not None:
-        t = cg["t"].to_numpy()
-        span = S.covered_span(t, start, end)
-        if span and cg["disk_write_bytes"].notna().any():
-            inc = S.counter_increase(t, cg["disk_write_bytes"], *span)
-            out["collector_disk_write_bytes_per_s"] = None if inc is None else inc / (span[1] - span[0])
-        du = S.steady_samples(cg, start, end)["disk_used_bytes"].dropna()
-        out["collector_disk_used_mb"] = _mb(float(du.iloc[-1])) if len(du) else None
-        if out["collector_disk_write_bytes_per_s"] is None:
-            missing.append("collector_disk_write_bytes_per_s: no disk_write_bytes samples")
-        if out["collector_disk_used_mb"] is None:
-            missing.append("collector_disk_used_mb: no disk_used_bytes samples")
-    elif res is not None:
-        missing.append("no collector component in resources.csv")
-
-    # ---- load generator
-    lg = S._clean(meta.get("loadgen_cpu_seconds"))
-    out["loadgen_cpu_seconds"] = lg
-    out["loadgen_cpu_ms_per_request"] = (lg * 1000.0 / out["requests"]) if (lg is not None and out.get("requests")) else None
-    if lg is None:
-        missing.append("loadgen_cpu_seconds not recorded")
-
-    # ---- profile
-    out["has_profile"] = sc.top_functions is not None or bool(sc.profile_files)
-    out["profile_files"] = [f"{sc.dir_name}/profile/{p.name}" for p in sc.profile_files]
-    out.update(profile_figures(sc, missing))
-
+        if not out["requests_intended"]:
+            m.append("no requests in the steady window")
+        if not out["scrape_requests"]:
+            m.append(f"no {SCRAPE_ENDPOINT} requests in the steady window")
+    if "scrape_duration_buckets" not in sc.collector:
+        m.append("server_scrape_p95_ms: collector/scrape_duration_buckets.json not found")
+    elif out["server_scrape_p95_ms"] is None:
+        m.append("server_scrape_p95_ms: collector/scrape_duration_buckets.json has no observations in "
+                 "the steady window")
+    if "up" not in sc.collector:
+        m.append("collector_up_ratio: collector/up.json not found")
+    if "collector_scrape_duration" not in sc.collector:
+        m.append("collector_scrape_duration_p95_s: collector/collector_scrape_duration.json not found")
+    if sc.resources is None:
+        m.append("CPU, memory, OOM kills, restarts, throttling (no resources.csv)")
+    else:
+        if v.service is None:
+            m.append("no service component (sensor-service) in resources.csv")
+        elif out["throttled_ratio"] is None:
+            m.append("throttled_ratio: no throttled_periods samples for the service")
+        if v.service is not None and out["service_mem_peak_kernel_mb"] is None:
+            m.append("service_mem_peak_kernel_mb: resources.csv has no mem_peak_bytes (older sampler)")
+        if v.collector is None:
+            m.append("no collector component in resources.csv")
+        else:
+            if out["collector_disk_write_bytes_per_s"] is None:
+                m.append("collector_disk_write_bytes_per_s: no disk_write_bytes samples")
+            if out["collector_disk_used_mb"] is None:
+                m.append("collector_disk_used_mb: no disk_used_bytes samples")
+    if out["loadgen_cpu_seconds"] is None:
+        m.append("loadgen_cpu_seconds not recorded")
     for key in ("requests", "failures", "throughput_rps", "cpu_ms_per_request", "mem_slope_kb_per_request",
                 "oom_kills", "restarts"):
-        if out.get(key) is None and not any(key in m for m in missing):
-            missing.append(f"{key} not measured")
-    if all(v is None for v in out["latency_ms"].values()) and reqw is not None:
-        missing.append("latency_ms not measured (no requests in the window)")
-    out["missing"] = missing + list(sc.missing)
+        if out.get(key) is None and not any(key in x for x in m):
+            m.append(f"{key} not measured")
+    return m
+
+
+def summarize_scenario(sc: Scenario, run_status: str | None = None) -> dict:
+    """Every figure of one scenario directory (one repeat): facts, the catalogue's figures,
+    per-component breakdowns, labels, profile figures, and what is missing."""
+    v = ScenarioView(sc, run_status)
+    out = scenario_facts(v)
+    out.update(FIG.evaluate(v))
+    out.update(component_breakdown(v))
+    out.update(labels(v))
+    out["budget_mb"] = FIG.stack_budget_mb()
+    out["has_profile"] = sc.top_functions is not None or bool(sc.profile_files)
+    out["profile_files"] = [f"{sc.dir_name}/profile/{p.name}" for p in sc.profile_files]
+    missing = list(v.missing)
+    out.update(profile_figures(sc, missing))
+    out["missing"] = missing + what_is_missing(v, out) + list(sc.missing)
     return out
 
 
@@ -537,6 +366,8 @@ def aggregate_repeats(items: list[dict]) -> dict:
     out["repeats"] = len(items)
     out["repeat_dirs"] = [it["dir"] for it in items]
     out["spread"] = spread
+    # min–max of n repeats holds the median with probability 1 − 2^(1−n) (distribution-free)
+    out["spread_confidence"] = 1.0 - 2.0 ** (1 - len(items))
     return out
 
 
@@ -545,15 +376,24 @@ def aggregate_repeats(items: list[dict]) -> dict:
 def _compare(a_name: str, a: dict, b_name: str, b: dict, keys, kind: str) -> dict:
     keys = list(keys)
     if kind == "variant":
+        roles = {**(a.get("components") or {}), **(b.get("components") or {})}
         comps = []
         for s in (a, b):
-            comps += [c for c in (s.get("mem_peak_mb") or {}) if c not in comps and component_role(c) != "loadgen"]
-        comps.sort(key=lambda c: (component_role(c) != "service", c))
+            comps += [c for c in (s.get("mem_peak_mb") or {}) if c not in comps and roles.get(c) != "loadgen"]
+        comps.sort(key=lambda c: (roles.get(c) != "service", c))
         keys += [f"{k}.{c}" for c in comps for k in ("mem_peak_mb", "mem_steady_mb")]
     metrics = {}
     for k in keys:
         va, vb = get_path(a, k), get_path(b, k)
-        metrics[k] = {"a": va, "b": vb, "ratio": S.ratio(va, vb), "change_pct": S.change_pct(va, vb)}
+        metrics[k] = {"a": va, "b": vb, "ratio": S.ratio(va, vb), "change_pct": S.change_pct(va, vb),
+                      "no_change": va is not None and va == vb}
+        for side, s in (("a", a), ("b", b)):
+            sp = (s.get("spread") or {}).get(k)
+            if sp:
+                metrics[k][f"{side}_spread"] = sp
+        if k == "server_scrape_p95_ms":
+            metrics[k]["a_bucket"] = a.get("server_scrape_p95_bucket_ms")
+            metrics[k]["b_bucket"] = b.get("server_scrape_p95_bucket_ms")
     return {"kind": kind, "a": a_name, "b": b_name, "metrics": metrics}
 
 
@@ -601,7 +441,7 @@ def build_summary(run: Run, now: float | None = None) -> dict:
         "run_dir": str(run.dir),
         "status": run.status,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now or time.time())),
-        "budget_mb": STACK_BUDGET_MB,
+        "budget_mb": FIG.stack_budget_mb(),
         "manifest": man,
         "scenarios": scenarios,
         "comparisons": comps,
@@ -617,22 +457,6 @@ def scenario_order(summary: dict) -> list[str]:
         c = {"vm": 0, "prom": 1}.get(collector_kind(s.get("collector")), 2)
         return (v, c, n)
     return sorted(summary.get("scenarios", {}), key=key)
-
-
-def write_atomic(path, data: bytes | str) -> Path:
-    """Write a file atomically: a temporary file in the same directory, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)            # mkstemp's 0600 would hide a report from its readers
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def jsonable(x):
@@ -653,4 +477,5 @@ def jsonable(x):
 
 
 def write_summary(summary: dict, path) -> Path:
-    return write_atomic(path, json.dumps(jsonable(summary), indent=2, allow_nan=False) + "\n")
+    """summary.json through the results contract (versioned, atomic)."""
+    return contract.write_summary(jsonable(summary), path)

@@ -42,6 +42,9 @@ COLLECTOR = {"victoriametrics": {"mem": 60 * MIB, "cpu": 0.03, "disk": 20_000.0,
 OPT_SLOPE_BYTES = 2048.0          # bytes per request (optimized service)
 BASE_LEAK = 0.5 * MIB             # bytes per /metrics scrape (baseline service)
 THROTTLED_PER_S = {"baseline": 3.0, "optimized": 0.0}
+PERIODS_PER_S = 6.0               # nr_periods: the cgroup is runnable in 6 of 10 CFS periods a second
+SCRAPE_SPIKE = 5 * MIB            # a scrape temporary the 1 Hz samples miss, the kernel peak catches
+SCRAPE_DELAY_S = 0.2              # baseline scrapes leave this late (latency from intended start)
 # tracemalloc of one /metrics scrape (profile/allocation_{peak,retained}.csv): file, line, bytes, count
 REPO = "/home/robot/edgebench"
 ALLOC_SITES = {
@@ -103,11 +106,23 @@ def build_scenario(run_dir: Path, name: str, repeat: int = 1, *, end_s: float | 
         pd.DataFrame({"start": s_starts, "name": "/sensor", "latency_ms": s_lat, "ok": 1,
                       "bytes": 80, "status_code": 200}),
     ]).sort_values("start", kind="stable")
+    # open-loop columns: every row is an intended request; the baseline's scrapers fall
+    # behind: every 20th scrape (index 13) is never sent, the others leave 0.2 s late
+    req["intended"] = req["start"]
+    req["sent"] = 1
+    if variant == "baseline":
+        late = req["name"] == "/metrics"
+        skipped = late & ((((req["intended"] - T0) * 2).round().astype(int) % 20) == 13)
+        req.loc[late, "start"] = req.loc[late, "intended"] + SCRAPE_DELAY_S
+        req.loc[skipped, ["start", "latency_ms", "bytes"]] = np.nan
+        req.loc[skipped, ["ok", "status_code", "sent"]] = 0
     if old_format:
-        req = req.drop(columns=["status_code", "bytes"])
+        req = req.drop(columns=["status_code", "bytes", "intended", "sent"])
+        req["start"] = req["start"].fillna(req["start"].ffill())
     with gzip.open(d / "requests.csv.gz", "wt") as f:
         req.to_csv(f, index=False)
-    win = req[(req["start"] >= s0) & (req["start"] < min(s1, T0 + end_s + 1))]
+    col = "start" if old_format else "intended"
+    win = req[(req[col] >= s0) & (req[col] < min(s1, T0 + end_s + 1))]
 
     # ---- resources, one sample per second
     ts = T0 + np.arange(0, int(end_s) + 1, dtype=float)
@@ -118,7 +133,8 @@ def build_scenario(run_dir: Path, name: str, repeat: int = 1, *, end_s: float | 
     mem_service = []
     for t in ts:
         if variant == "baseline":
-            n_scr = np.count_nonzero((m_starts > restart_t) & (m_starts <= t))
+            sent_scrapes = m_starts[(np.arange(m_starts.size) % 20) != 13]     # never-sent ones leak nothing
+            n_scr = np.count_nonzero((sent_scrapes > restart_t) & (sent_scrapes <= t))
             mem = 20 * MIB + BASE_LEAK * n_scr
             if mem > 50 * MIB:
                 oom += 1
@@ -129,10 +145,13 @@ def build_scenario(run_dir: Path, name: str, repeat: int = 1, *, end_s: float | 
             n_req = np.count_nonzero((all_starts >= s0) & (all_starts <= t))
             mem = 30 * MIB + OPT_SLOPE_BYTES * n_req + rng.normal(0, 40_000)
         mem_service.append((t, mem, oom, restarts))
+        since = [m for tt, m, _, _ in mem_service if tt >= s0] if t >= s0 else [m for _, m, _, _ in mem_service]
+        kernel_peak = max(since) + SCRAPE_SPIKE
         rows.append({"t": t, "component": "sensor-service", "mem_bytes": mem, "rss_bytes": mem * 1.1,
                      "cpu_seconds": cpu_rate * (t - T0),
                      "throttled_periods": THROTTLED_PER_S[variant] * (t - T0),
                      "throttled_seconds": THROTTLED_PER_S[variant] * 0.02 * (t - T0),
+                     "nr_periods": PERIODS_PER_S * (t - T0), "mem_peak_bytes": kernel_peak,
                      "oom_kills": oom, "restarts": restarts, "mem_limit_bytes": 50 * MIB, "cpus": 0.5,
                      "disk_write_bytes": 0, "disk_used_bytes": np.nan})
         c = COLLECTOR[collector]
@@ -140,12 +159,14 @@ def build_scenario(run_dir: Path, name: str, repeat: int = 1, *, end_s: float | 
                      "mem_bytes": c["mem"] + 2 * MIB * np.sin((t - T0) / 7.0),
                      "rss_bytes": c["mem"] * 1.05, "cpu_seconds": c["cpu"] * (t - T0),
                      "throttled_periods": 0, "throttled_seconds": 0.0, "oom_kills": 0, "restarts": 0,
+                     "nr_periods": PERIODS_PER_S * (t - T0), "mem_peak_bytes": c["mem"] + 3 * MIB,
                      "mem_limit_bytes": 150 * MIB, "cpus": 0.5,
                      "disk_write_bytes": c["disk"] * (t - T0),
                      "disk_used_bytes": c["used0"] + 10_000 * (t - T0)})
     res = pd.DataFrame(rows)
     if old_format:
-        res = res.drop(columns=["disk_write_bytes", "disk_used_bytes", "rss_bytes"])
+        res = res.drop(columns=["disk_write_bytes", "disk_used_bytes", "rss_bytes", "nr_periods",
+                                "mem_peak_bytes"])
     res.to_csv(d / "resources.csv", index=False)
 
     # ---- collector answers (query_range, 5 s step)
@@ -218,24 +239,36 @@ def build_scenario(run_dir: Path, name: str, repeat: int = 1, *, end_s: float | 
             "limits": {"sensor-service": {"mem_limit_bytes": int(50 * MIB), "cpus": 0.5},
                        collector: {"mem_limit_bytes": int(150 * MIB), "cpus": 0.5}},
             "steady_start": s0, "steady_end": s1, "warmup_s": WARMUP, "duration_s": DURATION,
-            "users": 4, "scrape_timeout_s": 4.0, "loadgen_cpu_seconds": 3.6, "status": status}
+            "users": 4, "scrape_timeout_s": 4.0, "loadgen_cpu_seconds": 3.6, "status": status,
+            "scenario_version": 2, "components": {"sensor-service": "service", collector: "collector"},
+            "peak_reset_at": s0}
     if not old_format:
         _write_json(d / "scenario.json", meta)
 
     # ---- expected
     eff_end = min(s1, T0 + end_s + 1e-9) if status != "complete" else s1
-    n = int(len(win))
-    lat = win["latency_ms"].to_numpy()
-    scr = win[win["name"] == "/metrics"]
+    sent = win[win["sent"] == 1] if "sent" in win else win
+    n = int(len(sent))
+    lat = sent["latency_ms"].to_numpy()
+    scr = sent[sent["name"] == "/metrics"]
+    due = win[win["name"] == "/metrics"]
     exp = {
         "requests": n, "failures": int((win["ok"] == 0).sum()),
+        "completed": int((win["status_code"] > 0).sum()) if "status_code" in win else n,
         "scrape_requests": int(len(scr)),
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
                        "p99": float(np.percentile(lat, 99)), "max": float(lat.max())},
         "cpu_ms_per_request": cpu_rate * (eff_end - s0) * 1000.0 / n if n else None,
-        "cpu_ms_per_scrape": cpu_rate * (eff_end - s0) * 1000.0 / len(scr) if len(scr) else None,
+        "cpu_ms_per_scrape": cpu_rate * (eff_end - s0) * 1000.0 / ((eff_end - s0) * 2.0),  # histogram: 2/s
         "server_scrape_p95_ms": 1750.0 if variant == "baseline" else 9.75,
-        "throttled_ratio": THROTTLED_PER_S[variant] * 0.1,
+        "throttled_ratio": THROTTLED_PER_S[variant] * (0.1 if old_format else 1 / PERIODS_PER_S),
+        "requests_intended": int(len(win)),
+        "scrapes_due": int(len(due)), "scrapes_never_sent": int(len(due) - len(scr)),
+        "metrics_failure_ratio": float((due["ok"] == 0).sum() / len(due)) if len(due) else None,
+        "scrape_delay_ms": SCRAPE_DELAY_S * 1000.0 if variant == "baseline" else 0.0,
+        "mem_peak_sampled_mb": max(m for tt, m, _, _ in mem_service if s0 <= tt <= s1) / MIB,
+        "mem_peak_kernel_mb": None if old_format else
+        (max(m for tt, m, _, _ in mem_service if s0 <= tt <= s1) + SCRAPE_SPIKE) / MIB,
         "oom_kills": 2 if variant == "baseline" and status == "complete" else 0,
         "restarts": 2 if variant == "baseline" and status == "complete" else 0,
         "mem_slope_kb_per_request": None if variant == "baseline" else OPT_SLOPE_BYTES / 1024.0,

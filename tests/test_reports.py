@@ -6,14 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fixtures_results import ALLOC_SITES, MIB, build_run  # noqa: E402
 from reports import ReportError, load_run, render_run  # noqa: E402
-from reports.markdown import render_markdown  # noqa: E402
-from reports.summary import build_summary  # noqa: E402
+from reports.markdown import fmt, render_markdown, round_sig  # noqa: E402
+from plumbing.errors import EdgebenchError  # noqa: E402
+from reports.summary import build_summary, get_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = ["latency_over_time", "latency_cdf", "throughput_failures", "collector_view", "memory", "cpu",
@@ -49,8 +52,9 @@ def _numbers(summary) -> list[float]:
 
 
 def _matches(token: str, values: list[float]) -> bool:
+    """The token is a summary.json number shown with three significant digits."""
     v = float(token.replace(",", ""))
-    return any(abs(v - s) <= max(6e-4 * abs(s), 1e-9) for s in values)
+    return any(round_sig(s) == v or abs(v - s) <= 1e-9 for s in values)
 
 
 def _table_cells(md: str):
@@ -93,7 +97,7 @@ def test_summary_has_required_keys_and_known_answers(rendered):
         assert s["throttled_ratio"] == pytest.approx(e["throttled_ratio"])
         assert s["oom_kills"] == e["oom_kills"] and s["restarts"] == e["restarts"]
         assert s["duration_s"] == pytest.approx(60.0)
-        assert s["throughput_rps"] == pytest.approx(e["requests"] / 60.0)
+        assert s["throughput_rps"] == pytest.approx(e["completed"] / 60.0)
         assert s["collector_disk_write_bytes_per_s"] == pytest.approx(e["collector_disk_write_bytes_per_s"])
         assert s["collector_cpu_cores"] == pytest.approx(e["collector_cpu_cores"])
         assert s["mem_peak_mb"]["sensor-service"] <= 50.0 + 1e-6
@@ -102,7 +106,8 @@ def test_summary_has_required_keys_and_known_answers(rendered):
                 < 4 * s["mem_slope_stderr_kb_per_request"]
     assert summary["scenarios"]["baseline-vm"]["mem_per_scrape_mb"] == pytest.approx(0.5, rel=0.01)
     cmp = summary["comparisons"]["baseline-vm vs optimized-vm"]["metrics"]
-    assert cmp["cpu_ms_per_request"]["ratio"] == pytest.approx(0.45 / 0.02)
+    assert cmp["cpu_ms_per_request"]["ratio"] == pytest.approx(
+        expected["baseline-vm"]["cpu_ms_per_request"] / expected["optimized-vm"]["cpu_ms_per_request"])
     coll = summary["comparisons"]["optimized-prom vs optimized-vm"]["metrics"]
     assert coll["collector_disk_write_bytes_per_s"]["ratio"] == pytest.approx(6.0)
     # only optimized-prom has no profile/ (the fixture, like `make profile`, profiles the VM scenarios)
@@ -165,11 +170,11 @@ def test_profile_section_numbers_come_from_summary_and_files(rendered):
     assert checked > 60
     base = sec.split("### baseline-vm", 1)[1].split("\n### ", 1)[0]
     opt = sec.split("### optimized-vm", 1)[1].split("\n### ", 1)[0]
-    assert "burn_cpu (service/baseline.py:42) takes 81 % of on-CPU samples; it is gone in the optimized " \
+    assert "burn_cpu (service/baseline.py:42) takes 81.0 % of on-CPU samples; it is gone in the optimized " \
            "variant (optimized-vm)." in base
     peak = sum(b for _, _, b, _ in ALLOC_SITES["baseline"]["allocation_peak"]) / MIB
-    assert f"At its peak one baseline-vm scrape holds {peak:.4g} MB" in base
-    assert f"{10_000_098 / MIB:.4g} MB of it at service/burden.py:26 in 2 blocks" in base
+    assert f"At its peak one baseline-vm scrape holds {fmt(peak)} MB" in base
+    assert f"{fmt(10_000_098 / MIB)} MB of it at service/burden.py:26 in 2 blocks" in base
     # the allocation tables are the CSV rows, largest first, top 3
     peak_part = base.split("at a scrape's peak", 1)[1].split("left after a scrape", 1)[0]
     sites = {c[0]: c[1:] for c in ([x.strip() for x in ln.strip("|").split(" | ")]
@@ -178,18 +183,18 @@ def test_profile_section_numbers_come_from_summary_and_files(rendered):
         short = f.split("site-packages/")[-1].replace("/usr/lib/python3.11/", "") \
             .replace("/home/robot/edgebench/", "")
         cells = sites[f"{short}:{ln}"]
-        assert float(cells[0]) == pytest.approx(b / MIB, rel=6e-4) and int(cells[1].replace(",", "")) == c
+        assert float(cells[0]) == round_sig(b / MIB) and int(cells[1].replace(",", "")) == c
     assert "waitress/task.py:558 | 0.002174" not in base          # the 4th site is not shown
     # top functions: the CSV's rows by self time
-    assert "| burn_cpu | service/baseline.py:42 | 81 | 810 |" in base
+    assert "| burn_cpu | service/baseline.py:42 | 81.0 | 810 |" in base
     # changes against the baseline profile, top 5 by |delta|
-    assert "| burn_cpu | service/baseline.py | gone | 81 | 0 | -81 |" in opt
-    assert "| generate_latest | prometheus_client/exposition.py | grew | 4.2 | 38 | +33.8 |" in opt
+    assert "| burn_cpu | service/baseline.py | gone | 81.0 | 0 | -81.0 |" in opt
+    assert "| generate_latest | prometheus_client/exposition.py | grew | 4.20 | 38.0 | +33.8 |" in opt
     assert "json_dumps | json/encoder.py | new" not in opt and "| idle |" not in opt
     assert "](../optimized-vm/profile/speedscope.json)" in opt and "](../optimized-vm/profile/flamegraph.svg)" in opt
     assert "### optimized-prom" not in sec                      # not profiled: no subsection
     findings = _section(md, "Findings")
-    assert f"holds {peak:.4g} MB of Python allocations in the baseline" in findings
+    assert f"holds {fmt(peak)} MB of Python allocations in the baseline" in findings
 
 
 def test_every_graph_and_both_documents_are_written(rendered):
@@ -225,12 +230,16 @@ def test_markdown_numbers_all_come_from_summary(rendered):
     order = ["baseline-vm", "optimized-vm", "optimized-prom"]
     for i, n in enumerate(order):
         s = summary["scenarios"][n]
-        assert float(per["Service CPU per request (ms)"][i]) == pytest.approx(s["cpu_ms_per_request"], rel=6e-4)
+        assert float(per["Service CPU per request (ms)"][i]) == round_sig(s["cpu_ms_per_request"])
+        assert float(per["OOM kills (whole scenario)"][i]) == s["oom_kills_total"]
         assert float(per["OOM kills (steady window)"][i]) == s["oom_kills"]
-        assert float(per["/metrics duration p95, server histogram (ms)"][i].replace(",", "")) == \
-            pytest.approx(s["server_scrape_p95_ms"], rel=6e-4)
+        cell = per["/metrics p95, service histogram (ms)"][i]
+        assert float(cell.split(" ")[0].replace(",", "")) == round_sig(s["server_scrape_p95_ms"])
+    # the histogram p95 is labelled with the bucket it was interpolated in
+    assert per["/metrics p95, service histogram (ms)"][0] == "1,750 (bucket 1,000–2,500 ms)"
+    assert per["/metrics p95, service histogram (ms)"][1] == "9.75 (bucket 5.00–10.0 ms)"
     assert "baseline-vm was OOM-killed 2 times" in md
-    assert "22.5× less CPU per request" in md
+    assert "22.7× less CPU per request" in md
     assert "](latency_over_time.png)" in md and "](../baseline-vm/profile/flamegraph.svg)" in md
     assert "edgebench bench --duration 60" in md and "Test CPU @ 2.0GHz" in md
 
@@ -336,16 +345,24 @@ def test_older_format_renders_with_nulls_listed(tmp_path):
 
 
 def test_repeats_are_aggregated_into_medians_with_spread(tmp_path):
-    run_dir, _ = build_run(tmp_path, repeats=3, scenarios=("baseline-vm", "optimized-vm"), profile=False)
+    run_dir, expected = build_run(tmp_path, repeats=3, scenarios=("baseline-vm", "optimized-vm"), profile=False)
     summary = build_summary(load_run(run_dir))
     s = summary["scenarios"]["baseline-vm"]
     assert s["repeats"] == 3 and s["repeat_dirs"] == ["baseline-vm", "baseline-vm.r2", "baseline-vm.r3"]
-    per_repeat = [37.5 * f for f in (1.0, 1.1, 1.2)]
+    per_repeat = [e["cpu_ms_per_request"] for e in (expected["baseline-vm"], expected["baseline-vm.r2"],
+                                                      expected["baseline-vm.r3"])]
     assert s["cpu_ms_per_request"] == pytest.approx(per_repeat[1])
     assert s["spread"]["cpu_ms_per_request"] == pytest.approx([per_repeat[0], per_repeat[2]])
-    assert s["requests"] == 720 and "requests" not in s["spread"]
+    assert s["requests"] == expected["baseline-vm"]["requests"] and "requests" not in s["spread"]
+    assert s["spread_confidence"] == pytest.approx(0.75)
     md = render_markdown(summary, tmp_path / "out").read_text()
-    assert "41.25 (37.5–45)" in md
+    assert "41.6 (37.8–45.4)" in md                    # three significant digits, min–max of 3 repeats
+    assert "holds the median with 75.0 % confidence" in md
+    # comparisons carry the interval too; a spread that rounds to one number is not printed
+    assert "(41.6 ms (37.8–45.4) → 1.83 ms (1.67–2.00), -95.6 %)" in md
+    assert "| 41.6 (37.8–45.4) | 1.83 (1.67–2.00) | -95.6 % |" in md
+    assert "1,750 ms (bucket 1,000–2,500 ms) (baseline)" in md
+    assert not re.search(r"\(([\d.,]+)–\1\)", md)
 
 
 def test_not_a_run_raises_one_line_error(tmp_path):
@@ -361,3 +378,318 @@ def test_not_a_run_raises_one_line_error(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "not an edgebench run" in out.stderr
     assert not (tmp_path / "summary.json").exists() and not (tmp_path / "report").exists()
+
+
+# ---------------------------------------------------------------- the figure catalogue
+
+def test_every_catalogue_figure_is_in_the_summary_and_computed(rendered):
+    _, _, _, summary = rendered
+    from reports.figures import CATALOGUE
+    s = summary["scenarios"]["baseline-vm"]
+    for f in CATALOGUE:
+        for path in f.keys:
+            assert path.split(".")[0] in s, f.name
+    # the new-format baseline scenario measures every figure (none is null)
+    nulls = [p for f in CATALOGUE for p in f.keys if get_path(s, p) is None]
+    assert nulls == [], nulls
+
+
+def test_catalogue_figures_known_answers(rendered):
+    _, expected, _, summary = rendered
+    for name, s in summary["scenarios"].items():
+        e = expected[name]
+        assert s["requests_intended"] == e["requests_intended"]
+        assert s["requests"] == e["requests"]
+        assert s["requests_completed"] == e["completed"]
+        assert s["metrics_failure_ratio"] == pytest.approx(e["metrics_failure_ratio"])
+        # the throttled ratio divides by the kernel's nr_periods (6 a second), not wall-clock periods
+        assert s["throttled_ratio"] == pytest.approx(e["throttled_ratio"])
+        assert s["throttled_ratio_basis"].startswith("nr_throttled / nr_periods")
+        # the kernel peak sees the scrape temporary the samples miss
+        assert s["service_mem_peak_mb"] == pytest.approx(e["mem_peak_sampled_mb"])
+        assert s["service_mem_peak_kernel_mb"] == pytest.approx(e["mem_peak_kernel_mb"])
+        assert s["service_mem_peak_kernel_window"] == "steady window"
+        # CPU per scrape divides by the scrapes the service served (its histogram, 2 a second)
+        assert s["cpu_ms_per_scrape"] == pytest.approx(e["cpu_ms_per_scrape"])
+        assert s["server_scrapes"] == pytest.approx(120.0)
+        assert s["cpu_ms_per_scrape_basis"].startswith("scrapes served")
+        # latency from the intended start = the delay before sending + service time
+        for q in ("p50", "p95", "p99", "max"):
+            assert s["scrape_latency_from_intended_ms"][q] == pytest.approx(
+                s["scrape_latency_ms"][q] + e["scrape_delay_ms"])
+    b = summary["scenarios"]["baseline-vm"]
+    assert b["request_counts_by_endpoint"]["/metrics"]["intended"] == expected["baseline-vm"]["scrapes_due"]
+    assert b["request_counts_by_endpoint"]["/metrics"]["sent"] == \
+        expected["baseline-vm"]["scrapes_due"] - expected["baseline-vm"]["scrapes_never_sent"]
+    assert expected["baseline-vm"]["scrapes_never_sent"] > 0
+    ep = b["latency_ms_by_endpoint"]["/metrics"]       # due, and not ok (never sent included)
+    assert ep["failures"] / ep["count"] == pytest.approx(b["metrics_failure_ratio"])
+    # the budgets' OOM kills count the whole scenario; the steady-window count is its own figure
+    assert b["oom_kills_total"] == 2 and b["oom_kills"] == 2
+
+
+def test_cpu_per_scrape_counts_collector_scrapes_from_the_histogram(tmp_path):
+    run_dir, expected = build_run(tmp_path, scenarios=("optimized-vm",), profile=False)
+    f = run_dir / "optimized-vm" / "collector" / "scrape_duration_buckets.json"
+    data = json.loads(f.read_text())
+    for series in data["data"]["result"]:          # 3 scrapes a second served: 2 by the load, 1 by the collector
+        series["values"] = [[t, repr(float(v) * 1.5)] for t, v in series["values"]]
+    f.write_text(json.dumps(data))
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["server_scrapes"] == pytest.approx(180.0)
+    assert s["cpu_ms_per_scrape"] == pytest.approx(expected["optimized-vm"]["cpu_ms_per_scrape"] / 1.5)
+    f.unlink()                                      # without the histogram: the client's scrapes, labelled
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["cpu_ms_per_scrape"] == pytest.approx(
+        0.02 * 60 * 1000 / expected["optimized-vm"]["scrape_requests"])
+    assert "upper bound" in s["cpu_ms_per_scrape_basis"]
+
+
+def test_kernel_peak_without_reset_covers_the_whole_scenario(tmp_path):
+    run_dir, _ = build_run(tmp_path, scenarios=("baseline-vm",), profile=False)
+    sj = run_dir / "baseline-vm" / "scenario.json"
+    meta = json.loads(sj.read_text())
+    meta["peak_reset_at"] = None
+    sj.write_text(json.dumps(meta))
+    res = pd.read_csv(run_dir / "baseline-vm" / "resources.csv")
+    res.loc[(res["component"] == "sensor-service") & (res["t"] < meta["steady_start"]), "mem_peak_bytes"] = 49 * MIB
+    res.to_csv(run_dir / "baseline-vm" / "resources.csv", index=False)
+    s = build_summary(load_run(run_dir))["scenarios"]["baseline-vm"]
+    assert s["service_mem_peak_kernel_window"].startswith("whole scenario")
+    assert s["service_mem_peak_kernel_mb"] >= 49.0
+
+
+def test_older_format_falls_back_and_labels_it(tmp_path):
+    run_dir, expected = build_run(tmp_path, old_format=True, scenarios=("baseline-vm",), profile=False)
+    s = build_summary(load_run(run_dir))["scenarios"]["baseline-vm"]
+    assert s["throttled_ratio"] == pytest.approx(expected["baseline-vm"]["throttled_ratio"])   # 3 / 10
+    assert "lower bound" in s["throttled_ratio_basis"]
+    assert s["service_mem_peak_kernel_mb"] is None
+    assert any("mem_peak_bytes" in m for m in s["missing"])
+    # requests.csv.gz without intended/sent: every request was sent when it was due
+    assert s["requests_intended"] == s["requests"]
+    assert s["scrape_latency_from_intended_ms"] == s["scrape_latency_ms"]
+
+
+def test_component_roles_come_from_scenario_json_not_names(tmp_path):
+    run_dir, expected = build_run(tmp_path, scenarios=("optimized-vm",), profile=False)
+    d = run_dir / "optimized-vm"
+    res = pd.read_csv(d / "resources.csv")
+    res["component"] = res["component"].replace({"sensor-service": "robot-app", "victoriametrics": "tsdb"})
+    res.to_csv(d / "resources.csv", index=False)
+    meta = json.loads((d / "scenario.json").read_text())
+    meta["components"] = {"robot-app": "service", "tsdb": "collector"}
+    (d / "scenario.json").write_text(json.dumps(meta))
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["service_component"] == "robot-app" and s["collector_component"] == "tsdb"
+    assert s["cpu_ms_per_request"] == pytest.approx(expected["optimized-vm"]["cpu_ms_per_request"])
+    assert s["collector_cpu_cores"] == pytest.approx(expected["optimized-vm"]["collector_cpu_cores"])
+
+
+def test_figures_doc_is_generated_from_the_catalogue():
+    from reports.figures import catalogue_markdown
+    assert (ROOT / "docs" / "figures.md").read_text() == catalogue_markdown(), \
+        "regenerate it: .venv/bin/python -m reports.figures > docs/figures.md"
+
+
+def test_scrape_timeout_is_read_from_the_scrape_config(tmp_path):
+    from edgebench.bench import scrape_timeout_s
+    assert scrape_timeout_s() == 4.0                                     # stack/scrape.yml
+    (tmp_path / "s.yml").write_text("global:\n  scrape_interval: 5s\n  scrape_timeout: 1500ms\n"
+                                    "scrape_configs:\n  - job_name: sensor\n"
+                                    "    static_configs: [{targets: ['x:1']}]\n")
+    assert scrape_timeout_s(tmp_path / "s.yml") == 1.5
+
+
+def test_stack_budget_comes_from_budgets_yml(rendered, tmp_path):
+    from reports.figures import stack_budget_mb
+    import yaml
+    budgets = yaml.safe_load((ROOT / "budgets.yml").read_text())["budgets"]
+    want = next(b["max"] for b in budgets if b["metric"] == "stack_mem_peak_mb")
+    assert rendered[3]["budget_mb"] == want == stack_budget_mb()
+    (tmp_path / "b.yml").write_text("budgets:\n  - metric: stack_mem_peak_mb\n    max: 123\n")
+    assert stack_budget_mb(tmp_path / "b.yml") == 123.0
+
+
+# ---------------------------------------------------------------- presentation
+
+def test_three_significant_digits():
+    from reports.markdown import fmt
+    assert [fmt(x) for x in (41.25, 37.5, 1234.5, 0.012345, 99.95, 0.0, 5, 1750.0, -3.14159)] == \
+        ["41.2", "37.5", "1,230", "0.0123", "100", "0", "5", "1,750", "-3.14"]
+    assert fmt(12.345, sign=True) == "+12.3" and fmt(None) == "not measured"
+
+
+def test_zero_to_zero_reads_no_change_not_not_measured():
+    from reports.markdown import _cmp_table
+    from reports.summary import _compare
+    a = {"oom_kills": 0, "restarts": 0, "cpu_ms_per_request": None, "mem_peak_mb": {}}
+    b = {"oom_kills": 0, "restarts": 1, "cpu_ms_per_request": 2.0, "mem_peak_mb": {}}
+    cmp = _compare("a", a, "b", b, ("oom_kills", "restarts", "cpu_ms_per_request"), "collector")
+    rows = {r[0]: r for r in _cmp_table(cmp, [("OOM", "oom_kills"), ("Restarts", "restarts"),
+                                              ("CPU", "cpu_ms_per_request")], "a", "b")[2]}
+    assert rows["OOM"] == ["OOM", "0", "0", "no change"]
+    assert rows["Restarts"][3] == "not measured"          # 0 -> 1: no percentage exists
+    assert rows["CPU"][1:] == ["not measured", "2.00", "not measured"]
+
+
+def test_histogram_p95_is_labelled_with_its_bucket(rendered):
+    _, _, _, summary = rendered
+    assert summary["scenarios"]["baseline-vm"]["server_scrape_p95_bucket_ms"] == [1000.0, 2500.0]
+    assert summary["scenarios"]["optimized-vm"]["server_scrape_p95_bucket_ms"] == [5.0, 10.0]
+
+
+# ---------------------------------------------------------------- refusals and the contract
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_nothing_measured_is_refused_with_one_line(tmp_path):
+    run = tmp_path / "20240101T000000Z-bench"
+    run.mkdir()
+    (run / "manifest.json").write_text("{corrupt")
+    for args in (("-m", "reports", str(run)), ("-m", "edgebench", "report", "--run", str(run))):
+        out = _run_cli(*args)
+        assert out.returncode == 2, out
+        assert out.stderr.strip().count("\n") == 0 and "nothing was measured" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert not (run / "summary.json").exists() and not (run / "report").exists()
+    (run / "baseline-vm").mkdir()
+    (run / "baseline-vm" / "scenario.json").write_text(json.dumps({"name": "baseline-vm"}))
+    with pytest.raises(ReportError, match="nothing was measured"):
+        load_run(run)
+
+
+def test_rendered_example_without_samples_is_refused(tmp_path):
+    ex = tmp_path / "example"
+    shutil.copytree(ROOT / "docs" / "example", ex)
+    before = (ex / "summary.json").read_bytes()
+    out = _run_cli("-m", "edgebench", "report", "--run", str(ex))
+    assert out.returncode == 2 and "no raw samples" in out.stderr and "Traceback" not in out.stderr
+    assert (ex / "summary.json").read_bytes() == before             # the committed example is untouched
+
+
+def test_newer_results_are_refused_and_older_read(tmp_path):
+    from reports import contract
+    run_dir, _ = build_run(tmp_path, scenarios=("optimized-vm",), profile=False)
+    sj = run_dir / "optimized-vm" / "scenario.json"
+    meta = json.loads(sj.read_text())
+    sj.write_text(json.dumps({**meta, "scenario_version": contract.SCENARIO_VERSION + 1}))
+    with pytest.raises(ReportError, match="newer than this edgebench reads"):
+        load_run(run_dir)
+    old = {k: v for k, v in meta.items() if k not in ("scenario_version", "components", "peak_reset_at")}
+    sj.write_text(json.dumps(old))                              # version 0: roles guessed, and said so
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["service_component"] == "sensor-service" and s["cpu_ms_per_request"] is not None
+    assert any("guessed from the component names" in m for m in s["missing"])
+    mf = run_dir / "manifest.json"
+    mf.write_text(json.dumps({**json.loads(mf.read_text()), "manifest_version": 99}))
+    out = _run_cli("-m", "reports", str(run_dir))
+    assert out.returncode == 2 and "manifest version 99 is newer" in out.stderr
+
+
+def test_contract_round_trip_keeps_unknown_keys(tmp_path):
+    from reports import contract
+    info = {"name": "B.r1", "variant": "optimized", "components": {"sensor-service": "service"},
+            "steady_start": 1.0, "steady_end": 2.0, "load_counts": {"/metrics": {"intended": 4}}}
+    contract.write_scenario(tmp_path, info)
+    back, version = contract.read_scenario(tmp_path)
+    assert version == contract.SCENARIO_VERSION and back.get("load_counts") == info["load_counts"]
+    assert back.components == {"sensor-service": "service"} and back.steady_end == 2.0
+    with pytest.raises(contract.ContractError, match="unknown component role"):
+        contract.write_scenario(tmp_path, {**info, "components": {"x": "database"}})
+    assert issubclass(contract.ContractError, EdgebenchError) and issubclass(ReportError, EdgebenchError)
+
+
+def test_summary_version_is_checked_on_load(rendered, tmp_path):
+    from reports import contract
+    run_dir = rendered[0]
+    assert contract.read_summary(run_dir / "summary.json")["summary_version"] == contract.SUMMARY_VERSION
+    old = tmp_path / "summary.json"
+    old.write_text(json.dumps({"summary_version": 1, "scenarios": {}}))
+    with pytest.raises(contract.ContractError, match="re-render it"):
+        contract.read_summary(old)
+
+
+def test_run_dir_manifest_through_the_contract(tmp_path):
+    from edgebench.results import RunDir
+    from reports import contract
+    run = RunDir.create(tmp_path, "bench", "edgebench bench", {"duration_s": 1})
+    run.record_scenario("baseline-vm", {"status": "complete"})
+    run.update(status="interrupted", note="kept")
+    m = contract.read_manifest(run.path)
+    assert m.status == "interrupted" and m.scenarios == {"baseline-vm": {"status": "complete"}}
+    assert m.extra == {"note": "kept"} and m.manifest_version == contract.MANIFEST_VERSION
+    assert oct((run.path / "manifest.json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_documents_and_comparisons_use_only_catalogue_figures():
+    from reports import markdown as M
+    from reports import summary as SM
+    from reports.figures import BUDGET_FIGURES, GATE_FIGURES, PROFILE_FIGURES, figure
+    extra = {"mem_slope_stderr_kb_per_request"}                   # the slope's standard error
+    paths = [k for _, k, _ in M.PER_SCENARIO_ROWS] + [k for rows in (M.LATENCY_ROWS, M.CPU_ROWS,
+                                                                     M.STABILITY_ROWS, M.COLLECTOR_ROWS)
+                                                      for _, k in rows]
+    paths += list(SM.VARIANT_METRICS) + list(SM.COLLECTOR_METRICS)
+    paths += list(BUDGET_FIGURES.values()) + list(GATE_FIGURES.values())
+    for p in paths:
+        if p.split(".")[0] in PROFILE_FIGURES or p in extra:
+            continue
+        f = figure(p)                                             # KeyError: not in the catalogue
+        assert p in f.keys, p
+
+
+def test_cpu_per_scrape_counts_between_collector_scrapes(tmp_path):
+    # The collector sees the histogram every 5 s (at 3, 8, 13 … s), queried with a 1 s step:
+    # a staircase. Counting between the first and last scrape in the window is exact; the
+    # window's edges would count 110 scrapes against 57 s of CPU (+3.6 %).
+    from fixtures_results import LE, T0, _prom_matrix
+    run_dir, _ = build_run(tmp_path, scenarios=("optimized-vm",), profile=False)
+    d = run_dir / "optimized-vm"
+    meta = json.loads((d / "scenario.json").read_text())
+    meta["steady_end"] = T0 + 67.0
+    (d / "scenario.json").write_text(json.dumps(meta))
+    steps = T0 + np.arange(0, 73, dtype=float)
+    seen = 2.0 * np.maximum(0.0, np.floor((steps - T0 - 3.0) / 5.0) * 5.0 + 3.0)   # count at the last scrape
+    series = [({"le": le}, list(zip(steps, seen if float(le.replace("+Inf", "inf")) >= 0.01 else 0 * seen)))
+              for le in LE]
+    (d / "collector" / "scrape_duration_buckets.json").write_text(json.dumps(_prom_matrix(series)))
+    s = build_summary(load_run(run_dir))["scenarios"]["optimized-vm"]
+    assert s["cpu_ms_per_scrape"] == pytest.approx(0.02 * 1000 / 2.0)          # 10 ms, exactly
+    assert "between the first and last collector scrape" in s["cpu_ms_per_scrape_basis"]
+
+
+def test_remaining_catalogue_figures_known_answers(rendered):
+    from fixtures_results import COLLECTOR, T0, WARMUP, DURATION
+    run_dir, expected, _, summary = rendered
+    s0, s1 = T0 + WARMUP, T0 + WARMUP + DURATION
+    for name, s in summary["scenarios"].items():
+        e, d = expected[name], run_dir / name
+        base = s["variant"] == "baseline"
+        up = json.loads((d / "collector" / "up.json").read_text())["data"]["result"][0]["values"]
+        ups = [float(v) for t, v in up if s0 <= t <= s1]
+        assert s["collector_up_ratio"] == pytest.approx(sum(ups) / len(ups))
+        assert s["collector_scrapes_over_timeout"] == (3 if base else 0)      # 4 s at steps 5, 9, 13
+        if not base:
+            assert s["collector_scrape_duration_p95_s"] == pytest.approx(0.01)
+        assert s["server_scrape_p50_ms"] == pytest.approx(388.888889 if base else 7.5)
+        assert s["loadgen_cpu_ms_per_request"] == pytest.approx(3.6 * 1000 / e["requests"])
+        c = COLLECTOR[s["collector"]]
+        assert s["collector_disk_used_mb"] == pytest.approx((c["used0"] + 10_000 * 70) / MIB)
+        res = pd.read_csv(d / "resources.csv")
+        w = res[(res["t"] >= s0) & (res["t"] <= s1)]
+        per_t = w.pivot_table(index="t", columns="component", values="mem_bytes").sum(axis=1)
+        assert s["stack_mem_peak_mb"] == pytest.approx(per_t.max() / MIB)
+        assert s["stack_mem_steady_mb"] == pytest.approx(per_t.median() / MIB)
+        svc = w[w["component"] == "sensor-service"]["mem_bytes"]
+        assert s["service_mem_steady_mb"] == pytest.approx(svc.median() / MIB)
+        coll = w[w["component"] == s["collector"]]["mem_bytes"]
+        assert s["collector_mem_peak_mb"] == pytest.approx(coll.max() / MIB)
+        assert s["collector_mem_peak_kernel_mb"] == pytest.approx(c["mem"] / MIB + 3.0)
+        assert s["service_cpu_cores"] == pytest.approx(e["cpu_ms_per_request"] * e["requests"] / 60_000)
+        assert s["collector_cpu_ms_per_request"] == pytest.approx(c["cpu"] * 60 * 1000 / e["requests"])
+        assert s["sensor_failure_ratio"] == 0.0
+        assert s["failure_ratio"] == pytest.approx(e["failures"] / e["requests_intended"])
+        assert s["throughput_rps"] == pytest.approx(e["completed"] / 60.0)

@@ -204,3 +204,20 @@ def test_median_spread_ratio_change():
     assert S.median_spread([None])["median"] is None
     assert S.ratio(10, 4) == 2.5 and S.ratio(1, 0) is None and S.ratio(None, 1) is None
     assert S.change_pct(10, 5) == -50.0 and S.change_pct(0, 5) is None
+
+
+def test_histogram_quantile_bucket_bounds():
+    buckets = {"0.5": 9, "1": 9, "2.5": 10, "+Inf": 10}
+    assert S.histogram_quantile_bucket(0.95, buckets) == (1.0, 2.5)
+    assert S.histogram_quantile(0.95, buckets) == pytest.approx(1.75)   # inside that bucket
+    assert S.histogram_quantile_bucket(0.5, buckets) == (0.0, 0.5)
+    assert S.histogram_quantile_bucket(0.5, {"1": 0, "+Inf": 0}) is None
+    lo, hi = S.histogram_quantile_bucket(0.99, {"1": 1, "+Inf": 10})
+    assert lo == 1.0 and hi == float("inf")
+
+
+def test_throttled_ratio_with_nr_periods_across_a_counter_reset():
+    t = np.arange(0, 21, dtype=float)
+    thr = np.where(t < 10, 2.0 * t, 2.0 * (t - 10))       # the cgroup was recreated at t = 10
+    per = np.where(t < 10, 5.0 * t, 5.0 * (t - 10))
+    assert S.throttled_ratio(t, thr, 0, 20, periods=per) == pytest.approx(0.4)
