@@ -16,6 +16,7 @@ ENV SENSOR_VARIANT=$SENSOR_VARIANT \
 COPY --from=build /install /usr/local
 RUN adduser -D -H -u 10001 sensor
 WORKDIR /app
+COPY --chown=root:root plumbing/ ./plumbing/
 COPY --chown=root:root service/ ./service/
 USER 10001
 EXPOSE 8000

@@ -64,6 +64,8 @@ def scrape_work(config: Config):
         held = burden.copy_data_blob_per_scrape(random.randint(1, 3))
     if config.extra_cpu_iterations:
         burden.injected_cpu_work(config.extra_cpu_iterations)
+    if config.extra_cpu_ms:
+        burden.injected_cpu_time(config.extra_cpu_ms)
     if config.leak_bytes_per_scrape:
         burden.injected_leak(config.leak_bytes_per_scrape)
     metrics.CPU_SPIKE.set(time.thread_time() - started)

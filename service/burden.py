@@ -2,9 +2,12 @@
 tracemalloc point straight at it.
 
 ``burn_cpu`` and ``copy_data_blob`` are the original service's bugs (baseline
-only); ``injected_cpu_work`` and ``injected_leak`` are fault-injection knobs
-(both variants, off by default) used to prove the gate catches regressions.
+only); ``injected_cpu_work``, ``injected_cpu_time`` and ``injected_leak`` are
+fault-injection knobs (both variants, off by default) used to prove the gate
+catches regressions.
 """
+
+import time
 
 data_blob = "X" * 5_000_000  # the original 5 MB module-level payload
 
@@ -37,6 +40,20 @@ def injected_cpu_work(iterations):
     for i in range(iterations):
         total += i * i
     return total
+
+
+def injected_cpu_time(milliseconds):
+    """Fault knob SENSOR_EXTRA_CPU_MS: spin until this thread has used that much CPU.
+
+    Measured on the thread's own CPU clock, so the cost per scrape is the same on a
+    fast or a slow machine and under any CPU limit (throttling stretches wall time,
+    not thread time); the gate calibrates against it.
+    """
+    deadline = time.thread_time() + milliseconds / 1000.0
+    spins = 0
+    while time.thread_time() < deadline:
+        spins += 1
+    return spins
 
 
 def injected_leak(nbytes):

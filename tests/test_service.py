@@ -204,6 +204,26 @@ def test_extra_cpu_knob_raises_cpu_per_scrape(workdir, optimized):
     assert loaded >= 5 * max(plain, 0.001), (loaded, plain)
 
 
+def test_extra_cpu_ms_knob_adds_that_much_cpu_per_scrape(workdir, optimized):
+    """SENSOR_EXTRA_CPU_MS spins on the thread's CPU clock: the process's own CPU
+    counters grow by about that much per scrape, on top of the plain scrape."""
+    extra_ms = 25.0
+    plain = cpu_per_scrape(*optimized, scrapes=20)
+    with running_service(workdir, SENSOR_EXTRA_CPU_MS=extra_ms) as running:
+        loaded = cpu_per_scrape(*running, scrapes=20)
+        body = request(running[1], "/metrics")[2]
+    grown_ms = (loaded - plain) * 1000
+    assert 0.8 * extra_ms <= grown_ms <= 1.3 * extra_ms + 2, (grown_ms, plain, loaded)
+    assert metric_value(body, "sensor_cpu_spike") >= extra_ms / 1000
+
+
+def test_extra_cpu_ms_knob_is_named_in_a_profile():
+    """Its own function, so py-spy and the gate's explanation name it."""
+    from service import burden
+    assert burden.injected_cpu_time.__name__ == "injected_cpu_time"
+    assert burden.injected_cpu_time(0) == 0
+
+
 # --- profile mode ---------------------------------------------------------------------
 
 CAPTURE = "/debug/tracemalloc/scrape"
@@ -287,6 +307,10 @@ def start_failure(args=(), **env):
     (("--variant", "turbo"), {}, "--variant"),
     ((), {"SENSOR_EXTRA_CPU_ITERATIONS": "-5"}, "SENSOR_EXTRA_CPU_ITERATIONS"),
     ((), {"SENSOR_LEAK_BYTES_PER_SCRAPE": "lots"}, "SENSOR_LEAK_BYTES_PER_SCRAPE"),
+    ((), {"SENSOR_EXTRA_CPU_MS": "-0.5"}, "SENSOR_EXTRA_CPU_MS"),
+    ((), {"SENSOR_EXTRA_CPU_MS": "fast"}, "SENSOR_EXTRA_CPU_MS"),
+    ((), {"SENSOR_EXTRA_CPU_MS": "nan"}, "SENSOR_EXTRA_CPU_MS"),
+    (("--extra-cpu-ms", "inf"), {}, "--extra-cpu-ms"),
     ((), {"SENSOR_PORT": "70000"}, "SENSOR_PORT"),
     (("--port", "http"), {}, "--port"),
 ])
