@@ -184,6 +184,56 @@ def test_baseline_serves_the_blob_too(baseline):
     pytest.fail("no blob answer in 60 /sensor requests")
 
 
+def test_blob_answers_are_the_same_5mb_in_both_variants(baseline, optimized):
+    """The optimized variant sends the once-encoded bytes; the answer is unchanged."""
+    expected = b"X" * 5_000_000
+    for _, port in (baseline, optimized):
+        for _ in range(80):
+            status, headers, body = request(port, "/sensor")
+            if headers.get("X-Sensor-Blob") == "1":
+                assert status == 200 and body == expected
+                assert headers["Content-Type"].startswith("text/plain")
+                break
+        else:
+            pytest.fail(f"no blob answer in 80 /sensor requests on port {port}")
+
+
+def test_optimized_answers_unknown_paths_and_methods_like_a_web_app(optimized):
+    _, port = optimized
+    assert request(port, "/nope")[0] == 404
+    status, headers, _ = request(port, "/metrics", "POST")
+    assert status == 405 and "GET" in headers["Allow"]
+    assert request(port, "/metrics", "HEAD")[0] == 200
+    status, headers, body = request(port, "/sensor")
+    assert headers["Content-Type"] in ("application/json", "text/plain; charset=utf-8")
+
+
+def test_optimized_process_does_not_import_flask():
+    """Part of its memory budget: the plain WSGI app leaves the framework out."""
+    code = ("import sys; from service.config import Config; from service import wsgi; "
+            "wsgi.create_app(Config()); print('flask' in sys.modules, 'werkzeug' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env=service_env())
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def _compose_healthcheck():
+    import yaml
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return spec["services"]["sensor-service"]["healthcheck"]["test"]
+
+
+def test_compose_healthcheck_is_light_and_works_against_a_real_service(optimized):
+    test = _compose_healthcheck()
+    assert test[0] == "CMD" and test[1] == "wget", test   # busybox in the image: no Python
+    _, port = optimized
+    argv = [arg.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for arg in test[1:]]
+    assert argv != test[1:], "the healthcheck URL no longer names 127.0.0.1:8000"
+    assert subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
+    closed = [arg.replace("127.0.0.1:8000", f"127.0.0.1:{free_port()}") for arg in test[1:]]
+    assert subprocess.run(closed, capture_output=True, timeout=10).returncode != 0
+
+
 # --- fault knobs ----------------------------------------------------------------------
 
 def test_leak_knob_grows_rss_by_bytes_times_scrapes(workdir):
