@@ -30,7 +30,7 @@ class Config:
 
     @property
     def server(self) -> str:
-        """The HTTP server each variant runs under (see docs/readme-service.md)."""
+        """The HTTP server each variant runs under (see docs/service.md)."""
         return "werkzeug" if self.variant == "baseline" else "waitress"
 
     def describe(self) -> str:

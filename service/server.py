@@ -38,7 +38,7 @@ def pin_mmap_threshold(nbytes=128 * 1024) -> bool:
 
     glibc raises the threshold after each large free; later 64 KB-1 MB buffers
     (blob chunks, waitress output buffers) then stay in per-thread arenas and
-    RSS climbs ~25 MB under blob traffic (measured, docs/readme-service.md).
+    RSS climbs ~25 MB under blob traffic (measured, docs/service.md).
     musl (Alpine) ignores the call; its malloc already unmaps large blocks.
     """
     try:
@@ -49,7 +49,7 @@ def pin_mmap_threshold(nbytes=128 * 1024) -> bool:
 
 def serve(app, config: Config):
     """baseline: Werkzeug's dev server, one request at a time, as the original.
-    optimized: waitress, one process (see docs/readme-service.md for why)."""
+    optimized: waitress, one process (see docs/service.md for why)."""
     if config.server == "werkzeug":
         from werkzeug.serving import run_simple
         run_simple(config.host, config.port, app, threaded=False, processes=1)
