@@ -31,7 +31,7 @@ class Config:
     @property
     def server(self) -> str:
         """The HTTP server each variant runs under (see docs/service.md)."""
-        return "werkzeug" if self.variant == "baseline" else "waitress"
+        return "werkzeug" if self.variant == "baseline" else "lean"
 
     def describe(self) -> str:
         return (f"variant={self.variant} server={self.server} listen={self.host}:{self.port} "

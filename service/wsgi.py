@@ -70,8 +70,8 @@ class SensorApp:
             start_response(STATUS[200], [("Content-Type", TEXT),
                                          ("Content-Length", str(len(self.blob))),
                                          ("X-Sensor-Blob", "1")])
-            # the server's file wrapper: waitress sends it from its I/O loop, straight
-            # from the once-encoded bytes (BytesIO shares them), freeing this thread
+            # the server's file wrapper: service.lean_server sends the once-encoded bytes
+            # themselves (the BytesIO shares them), no copy into buffers or temporary files
             wrapper = environ.get("wsgi.file_wrapper")
             stream = io.BytesIO(self.blob)
             if wrapper is None:

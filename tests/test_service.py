@@ -127,11 +127,74 @@ def _promtool_check(port):
 def test_baseline_metrics_pass_promtool_and_run_on_werkzeug(baseline):
     headers = _promtool_check(baseline[1])
     assert headers["Server"].startswith("Werkzeug")
+    assert b"sensor_requests_created" in request(baseline[1], "/metrics")[2]   # the "before"
 
 
-def test_optimized_metrics_pass_promtool_and_run_on_waitress(optimized):
+def test_optimized_metrics_pass_promtool_and_run_on_the_lean_server(optimized):
     headers = _promtool_check(optimized[1])
-    assert headers["Server"] == "waitress"
+    assert "Server" not in headers   # service.lean_server, not waitress or Werkzeug
+    body = request(optimized[1], "/metrics")[2]
+    assert b"_created" not in body   # dropped in the optimized variant only
+
+
+def test_lean_server_keeps_connections_alive_and_answers_head_without_body(optimized):
+    _, port = optimized
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        bodies = []
+        for path in ("/metrics", "/healthz", "/metrics"):
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            bodies.append((resp.status, resp.read()))
+        assert [status for status, _ in bodies] == [200, 200, 200]
+        assert bodies[1][1] == b"ok" and b"sensor_requests_total" in bodies[2][1]
+        conn.request("HEAD", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200 and int(resp.getheader("Content-Length")) > 1000
+        assert resp.read() == b""
+        conn.request("GET", "/healthz")   # the HEAD left no body behind on the connection
+        assert conn.getresponse().read() == b"ok"
+    finally:
+        conn.close()
+
+
+def test_lean_process_collector_matches_the_default_one():
+    """The six process_* series keep their names, help, types and values."""
+    code = ("from prometheus_client import PROCESS_COLLECTOR\n"
+            "from service.process_metrics import LeanProcessCollector\n"
+            "lean = LeanProcessCollector()\n"
+            "d = {m.name: (m.type, m.documentation, m.samples[0].value) for m in PROCESS_COLLECTOR.collect()}\n"
+            "l = {m.name: (m.type, m.documentation, m.samples[0].value) for m in lean.collect()}\n"
+            "print(sorted(d) == sorted(l), len(d))\n"
+            "for k in d:\n"
+            "    same = d[k] == l[k] or k in ('process_cpu_seconds', 'process_resident_memory_bytes',\n"
+            "                                 'process_virtual_memory_bytes') and d[k][:2] == l[k][:2]\n"
+            "    print(k, same)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env=service_env())
+    lines = out.stdout.split("\n")
+    assert lines[0] == "True 6", out.stdout + out.stderr
+    assert all(line.endswith("True") for line in lines[1:] if line), out.stdout
+
+
+def test_cached_exposition_renders_the_same_bytes_as_generate_latest():
+    code = ("from prometheus_client import REGISTRY, generate_latest, disable_created_metrics\n"
+            "from prometheus_client import enable_created_metrics\n"
+            "from service import metrics, process_metrics\n"
+            "from service.exposition import CachedExposition\n"
+            "REGISTRY.unregister(process_metrics.PROCESS_COLLECTOR)  # values move between calls\n"
+            "import gc; gc.disable()  # the gc collector's counts must not move between calls\n"
+            "render = CachedExposition(REGISTRY).render\n"
+            "for i in range(5):\n"
+            "    metrics.SCRAPE_DURATION.observe(0.003 * i); metrics.REQUESTS.inc()\n"
+            "ok = []\n"
+            "for switch in (enable_created_metrics, disable_created_metrics):\n"
+            "    switch(); metrics.FAILURES.inc()\n"
+            "    ok += [render() == generate_latest(REGISTRY), render() == generate_latest(REGISTRY)]\n"
+            "print(ok)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env=service_env())
+    assert out.stdout.strip() == "[True, True, True, True]", out.stdout + out.stderr
 
 
 def test_scrape_histogram_counts_scrapes(optimized):
