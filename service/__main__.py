@@ -13,7 +13,10 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"sensor-service: {exc}", file=sys.stderr, flush=True)
         return 2
-    from service.app import create_app
+    if config.variant == "baseline":
+        from service.app import create_app
+    else:   # no Flask in the optimized process (docs/service.md)
+        from service.wsgi import create_app
     app = create_app(config)
     server.log_start(config)
     try:

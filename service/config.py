@@ -5,13 +5,15 @@ the setting and the fix (edgebench's rule for bad input).
 """
 
 import argparse
+import math
 import os
 from dataclasses import dataclass
 
+from plumbing.errors import EdgebenchError
 from service import VARIANTS
 
 
-class ConfigError(Exception):
+class ConfigError(EdgebenchError):
     """A bad setting; str(error) is the one line printed on stderr."""
 
 
@@ -21,6 +23,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8000
     extra_cpu_iterations: int = 0
+    extra_cpu_ms: float = 0.0
     leak_bytes_per_scrape: int = 0
     tracemalloc: bool = False
     seed: int | None = None   # SENSOR_SEED: the same sequence of simulated outcomes every run
@@ -28,11 +31,12 @@ class Config:
     @property
     def server(self) -> str:
         """The HTTP server each variant runs under (see docs/service.md)."""
-        return "werkzeug" if self.variant == "baseline" else "waitress"
+        return "werkzeug" if self.variant == "baseline" else "lean"
 
     def describe(self) -> str:
         return (f"variant={self.variant} server={self.server} listen={self.host}:{self.port} "
                 f"extra_cpu_iterations={self.extra_cpu_iterations} "
+                f"extra_cpu_ms={self.extra_cpu_ms:g} "
                 f"leak_bytes_per_scrape={self.leak_bytes_per_scrape} "
                 f"tracemalloc={'on' if self.tracemalloc else 'off'} "
                 f"seed={self.seed if self.seed is not None else 'random'}")
@@ -53,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-cpu-iterations",
                    help="fault knob: extra loop iterations per /metrics scrape "
                         "(env SENSOR_EXTRA_CPU_ITERATIONS, default 0)")
+    p.add_argument("--extra-cpu-ms",
+                   help="fault knob: milliseconds of thread CPU time spun per /metrics scrape "
+                        "(env SENSOR_EXTRA_CPU_MS, default 0)")
     p.add_argument("--leak-bytes-per-scrape",
                    help="fault knob: bytes kept forever per /metrics scrape "
                         "(env SENSOR_LEAK_BYTES_PER_SCRAPE, default 0)")
@@ -82,6 +89,18 @@ def _non_negative_int(raw, name) -> int:
     return value
 
 
+def _non_negative_float(raw, name) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to a number >= 0, "
+                          f"e.g. 0.5 (0 turns it off)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name}={raw!r} is not a finite number >= 0; set it to a number >= 0, "
+                          f"e.g. 0.5 (0 turns it off)")
+    return value
+
+
 def parse_config(argv=None, environ=None) -> Config:
     """Build a Config from argv and environ; raise ConfigError on any bad setting."""
     environ = os.environ if environ is None else environ
@@ -107,6 +126,8 @@ def parse_config(argv=None, environ=None) -> Config:
     raw, name = _pick(args.extra_cpu_iterations, "--extra-cpu-iterations", environ,
                       "SENSOR_EXTRA_CPU_ITERATIONS", "0")
     extra = _non_negative_int(raw, name)
+    raw, name = _pick(args.extra_cpu_ms, "--extra-cpu-ms", environ, "SENSOR_EXTRA_CPU_MS", "0")
+    extra_ms = _non_negative_float(raw, name)
     raw, name = _pick(args.leak_bytes_per_scrape, "--leak-bytes-per-scrape", environ,
                       "SENSOR_LEAK_BYTES_PER_SCRAPE", "0")
     leak = _non_negative_int(raw, name)
@@ -126,4 +147,5 @@ def parse_config(argv=None, environ=None) -> Config:
     seed = int(raw) if raw else None
 
     return Config(variant=variant, host=host, port=port, extra_cpu_iterations=extra,
-                  leak_bytes_per_scrape=leak, tracemalloc=tm, seed=seed)
+                  extra_cpu_ms=extra_ms, leak_bytes_per_scrape=leak, tracemalloc=tm,
+                  seed=seed)

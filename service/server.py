@@ -49,14 +49,15 @@ def pin_mmap_threshold(nbytes=128 * 1024) -> bool:
 
 def serve(app, config: Config):
     """baseline: Werkzeug's dev server, one request at a time, as the original.
-    optimized: waitress, one process (see docs/service.md for why)."""
+    optimized: service.lean_server, one process, a thread per connection
+    (docs/service.md has the measurements against waitress)."""
     if config.server == "werkzeug":
         from werkzeug.serving import run_simple
         run_simple(config.host, config.port, app, threaded=False, processes=1)
     else:
-        import waitress
+        from service import lean_server
         pin_mmap_threshold()
-        waitress.serve(app, host=config.host, port=config.port, threads=4, ident="waitress")
+        lean_server.serve(app, config.host, config.port)
     return 0
 
 

@@ -5,11 +5,12 @@ holds what requests served meanwhile on other threads allocated (a /sensor answe
 buffer, say). Filtering on the scrape's own frames would need deep tracebacks, which
 make the baseline's traced scrape minutes long; so one frame, and the report says so.
 """
-import os
 import sys
 import tracemalloc
 
 from prometheus_client import REGISTRY, generate_latest
+
+from plumbing.files import write_atomic
 
 TRACEBACK_FRAMES = 1   # the allocating line: the least overhead (a traced baseline
                        # scrape still takes seconds: every int of its burn loop is traced)
@@ -17,14 +18,8 @@ TRACEBACK_FRAMES = 1   # the allocating line: the least overhead (a traced basel
 
 def _dump_snapshot(path):
     """Atomically: a reader never sees half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        tracemalloc.take_snapshot().dump(tmp)
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    snapshot = tracemalloc.take_snapshot()
+    write_atomic(path, lambda tmp: snapshot.dump(str(tmp)))
 
 
 def run(config, scrape_work, peak, after):

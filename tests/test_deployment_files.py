@@ -53,5 +53,8 @@ def test_dockerfile_runs_the_service_as_non_root_with_a_healthcheck():
     text = (ROOT / "Dockerfile").read_text()
     assert "USER 10001" in text
     assert "/healthz" in text and "HEALTHCHECK" in text
+    health = text[text.index("HEALTHCHECK"):].split("\n", 2)[1]
+    assert '"wget"' in health and "python" not in health   # busybox, not a second interpreter
+    assert "COPY --chown=root:root plumbing/ ./plumbing/" in text   # ConfigError's base class
     assert 'CMD ["python", "-m", "service"]' in text
     assert "ENV SENSOR_VARIANT=$SENSOR_VARIANT" in text

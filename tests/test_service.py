@@ -127,11 +127,74 @@ def _promtool_check(port):
 def test_baseline_metrics_pass_promtool_and_run_on_werkzeug(baseline):
     headers = _promtool_check(baseline[1])
     assert headers["Server"].startswith("Werkzeug")
+    assert b"sensor_requests_created" in request(baseline[1], "/metrics")[2]   # the "before"
 
 
-def test_optimized_metrics_pass_promtool_and_run_on_waitress(optimized):
+def test_optimized_metrics_pass_promtool_and_run_on_the_lean_server(optimized):
     headers = _promtool_check(optimized[1])
-    assert headers["Server"] == "waitress"
+    assert "Server" not in headers   # service.lean_server, not waitress or Werkzeug
+    body = request(optimized[1], "/metrics")[2]
+    assert b"_created" not in body   # dropped in the optimized variant only
+
+
+def test_lean_server_keeps_connections_alive_and_answers_head_without_body(optimized):
+    _, port = optimized
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        bodies = []
+        for path in ("/metrics", "/healthz", "/metrics"):
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            bodies.append((resp.status, resp.read()))
+        assert [status for status, _ in bodies] == [200, 200, 200]
+        assert bodies[1][1] == b"ok" and b"sensor_requests_total" in bodies[2][1]
+        conn.request("HEAD", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200 and int(resp.getheader("Content-Length")) > 1000
+        assert resp.read() == b""
+        conn.request("GET", "/healthz")   # the HEAD left no body behind on the connection
+        assert conn.getresponse().read() == b"ok"
+    finally:
+        conn.close()
+
+
+def test_lean_process_collector_matches_the_default_one():
+    """The six process_* series keep their names, help, types and values."""
+    code = ("from prometheus_client import PROCESS_COLLECTOR\n"
+            "from service.process_metrics import LeanProcessCollector\n"
+            "lean = LeanProcessCollector()\n"
+            "d = {m.name: (m.type, m.documentation, m.samples[0].value) for m in PROCESS_COLLECTOR.collect()}\n"
+            "l = {m.name: (m.type, m.documentation, m.samples[0].value) for m in lean.collect()}\n"
+            "print(sorted(d) == sorted(l), len(d))\n"
+            "for k in d:\n"
+            "    same = d[k] == l[k] or k in ('process_cpu_seconds', 'process_resident_memory_bytes',\n"
+            "                                 'process_virtual_memory_bytes') and d[k][:2] == l[k][:2]\n"
+            "    print(k, same)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env=service_env())
+    lines = out.stdout.split("\n")
+    assert lines[0] == "True 6", out.stdout + out.stderr
+    assert all(line.endswith("True") for line in lines[1:] if line), out.stdout
+
+
+def test_cached_exposition_renders_the_same_bytes_as_generate_latest():
+    code = ("from prometheus_client import REGISTRY, generate_latest, disable_created_metrics\n"
+            "from prometheus_client import enable_created_metrics\n"
+            "from service import metrics, process_metrics\n"
+            "from service.exposition import CachedExposition\n"
+            "REGISTRY.unregister(process_metrics.PROCESS_COLLECTOR)  # values move between calls\n"
+            "import gc; gc.disable()  # the gc collector's counts must not move between calls\n"
+            "render = CachedExposition(REGISTRY).render\n"
+            "for i in range(5):\n"
+            "    metrics.SCRAPE_DURATION.observe(0.003 * i); metrics.REQUESTS.inc()\n"
+            "ok = []\n"
+            "for switch in (enable_created_metrics, disable_created_metrics):\n"
+            "    switch(); metrics.FAILURES.inc()\n"
+            "    ok += [render() == generate_latest(REGISTRY), render() == generate_latest(REGISTRY)]\n"
+            "print(ok)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env=service_env())
+    assert out.stdout.strip() == "[True, True, True, True]", out.stdout + out.stderr
 
 
 def test_scrape_histogram_counts_scrapes(optimized):
@@ -184,6 +247,56 @@ def test_baseline_serves_the_blob_too(baseline):
     pytest.fail("no blob answer in 60 /sensor requests")
 
 
+def test_blob_answers_are_the_same_5mb_in_both_variants(baseline, optimized):
+    """The optimized variant sends the once-encoded bytes; the answer is unchanged."""
+    expected = b"X" * 5_000_000
+    for _, port in (baseline, optimized):
+        for _ in range(80):
+            status, headers, body = request(port, "/sensor")
+            if headers.get("X-Sensor-Blob") == "1":
+                assert status == 200 and body == expected
+                assert headers["Content-Type"].startswith("text/plain")
+                break
+        else:
+            pytest.fail(f"no blob answer in 80 /sensor requests on port {port}")
+
+
+def test_optimized_answers_unknown_paths_and_methods_like_a_web_app(optimized):
+    _, port = optimized
+    assert request(port, "/nope")[0] == 404
+    status, headers, _ = request(port, "/metrics", "POST")
+    assert status == 405 and "GET" in headers["Allow"]
+    assert request(port, "/metrics", "HEAD")[0] == 200
+    status, headers, body = request(port, "/sensor")
+    assert headers["Content-Type"] in ("application/json", "text/plain; charset=utf-8")
+
+
+def test_optimized_process_does_not_import_flask():
+    """Part of its memory budget: the plain WSGI app leaves the framework out."""
+    code = ("import sys; from service.config import Config; from service import wsgi; "
+            "wsgi.create_app(Config()); print('flask' in sys.modules, 'werkzeug' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env=service_env())
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def _compose_healthcheck():
+    import yaml
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return spec["services"]["sensor-service"]["healthcheck"]["test"]
+
+
+def test_compose_healthcheck_is_light_and_works_against_a_real_service(optimized):
+    test = _compose_healthcheck()
+    assert test[0] == "CMD" and test[1] == "wget", test   # busybox in the image: no Python
+    _, port = optimized
+    argv = [arg.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for arg in test[1:]]
+    assert argv != test[1:], "the healthcheck URL no longer names 127.0.0.1:8000"
+    assert subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
+    closed = [arg.replace("127.0.0.1:8000", f"127.0.0.1:{free_port()}") for arg in test[1:]]
+    assert subprocess.run(closed, capture_output=True, timeout=10).returncode != 0
+
+
 # --- fault knobs ----------------------------------------------------------------------
 
 def test_leak_knob_grows_rss_by_bytes_times_scrapes(workdir):
@@ -202,6 +315,26 @@ def test_extra_cpu_knob_raises_cpu_per_scrape(workdir, optimized):
     with running_service(workdir, SENSOR_EXTRA_CPU_ITERATIONS=1_000_000) as running:
         loaded = cpu_per_scrape(*running)
     assert loaded >= 5 * max(plain, 0.001), (loaded, plain)
+
+
+def test_extra_cpu_ms_knob_adds_that_much_cpu_per_scrape(workdir, optimized):
+    """SENSOR_EXTRA_CPU_MS spins on the thread's CPU clock: the process's own CPU
+    counters grow by about that much per scrape, on top of the plain scrape."""
+    extra_ms = 25.0
+    plain = cpu_per_scrape(*optimized, scrapes=20)
+    with running_service(workdir, SENSOR_EXTRA_CPU_MS=extra_ms) as running:
+        loaded = cpu_per_scrape(*running, scrapes=20)
+        body = request(running[1], "/metrics")[2]
+    grown_ms = (loaded - plain) * 1000
+    assert 0.8 * extra_ms <= grown_ms <= 1.3 * extra_ms + 2, (grown_ms, plain, loaded)
+    assert metric_value(body, "sensor_cpu_spike") >= extra_ms / 1000
+
+
+def test_extra_cpu_ms_knob_is_named_in_a_profile():
+    """Its own function, so py-spy and the gate's explanation name it."""
+    from service import burden
+    assert burden.injected_cpu_time.__name__ == "injected_cpu_time"
+    assert burden.injected_cpu_time(0) == 0
 
 
 # --- profile mode ---------------------------------------------------------------------
@@ -287,6 +420,10 @@ def start_failure(args=(), **env):
     (("--variant", "turbo"), {}, "--variant"),
     ((), {"SENSOR_EXTRA_CPU_ITERATIONS": "-5"}, "SENSOR_EXTRA_CPU_ITERATIONS"),
     ((), {"SENSOR_LEAK_BYTES_PER_SCRAPE": "lots"}, "SENSOR_LEAK_BYTES_PER_SCRAPE"),
+    ((), {"SENSOR_EXTRA_CPU_MS": "-0.5"}, "SENSOR_EXTRA_CPU_MS"),
+    ((), {"SENSOR_EXTRA_CPU_MS": "fast"}, "SENSOR_EXTRA_CPU_MS"),
+    ((), {"SENSOR_EXTRA_CPU_MS": "nan"}, "SENSOR_EXTRA_CPU_MS"),
+    (("--extra-cpu-ms", "inf"), {}, "--extra-cpu-ms"),
     ((), {"SENSOR_PORT": "70000"}, "SENSOR_PORT"),
     (("--port", "http"), {}, "--port"),
 ])
