@@ -46,7 +46,10 @@ START_TIMEOUT_S = 30.0  # launch -> test_start (workers connecting included)
 STOP_GRACE_S = 8.0  # SIGINT -> SIGTERM -> SIGKILL
 
 
-class LoadError(Exception):
+from plumbing.errors import EdgebenchError  # noqa: E402 - the one refusal base
+
+
+class LoadError(EdgebenchError):
     """A load run could not be started or its parameters are wrong (one-line message)."""
 
 

@@ -25,7 +25,10 @@ SCENARIO_MARKERS = ("scenario.json", "requests.csv.gz", "requests.csv", "resourc
 _REPEAT_RE = re.compile(r"^(?P<name>.+?)\.r(?P<repeat>\d+)$")
 
 
-class ReportError(Exception):
+from plumbing.errors import EdgebenchError  # noqa: E402 - the one refusal base
+
+
+class ReportError(EdgebenchError):
     """A results directory that cannot be reported on; str() is the one line to show."""
 
 

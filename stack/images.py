@@ -21,7 +21,10 @@ from pathlib import Path
 from .compose import Compose, Service
 
 
-class StackError(RuntimeError):
+from plumbing.errors import EdgebenchError  # noqa: E402 - the one refusal base
+
+
+class StackError(EdgebenchError, RuntimeError):
     """A stack that cannot be started/stopped; ``str()`` is one line naming the fix."""
 
 
