@@ -263,3 +263,50 @@ def test_calibration_conditions_and_knob_conversion(tmp_path):
     env, line = cpu_regression_knob(0.10, 2.0, ROOT) if "SENSOR_EXTRA_CPU_MS" not in \
         (ROOT / "service" / "config.py").read_text() else ({"SENSOR_EXTRA_CPU_ITERATIONS": "1"}, "ns per iteration")
     assert "ns per iteration" in line and int(next(iter(env.values()))) >= 1
+
+
+def test_no_import_cycle_and_no_private_cross_module_import():
+    """Imports inside functions count too: they used to hide a bench <-> gate <-> profile
+    circle. Walks every import of the project's packages and looks for a cycle."""
+    import ast
+    packages = ("edgebench", "reports", "stack", "loadtests", "profiling", "service", "plumbing")
+
+    def resolve(name):
+        parts = name.split(".")
+        while parts:
+            if (ROOT.joinpath(*parts).with_suffix(".py")).exists() or ROOT.joinpath(*parts, "__init__.py").exists():
+                return ".".join(parts)
+            parts = parts[:-1]
+
+    graph, private = {}, []
+    for p in (f for pkg in packages for f in (ROOT / pkg).rglob("*.py")):
+        rel = p.relative_to(ROOT)
+        mod = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        deps = graph.setdefault(mod, set())
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+                if node.module.startswith("edgebench"):
+                    private += [f"{mod}: {n}" for n in names if n.rsplit(".", 1)[1].startswith("_")]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for n in names:
+                target = resolve(n) if n.split(".")[0] in packages else None
+                if target and target != mod and not mod.startswith(target + "."):
+                    deps.add(target)
+    state = {}
+
+    def visit(v, path):
+        state[v] = "open"
+        for w in graph.get(v, ()):
+            assert state.get(w) != "open", "import cycle: " + " -> ".join(path + [v, w])
+            if w not in state:
+                visit(w, path + [v])
+        state[v] = "done"
+
+    for v in list(graph):
+        if v not in state:
+            visit(v, [])
+    assert not private, private
