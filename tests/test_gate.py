@@ -310,3 +310,24 @@ def test_no_import_cycle_and_no_private_cross_module_import():
         if v not in state:
             visit(v, [])
     assert not private, private
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--rounds", "1"), "--rounds=1: the statistics need at least 2 rounds"),
+    (("--time-budget", "0"), "--time-budget=0: pass a positive number of seconds"),
+    (("--inject", "NOEQUALS"), "--inject 'NOEQUALS': expected KEY=VALUE"),
+    (("--budgets", "/nonexistent/budgets.yml"), "budgets file not found"),
+])
+def test_bad_gate_parameters_are_one_line_exit_2(tmp_path, args, message):
+    out = subprocess.run([str(ROOT / "bin" / "edgebench"), "gate", "--results", str(tmp_path / "r"), *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_command_is_reachable():
+    out = subprocess.run([sys.executable, "-m", "edgebench", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    for name in ("bench", "profile", "report", "gate", "gate-calibrate", "up", "down", "status"):
+        assert name in out.stdout

@@ -30,6 +30,7 @@ class ABMetric:
     metric: str
     min_effect: float      # delta: relative (0.10 = +10%) or absolute (MB)
     relative: bool = True
+    unit: str = ""         # shown after an absolute change, e.g. MB
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def load_budgets(path: Path) -> GateConfig:
             raise BudgetError(f"{path}: ab.metrics[{i}] metric {(m or {}).get('metric')!r} is unknown: "
                               f"use one of {', '.join(AB_METRICS)}")
         metrics.append(ABMetric(m["metric"], _positive(path, f"ab.metrics[{i}].min_effect", m.get("min_effect")),
-                                bool(m.get("relative", True))))
+                                bool(m.get("relative", True)), str(m.get("unit", ""))))
     defaults = GateConfig((), ())
     cfg = GateConfig(
         budgets=tuple(budgets), ab_metrics=tuple(metrics),

@@ -18,7 +18,8 @@ def _change(c) -> str:
     if c.change is None:
         return ""
     f = (lambda x: f"{x:+.1%}") if c.relative else (lambda x: f"{x:+.3g}")
-    return f"{f(c.change)} [{f(c.low)}, {f(c.high)}]"
+    unit = "" if c.relative or not c.unit else f" {c.unit}"
+    return f"{f(c.change)} [{f(c.low)}, {f(c.high)}]{unit}"
 
 
 def _p(c) -> str:

@@ -43,6 +43,7 @@ class Check:
     verdict: str
     relative: bool = True
     detail: str = ""
+    unit: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,18 +134,19 @@ def ab_checks(rounds: list, config: GateConfig, stored_a: list | None = None) ->
         before = _combine(a_src, "median")
         after = _combine(_values(rounds, "b", m.metric), "median")
         low, high = e.interval
-        bound = f"+{m.min_effect:.0%}" if m.relative else f"+{m.min_effect:g}"
-        detail = (f"{_change(e.change, m.relative)} [{_change(low, m.relative)}, {_change(high, m.relative)}] "
+        bound = f"+{m.min_effect:.0%}" if m.relative else f"+{m.min_effect:g} {m.unit}".rstrip()
+        detail = (f"{_change(e.change, m.relative, m.unit)} [{_change(low, m.relative)}, "
+                  f"{_change(high, m.relative, m.unit)}] "
                   f"({level:.0%} interval), {e.rounds} rounds, p={e.p_holm:.2g} (Holm; raw {e.p_value:.2g})")
         checks.append(Check(f"A/B: {m.metric}", m.metric, before, after, e.change, low, high,
-                            e.rounds, e.p_holm, bound, e.verdict, m.relative, detail))
+                            e.rounds, e.p_holm, bound, e.verdict, m.relative, detail, m.unit))
     return checks + failed
 
 
-def _change(x: float | None, relative: bool) -> str:
+def _change(x: float | None, relative: bool, unit: str = "") -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
-    return f"{x:+.1%}" if relative else f"{x:+.3g}"
+    return f"{x:+.1%}" if relative else f"{x:+.3g} {unit}".rstrip()
 
 
 def evaluate(rounds: list, config: GateConfig, stored_a: list | None = None,
@@ -168,7 +170,7 @@ def evaluate(rounds: list, config: GateConfig, stored_a: list | None = None,
             if c.low is not None:
                 half = (c.high - c.low) / 2
                 result.notes.append(
-                    f"resolution of the A/B on {c.metric}: +-{_change(half, c.relative).lstrip('+')} "
+                    f"resolution of the A/B on {c.metric}: +-{_change(half, c.relative, c.unit).lstrip('+')} "
                     f"after {c.rounds} rounds, against a minimum effect of {c.bound}")
     return result
 
