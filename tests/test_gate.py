@@ -331,3 +331,16 @@ def test_every_command_is_reachable():
                          text=True, timeout=60)
     for name in ("bench", "profile", "report", "gate", "gate-calibrate", "up", "down", "status"):
         assert name in out.stdout
+
+
+def test_figures_of_a_constructed_scenario_come_from_the_report(tmp_path):
+    """The names the gate reads exist in the report's summary: a renamed figure fails here."""
+    from edgebench.gate.figures import measure_figures
+    from tests.fixtures_results import build_scenario
+    build_scenario(tmp_path, "optimized-vm")
+    f = measure_figures(tmp_path / "optimized-vm")
+    for name in ("cpu_ms_per_request", "scrape_latency_ms", "service_mem_steady_mb", "service_mem_peak_mb",
+                 "oom_kills", "restarts", "metrics_failure_ratio", "scrape_p95_ms", "requests"):
+        assert f[name] is not None, name
+    assert f["cpu_ms_per_request"] > 0 and f["requests"] > 0 and f["metrics_failure_ratio"] == 0
+    assert measure_figures(tmp_path / "missing") == dict.fromkeys(FIGURES)
