@@ -3,6 +3,7 @@ conversion of a stated CPU regression (+10%) into a knob value."""
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from edgebench.scenarios import ParameterError
@@ -29,6 +30,7 @@ def service_supports(source: Path, knob: str) -> bool:
     return any(knob in p.read_text(errors="replace") for p in (Path(source) / "service").glob("*.py"))
 
 
+@lru_cache(maxsize=None)
 def ns_per_iteration(source: Path, repeats: int = 5, iterations: int = 200_000) -> float:
     """The CPU cost of one iteration of the service's own injected loop, timed here on
     thread CPU time (what the cgroup charges), the fastest of a few repeats."""
