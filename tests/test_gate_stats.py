@@ -4,8 +4,17 @@ import math
 import numpy as np
 import pytest
 
-from edgebench.gate.stats import (INCONCLUSIVE, PASS, REGRESSION, decide, decide_all, holm,
-                                  paired_differences, paired_effect, unpaired_effect)
+from edgebench.gate.stats import (
+    INCONCLUSIVE,
+    PASS,
+    REGRESSION,
+    decide,
+    decide_all,
+    holm,
+    paired_differences,
+    paired_effect,
+    unpaired_effect,
+)
 
 ALPHA = 0.05
 

@@ -50,9 +50,9 @@ def load_budgets(path: Path) -> GateConfig:
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise BudgetError(f"{path}: budgets file not found (restore it from git: git checkout -- {path})")
+        raise BudgetError(f"{path}: budgets file not found (restore it from git: git checkout -- {path})") from None
     except yaml.YAMLError as e:
-        raise BudgetError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix the syntax")
+        raise BudgetError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix the syntax") from None
     if not isinstance(data, dict) or not isinstance(data.get("budgets"), list):
         raise BudgetError(f"{path}: needs a 'budgets:' list of {{metric, max, why}} entries")
     budgets = []

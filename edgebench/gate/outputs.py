@@ -5,8 +5,8 @@ import os
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from edgebench.gate.verdict import ERROR, GateResult
 from edgebench.gate.stats import INCONCLUSIVE, REGRESSION
+from edgebench.gate.verdict import ERROR, GateResult
 from plumbing.files import write_atomic, write_json_atomic
 
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgebench.gate.baseline import check_stored_baseline
-from edgebench.gate.budgets import GateConfig, load_budgets
+from edgebench.gate.budgets import load_budgets
 from edgebench.gate.figures import measure_figures
 from edgebench.gate.loop import LoopOutcome, run_rounds
 from edgebench.gate.outputs import table, write_outputs
