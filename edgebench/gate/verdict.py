@@ -135,8 +135,9 @@ def ab_checks(rounds: list, config: GateConfig, stored_a: list | None = None) ->
         after = _combine(_values(rounds, "b", m.metric), "median")
         low, high = e.interval
         bound = f"+{m.min_effect:.0%}" if m.relative else f"+{m.min_effect:g} {m.unit}".rstrip()
-        detail = (f"{_change(e.change, m.relative, m.unit)} [{_change(low, m.relative)}, "
-                  f"{_change(high, m.relative, m.unit)}] "
+        unit = "" if m.relative or not m.unit else f" {m.unit}"
+        detail = (f"{_change(e.change, m.relative)} [{_change(low, m.relative)}, "
+                  f"{_change(high, m.relative)}]{unit} "
                   f"({level:.0%} interval), {e.rounds} rounds, p={e.p_holm:.2g} (Holm; raw {e.p_value:.2g})")
         checks.append(Check(f"A/B: {m.metric}", m.metric, before, after, e.change, low, high,
                             e.rounds, e.p_holm, bound, e.verdict, m.relative, detail, m.unit))
