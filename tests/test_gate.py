@@ -344,3 +344,29 @@ def test_figures_of_a_constructed_scenario_come_from_the_report(tmp_path):
         assert f[name] is not None, name
     assert f["cpu_ms_per_request"] > 0 and f["requests"] > 0 and f["metrics_failure_ratio"] == 0
     assert measure_figures(tmp_path / "missing") == dict.fromkeys(FIGURES)
+
+
+def test_a_killed_gates_worktree_is_removed_by_the_next(tmp_path):
+    """A gate killed with SIGKILL cannot remove its checkout of A; the next gate does,
+    and leaves a live gate's checkout alone."""
+    import os
+    from edgebench.gitref import PREFIX, remove_orphan_worktrees, worktree
+    repo = tmp_path / "repo"
+    (repo / "service").mkdir(parents=True)
+    (repo / "service" / "__main__.py").write_text("")
+    git = ["git", "-C", str(repo), "-c", "user.email=e@x", "-c", "user.name=e"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "c"], check=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f"{PREFIX}{dead.pid}-x" / "ref"
+    subprocess.run(git + ["worktree", "add", "--detach", "-q", str(orphan), "HEAD"], check=True)
+    with worktree("HEAD", repo=repo) as live:
+        assert live.parent.name.startswith(f"{PREFIX}{os.getpid()}-") and live.exists()
+        assert not orphan.exists()                       # removed on the way in
+        assert remove_orphan_worktrees(repo) == []       # our own, live, stays
+        assert live.exists()
+    assert not live.exists()
+    listing = subprocess.run(git + ["worktree", "list"], capture_output=True, text=True).stdout
+    assert len(listing.strip().splitlines()) == 1
