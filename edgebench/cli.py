@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from plumbing.errors import EdgebenchError
+from stack.api import DEFAULT_STATE_DIR  # noqa: F401 - the stack's own default, read by stack_commands
 
 
 def build_parser() -> argparse.ArgumentParser:

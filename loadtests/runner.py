@@ -46,10 +46,7 @@ START_TIMEOUT_S = 30.0  # launch -> test_start (workers connecting included)
 STOP_GRACE_S = 8.0  # SIGINT -> SIGTERM -> SIGKILL
 
 
-from plumbing.errors import EdgebenchError  # noqa: E402 - the one refusal base
-
-
-class LoadError(EdgebenchError):
+class LoadError(Exception):
     """A load run could not be started or its parameters are wrong (one-line message)."""
 
 

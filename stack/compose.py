@@ -19,10 +19,7 @@ import yaml
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
 
-from plumbing.errors import EdgebenchError  # noqa: E402 - the one refusal base
-
-
-class ComposeError(EdgebenchError, ValueError):
+class ComposeError(ValueError):
     """A compose file that cannot be used; ``str()`` is one line: file, service, field, fix."""
 
     def __init__(self, file: str | os.PathLike, service: str | None, field: str | None,

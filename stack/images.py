@@ -21,10 +21,7 @@ from pathlib import Path
 from .compose import Compose, Service
 
 
-from plumbing.errors import EdgebenchError  # noqa: E402 - the one refusal base
-
-
-class StackError(EdgebenchError, RuntimeError):
+class StackError(RuntimeError):
     """A stack that cannot be started/stopped; ``str()`` is one line naming the fix."""
 
 

@@ -1,7 +1,7 @@
 """`edgebench down`: stop the stack and remove its cgroups."""
 from __future__ import annotations
 
-from edgebench.commands.up import DEFAULT_STATE_DIR
+from stack.api import DEFAULT_STATE_DIR
 
 NAME = "down"
 HELP = "stop it"

@@ -1,7 +1,7 @@
 """`edgebench status`: what runs, limits, memory, CPU, restarts."""
 from __future__ import annotations
 
-from edgebench.commands.up import DEFAULT_STATE_DIR
+from stack.api import DEFAULT_STATE_DIR
 
 NAME = "status"
 HELP = "show what runs, limits, memory, CPU, restarts"

@@ -1,11 +1,10 @@
 """`edgebench up`: the stack alone, in the background."""
 from __future__ import annotations
 
-from edgebench.results import ROOT
+from stack.api import DEFAULT_STATE_DIR
 
 NAME = "up"
 HELP = "start the stack in the background"
-DEFAULT_STATE_DIR = ROOT / ".edgebench" / "stack"
 
 
 def add_arguments(p) -> None:
