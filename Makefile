@@ -19,16 +19,18 @@ RUN ?=
 AGAINST ?=
 INJECT ?=
 BASELINE ?=
+N ?= 10
+CONDITIONS ?=
 
 opt = $(if $($(1)),--$(2) '$($(1))',)
 LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,USERS,users) \
             $(call opt,SCENARIOS,scenarios) $(call opt,REPEATS,repeats) $(call opt,WORKERS,workers) \
             $(call opt,TARGET,target) --engine '$(ENGINE)'
 
-.PHONY: help setup venv os-packages bench profile report example gate up down status test clean
+.PHONY: help setup venv os-packages bench profile report example gate gate-calibrate up down status test clean
 
 help:
-	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | up | down | status | test"
+	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | up | down | status | test"
 
 setup: venv os-packages
 
@@ -56,8 +58,14 @@ report: venv
 example: profile
 	$(EDGEBENCH) report --example
 
+# make turns any failure into exit 2; bin/edgebench gate exits with the gate's own code
+# (0 pass, 1 regression, 2 error, 3 inconclusive): CI calls that (.ci/run).
 gate: setup
 	$(EDGEBENCH) gate $(call opt,AGAINST,against) $(call opt,BASELINE,baseline) $(foreach kv,$(INJECT),--inject '$(kv)') --engine '$(ENGINE)'
+
+# N unchanged-code gates and N per injected fault: verdict counts and run times.
+gate-calibrate: setup
+	$(EDGEBENCH) gate-calibrate --runs '$(N)' $(call opt,CONDITIONS,conditions) $(call opt,AGAINST,against) --engine '$(ENGINE)'
 
 up: setup
 	$(EDGEBENCH) up --engine '$(ENGINE)'

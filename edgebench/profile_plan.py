@@ -7,7 +7,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from edgebench.fileio import write_json_atomic
+from plumbing.files import write_json_atomic
 
 
 CAPTURE_TIMEOUT_S = 30.0  # a traced baseline scrape takes several seconds at 0.5 CPU
@@ -141,30 +141,3 @@ def compare_variants(run_path: Path) -> Path | None:
     out = run_path / "optimized-vm" / "profile" / "top_functions_diff.csv"
     write_diff(before, after, out)
     return out
-
-
-def profile_diff(run_path: Path, params, ref_dir: Path, inject: dict) -> str:
-    """The gate's explanation of a CPU regression: one more side-by-side round of A and B
-    with py-spy attached (no tracemalloc), then the top-function diff A -> B."""
-    import dataclasses
-
-    from edgebench.gate_plan import _measure_rounds
-    from profiling.top_functions import write_diff
-
-    # an idle-ish optimized service gives py-spy few on-CPU samples at 100 Hz
-    p = dataclasses.replace(params, profile=True, tracemalloc=False, pyspy_rate=500)
-    a_dirs, b_dirs, errors = [], [], []
-    _measure_rounds(run_path / "explain", p, 1, ref_dir, inject, a_dirs, b_dirs, errors)
-    if errors:
-        raise RuntimeError("; ".join(errors))
-    before = a_dirs[0] / "profile" / "top_functions.csv"
-    after = b_dirs[0] / "profile" / "top_functions.csv"
-    out = run_path / "top_functions_diff.csv"
-    df = write_diff(before, after, out)
-    # functions that appear only in B lead (new code is the usual culprit), then those
-    # whose share grew most
-    df = df[df["delta_self_pct"] > 0].assign(is_new=lambda d: d["status"] == "new")
-    grew = df.sort_values(["is_new", "delta_self_pct"], ascending=[False, False]).head(3)
-    where = ", ".join(f"{r.function} ({r.file}, {r.status}, {r.delta_self_pct:+.1f} pts of samples)"
-                      for r in grew.itertuples()) or "no single function stands out"
-    return f"where the CPU went (py-spy, A -> B): {where}; see {out.name}"

@@ -38,7 +38,10 @@ SCENARIOS = {
 DEFAULT_SCENARIOS = list(SCENARIOS)
 
 
-class ParameterError(ValueError):
+from plumbing.errors import EdgebenchError  # noqa: E402 - the one refusal base
+
+
+class ParameterError(EdgebenchError, ValueError):
     """A bad command-line parameter; the message is the one line the user sees."""
 
 

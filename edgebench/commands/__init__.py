@@ -1,0 +1,7 @@
+"""One module per command (as asv does): each has NAME, HELP, add_arguments(parser) and
+run(args, command) -> exit code. edgebench/cli.py only collects them."""
+from __future__ import annotations
+
+from edgebench.commands import bench, down, gate, gate_calibrate, profile, report, status, up
+
+COMMANDS = (bench, profile, report, gate, gate_calibrate, up, down, status)

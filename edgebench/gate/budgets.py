@@ -1,0 +1,99 @@
+"""budgets.yml, typed: what B must stay within, and how the A/B is judged."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from edgebench.gate.figures import FIGURES
+from plumbing.errors import EdgebenchError
+
+AB_METRICS = ("cpu_ms_per_request", "scrape_latency_ms", "service_mem_steady_mb")
+RULES = ("any", "median")
+
+
+class BudgetError(EdgebenchError):
+    """A malformed budgets file; the message names the file, the entry and the fix."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    metric: str
+    max: float
+    why: str = ""
+    over: str = "any"      # any: one round over the bound fails; median: the median round
+
+
+@dataclass(frozen=True)
+class ABMetric:
+    metric: str
+    min_effect: float      # delta: relative (0.10 = +10%) or absolute (MB)
+    relative: bool = True
+    unit: str = ""         # shown after an absolute change, e.g. MB
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    budgets: tuple[Budget, ...]
+    ab_metrics: tuple[ABMetric, ...]
+    alpha: float = 0.05
+    min_rounds: int = 3
+    max_rounds: int = 20
+    time_budget_s: float = 180.0
+    warmup_s: float = 3.0
+    duration_s: float = 10.0
+
+
+def load_budgets(path: Path) -> GateConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise BudgetError(f"{path}: budgets file not found (restore it from git: git checkout -- {path})") from None
+    except yaml.YAMLError as e:
+        raise BudgetError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix the syntax") from None
+    if not isinstance(data, dict) or not isinstance(data.get("budgets"), list):
+        raise BudgetError(f"{path}: needs a 'budgets:' list of {{metric, max, why}} entries")
+    budgets = []
+    for i, b in enumerate(data["budgets"]):
+        if not isinstance(b, dict) or "metric" not in b or "max" not in b:
+            raise BudgetError(f"{path}: budgets[{i}] needs 'metric' and 'max' (and 'why')")
+        if b["metric"] not in FIGURES:
+            raise BudgetError(f"{path}: budgets[{i}] metric {b['metric']!r} is unknown: "
+                              f"use one of {', '.join(FIGURES)}")
+        if not isinstance(b["max"], (int, float)) or isinstance(b["max"], bool):
+            raise BudgetError(f"{path}: budgets[{i}] ({b['metric']}) max must be a number")
+        if b.get("over", "any") not in RULES:
+            raise BudgetError(f"{path}: budgets[{i}] ({b['metric']}) over must be one of {', '.join(RULES)}")
+        budgets.append(Budget(b["metric"], float(b["max"]), str(b.get("why", "")), b.get("over", "any")))
+    ab = data.get("ab") or {}
+    if not isinstance(ab, dict):
+        raise BudgetError(f"{path}: 'ab:' must be a mapping (alpha, min_rounds, metrics, ...)")
+    metrics = []
+    for i, m in enumerate(ab.get("metrics") or []):
+        if not isinstance(m, dict) or m.get("metric") not in AB_METRICS:
+            raise BudgetError(f"{path}: ab.metrics[{i}] metric {(m or {}).get('metric')!r} is unknown: "
+                              f"use one of {', '.join(AB_METRICS)}")
+        metrics.append(ABMetric(m["metric"], _positive(path, f"ab.metrics[{i}].min_effect", m.get("min_effect")),
+                                bool(m.get("relative", True)), str(m.get("unit", ""))))
+    defaults = GateConfig((), ())
+    cfg = GateConfig(
+        budgets=tuple(budgets), ab_metrics=tuple(metrics),
+        alpha=_positive(path, "ab.alpha", ab.get("alpha", defaults.alpha)),
+        min_rounds=int(_positive(path, "ab.min_rounds", ab.get("min_rounds", defaults.min_rounds))),
+        max_rounds=int(_positive(path, "ab.max_rounds", ab.get("max_rounds", defaults.max_rounds))),
+        time_budget_s=_positive(path, "ab.time_budget_s", ab.get("time_budget_s", defaults.time_budget_s)),
+        warmup_s=_positive(path, "ab.warmup_s", ab.get("warmup_s", defaults.warmup_s)),
+        duration_s=_positive(path, "ab.duration_s", ab.get("duration_s", defaults.duration_s)))
+    if not 0 < cfg.alpha < 0.5:
+        raise BudgetError(f"{path}: ab.alpha={cfg.alpha} must be between 0 and 0.5 (e.g. 0.05)")
+    if cfg.min_rounds < 2 or cfg.max_rounds < cfg.min_rounds:
+        raise BudgetError(f"{path}: ab.min_rounds must be at least 2 and at most ab.max_rounds")
+    return cfg
+
+
+def _positive(path: Path, name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise BudgetError(f"{path}: {name}={value!r} must be a positive number")
+    return float(value)

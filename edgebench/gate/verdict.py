@@ -1,0 +1,181 @@
+"""The verdict: budgets checked per round on B, the A/B judged over rounds.
+
+Works on figures alone (dicts of numbers per round and side), never runs anything.
+Exit codes: 0 pass, 1 regression, 2 error or nothing measured, 3 inconclusive.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgebench.gate import stats
+from edgebench.gate.budgets import Budget, GateConfig
+from edgebench.gate.stats import INCONCLUSIVE, PASS, REGRESSION
+
+ERROR = "error"
+EXIT = {PASS: 0, REGRESSION: 1, ERROR: 2, INCONCLUSIVE: 3}
+
+
+@dataclass
+class Round:
+    """One round's figures: B (the change) and A (the reference, None when budgets only)."""
+    index: int
+    b: dict
+    a: dict | None = None
+    errors: list = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class Check:
+    name: str                 # "budget: oom_kills" or "A/B: cpu_ms_per_request"
+    metric: str
+    before: float | None
+    after: float | None
+    change: float | None      # A/B: relative (0.1 = +10%) or absolute; budgets: None
+    low: float | None         # A/B interval of the change
+    high: float | None
+    rounds: int
+    p_value: float | None     # A/B: Holm-adjusted one-sided p
+    bound: str
+    verdict: str
+    relative: bool = True
+    detail: str = ""
+    unit: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class GateResult:
+    checks: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    rounds: int = 0
+
+    @property
+    def verdict(self) -> str:
+        if self.errors or any(c.verdict == ERROR for c in self.checks) or not self.checks:
+            return ERROR
+        if any(c.verdict == REGRESSION for c in self.checks):
+            return REGRESSION
+        if any(c.verdict == INCONCLUSIVE for c in self.checks):
+            return INCONCLUSIVE
+        return PASS
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT[self.verdict]
+
+
+def _values(rounds: list, side: str, metric: str) -> list:
+    out = []
+    for r in rounds:
+        figures = r.b if side == "b" else r.a
+        v = (figures or {}).get(metric)
+        out.append(v if v is not None and math.isfinite(v) else None)
+    return out
+
+
+def _combine(values: list, rule: str) -> float | None:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return float(np.median(vals)) if rule == "median" else float(max(vals))
+
+
+def check_budget(budget: Budget, b_values: list, a_values: list | None) -> Check:
+    """One budget on B's rounds: 'any' fails when one round is over the bound (an OOM kill,
+    a peak, a failed scrape happened), 'median' when the median round is (an estimate
+    that one round's noise must not decide)."""
+    after = _combine(b_values, budget.over)
+    before = _combine(a_values, budget.over) if a_values else None
+    measured = [v for v in b_values if v is not None]
+    over = sum(v > budget.max for v in measured)
+    name = f"budget: {budget.metric}"
+    bound = f"<= {budget.max:g} ({budget.over} round)"
+    if after is None:
+        return Check(name, budget.metric, before, None, None, None, None, 0, None, bound, ERROR,
+                     detail="not measured in any round")
+    verdict = REGRESSION if after > budget.max else PASS
+    detail = f"{over} of {len(measured)} round(s) over; {budget.why}".rstrip("; ")
+    if budget.metric == "oom_kills" and verdict == REGRESSION:
+        detail = f"the service was OOM-killed {sum(measured):.0f} time(s) at its memory limit; " + detail
+    return Check(name, budget.metric, before, after, None, None, None, len(measured), None,
+                 bound, verdict, detail=detail)
+
+
+def ab_checks(rounds: list, config: GateConfig, stored_a: list | None = None) -> list[Check]:
+    """The A/B metrics over rounds, Holm-corrected together. ``stored_a``: A's figures from
+    a stored run (unpaired); otherwise each round pairs A and B measured side by side."""
+    effects, failed = [], []
+    for m in config.ab_metrics:
+        b_vals = _values(rounds, "b", m.metric)
+        try:
+            if stored_a is not None:
+                a_vals = [(f or {}).get(m.metric) for f in stored_a]
+                effects.append((m, stats.unpaired_effect(m.metric, a_vals, b_vals, m.min_effect,
+                                                         m.relative, config.alpha)))
+            else:
+                a_vals = _values(rounds, "a", m.metric)
+                effects.append((m, stats.paired_effect(m.metric, a_vals, b_vals, m.min_effect,
+                                                       m.relative, config.alpha)))
+        except ValueError as e:
+            failed.append(Check(f"A/B: {m.metric}", m.metric, None, None, None, None, None,
+                                len(rounds), None, "", ERROR, m.relative, str(e)))
+    decided = stats.decide_all([e for _, e in effects], config.alpha)
+    checks = []
+    level = 1 - 2 * config.alpha
+    for (m, _), e in zip(effects, decided):
+        a_src = [(f or {}).get(m.metric) for f in stored_a] if stored_a is not None else _values(rounds, "a", m.metric)
+        before = _combine(a_src, "median")
+        after = _combine(_values(rounds, "b", m.metric), "median")
+        low, high = e.interval
+        bound = f"+{m.min_effect:.0%}" if m.relative else f"+{m.min_effect:g} {m.unit}".rstrip()
+        unit = "" if m.relative or not m.unit else f" {m.unit}"
+        detail = (f"{_change(e.change, m.relative)} [{_change(low, m.relative)}, "
+                  f"{_change(high, m.relative)}]{unit} "
+                  f"({level:.0%} interval), {e.rounds} rounds, p={e.p_holm:.2g} (Holm; raw {e.p_value:.2g})")
+        checks.append(Check(f"A/B: {m.metric}", m.metric, before, after, e.change, low, high,
+                            e.rounds, e.p_holm, bound, e.verdict, m.relative, detail, m.unit))
+    return checks + failed
+
+
+def _change(x: float | None, relative: bool, unit: str = "") -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:+.1%}" if relative else f"{x:+.3g} {unit}".rstrip()
+
+
+def evaluate(rounds: list, config: GateConfig, stored_a: list | None = None,
+             compare: bool = True) -> GateResult:
+    """Budgets per round on B; the A/B of B against A over the rounds (when ``compare``)."""
+    result = GateResult(rounds=len(rounds))
+    for r in rounds:
+        result.errors.extend(r.errors)
+    requests = [v for v in _values(rounds, "b", "requests") if v]
+    if not requests:
+        result.errors.append("nothing was measured: no request reached the service in the steady "
+                             "phase (see the scenario logs)")
+        return result
+    for b in config.budgets:
+        a_vals = _values(rounds, "a", b.metric) if any(r.a for r in rounds) else None
+        result.checks.append(check_budget(b, _values(rounds, "b", b.metric), a_vals))
+    if compare and config.ab_metrics:
+        ab = ab_checks(rounds, config, stored_a)
+        result.checks.extend(ab)
+        for c in ab:
+            if c.low is not None:
+                half = (c.high - c.low) / 2
+                result.notes.append(
+                    f"resolution of the A/B on {c.metric}: +-{_change(half, c.relative, c.unit).lstrip('+')} "
+                    f"after {c.rounds} rounds, against a minimum effect of {c.bound}")
+    return result
+
+
+def decided(result: GateResult) -> bool:
+    """Whether more rounds could change the verdict: only an inconclusive one waits."""
+    return result.verdict != INCONCLUSIVE
