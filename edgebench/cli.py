@@ -1,4 +1,4 @@
-"""The edgebench command line: `python -m edgebench <command>` (or ./edgebench). Each
+"""The edgebench command line: `python -m edgebench <command>` (or bin/edgebench). Each
 command lives in edgebench/commands/<command>.py; a refusal prints one line, exit 2."""
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import shlex
 import sys
 
 from plumbing.errors import EdgebenchError
-from stack.api import DEFAULT_STATE_DIR  # noqa: F401 - the stack's own default, read by stack_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         p = sub.add_parser(module.NAME, help=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(run=module.run)
+        p.set_defaults(command_fn=module.run)
     return parser
 
 
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = "edgebench " + " ".join(shlex.quote(a) for a in argv)
     try:
-        return args.run(args, command)
+        return args.command_fn(args, command)
     except EdgebenchError as e:
         print(f"edgebench: {e}", file=sys.stderr)
         return e.exit_code

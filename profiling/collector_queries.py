@@ -29,7 +29,10 @@ import time
 from pathlib import Path
 
 import requests
-from .files import write_text_atomic
+
+from plumbing.durations import parse_duration
+from plumbing.errors import EdgebenchError
+from plumbing.files import write_atomic
 
 QUERIES: dict[str, str] = {
     "scrape_duration_buckets": 'sensor_scrape_duration_seconds_bucket{{job="{job}"}}',
@@ -41,28 +44,17 @@ KINDS = ("victoriametrics", "prometheus")
 VM_DEFAULT_LATENCY_OFFSET_S = 30.0
 
 
-class CollectorError(RuntimeError):
+class CollectorError(EdgebenchError):
     """The collector cannot be queried; one line naming the cause and the fix."""
 
 
-def parse_duration(text: str) -> float:
-    """Go/Prometheus duration (``30s``, ``1m30s``, ``500ms``, ``1h``, bare seconds) -> seconds."""
+def parse_flag_duration(text: str) -> float:
+    """A VictoriaMetrics flag's duration (``30s``, or bare seconds) -> seconds."""
     text = text.strip().strip('"')
     try:
         return float(text)
     except ValueError:
-        pass
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
-             "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-    total, pos = 0.0, 0
-    for m in re.finditer(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|s|m|h|d|w)", text):
-        if m.start() != pos:
-            raise ValueError(f"bad duration {text!r}")
-        total += float(m.group(1)) * units[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"bad duration {text!r}")
-    return total
+        return parse_duration(text)
 
 
 def parse_vm_flags(text: str) -> dict[str, str]:
@@ -83,7 +75,7 @@ def vm_latency_offset(base_url: str, session: requests.Session | None = None, ti
         if r.ok:
             flags = parse_vm_flags(r.text)
             if "search.latencyOffset" in flags:
-                return parse_duration(flags["search.latencyOffset"])
+                return parse_flag_duration(flags["search.latencyOffset"])
     except (requests.RequestException, ValueError):
         pass
     return VM_DEFAULT_LATENCY_OFFSET_S
@@ -178,7 +170,7 @@ def query_collector(base_url: str, out_dir: str | os.PathLike, start: float, end
             params["nocache"] = "1"
         r = _get(s, base + "/api/v1/query_range", params, timeout)
         fname = f"{name}.json"
-        write_text_atomic(out / fname, r.text)
+        write_atomic(out / fname, r.text)
         entry = {"name": name, "file": fname, "query": q, "params": params, "http_status": r.status_code}
         try:
             doc = r.json()
@@ -206,5 +198,5 @@ def query_collector(base_url: str, out_dir: str | os.PathLike, start: float, end
         "job": job, "start": start, "end": end, "step": step_param,
         "queried_at": time.time(), "wait": waited, "queries": entries, "warnings": warnings,
     }
-    write_text_atomic(out / "queries.json", json.dumps(desc, indent=2))
+    write_atomic(out / "queries.json", json.dumps(desc, indent=2))
     return desc

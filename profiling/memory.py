@@ -28,7 +28,7 @@ from typing import Callable
 import pandas as pd
 
 from . import ProfilerError
-from .files import write_atomic, write_text_atomic
+from plumbing.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def _frame(stat) -> tuple[str, int]:
 def _write(df: pd.DataFrame, text: str, out_dir, stem: str) -> None:
     out_dir = Path(out_dir)
     write_atomic(out_dir / f"{stem}.csv", lambda tmp: df.to_csv(tmp, index=False))
-    write_text_atomic(out_dir / f"{stem}.txt", text)
+    write_atomic(out_dir / f"{stem}.txt", text)
 
 
 def scrape_allocation_sites(peak_snapshot, after_snapshot, out_dir: str | os.PathLike,

@@ -39,7 +39,7 @@ from typing import Callable, Iterable
 from . import ProfilerError
 from plumbing.process import preexec_die_with_parent, proc_start_time
 from .top_functions import format_collapsed, merge_stacks, parse_collapsed, write_top_functions
-from .files import write_atomic, write_text_atomic
+from plumbing.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -289,13 +289,13 @@ class PySpyRecorder:
         outputs = {}
         stacks = merge_stacks(stacks_parts)
         if stacks_parts:
-            write_text_atomic(self.out_dir / "collapsed.txt", format_collapsed(stacks))
+            write_atomic(self.out_dir / "collapsed.txt", format_collapsed(stacks))
             outputs["collapsed"] = "collapsed.txt"
             if stacks:
                 write_top_functions(self.out_dir / "collapsed.txt", self.out_dir / "top_functions.csv")
                 outputs["top_functions"] = "top_functions.csv"
         if speedscopes:
-            write_text_atomic(self.out_dir / "speedscope.json", json.dumps(merge_speedscope(speedscopes)))
+            write_atomic(self.out_dir / "speedscope.json", json.dumps(merge_speedscope(speedscopes)))
             outputs["speedscope"] = "speedscope.json"
         if flamegraphs:
             flamegraphs.sort(key=lambda x: (-x[0], x[1]))
@@ -320,7 +320,7 @@ class PySpyRecorder:
             "outputs": outputs,
             "errors": list(self.errors),
         }
-        write_text_atomic(self.out_dir / "pyspy_meta.json", json.dumps(meta, indent=2))
+        write_atomic(self.out_dir / "pyspy_meta.json", json.dumps(meta, indent=2))
         return meta
 
     def _cmd_str(self) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
-from .files import write_atomic
+from plumbing.files import write_atomic
 
 FRAME_RE = re.compile(r"^(?P<function>.*?) \((?P<file>.*):(?P<line>\d+)\)$")
 TOP_COLUMNS = ["function", "file", "line", "self_samples", "total_samples", "self_pct", "total_pct"]

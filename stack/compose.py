@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
 
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
@@ -499,24 +500,6 @@ def _parse_service(fname: str, project_dir: Path, name: str, spec: dict, vols: d
 
 # Docker's healthcheck defaults (docker run reference / compose spec).
 HEALTHCHECK_DEFAULTS = {"interval_s": 30.0, "timeout_s": 30.0, "retries": 3, "start_period_s": 0.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)")
-_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
-
-
-def parse_duration(value: Any) -> float:
-    """A compose duration (``10s``, ``1m30s``, ``500ms``) in seconds; raises ValueError."""
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a duration with a unit")
-    text = value.strip()
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_S[m.group(2)]
-        pos = m.end()
-    if not text or pos != len(text):
-        raise ValueError(f"{value!r} is not a duration with a unit")
-    return total
 
 
 def _parse_healthcheck(fail, hc: Any) -> dict | None:

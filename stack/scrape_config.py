@@ -15,10 +15,9 @@ from typing import Any
 
 import yaml
 
+from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
 
-_DURATION = re.compile(r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$")
-_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 1e-3)
 
 
 class ScrapeConfigError(EdgebenchError):
@@ -27,17 +26,6 @@ class ScrapeConfigError(EdgebenchError):
     def __init__(self, file, field: str | None, problem: str, fix: str):
         where = f"{file}: {field}" if field else str(file)
         super().__init__(" ".join(f"{where}: {problem}; fix: {fix}".split()))
-
-
-def parse_prom_duration(value: Any) -> float:
-    """A Prometheus duration (``5s``, ``1m30s``, ``500ms``) in seconds; raises ValueError."""
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{value!r} is not a duration")
-    m = _DURATION.match(value.strip())
-    if not m or not any(m.groups()):
-        raise ValueError(f"{value!r} is not a duration with a unit")
-    nums = m.groups()[1::2]
-    return sum(int(n) * u for n, u in zip(nums, _UNITS) if n)
 
 
 @dataclass(frozen=True)
@@ -70,7 +58,7 @@ def scrape_settings(path: str | os.PathLike) -> ScrapeSettings:
         if value is None:
             return default
         try:
-            return parse_prom_duration(value)
+            return parse_duration(value)
         except ValueError as e:
             raise ScrapeConfigError(path, where, str(e), "write a duration with its unit, e.g. 5s or 1m") from None
 

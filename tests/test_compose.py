@@ -468,14 +468,15 @@ def test_native_healthcheck_targets_the_host_port(tmp_path):
     assert not any("127.0.0.1:8000" in a for a in plan.healthcheck["argv"])
 
 
-from stack.scrape_config import ScrapeConfigError, parse_prom_duration, scrape_settings  # noqa: E402
+from plumbing.durations import parse_duration  # noqa: E402
+from stack.scrape_config import ScrapeConfigError, scrape_settings  # noqa: E402
 
 
 def test_the_repository_scrape_config_is_valid():
     from pathlib import Path as P
     s = scrape_settings(P(__file__).resolve().parents[1] / "stack" / "scrape.yml")
     assert (s.interval_s, s.timeout_s, s.jobs) == (5, 4, ("sensor",))
-    assert parse_prom_duration("1m30s") == 90 and parse_prom_duration("500ms") == 0.5
+    assert parse_duration("1m30s") == 90 and parse_duration("500ms") == 0.5 and parse_duration("1d") == 86400
 
 
 @pytest.mark.parametrize("text, field, fix", [

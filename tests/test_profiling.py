@@ -32,7 +32,7 @@ from plumbing.cgroup import (
     read_cgroups,
     read_v2,
 )
-from profiling.collector_queries import newest_sample_time, parse_duration, parse_vm_flags, query_collector
+from profiling.collector_queries import newest_sample_time, parse_flag_duration, parse_vm_flags, query_collector
 from profiling.memory import (
     MprofRecorder,
     capture_scrape_allocations,
@@ -671,9 +671,9 @@ METRICS_SERVER = textwrap.dedent("""
 def test_parse_vm_flags_and_durations():
     flags = parse_vm_flags('-httpListenAddr="127.0.0.1:8428"\n-search.latencyOffset="1s"\n')
     assert flags["search.latencyOffset"] == "1s"
-    assert parse_duration("1m30s") == 90 and parse_duration("500ms") == 0.5 and parse_duration("5") == 5
+    assert parse_flag_duration("1m30s") == 90 and parse_flag_duration("500ms") == 0.5 and parse_flag_duration("5") == 5
     with pytest.raises(ValueError):
-        parse_duration("abc")
+        parse_flag_duration("abc")
 
 
 @pytest.mark.skipif(not Path("/usr/bin/victoria-metrics").exists(), reason="victoria-metrics not installed")
