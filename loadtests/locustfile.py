@@ -67,6 +67,7 @@ FLUSH_INTERVAL_S = 1.0
 FLUSH_ROWS = 5000
 IDLE_WAIT_S = 3600.0  # a user whose schedule is over waits (Locust stops waiting users at once)
 PR_SET_PDEATHSIG = 1
+EARLY_WAKE_S = 0.002
 
 DEFAULTS = {
     "scrapers": 1,
@@ -175,7 +176,7 @@ class _OpenLoopUser(FastHttpUser):
             intended = origin + self.phase_s + k * self.interval_s
             if intended >= end:
                 break
-            delay = intended - time.time()
+            delay = intended - EARLY_WAKE_S - time.time()
             if delay > 0:
                 gevent.sleep(delay)
             if len(self._in_flight) >= self.cap:
@@ -188,6 +189,10 @@ class _OpenLoopUser(FastHttpUser):
         self._done = True
 
     def _send(self, intended: float) -> None:
+        # gevent's timers wake up to ~1 ms late (epoll's millisecond timeout): the schedule
+        # wakes EARLY_WAKE_S ahead and this greenlet yields until the intended instant
+        while time.time() < intended:
+            gevent.sleep(0)
         try:
             self.client.get(self.path, name=self.path, context={"intended": intended})
         except Exception as exc:  # Locust records request failures itself; anything else must not stop the schedule
