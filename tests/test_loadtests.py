@@ -15,7 +15,9 @@ import pandas as pd
 import psutil
 import pytest
 
-from loadtests.runner import SAMPLE_COLUMNS, LoadError, check_target, read_part, run_load
+from loadtests import samples as S
+from loadtests.samples import SAMPLE_COLUMNS
+from loadtests.runner import LoadError, check_target, read_part, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,10 +93,11 @@ def test_short_run_real_service(service, tmp_path):
 
     with gzip.open(res.requests_csv, "rt") as fh:
         assert fh.readline().strip() == ",".join(SAMPLE_COLUMNS)
-    df = pd.read_csv(res.requests_csv)
-    assert list(df.columns) == SAMPLE_COLUMNS
+    df = S.read_samples(res.requests_csv)
+    assert tuple(pd.read_csv(res.requests_csv).columns) == SAMPLE_COLUMNS
     assert len(df) == res.samples > 0
-    assert df["start"].is_monotonic_increasing
+    assert df["intended"].is_monotonic_increasing
+    assert (df["sent"] == 1).all()  # an idle service: every intended request was sent
     assert set(df["name"]) == {"/metrics", "/sensor"}
     assert set(df["ok"]) <= {0, 1}
     assert ((df["ok"] == 1) == df["status_code"].between(200, 399)).all()
@@ -112,23 +115,29 @@ def test_short_run_real_service(service, tmp_path):
     assert df["latency_ms"].dtype == float and (df["latency_ms"] > 0).all()
     assert (df["latency_ms"] % 1 != 0).mean() > 0.9
 
-    # open-loop pacing: scrapers x rate x time (+ the immediate first scrape), generously
+    # open loop: the schedule fixes the counts exactly (users x rate x window)
     metrics = df[df["name"] == "/metrics"]
-    expected_all = scrapers * scrape_rate * (warmup + duration)
-    assert 0.6 * expected_all <= len(metrics) <= 1.25 * expected_all + scrapers
-    steady = metrics[(metrics["start"] >= res.steady_start) & (metrics["start"] < res.steady_end)]
-    expected_steady = scrapers * scrape_rate * duration
-    assert 0.6 * expected_steady <= len(steady) <= 1.25 * expected_steady + scrapers
+    assert len(metrics) == scrapers * scrape_rate * (warmup + duration)
+    assert res.counts["/metrics"] == {"intended": 8 * scrapers, "sent": 8 * scrapers,
+                                      "completed": 8 * scrapers, "ok": 8 * scrapers}
+    assert res.counts["/sensor"]["intended"] == res.counts["/sensor"]["sent"] == 3 * 5 * 4
+    # each scraper keeps its own phase: its intended times are one interval apart
+    assert len(res.schedule) == 5 and len({round(u["phase_s"], 6) for u in res.schedule}) == 5
+    for u in res.schedule:
+        assert 0 <= u["phase_s"] < u["interval_s"]
+    # sent on time: the lateness of the actual start stays small on an idle service
+    assert ((df["start"] - df["intended"]).median()) < 0.02
 
     # steady window: warm-up excluded, duration long, samples inside the run
     assert res.steady_start == pytest.approx(res.started_at + warmup)
     assert res.steady_end == pytest.approx(res.steady_start + duration)
-    assert df["start"].min() >= res.started_at - 0.5
-    assert df["start"].max() <= res.steady_end + 1.0
-    assert res.steady_samples == int(((df["start"] >= res.steady_start) & (df["start"] < res.steady_end)).sum())
+    assert df["intended"].min() >= res.started_at
+    assert df["intended"].max() < res.steady_end
+    assert res.steady_samples == len(S.steady(df, res.steady_start, res.steady_end))
     assert 0 < res.steady_samples < res.samples
 
     assert res.loadgen_cpu_seconds > 0
+    assert 0 < res.loadgen_cpu_s_per_request < 0.1
     assert isinstance(res.loadgen_bottleneck, bool)
     assert sum(res.status_codes.values()) == res.samples
     saved = json.loads((res.locust_dir / "load_result.json").read_text())
@@ -147,10 +156,11 @@ def test_workers_mode_merges_parts(service, tmp_path):
     assert len(res.pids) >= 3  # master + 2 workers
     filled = {name: n for name, n in res.parts.items() if n > 0}
     assert len(filled) == 2, res.parts  # one part per worker, both with samples
-    df = pd.read_csv(res.requests_csv)
+    df = S.read_samples(res.requests_csv)
     assert len(df) == res.samples == sum(filled.values())
-    assert df["start"].is_monotonic_increasing
+    assert df["intended"].is_monotonic_increasing
     assert len(df) == _locust_totals(res.locust_dir).loc["Aggregated", "Request Count"]
+    assert len(res.schedule) == 4 and len({(u["user"], u["slot"]) for u in res.schedule}) == 4
     assert set(df["name"]) == {"/metrics", "/sensor"}
 
 
@@ -189,12 +199,14 @@ def test_bad_parameters(tmp_path, kwargs, word):
 
 def test_truncated_part_keeps_complete_members(tmp_path):
     part = tmp_path / "requests.part-1.csv.gz"
-    header = gzip.compress(b"start,name,latency_ms,ok,bytes,status_code\n")
-    rows = gzip.compress(b"1.5,/metrics,2.25,1,10,200\n2.5,/sensor,3.125,0,0,500\n")
-    tail = gzip.compress(b"3.5,/sensor,1.0,1,5,200\n")
+    header = gzip.compress((",".join(SAMPLE_COLUMNS) + "\n").encode())
+    rows = gzip.compress(b"1.5,1.5,/metrics,2.25,1,10,200,1\n2.5,2.5,/sensor,3.125,0,0,500,1\n"
+                         b"3.0,,/metrics,,0,0,0,0\n")
+    tail = gzip.compress(b"3.5,3.5,/sensor,1.0,1,5,200,1\n")
     part.write_bytes(header + rows + tail[: len(tail) // 2])
     df = read_part(part)
-    assert list(df["latency_ms"]) == [2.25, 3.125] and list(df["status_code"]) == [200, 500]
+    assert list(df["status_code"]) == [200, 500, 0] and list(df["sent"]) == [1, 1, 0]
+    assert df["latency_ms"].iloc[:2].tolist() == [2.25, 3.125] and df["latency_ms"].isna().iloc[2]
 
 
 def test_interrupted_run_stops_locust_and_keeps_samples(service, tmp_path):
@@ -222,8 +234,8 @@ def test_interrupted_run_stops_locust_and_keeps_samples(service, tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err.decode()
     assert not _alive(locust_pids), "locust processes left running after Ctrl-C"
-    df = pd.read_csv(out / "requests.csv.gz")
-    assert list(df.columns) == SAMPLE_COLUMNS and len(df) > 10
+    df = S.read_samples(out / "requests.csv.gz")
+    assert len(df) > 10
     result = json.loads((out / "locust" / "load_result.json").read_text())
     assert result["interrupted"] is True and result["samples"] == len(df)
     assert result["steady_end"] < result["steady_start"] + 60
