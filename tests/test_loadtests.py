@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -245,3 +246,170 @@ def test_interrupted_run_stops_locust_and_keeps_samples(service, tmp_path):
 def read_part_safe(parts) -> pd.DataFrame:
     frames = [read_part(p) for p in parts]
     return pd.concat(frames) if frames else pd.DataFrame()
+
+
+# ---------------------------------------------------------------------------
+# loadtests.samples: pure functions on constructed data
+# ---------------------------------------------------------------------------
+def _constructed() -> pd.DataFrame:
+    nan = float("nan")
+    return S.normalise(pd.DataFrame({
+        "intended": [10.0, 10.5, 11.0, 11.5, 12.0, 12.5],
+        "start": [10.0, 10.6, nan, 11.5, 12.0, 12.5],
+        "name": ["/metrics", "/metrics", "/metrics", "/sensor", "/sensor", "/sensor"],
+        "latency_ms": [5.0, 10.0, nan, 1.0, 10000.0, 2.0],
+        "ok": [1, 1, 0, 0, 0, 1],
+        "bytes": [100, 100, 0, 0, 0, 80],
+        "status_code": [200, 200, 0, 500, 0, 200],
+        "sent": [1, 1, 0, 1, 1, 1]}))
+
+
+def test_latency_from_intended_adds_the_sending_delay():
+    lat = S.latency_from_intended_ms(_constructed())
+    assert lat.iloc[0] == pytest.approx(5.0)
+    assert lat.iloc[1] == pytest.approx(110.0)  # sent 100 ms late + 10 ms service time
+    assert pd.isna(lat.iloc[2])                 # never sent: counted, not timed
+
+
+def test_counts_per_endpoint():
+    c = S.counts(_constructed())
+    assert c["/metrics"] == {"intended": 3, "sent": 2, "completed": 2, "ok": 2}
+    # a 500 is completed but not ok; a timeout (status 0) is sent but not completed
+    assert c["/sensor"] == {"intended": 3, "sent": 3, "completed": 2, "ok": 1}
+
+
+def test_steady_window_is_by_intended_time():
+    df = _constructed()
+    window = S.steady(df, 10.5, 12.0)
+    assert list(window["intended"]) == [10.5, 11.0, 11.5]  # [start, end): 12.0 excluded
+    assert S.counts(window)["/metrics"]["sent"] == 1
+
+
+def test_old_files_read_as_sent_on_time(tmp_path):
+    old = tmp_path / "requests.csv.gz"
+    pd.DataFrame({"start": [2.0, 1.0], "name": ["/metrics", "/sensor"], "latency_ms": [3.5, 1.25],
+                  "ok": [1, 0], "bytes": [10, 0], "status_code": [200, 500]}).to_csv(old, index=False)
+    df = S.read_samples(old)
+    assert tuple(df.columns) == SAMPLE_COLUMNS
+    assert list(df["intended"]) == [1.0, 2.0] == list(df["start"])  # sorted by intended
+    assert list(df["sent"]) == [1, 1]
+    assert list(S.latency_from_intended_ms(df)) == [1.25, 3.5]
+    assert df.dtypes.to_dict() == {c: np.dtype(t) for c, t in S.SAMPLE_DTYPES.items()}
+
+
+def test_unreadable_samples_are_one_line(tmp_path):
+    bad = tmp_path / "requests.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(S.SampleFormatError) as err:
+        S.read_samples(bad)
+    assert "start/latency_ms" in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "corrupt.csv.gz").write_bytes(b"not gzip")
+    with pytest.raises(S.SampleFormatError, match="unreadable"):
+        S.read_samples(tmp_path / "corrupt.csv.gz")
+    with pytest.raises(S.SampleFormatError, match="not found"):
+        S.read_samples(tmp_path / "missing.csv.gz")
+    assert S.percentile_ms(pd.Series([float("nan")]), 99) is None
+    assert S.percentile_ms(pd.Series([1.0, 2.0, 3.0, float("nan")]), 50) == 2.0
+
+
+# ---------------------------------------------------------------------------
+# real service: a stall, a killed parent, an independent client
+# ---------------------------------------------------------------------------
+def _start_service(log: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                env={**__import__("os").environ, "SENSOR_VARIANT": "optimized", "SENSOR_SEED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            check_target(url, timeout=1)
+            return proc, url
+        except LoadError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop(proc)
+                pytest.fail(f"sensor service did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+
+def test_stall_shows_in_latency_from_intended_and_skipped_scrapes(tmp_path):
+    """SIGSTOP the service for 1 s mid-window: open loop keeps the 1 s in the figures."""
+    import threading
+    proc, url = _start_service(tmp_path / "service.log")
+    warmup, duration = 1.0, 6.0
+    stalled = {}
+
+    def stall():
+        start_file = tmp_path / "run" / "locust" / "test_start.json"
+        while not start_file.exists():  # the window's origin, written when the test starts
+            if proc.poll() is not None:
+                return
+            time.sleep(0.05)
+        t0 = json.loads(start_file.read_text())["test_start"]
+        time.sleep(max(0.0, t0 + warmup + duration / 2 - 0.5 - time.time()))
+        proc.send_signal(signal.SIGSTOP)
+        stalled["at"] = time.time()
+        try:
+            time.sleep(1.0)  # the stall itself
+        finally:
+            proc.send_signal(signal.SIGCONT)
+            stalled["until"] = time.time()
+
+    staller = threading.Thread(target=stall, daemon=True)
+    try:
+        staller.start()
+        res = run_load(url, tmp_path / "run", duration_s=duration, warmup_s=warmup, scrapers=2,
+                       scrape_rate=4.0, sensor_users=2, sensor_rate=10.0)
+        staller.join(5)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        _stop(proc)
+    assert res.steady_start < stalled["at"] < stalled["until"] < res.steady_end
+    df = S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end)
+    corrected_p99 = S.percentile_ms(S.latency_from_intended_ms(df), 99)
+    service_p99 = S.percentile_ms(df["latency_ms"], 99)
+    # requests due during the stall wait from their intended time to its end: a ramp from
+    # 1 s down to 0, so the longest wait is the full second and the p99 sits at its top
+    corrected = S.latency_from_intended_ms(df)
+    assert corrected.max() >= 990.0, corrected.max()
+    assert corrected_p99 >= 900.0, (corrected_p99, service_p99)
+    assert service_p99 <= corrected_p99
+    # scrapes due during the stall were skipped (interval 0.25 s < 1 s) and counted
+    m = res.counts["/metrics"]
+    assert m["intended"] == 2 * 4 * duration and m["sent"] < m["intended"]
+    assert m["intended"] - m["sent"] >= 4  # about 1 s / 0.25 s per scraper, generously
+    # sensor clients are open loop: everything due was still sent on time, and answered
+    s = res.counts["/sensor"]
+    assert s["intended"] == s["sent"] == s["completed"] == 2 * 10 * duration
+    during = df[(df["name"] == "/sensor") & (df["intended"] > stalled["at"] + 0.1)
+                & (df["intended"] < stalled["until"] - 0.1)]
+    assert len(during) >= 10 and (during["start"] - during["intended"]).max() < 0.1
+
+
+def test_locust_dies_with_the_process_that_ran_it(service, tmp_path):
+    out = tmp_path / "run"
+    code = ("import sys; from pathlib import Path; from loadtests.runner import run_load; "
+            f"run_load({service!r}, Path({str(out)!r}), duration_s=60, warmup_s=0, scrapers=1, "
+            "sensor_users=2, workers=2)")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "locust" / "test_start.json").exists():
+            assert parent.poll() is None and time.monotonic() < deadline, "load did not start"
+            time.sleep(0.1)
+        locust = [c.pid for c in psutil.Process(parent.pid).children(recursive=True)]
+        assert len(locust) >= 3  # master + 2 workers
+        parent.kill()
+        parent.wait(5)
+        deadline = time.monotonic() + 5
+        while _alive(locust) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _alive(locust)
+    finally:
+        _stop(parent)
+    for pid in left:  # do not leave them behind even when the test fails
+        psutil.Process(pid).kill()
+    assert not left, "locust outlived the orchestrator"
