@@ -417,21 +417,23 @@ def test_locust_dies_with_the_process_that_ran_it(service, tmp_path):
 
 def test_metrics_latency_agrees_with_an_independent_client(service, tmp_path):
     """Locust's /metrics p50/p95 within 10 % (or 0.5 ms) of loadtests.probe at the same
-    rate, comparing the medians of interleaved short blocks (robust to a shared machine)."""
+    rate. The two clients alternate in short blocks, so the shared machine's slow drift
+    reaches both alike; p50 compares the medians of the blocks' medians, p95 the
+    percentile of each client's samples pooled over its blocks (one block holds ~24)."""
     import numpy as np
     from loadtests.probe import run_probe
-    scrapers, rate, blocks, seconds = 4, 1.0, 4, 5.0
+    scrapers, rate, blocks, seconds = 4, 1.0, 5, 6.0
     ours, theirs = [], []
     for b in range(blocks):
         rows = run_probe(service, "/metrics", scrapers * rate, seconds)
-        probe = np.array([r[3] for r in rows if r[4] == 1])
+        theirs.append(np.array([r[3] for r in rows if r[4] == 1]))
         res = run_load(service, tmp_path / f"b{b}", duration_s=seconds, warmup_s=1.0, scrapers=scrapers,
                        scrape_rate=rate, sensor_users=0)
         df = S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end)
         assert res.counts["/metrics"]["ok"] == scrapers * rate * seconds
         assert res.loadgen_cpu_s_per_request is not None and res.loadgen_cpu_s_per_request > 0
-        theirs.append(np.percentile(probe, [50, 95]))
-        ours.append(np.percentile(df["latency_ms"], [50, 95]))
-    ours_med, theirs_med = np.median(ours, axis=0), np.median(theirs, axis=0)
-    for q, a, b in zip(("p50", "p95"), ours_med, theirs_med):
+        ours.append(df["latency_ms"].to_numpy())
+    figures = {"p50": (np.median([np.median(x) for x in ours]), np.median([np.median(x) for x in theirs])),
+               "p95": (np.percentile(np.concatenate(ours), 95), np.percentile(np.concatenate(theirs), 95))}
+    for q, (a, b) in figures.items():
         assert abs(a - b) <= max(0.10 * b, 0.5), f"{q}: locust {a:.2f} ms vs probe {b:.2f} ms"
