@@ -60,6 +60,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from locust import User, events, task
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+from locust import stats as locust_stats
 from locust.stats import StatsCSVFileWriter
 
 from loadtests.samples import SAMPLE_COLUMNS
@@ -140,6 +141,12 @@ class _Plan:
 
 
 _PLAN = _Plan()
+
+# Locust rewrites its --csv files every second: a few ms in which the process serves no
+# response, so whichever scraper's phase falls there saw its scrapes ~3 ms slower (its
+# p95 was 5.8 ms against 4.2 ms for a probe beside it). The files are written once at the
+# start and once, complete, at shutdown (_close_files_with_final_write below) instead.
+locust_stats.CSV_STATS_INTERVAL_SEC = 24 * 3600
 
 
 class HTTPStatusError(Exception):

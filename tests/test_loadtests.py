@@ -416,24 +416,39 @@ def test_locust_dies_with_the_process_that_ran_it(service, tmp_path):
 
 
 def test_metrics_latency_agrees_with_an_independent_client(service, tmp_path):
-    """Locust's /metrics p50/p95 within 10 % (or 0.5 ms) of loadtests.probe at the same
-    rate. The two clients alternate in short blocks, so the shared machine's slow drift
-    reaches both alike; p50 compares the medians of the blocks' medians, p95 the
-    percentile of each client's samples pooled over its blocks (one block holds ~24)."""
-    import numpy as np
-    from loadtests.probe import run_probe
-    scrapers, rate, blocks, seconds = 4, 1.0, 5, 6.0
-    ours, theirs = [], []
-    for b in range(blocks):
-        rows = run_probe(service, "/metrics", scrapers * rate, seconds)
-        theirs.append(np.array([r[3] for r in rows if r[4] == 1]))
-        res = run_load(service, tmp_path / f"b{b}", duration_s=seconds, warmup_s=1.0, scrapers=scrapers,
+    """Locust's /metrics p50/p95 within 10 % (or 0.5 ms) of loadtests.probe, each at
+    4 scrapes/s (4 scrapers at 1/s; the probe at 4/s) on one service.
+
+    Locust and two probes run at the same time, their requests interleaved (a trio):
+    whatever else the shared machine does reaches every client alike, which back-to-back
+    blocks cannot guarantee. On a busy 2-core machine a 2 ms request's p95 is set by when
+    the client itself gets a core back, and two identical probes disagree by that much:
+    the p95 bound is then widened to that measured A/A spread, never narrowed."""
+    scrapers, rate, seconds = 4, 1.0, 40.0
+    probes = []
+    for i in range(2):
+        out = tmp_path / f"probe{i}.csv.gz"
+        cmd = [sys.executable, "-m", "loadtests.probe", "--target", service, "--path", "/metrics",
+               "--rate", str(scrapers * rate), "--duration", str(seconds + 6), "--out", str(out)]
+        probes.append((subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out))
+    try:
+        res = run_load(service, tmp_path / "locust", duration_s=seconds, warmup_s=1.0, scrapers=scrapers,
                        scrape_rate=rate, sensor_users=0)
-        df = S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end)
-        assert res.counts["/metrics"]["ok"] == scrapers * rate * seconds
-        assert res.loadgen_cpu_s_per_request is not None and res.loadgen_cpu_s_per_request > 0
-        ours.append(df["latency_ms"].to_numpy())
-    figures = {"p50": (np.median([np.median(x) for x in ours]), np.median([np.median(x) for x in theirs])),
-               "p95": (np.percentile(np.concatenate(ours), 95), np.percentile(np.concatenate(theirs), 95))}
-    for q, (a, b) in figures.items():
-        assert abs(a - b) <= max(0.10 * b, 0.5), f"{q}: locust {a:.2f} ms vs probe {b:.2f} ms"
+        for proc, _ in probes:
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+    finally:
+        for proc, _ in probes:
+            _stop(proc)
+    ours = S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end)
+    theirs = [S.steady(S.read_samples(out), res.steady_start, res.steady_end) for _, out in probes]
+    assert res.counts["/metrics"]["ok"] == scrapers * rate * seconds
+    for t in theirs:
+        assert len(t) >= 0.95 * scrapers * rate * seconds and (t["ok"] == 1).all()
+    assert res.loadgen_cpu_s_per_request is not None and 0 < res.loadgen_cpu_s_per_request < 0.05
+    probe_all = pd.concat(theirs)
+    for q in (50, 95):
+        a, b = S.percentile_ms(ours["latency_ms"], q), S.percentile_ms(probe_all["latency_ms"], q)
+        a_a = abs(S.percentile_ms(theirs[0]["latency_ms"], q) - S.percentile_ms(theirs[1]["latency_ms"], q))
+        bound = max(0.10 * b, 0.5) if q == 50 else max(0.10 * b, 0.5, a_a)
+        assert abs(a - b) <= bound, f"p{q}: locust {a:.2f} ms vs probes {b:.2f} ms (probe A/A spread {a_a:.2f} ms)"
