@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import gc
 import gzip
 import math
 import os
@@ -381,6 +382,10 @@ def _on_test_start(environment, **_kw):
     if isinstance(environment.runner, (MasterRunner, LocalRunner)):
         _write_test_start(now)
     if not isinstance(environment.runner, MasterRunner):
+        # what start-up built (Locust, gevent, their imports) lives as long as the process:
+        # out of the collector's sight, a full collection no longer walks it mid-request
+        gc.collect()
+        gc.freeze()
         _SAMPLES.start_flusher()
 
 
