@@ -154,7 +154,8 @@ def load_requests(path: Path, missing: list, what: str) -> pd.DataFrame | None:
     except SampleFormatError as e:
         missing.append(f"{what}: {e}")
         return None
-    return df.sort_values("start", kind="stable").reset_index(drop=True)
+    # the figures here are over requests sent; unsent ones are in loadtests.samples.counts
+    return df[df["sent"] == 1].sort_values("start", kind="stable").reset_index(drop=True)
 
 
 def load_resources(path: Path, missing: list, what: str) -> pd.DataFrame | None:
