@@ -119,7 +119,9 @@ def _load_summary(result, params: RunParams) -> dict:
             "sensor_rate": params.sensor_rate, "scrape_timeout_s": scrape_timeout_s(),
             "loadgen_cpu_seconds": result.loadgen_cpu_seconds,
             "loadgen_bottleneck": result.loadgen_bottleneck,
-            "samples": result.samples}
+            "loadgen_cpu_s_per_request": result.loadgen_cpu_s_per_request,
+            "samples": result.samples, "request_counts": result.counts,
+            "phase_seed": result.phase_seed}
 
 
 def _run_scenario(run: RunDir, params: RunParams, scenario: Scenario, repeat: int) -> None:

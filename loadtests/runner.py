@@ -8,16 +8,17 @@ watches it, reports progress, and merges the per-process sample parts written by
 
 Layout under ``out_dir``::
 
-    requests.csv.gz        merged raw samples, sorted by start (columns: SAMPLE_COLUMNS)
+    requests.csv.gz        merged raw samples, one row per intended request, sorted by
+                           intended time (columns: loadtests.samples.SAMPLE_COLUMNS)
     locust/                Locust's own output: locust_stats.csv, locust_stats_history.csv,
                            locust_failures.csv, locust_exceptions.csv, report.html,
-                           test_start.json, load_result.json
+                           test_start.json, schedule.json (users' phases), load_result.json
     logs/locust.log        Locust's stdout/stderr
 """
 from __future__ import annotations
 
+import ctypes
 import io
-import json
 import math
 import os
 import signal
@@ -32,12 +33,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import psutil
 
-SAMPLE_COLUMNS = ["start", "name", "latency_ms", "ok", "bytes", "status_code"]
-SAMPLE_DTYPES = {"start": "float64", "name": "str", "latency_ms": "float64", "ok": "int64",
-                 "bytes": "int64", "status_code": "int64"}
+from loadtests import samples as sample_format
+from loadtests.samples import SAMPLE_COLUMNS
+from plumbing.errors import EdgebenchError
+from plumbing.files import read_json, write_atomic, write_json_atomic
+
+PHASE_SEED = 1  # the users' phases are the same every run
+PR_SET_PDEATHSIG = 1
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
 PACKAGE_ROOT = LOCUSTFILE.parent.parent
 CPU_BOTTLENECK_PERCENT = 90.0  # of one core, like Locust's own CPU_WARNING_THRESHOLD
@@ -46,7 +52,7 @@ START_TIMEOUT_S = 30.0  # launch -> test_start (workers connecting included)
 STOP_GRACE_S = 8.0  # SIGINT -> SIGTERM -> SIGKILL
 
 
-class LoadError(Exception):
+class LoadError(EdgebenchError):
     """A load run could not be started or its parameters are wrong (one-line message)."""
 
 
@@ -63,18 +69,24 @@ class LoadResult:
     ended_at: float  # epoch s, Locust exited
     warmup_s: float
     duration_s: float
-    samples: int  # rows in requests.csv.gz (all, warm-up included)
-    steady_samples: int
-    failures: int  # ok == 0 rows
+    samples: int  # rows in requests.csv.gz (all, warm-up included; one per intended request)
+    steady_samples: int  # rows intended inside the steady window
+    failures: int  # sent rows with ok == 0
+    # steady window, per endpoint: {"/metrics": {"intended", "sent", "completed", "ok"}, ...}
+    counts: dict = field(default_factory=dict)
     status_codes: dict = field(default_factory=dict)
     parts: dict = field(default_factory=dict)  # sample rows per Locust process (part file name)
     loadgen_cpu_seconds: float = 0.0
+    # the load generator's own overhead: Locust CPU seconds per sent request, steady window
+    loadgen_cpu_s_per_request: float | None = None
     loadgen_peak_cpu_percent: float = 0.0  # highest 1 s sample of any one Locust process
     loadgen_bottleneck: bool = False
     loadgen_warning: str = ""
     exit_code: int | None = None
     interrupted: bool = False
     users: dict = field(default_factory=dict)
+    phase_seed: int = PHASE_SEED
+    schedule: list = field(default_factory=list)  # every user's slot, phase_s, interval_s, cap
     workers: int = 0
     pids: list = field(default_factory=list)  # every Locust process seen (all stopped on return)
     command: list = field(default_factory=list)
@@ -163,33 +175,43 @@ def _decode_members(data: bytes) -> tuple[str, int]:
 def read_part(path: Path) -> pd.DataFrame:
     text, _ = _decode_members(Path(path).read_bytes())
     if not text.strip():
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SAMPLE_DTYPES.items()})
+        return sample_format.empty_samples()
     df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    df = df[df["start"] != "start"]  # a repeated header (a part reopened) is not a sample
-    return df[SAMPLE_COLUMNS].astype(SAMPLE_DTYPES)
+    df = df[df[SAMPLE_COLUMNS[0]] != SAMPLE_COLUMNS[0]]  # a repeated header (a part reopened) is not a sample
+    return sample_format.normalise(df.replace("", float("nan")))
 
 
 def merge_samples(parts_dir: Path, dest: Path, remove_parts: bool = True) -> dict:
-    """Merge requests.part-*.csv.gz under parts_dir into dest (sorted by start); atomic write.
-
-    Returns {part file name: rows} (one entry per Locust process that ran users).
+    """Merge requests.part-*.csv.gz under parts_dir into dest (sorted by intended time);
+    atomic write. Returns {part file name: rows} (one entry per Locust process that ran users).
     """
     parts = sorted(Path(parts_dir).glob("requests.part-*.csv.gz"))
     frames = [read_part(p) for p in parts]
     counts = {p.name: len(f) for p, f in zip(parts, frames)}
     frames = [f for f in frames if len(f)]
-    if frames:
-        df = pd.concat(frames, ignore_index=True)
-    else:
-        df = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SAMPLE_DTYPES.items()})
-    df = df.astype(SAMPLE_DTYPES).sort_values("start", kind="mergesort").reset_index(drop=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    df.to_csv(tmp, index=False, compression={"method": "gzip", "compresslevel": 6})
-    os.replace(tmp, dest)
+    df = pd.concat(frames, ignore_index=True) if frames else sample_format.empty_samples()
+    df = sample_format.normalise(df).sort_values("intended", kind="mergesort").reset_index(drop=True)
+    write_atomic(dest, lambda tmp: df.to_csv(tmp, index=False,
+                                              compression={"method": "gzip", "compresslevel": 6}))
     if remove_parts:
         for p in parts:
             p.unlink(missing_ok=True)
     return counts
+
+
+def merge_schedules(parts_dir: Path, dest: Path) -> list:
+    """Merge schedule.part-*.json (each process's users and phases) into dest; returns the users."""
+    users = []
+    for part in sorted(Path(parts_dir).glob("schedule.part-*.json")):
+        try:
+            info = read_json(part)
+            users += [{**u, "pid": info.get("pid"), "origin": info.get("origin")} for u in info.get("users", [])]
+        except (OSError, ValueError):
+            pass
+        part.unlink(missing_ok=True)
+    users.sort(key=lambda u: (u.get("user", ""), u.get("slot", 0)))
+    write_json_atomic(dest, {"users": users})
+    return users
 
 
 class _LiveTail:
@@ -217,10 +239,10 @@ class _LiveTail:
             self.pos[path] = pos + used
             for line in text.splitlines():
                 fields = line.split(",")
-                if len(fields) != 6 or fields[0] == "start":
+                if len(fields) != len(SAMPLE_COLUMNS) or fields[0] == SAMPLE_COLUMNS[0]:
                     continue
-                try:
-                    start, lat, ok = float(fields[0]), float(fields[2]), int(fields[3])
+                try:  # unsent rows (empty start) are skipped by the ValueError
+                    start, lat, ok = float(fields[1]), float(fields[3]), int(fields[4])
                 except ValueError:
                     continue
                 self.recent.append((start + lat / 1000.0, lat, ok))
@@ -254,6 +276,7 @@ class _ProcWatch:
         self.hot_streak: dict[int, int] = {}
         self.hot = False
         self._last_sample = 0.0
+        self.history: list[tuple[float, float]] = []  # (epoch s, CPU seconds of every process)
         try:
             self.procs[pid] = psutil.Process(pid)
         except psutil.Error:
@@ -292,6 +315,17 @@ class _ProcWatch:
             self.hot_streak[pid] = streak
             if streak >= 2:  # two consecutive seconds near a full core
                 self.hot = True
+        self.history.append((time.time(), self.cpu_seconds()))
+
+    def cpu_between(self, start: float, end: float) -> float | None:
+        """CPU seconds the processes used in [start, end], interpolated between samples."""
+        if len(self.history) < 2 or end <= start:
+            return None
+        ts = [t for t, _ in self.history]
+        if ts[0] > start + 1.5 or ts[-1] < end - 1.5:
+            return None  # not sampled across the window
+        cpu = [c for _, c in self.history]
+        return float(np.interp(end, ts, cpu) - np.interp(start, ts, cpu))
 
     def cpu_seconds(self) -> float:
         return sum(self.cpu.values())
@@ -317,9 +351,17 @@ def _signal_pids(pids, sig) -> None:
 
 def _read_json(path: Path):
     try:
-        return json.loads(path.read_text())
+        return read_json(path)
     except (OSError, ValueError):
         return None
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: Locust gets SIGKILL when the process that ran run_load dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
 
 
 def _tail_text(path: Path, lines=8) -> str:
@@ -333,16 +375,24 @@ def _tail_text(path: Path, lines=8) -> str:
 # ---------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------
-def build_command(target, locust_dir: Path, run_time_s: int, scrapers, scrape_rate, sensor_users,
-                  sensor_rate, workers, request_timeout) -> list[str]:
+def build_command(target, locust_dir: Path, schedule_s: float, scrapers, scrape_rate, sensor_users,
+                  sensor_rate, workers, request_timeout, phase_seed: int = PHASE_SEED) -> list[str]:
+    """The Locust command line. The users' schedules end ``schedule_s`` after the test
+    start; Locust's run time (-t) ends just after, and ``--stop-timeout`` (longer than a
+    request can take) lets the users await their in-flight requests: the cool-down."""
     users = scrapers + sensor_users
+    run_time_s = max(1, math.ceil(schedule_s))
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-           "-H", target.rstrip("/"), "-u", str(users), "-r", str(users), "-t", f"{run_time_s}s",
+           # spawn everyone at once: the schedule's phases, not the spawn order, set the send times
+           "-H", target.rstrip("/"), "-u", str(users), "-r", str(max(100, users)), "-t", f"{run_time_s}s",
+           "--stop-timeout", str(math.ceil(request_timeout) + 3),
            "--csv", str(locust_dir / "locust"), "--html", str(locust_dir / "report.html"),
            "--only-summary", "--exit-code-on-error", "1",
            "--scrapers", str(scrapers), "--scrape-rate", repr(float(scrape_rate or 1.0)),
            "--sensor-users", str(sensor_users), "--sensor-rate", repr(float(sensor_rate or 1.0)),
-           "--request-timeout", repr(float(request_timeout)), "--samples-dir", str(locust_dir)]
+           "--request-timeout", repr(float(request_timeout)), "--samples-dir", str(locust_dir),
+           "--schedule-s", repr(float(schedule_s)), "--phase-seed", str(int(phase_seed)),
+           "--load-processes", str(max(1, workers))]
     if workers > 0:
         # Locust's own master + forked workers (the master waits for all of them).
         cmd += ["--processes", str(workers)]
@@ -380,11 +430,12 @@ def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.
     log_dir = out_dir / "logs"
     locust_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    for stale in list(locust_dir.glob("requests.part-*.csv.gz")) + [locust_dir / "test_start.json"]:
+    for stale in (list(locust_dir.glob("requests.part-*.csv.gz")) + list(locust_dir.glob("schedule.part-*.json"))
+                  + [locust_dir / "test_start.json"]):
         stale.unlink(missing_ok=True)
     requests_csv = out_dir / "requests.csv.gz"
     log_path = log_dir / "locust.log"
-    run_time_s = max(1, math.ceil(warmup_s + duration_s))
+    run_time_s = warmup_s + duration_s
     cmd = build_command(target, locust_dir, run_time_s, scrapers, scrape_rate, sensor_users,
                         sensor_rate, workers, request_timeout)
 
@@ -398,7 +449,8 @@ def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.
         log.write(f"# {' '.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=str(PACKAGE_ROOT), env=env, start_new_session=True)
+                                cwd=str(PACKAGE_ROOT), env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent)
     watch = _ProcWatch(proc.pid)
     tail = _LiveTail(locust_dir)
     started_at = None
@@ -448,6 +500,7 @@ def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.
     ended_at = time.time()
 
     parts = merge_samples(locust_dir, requests_csv)
+    schedule = merge_schedules(locust_dir, locust_dir / "schedule.json")
     samples = sum(parts.values())
     log_text = ""
     try:
@@ -464,29 +517,29 @@ def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.
     steady_start = start + warmup_s
     steady_end = min(steady_start + duration_s, ended_at) if interrupted else steady_start + duration_s
     steady_end = max(steady_start, steady_end)
-    df = pd.read_csv(requests_csv) if samples else None
-    steady = 0
-    failures = 0
-    codes: dict = {}
-    if df is not None:
-        steady = int(((df["start"] >= steady_start) & (df["start"] < steady_end)).sum())
-        failures = int((df["ok"] == 0).sum())
-        codes = {str(k): int(v) for k, v in df["status_code"].value_counts().sort_index().items()}
+    df = sample_format.read_samples(requests_csv) if samples else sample_format.empty_samples()
+    window = sample_format.steady(df, steady_start, steady_end)
+    sent = df[df["sent"] == 1]
+    failures = int((sent["ok"] == 0).sum())
+    codes = {str(k): int(v) for k, v in sent["status_code"].value_counts().sort_index().items()}
+    steady_cpu = watch.cpu_between(steady_start, steady_end)
+    steady_sent = int(((sent["start"] >= steady_start) & (sent["start"] < steady_end)).sum())
+    cpu_per_request = round(steady_cpu / steady_sent, 7) if steady_cpu is not None and steady_sent else None
     result = LoadResult(
         target=target.rstrip("/"), out_dir=out_dir, requests_csv=requests_csv, locust_dir=locust_dir,
         log_path=log_path, started_at=start, steady_start=steady_start, steady_end=steady_end,
         ended_at=ended_at, warmup_s=float(warmup_s), duration_s=float(duration_s), samples=samples,
-        steady_samples=steady, failures=failures, status_codes=codes, parts=parts,
+        steady_samples=len(window), failures=failures, counts=sample_format.counts(window),
+        status_codes=codes, parts=parts,
         loadgen_cpu_seconds=round(max(watch.cpu_seconds(), rusage_cpu), 3),
+        loadgen_cpu_s_per_request=cpu_per_request,
         loadgen_peak_cpu_percent=round(watch.peak_percent, 1),
         loadgen_bottleneck=bool(warning) or watch.hot, loadgen_warning=warning,
         exit_code=proc.returncode, interrupted=interrupted,
         users={"scrapers": scrapers, "scrape_rate": float(scrape_rate), "sensor_users": sensor_users,
                "sensor_rate": float(sensor_rate)},
-        workers=workers, pids=sorted(watch.pids()), command=cmd)
-    tmp = locust_dir / "load_result.json.tmp"
-    tmp.write_text(json.dumps(result.to_dict(), indent=2))
-    os.replace(tmp, locust_dir / "load_result.json")
+        phase_seed=PHASE_SEED, schedule=schedule, workers=workers, pids=sorted(watch.pids()), command=cmd)
+    write_json_atomic(locust_dir / "load_result.json", result.to_dict())
     if raise_after is not None:
         try:
             raise_after.load_result = result

@@ -167,22 +167,14 @@ def _read_csv(path: Path, required: tuple, optional: tuple, missing: list, what:
 
 
 def load_requests(path: Path, missing: list, what: str) -> pd.DataFrame | None:
-    if not path.exists() and path.suffix == ".gz" and path.with_suffix("").exists():
-        path = path.with_suffix("")          # an uncompressed requests.csv (older runs)
-    df = _read_csv(path, ("start", "latency_ms"), (), missing, what)
-    if df is None:
+    from loadtests.samples import SampleFormatError, read_samples
+    try:
+        df = read_samples(path)
+    except SampleFormatError as e:
+        missing.append(f"{what}: {e}")
         return None
-    if "name" not in df:
-        df["name"] = "all"
-    if "ok" not in df:
-        df["ok"] = 1
-        missing.append(f"{what}: {path.name} has no 'ok' column (all requests counted as ok)")
-    for c in ("start", "latency_ms", "ok", "bytes", "status_code"):
-        if c in df:
-            df[c] = pd.to_numeric(df[c], errors="coerce")
-    df["ok"] = df["ok"].fillna(0).astype(int)
-    df["name"] = df["name"].astype(str)
-    return df.sort_values("start", kind="stable").reset_index(drop=True)
+    # the figures here are over requests sent; unsent ones are in loadtests.samples.counts
+    return df[df["sent"] == 1].sort_values("start", kind="stable").reset_index(drop=True)
 
 
 def load_resources(path: Path, missing: list, what: str) -> pd.DataFrame | None:

@@ -1,0 +1,72 @@
+"""Locust against an independent client, side by side: the figures of docs/loadtests.md.
+
+Each round runs Locust (``scrapers`` at ``rate``/s, /metrics only) with a probe beside it
+at the same total rate, at the same time, and prints both clients' /metrics p50 and p95
+over the steady window, how late Locust's requests left (start − intended) and Locust's
+CPU per request::
+
+    .venv/bin/python -m loadtests.agreement --target http://127.0.0.1:8000 --rounds 3 --seconds 15
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from loadtests import samples as S
+from loadtests.runner import LoadError, run_load
+
+
+def one_round(target: str, out: Path, scrapers: int, rate: float, seconds: float) -> dict:
+    probe_csv = out / "probe.csv.gz"
+    probe = subprocess.Popen([sys.executable, "-m", "loadtests.probe", "--target", target, "--path", "/metrics",
+                              "--rate", str(scrapers * rate), "--duration", str(seconds + 6),
+                              "--out", str(probe_csv)], stdout=subprocess.DEVNULL)
+    try:
+        res = run_load(target, out / "locust", duration_s=seconds, warmup_s=1.0, scrapers=scrapers,
+                       scrape_rate=rate, sensor_users=0)
+        probe.wait(timeout=60)
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+            probe.wait()
+    ours = S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end)
+    theirs = S.steady(S.read_samples(probe_csv), res.steady_start, res.steady_end)
+    late_ms = (ours["start"] - ours["intended"]) * 1000.0
+    return {"locust_p50": S.percentile_ms(ours["latency_ms"], 50), "locust_p95": S.percentile_ms(ours["latency_ms"], 95),
+            "probe_p50": S.percentile_ms(theirs["latency_ms"], 50), "probe_p95": S.percentile_ms(theirs["latency_ms"], 95),
+            "late_p50": S.percentile_ms(late_ms, 50), "late_p95": S.percentile_ms(late_ms, 95),
+            "cpu_ms_per_request": (res.loadgen_cpu_s_per_request or float("nan")) * 1000.0}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtests.agreement", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--target", default="http://127.0.0.1:8000")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--scrapers", type=int, default=4)
+    ap.add_argument("--rate", type=float, default=1.0, help="scrapes/s per scraper (default %(default)s)")
+    args = ap.parse_args(argv)
+    fmt = ("locust p50 {locust_p50:.2f} p95 {locust_p95:.2f} | probe p50 {probe_p50:.2f} p95 {probe_p95:.2f} ms"
+           " | sent late p50 {late_p50:.3f} p95 {late_p95:.3f} ms | Locust CPU {cpu_ms_per_request:.2f} ms/request")
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgebench-agreement-") as tmp:
+            for i in range(args.rounds):
+                rows.append(one_round(args.target, Path(tmp) / str(i), args.scrapers, args.rate, args.seconds))
+                print(f"round {i + 1}: " + fmt.format(**rows[-1]), flush=True)
+    except LoadError as e:
+        print(f"agreement: {e}", file=sys.stderr)
+        return 2
+    med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+    print("median:  " + fmt.format(**med))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
