@@ -103,12 +103,14 @@ def latency_from_intended_ms(df: pd.DataFrame) -> pd.Series:
 
 def counts(df: pd.DataFrame) -> dict:
     """{endpoint: {intended, sent, completed, ok}}: completed = sent and answered
-    (any status); a scrape intended but not ok is a gap in the collector's data."""
+    (any status; an ok row counts as answered where an old file lacks the status code);
+    a scrape intended but not ok is a gap in the collector's data."""
     out = {}
     for name, g in df.groupby("name", sort=True):
         sent = g["sent"] == 1
+        answered = (g["status_code"].fillna(0) > 0) | (g["ok"] == 1)
         out[str(name)] = {"intended": int(len(g)), "sent": int(sent.sum()),
-                          "completed": int((sent & (g["status_code"] > 0)).sum()),
+                          "completed": int((sent & answered).sum()),
                           "ok": int((sent & (g["ok"] == 1)).sum())}
     return out
 

@@ -143,17 +143,11 @@ def scrape_latency_from_intended(v):
 
 
 def request_counts_by_endpoint(v: ScenarioView) -> dict:
-    """{endpoint: {intended, sent, completed, ok}} over the steady window."""
+    """{endpoint: {intended, sent, completed, ok}} over the steady window
+    (loadtests.samples.counts, the sample format's own definition)."""
+    from loadtests.samples import counts
     r = v.requests
-    if r is None or not len(r):
-        return {}
-    out = {}
-    for name, g in r.groupby("name", sort=True):
-        sent = g[g["sent"] == 1]
-        out[str(name)] = {"intended": int(len(g)), "sent": int(len(sent)),
-                          "completed": int(((sent["status_code"].fillna(0) > 0) | (sent["ok"] == 1)).sum()),
-                          "ok": int((g["ok"] == 1).sum())}
-    return out
+    return {} if r is None or not len(r) else counts(r)
 
 
 def latency_by_endpoint(v: ScenarioView) -> dict:

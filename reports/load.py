@@ -173,8 +173,7 @@ def load_requests(path: Path, missing: list, what: str) -> pd.DataFrame | None:
     except SampleFormatError as e:
         missing.append(f"{what}: {e}")
         return None
-    # the figures here are over requests sent; unsent ones are in loadtests.samples.counts
-    return df[df["sent"] == 1].sort_values("start", kind="stable").reset_index(drop=True)
+    return df  # every intended request, sent or not, sorted by intended time
 
 
 def load_resources(path: Path, missing: list, what: str) -> pd.DataFrame | None:
@@ -191,21 +190,6 @@ def load_resources(path: Path, missing: list, what: str) -> pd.DataFrame | None:
     df["t"] = pd.to_numeric(df["t"], errors="coerce")
     df["component"] = df["component"].astype(str)
     return df.sort_values(["component", "t"], kind="stable").reset_index(drop=True)
-
-
-def open_loop_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Files from before open-loop load have no ``intended``/``sent``: every request was
-    sent when it was scheduled (intended = start, sent = 1), as docs/results.md says."""
-    if "intended" not in df:
-        df["intended"] = df["start"]
-    if "sent" not in df:
-        df["sent"] = 1
-    for c in ("bytes", "status_code"):
-        if c not in df:
-            df[c] = np.nan
-    df["intended"] = pd.to_numeric(df["intended"], errors="coerce").fillna(df["start"])
-    df["sent"] = pd.to_numeric(df["sent"], errors="coerce").fillna(1).astype(int)
-    return df.sort_values("intended", kind="stable").reset_index(drop=True)
 
 
 def load_scenario(d: Path) -> Scenario:
@@ -231,8 +215,6 @@ def load_scenario(d: Path) -> Scenario:
         name = m.group("name")
     repeat = meta.get("repeat") or (int(m.group("repeat")) if m else 1)
     requests = load_requests(d / "requests.csv.gz", missing, what)
-    if requests is not None:
-        requests = open_loop_columns(requests)
     resources = load_resources(d / "resources.csv", missing, what)
     collector = {}
     cdir = d / "collector"

@@ -11,23 +11,13 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from loadtests.samples import latency_from_intended_ms, steady
 from reports import stats as S
 from reports.load import Scenario
 
 SCRAPE_ENDPOINT = "/metrics"
 SENSOR_ENDPOINT = "/sensor"
 
-
-def latency_from_intended_ms(df: pd.DataFrame) -> pd.Series:
-    """What a client sees: (actual start − intended start) · 1000 + service time.
-
-    loadtests.samples owns this definition; the expression below is its documented
-    formula (docs/results.md), used only where that module is not installed."""
-    try:
-        from loadtests.samples import latency_from_intended_ms as owner
-    except ImportError:
-        return (df["start"] - df["intended"]) * 1000.0 + df["latency_ms"]
-    return owner(df)
 
 
 class ScenarioView:
@@ -80,7 +70,9 @@ class ScenarioView:
         req = self.sc.requests
         if req is None:
             return None
-        return req.loc[S.in_window(req["intended"], self.start, self.end)]
+        if self.start is None or self.end is None:
+            return req
+        return steady(req, self.start, self.end)
 
     @cached_property
     def sent(self) -> pd.DataFrame | None:
