@@ -27,7 +27,7 @@ LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,U
             $(call opt,SCENARIOS,scenarios) $(call opt,REPEATS,repeats) $(call opt,WORKERS,workers) \
             $(call opt,TARGET,target) --engine '$(ENGINE)'
 
-.PHONY: help setup venv os-packages bench profile report example gate gate-calibrate up down status test clean
+.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate up down status test clean
 
 help:
 	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | up | down | status | test"
@@ -77,9 +77,16 @@ status: venv
 	$(EDGEBENCH) status
 
 # The HTML report's test screenshots it in headless Chromium: install it too.
-test: venv
+test: venv lint
 	@EDGEBENCH_WITH_CHROMIUM=1 bash stack/install-os-packages.sh
 	$(PY) -m pytest -q tests
+
+# The pure and fast tier (no real processes), for the edit-test loop: under a minute.
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" tests
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -14,9 +14,9 @@ KEEP = ("flamegraph.svg", "top_functions.csv", "top_functions_diff.csv",
 
 def write_example(run_dir: Path) -> list[Path]:
     """Render `run_dir` into docs/example/ and OPTIMIZATION_SUMMARY.md at the root."""
+    from reports.contract import read_summary
     from reports.markdown import render_markdown
     from reports.render import render_run
-    from reports.contract import read_summary
 
     run_dir = Path(run_dir).resolve()
     if EXAMPLE_DIR.exists():

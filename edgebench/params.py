@@ -6,7 +6,6 @@ from pathlib import Path
 
 from edgebench.scenarios import ParameterError, Scenario, parse_scenarios
 
-
 # Profile runs trace one warm-up scrape, seconds slower for the baseline at 0.5 CPU:
 # the warm-up must hold it, so that no figure does.
 PROFILE_WARMUP_S = 15.0
@@ -42,7 +41,7 @@ def _number(name: str, value, kind=float, minimum=0.0, strict=False):
     try:
         v = kind(value)
     except (TypeError, ValueError):
-        raise ParameterError(f"{name}={value!r} is not a number: pass e.g. {name}=30")
+        raise ParameterError(f"{name}={value!r} is not a number: pass e.g. {name}=30") from None
     if v < minimum or (strict and v == minimum):
         bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
         raise ParameterError(f"{name}={value} must be {bound}")

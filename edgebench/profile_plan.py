@@ -9,7 +9,6 @@ from pathlib import Path
 
 from plumbing.files import write_json_atomic
 
-
 CAPTURE_TIMEOUT_S = 30.0  # a traced baseline scrape takes several seconds at 0.5 CPU
 
 

@@ -61,8 +61,8 @@ from gevent.pool import Group
 from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from locust import User, events, task
-from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from locust import stats as locust_stats
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from locust.stats import StatsCSVFileWriter
 
 from loadtests.samples import SAMPLE_COLUMNS

@@ -24,6 +24,7 @@ class ProfilerError(RuntimeError):
 
 
 from plumbing.cgroup import Counters, detect_version, read_cgroups, read_v1, read_v2  # noqa: E402
+
 from .collector_queries import CollectorError, query_collector  # noqa: E402
 from .memory import (  # noqa: E402
     MprofRecorder,

@@ -27,8 +27,9 @@ from typing import Callable
 
 import pandas as pd
 
-from . import ProfilerError
 from plumbing.files import write_atomic
+
+from . import ProfilerError
 
 log = logging.getLogger(__name__)
 

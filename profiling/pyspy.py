@@ -36,10 +36,11 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import ProfilerError
-from plumbing.process import preexec_die_with_parent, proc_start_time
-from .top_functions import format_collapsed, merge_stacks, parse_collapsed, write_top_functions
 from plumbing.files import write_atomic
+from plumbing.process import preexec_die_with_parent, proc_start_time
+
+from . import ProfilerError
+from .top_functions import format_collapsed, merge_stacks, parse_collapsed, write_top_functions
 
 log = logging.getLogger(__name__)
 

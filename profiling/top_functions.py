@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+
 from plumbing.files import write_atomic
 
 FRAME_RE = re.compile(r"^(?P<function>.*?) \((?P<file>.*):(?P<line>\d+)\)$")

@@ -7,8 +7,8 @@ import html
 import os
 from pathlib import Path
 
-from reports.markdown import NOT_MEASURED, build_document, numeric_column
 from plumbing.files import write_atomic
+from reports.markdown import NOT_MEASURED, build_document, numeric_column
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1180px;

@@ -12,13 +12,13 @@ import os
 import re
 from pathlib import Path
 
-from reports.load import collector_kind
 from plumbing.files import write_atomic
 from reports import figures as FIG
+from reports.load import collector_kind
+from reports.numbers import NOT_MEASURED, SIGNIFICANT, fmt, round_sig  # noqa: F401 (re-exported)
 from reports.summary import get_path, scenario_order
 from reports.view import SCRAPE_ENDPOINT
 
-from reports.numbers import NOT_MEASURED, SIGNIFICANT, fmt, round_sig  # noqa: F401 (re-exported)
 NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×)?( \(.*\))*$|^no change$")
 COLLECTOR_NAMES = {"vm": "VictoriaMetrics", "prom": "Prometheus"}
 

@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reports import stats as S  # noqa: E402
 from plumbing.files import write_atomic  # noqa: E402
+from reports import stats as S  # noqa: E402
 from reports.load import Run, Scenario, collector_kind  # noqa: E402
 from reports.numbers import fmt  # noqa: E402
 from reports.summary import scenario_order  # noqa: E402

@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from loadtests.samples import latency_from_intended_ms, steady
+from loadtests.samples import steady
 from reports import stats as S
 from reports.load import Scenario
 

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .api import DEFAULT_COMPOSE, DEFAULT_STATE_DIR, read_state, start_stack, stop_stack, supervisor_alive
 from . import registry
+from .api import DEFAULT_COMPOSE, DEFAULT_STATE_DIR, read_state, start_stack, stop_stack, supervisor_alive
 from .cgroups import ServiceCgroup, remove_paths
 from .compose import ComposeError
 from .images import StackError

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from . import cgroups
+from plumbing.files import write_json_atomic
+
+from . import cgroups, registry
 from .compose import Compose, ComposeError, load_compose  # noqa: F401  (re-exported)
 from .images import StackError, host_ports, plan_service
 from .native import http_ok, pid_alive, proc_start_time, signal_group, tail
-from . import registry
-from plumbing.files import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"

@@ -149,7 +149,7 @@ def _run(cmd: list[str], timeout: float) -> str:
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise StackError(f"`{' '.join(cmd)}` did not finish within {timeout:g}s; fix: check the Docker engine")
+        raise StackError(f"`{' '.join(cmd)}` did not finish within {timeout:g}s; fix: check the Docker engine") from None
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]
         raise StackError(f"`{' '.join(cmd[:4])} ...` failed: {last}; fix: see `docker compose logs`")

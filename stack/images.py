@@ -20,8 +20,8 @@ from pathlib import Path
 
 from plumbing.errors import EdgebenchError
 
-from .scrape_config import ScrapeConfigError, scrape_settings
 from .compose import Compose, Service
+from .scrape_config import ScrapeConfigError, scrape_settings
 
 
 class StackError(EdgebenchError, RuntimeError):

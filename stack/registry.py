@@ -105,6 +105,7 @@ def unexplained_cgroups(known_ids: set[str]) -> dict[str, dict]:
     than a minute are not listed: a supervisor creates them just before it starts its
     services."""
     import time
+
     from plumbing.cgroup import read_cgroups
     out = {}
     for name, paths in find_edgebench_cgroups().items():

@@ -19,7 +19,6 @@ from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
 
 
-
 class ScrapeConfigError(EdgebenchError):
     """A scrape config that cannot be used; one line: file, field, problem, fix."""
 

@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from stack.compose import ComposeError, interpolate, load_compose, parse_bytes, parse_cpus
 from stack import docker_engine
+from stack.compose import ComposeError, interpolate, load_compose, parse_bytes, parse_cpus
 from stack.images import StackError, plan_service
 
 MiB = 1 << 20

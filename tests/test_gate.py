@@ -350,6 +350,7 @@ def test_a_killed_gates_worktree_is_removed_by_the_next(tmp_path):
     """A gate killed with SIGKILL cannot remove its checkout of A; the next gate does,
     and leaves a live gate's checkout alone."""
     import os
+
     from edgebench.gitref import PREFIX, remove_orphan_worktrees, worktree
     repo = tmp_path / "repo"
     (repo / "service").mkdir(parents=True)

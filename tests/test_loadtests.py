@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from loadtests import samples as S
-from loadtests.samples import SAMPLE_COLUMNS
 from loadtests.runner import LoadError, check_target, read_part, run_load
+from loadtests.samples import SAMPLE_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 

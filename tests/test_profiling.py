@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 import requests
 
-from profiling import ProfilerError
 from plumbing.cgroup import (
     Counters,
     PeakMark,
@@ -32,6 +31,7 @@ from plumbing.cgroup import (
     read_cgroups,
     read_v2,
 )
+from profiling import ProfilerError
 from profiling.collector_queries import newest_sample_time, parse_flag_duration, parse_vm_flags, query_collector
 from profiling.memory import (
     MprofRecorder,
@@ -44,12 +44,12 @@ from profiling.pyspy import PySpyRecorder, explain_failure, find_pyspy, merge_sp
 from profiling.sampler import COLUMNS, ResourceSampler, _Monotonic, parse_proc_io, pid_getter
 from profiling.top_functions import (
     diff_top_functions,
-    write_diff,
-    write_top_functions,
     format_collapsed,
     parse_collapsed,
     parse_frame,
     top_functions,
+    write_diff,
+    write_top_functions,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,9 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fixtures_results import ALLOC_SITES, MIB, build_run  # noqa: E402
+
+from plumbing.errors import EdgebenchError  # noqa: E402
 from reports import ReportError, load_run, render_run  # noqa: E402
 from reports.markdown import fmt, render_markdown, round_sig  # noqa: E402
-from plumbing.errors import EdgebenchError  # noqa: E402
 from reports.summary import build_summary, get_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -502,8 +503,9 @@ def test_scrape_timeout_is_read_from_the_scrape_config(tmp_path):
 
 
 def test_stack_budget_comes_from_budgets_yml(rendered, tmp_path):
-    from reports.figures import stack_budget_mb
     import yaml
+
+    from reports.figures import stack_budget_mb
     budgets = yaml.safe_load((ROOT / "budgets.yml").read_text())["budgets"]
     want = next(b["max"] for b in budgets if b["metric"] == "stack_mem_peak_mb")
     assert rendered[3]["budget_mb"] == want == stack_budget_mb()
@@ -662,7 +664,7 @@ def test_cpu_per_scrape_counts_between_collector_scrapes(tmp_path):
 
 
 def test_remaining_catalogue_figures_known_answers(rendered):
-    from fixtures_results import COLLECTOR, T0, WARMUP, DURATION
+    from fixtures_results import COLLECTOR, DURATION, T0, WARMUP
     run_dir, expected, _, summary = rendered
     s0, s1 = T0 + WARMUP, T0 + WARMUP + DURATION
     for name, s in summary["scenarios"].items():

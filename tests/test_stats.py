@@ -7,7 +7,6 @@ import pytest
 
 from reports import stats as S
 
-
 # ---------------------------------------------------------------- percentiles
 
 def test_percentiles_known_values():
