@@ -25,8 +25,9 @@ from typing import Callable
 
 import numpy as np
 
+from loadtests.samples import latency_from_intended_ms
 from reports import stats as S
-from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT, ScenarioView, latency_from_intended_ms
+from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT, ScenarioView
 
 STEADY = "steady window"
 SCENARIO = "whole scenario"

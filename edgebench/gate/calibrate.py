@@ -158,6 +158,8 @@ def run_calibration(params: CalibrationParams, command: str) -> Path:
                     res.runs.append(g.path.name)
                     print(f"edgebench gate-calibrate: run {i}/{params.runs} {cond.name}: "
                           f"{g.result.verdict} after {g.result.rounds} rounds in {g.elapsed_s:.0f} s")
+                    _write_tables(run.path, params, commit, cpu_ms, results, t0, command,
+                                  done=f"{i - 1} of {params.runs} full passes and part of the next")
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -165,17 +167,26 @@ def run_calibration(params: CalibrationParams, command: str) -> Path:
     finally:
         if status != "complete":
             run.finish(status, update_latest=False)
-    header = (f"{params.runs} gate(s) per condition on commit `{commit[:12]}` (both sides the same "
-              f"code), conditions interleaved; A's CPU per scrape in the first short round "
-              f"{cpu_ms:.3g} ms. Total {time.monotonic() - t0:.0f} s. Command: `{command}`.")
-    md = markdown_table(results, header)
-    write_atomic(run.path / "calibrate.md", md)
-    write_json_atomic(run.path / "calibrate.json", {
-        "commit": commit, "runs": params.runs, "cpu_ms_per_scrape_a": cpu_ms,
-        "conditions": [{**asdict(r), "counts": r.counts()} for r in results]})
+    md = _write_tables(run.path, params, commit, cpu_ms, results, t0, command, done=None)
     print(md)
     run.finish("complete", update_latest=False)
     return run.path
+
+
+def _write_tables(path: Path, params, commit: str, cpu_ms, results: list, t0: float, command: str,
+                  done: str | None) -> str:
+    """calibrate.md and calibrate.json, rewritten after every gate: a calibration cut short
+    keeps every verdict it reached (``done`` says how far it got)."""
+    header = (f"{params.runs} gate(s) per condition on commit `{commit[:12]}` (both sides the same "
+              f"code), conditions interleaved; A's CPU per scrape in the first short round "
+              f"{'not measured' if cpu_ms is None else f'{cpu_ms:.3g} ms'}. Total {time.monotonic() - t0:.0f} s. Command: `{command}`."
+              + (f" Partial: {done}." if done else ""))
+    md = markdown_table(results, header)
+    write_atomic(path / "calibrate.md", md)
+    write_json_atomic(path / "calibrate.json", {
+        "commit": commit, "runs": params.runs, "cpu_ms_per_scrape_a": cpu_ms, "partial": done,
+        "conditions": [{**asdict(r), "counts": r.counts()} for r in results]})
+    return md
 
 
 def _slug(name: str) -> str:
