@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from loadtests.samples import steady  # noqa: E402
 from plumbing.files import write_atomic  # noqa: E402
 from reports import stats as S  # noqa: E402
 from reports.load import Run, Scenario, collector_kind  # noqa: E402
@@ -148,7 +149,9 @@ def plot_latency_cdf(items, path: Path):
             if sc.requests is None:
                 continue
             w = (s.get("window") or {})
-            r = S.steady_requests(sc.requests, w.get("steady_start"), w.get("steady_end"))
+            r = sc.requests
+            if w.get("steady_start") is not None and w.get("steady_end") is not None:
+                r = steady(r, w["steady_start"], w["steady_end"])
             y = np.sort(r.loc[r["name"] == ep, "latency_ms"].dropna().to_numpy())
             if y.size == 0:
                 continue

@@ -60,15 +60,6 @@ def in_window(times, start: float | None, end: float | None, closed_right: bool 
     return mask
 
 
-def steady_requests(requests: pd.DataFrame, start: float | None, end: float | None) -> pd.DataFrame:
-    """Requests intended in the steady window: ``start <= intended < end`` (files without
-    an ``intended`` column: by their start)."""
-    if requests is None or len(requests) == 0:
-        return requests.iloc[0:0] if requests is not None else pd.DataFrame()
-    col = "intended" if "intended" in requests else "start"
-    return requests.loc[in_window(requests[col], start, end)]
-
-
 def steady_samples(resources: pd.DataFrame, start: float | None, end: float | None) -> pd.DataFrame:
     """Resource samples taken in the steady window (both edges included)."""
     if resources is None or len(resources) == 0:

@@ -35,8 +35,9 @@ def test_latency_by_endpoint_counts_failures():
 # ---------------------------------------------------------------- steady window
 
 def test_steady_window_is_half_open_for_requests_and_closed_for_samples():
-    req = pd.DataFrame({"start": [9.99, 10.0, 15.0, 19.99, 20.0], "latency_ms": 1.0})
-    assert list(S.steady_requests(req, 10.0, 20.0)["start"]) == [10.0, 15.0, 19.99]
+    from loadtests.samples import steady
+    req = pd.DataFrame({"intended": [9.99, 10.0, 15.0, 19.99, 20.0], "latency_ms": 1.0})
+    assert list(steady(req, 10.0, 20.0)["intended"]) == [10.0, 15.0, 19.99]
     res = pd.DataFrame({"t": [9.0, 10.0, 20.0, 21.0], "component": "x"})
     assert list(S.steady_samples(res, 10.0, 20.0)["t"]) == [10.0, 20.0]
 
