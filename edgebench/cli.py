@@ -3,10 +3,14 @@ command lives in edgebench/commands/<command>.py; a refusal prints one line, exi
 from __future__ import annotations
 
 import argparse
+import errno
 import shlex
 import sys
 
 from plumbing.errors import EdgebenchError
+
+# A results folder that is full, read-only or not ours: the user's to fix, not a bug.
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     except EdgebenchError as e:
         print(f"edgebench: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        print(f"edgebench: cannot write {e.filename or 'the results'}: {e.strerror}: free space there "
+              f"or pass a writable folder (--results DIR); what was written before is kept", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("edgebench: interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgebench.fingerprint import machine_fingerprint
+from plumbing.process import proc_start_time
 from reports.contract import Manifest, read_manifest, write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +47,8 @@ class RunDir:
         write_manifest(path, Manifest(
             run_id=path.name, command=command, argv=list(sys.argv), parameters=parameters,
             git=git_info(), machine=machine_fingerprint(), started_at=time.time(),
-            status="running", scenarios={}))
+            status="running", scenarios={},
+            owner={"pid": os.getpid(), "starttime": proc_start_time(os.getpid())}))
         return run
 
     def manifest(self) -> Manifest:

@@ -546,6 +546,12 @@ def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.
         except Exception:
             pass
         raise raise_after
+    killed = proc.returncode is not None and proc.returncode < 0
+    if killed or ended_at < steady_end:
+        how = f"was killed by {signal.Signals(-proc.returncode).name}" if killed else \
+            f"exited with code {proc.returncode}"
+        raise LoadError(f"locust {how} before the load ended ({ended_at - steady_end:+.1f} s from the end "
+                        f"of the steady window): what it sent is kept in {requests_csv}; see {log_path}")
     return result
 
 

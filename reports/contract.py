@@ -90,12 +90,22 @@ class Manifest:
     finished_at: float | None = None
     status: str | None = None          # running | complete | interrupted | failed
     scenarios: dict = field(default_factory=dict)   # dir name -> {"status", "reason"?}
+    owner: dict = field(default_factory=dict)        # {"pid", "starttime"} of the process writing the run
     manifest_version: int = MANIFEST_VERSION
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         return {**self.extra, **d}
+
+    def effective_status(self) -> str | None:
+        """``running`` only while the process that writes the run is alive: a run whose
+        writer was killed (SIGKILL, a closed terminal, a CI timeout) reads as interrupted."""
+        from plumbing.process import pid_alive
+        if self.status == "running" and self.owner.get("pid") and \
+                not pid_alive(self.owner["pid"], self.owner.get("starttime")):
+            return "interrupted"
+        return self.status
 
     @property
     def planned_scenarios(self) -> list:
@@ -107,7 +117,7 @@ def manifest_from_dict(data: dict, path: Path, fallback_run_id: str) -> Manifest
     known, extra = _split(Manifest, data)
     known.setdefault("run_id", fallback_run_id)
     known["manifest_version"] = MANIFEST_VERSION
-    for k in ("parameters", "git", "machine", "scenarios"):
+    for k in ("parameters", "git", "machine", "scenarios", "owner"):
         if not isinstance(known.get(k, {}), dict):
             known[k] = {}
     return Manifest(**known, extra=extra)

@@ -287,7 +287,12 @@ def load_run(run_dir) -> Run:
         missing.append("run: manifest.json not found")
     else:
         try:
-            manifest = contract.read_manifest(d).to_dict()
+            m = contract.read_manifest(d)
+            manifest = m.to_dict()
+            if m.effective_status() != m.status:
+                manifest["status"] = m.effective_status()
+                missing.append("run: manifest.json says 'running' but the process that wrote it is gone "
+                               "(killed): read as interrupted")
         except contract.ContractError as e:
             if "newer than" in str(e):
                 raise ReportError(str(e)) from None
