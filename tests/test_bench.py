@@ -15,7 +15,7 @@ import pytest
 from loadtests.samples import read_samples, steady
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native engine's limits need root")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="the native engine's limits need root")]
 
 SCENARIO_FILES = ("scenario.json", "requests.csv.gz", "resources.csv", "locust/locust_stats.csv",
                   "locust/report.html", "logs/sensor-service.log")

@@ -19,6 +19,7 @@ def compose_config(path, *extra):
 
 
 @pytest.mark.parametrize("profile", [(), ("--profile", "prometheus")])
+@pytest.mark.slow
 def test_compose_file_is_valid(profile):
     out = compose_config(ROOT / "docker-compose.yml", *profile)
     assert out.returncode == 0, out.stderr

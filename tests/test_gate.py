@@ -223,6 +223,7 @@ def test_stored_baseline_from_this_machine_is_accepted(tmp_path):
     assert check_stored_baseline(run) == [run / "B.r1"]
 
 
+@pytest.mark.slow
 def test_stored_baseline_from_another_machine_is_refused(tmp_path):
     from edgebench.gate.baseline import check_stored_baseline
     from plumbing.errors import EdgebenchError
@@ -318,6 +319,7 @@ def test_no_import_cycle_and_no_private_cross_module_import():
     (("--inject", "NOEQUALS"), "--inject 'NOEQUALS': expected KEY=VALUE"),
     (("--budgets", "/nonexistent/budgets.yml"), "budgets file not found"),
 ])
+@pytest.mark.slow
 def test_bad_gate_parameters_are_one_line_exit_2(tmp_path, args, message):
     out = subprocess.run([str(ROOT / "bin" / "edgebench"), "gate", "--results", str(tmp_path / "r"), *args],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -326,6 +328,7 @@ def test_bad_gate_parameters_are_one_line_exit_2(tmp_path, args, message):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_every_command_is_reachable():
     out = subprocess.run([sys.executable, "-m", "edgebench", "--help"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the native engine's limits need root")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="the native engine's limits need root")]
 
 # About +100% CPU per scrape for the optimized service (about 2 ms per scrape here; one
 # injected iteration costs about 70 ns): decided in the minimum of rounds.

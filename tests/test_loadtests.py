@@ -20,6 +20,8 @@ from loadtests import samples as S
 from loadtests.runner import LoadError, check_target, read_part, run_load
 from loadtests.samples import SAMPLE_COLUMNS
 
+pytestmark = pytest.mark.slow  # real Locust against a real service
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -261,6 +261,7 @@ def _cgroups_writable():
 
 
 @pytest.mark.skipif(not _cgroups_writable(), reason="needs writable cgroups (root)")
+@pytest.mark.slow
 def test_sampler_on_a_real_cgroup(tmp_path):
     cg = RealCgroup(f"edgebench-test-{os.getpid()}")
     child = None
@@ -377,6 +378,7 @@ def test_kernel_peak_sees_a_blip_between_samples_and_resets(tmp_path):
         cg.remove()
 
 
+@pytest.mark.slow
 def test_sampler_falls_back_to_psutil_and_keeps_restart_counters(tmp_path):
     code = "import time; b = b'x' * (8 * 1024 * 1024); time.sleep(30)"
     a = subprocess.Popen([sys.executable, "-c", code])
@@ -537,6 +539,7 @@ def scrape_loop(port, stop_evt):
             time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_pyspy_and_mprof_follow_a_restart(tmp_path):
     port = free_port()
     state = tmp_path / "state.json"
@@ -585,6 +588,7 @@ def test_pyspy_and_mprof_follow_a_restart(tmp_path):
     assert read_mprof(prof / "mprof.dat").t.is_monotonic_increasing
 
 
+@pytest.mark.slow
 def test_pyspy_on_a_non_python_pid_is_a_warning_not_a_crash(tmp_path):
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
@@ -677,6 +681,7 @@ def test_parse_vm_flags_and_durations():
 
 
 @pytest.mark.skipif(not Path("/usr/bin/victoria-metrics").exists(), reason="victoria-metrics not installed")
+@pytest.mark.slow
 def test_query_collectors_for_real(tmp_path):
     mport, vport, pport = free_port(), free_port(), free_port()
     cfg = tmp_path / "scrape.yml"

@@ -79,6 +79,7 @@ def _table_cells(md: str):
 
 # ---------------------------------------------------------------- summary
 
+@pytest.mark.slow
 def test_summary_has_required_keys_and_known_answers(rendered):
     run_dir, expected, _, summary = rendered
     assert summary["run_id"] == run_dir.name
@@ -288,6 +289,7 @@ def test_html_renders_in_headless_chromium(rendered, tmp_path):
 
 # ---------------------------------------------------------------- incomplete runs
 
+@pytest.mark.slow
 def test_missing_scenario_renders_and_says_so(tmp_path):
     run_dir, _ = build_run(tmp_path, scenarios=("baseline-vm", "optimized-vm"), profile=False)
     paths = render_run(run_dir)
@@ -329,6 +331,7 @@ def test_interrupted_run_covers_what_was_measured(tmp_path):
     assert "status is 'interrupted'" in md
 
 
+@pytest.mark.slow
 def test_older_format_renders_with_nulls_listed(tmp_path):
     run_dir, _ = build_run(tmp_path, old_format=True, scenarios=("baseline-vm", "optimized-vm"))
     paths = render_run(run_dir)
@@ -366,6 +369,7 @@ def test_repeats_are_aggregated_into_medians_with_spread(tmp_path):
     assert not re.search(r"\(([\d.,]+)–\1\)", md)
 
 
+@pytest.mark.slow
 def test_not_a_run_raises_one_line_error(tmp_path):
     (tmp_path / "loose").mkdir()
     (tmp_path / "loose" / "requests.csv.gz").write_bytes(b"")       # loose load-test output is not a run
@@ -547,6 +551,7 @@ def _run_cli(*args):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
+@pytest.mark.slow
 def test_nothing_measured_is_refused_with_one_line(tmp_path):
     run = tmp_path / "20240101T000000Z-bench"
     run.mkdir()
@@ -563,6 +568,7 @@ def test_nothing_measured_is_refused_with_one_line(tmp_path):
         load_run(run)
 
 
+@pytest.mark.slow
 def test_rendered_example_without_samples_is_refused(tmp_path):
     ex = tmp_path / "example"
     shutil.copytree(ROOT / "docs" / "example", ex)
@@ -572,6 +578,7 @@ def test_rendered_example_without_samples_is_refused(tmp_path):
     assert (ex / "summary.json").read_bytes() == before             # the committed example is untouched
 
 
+@pytest.mark.slow
 def test_newer_results_are_refused_and_older_read(tmp_path):
     from reports import contract
     run_dir, _ = build_run(tmp_path, scenarios=("optimized-vm",), profile=False)

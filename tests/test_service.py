@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.slow  # real service processes
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = "/usr/bin/promtool"
 
