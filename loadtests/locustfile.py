@@ -272,8 +272,12 @@ def _die_with_parent() -> None:
         pass
 
 
+_RUNNER = {"master": False}   # set at init: spawning_complete is fired without the environment
+
+
 @events.init.add_listener
 def _configure(environment, **_kw):
+    _RUNNER["master"] = isinstance(environment.runner, MasterRunner)
     if isinstance(environment.runner, WorkerRunner):
         _die_with_parent()
     ScraperUser.fixed_count = int(_option(environment, "scrapers"))
@@ -409,8 +413,9 @@ def _write_schedule():
 
 
 @events.spawning_complete.add_listener
-def _on_spawning_complete(environment, **_kw):
-    if not isinstance(environment.runner, MasterRunner):
+def _on_spawning_complete(user_count, **_kw):
+    # Locust passes only the user count here; the runner is the module's environment's
+    if not _RUNNER["master"]:
         _write_schedule()
 
 

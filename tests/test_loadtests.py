@@ -90,6 +90,7 @@ def test_short_run_real_service(service, tmp_path):
                    scrape_rate=scrape_rate, sensor_users=3, sensor_rate=5.0, on_progress=progress.append)
     assert not _alive(res.pids), "locust processes left running"
     assert res.exit_code in (0, 1)  # 1 = Locust saw failures (the service's simulated 500s)
+    assert "Uncaught exception" not in res.log_path.read_text()   # every event handler ran clean
     assert res.requests_csv == tmp_path / "requests.csv.gz" and res.requests_csv.exists()
     assert (tmp_path / "locust" / "locust_stats.csv").exists() and (tmp_path / "locust" / "report.html").exists()
     assert not list((tmp_path / "locust").glob("requests.part-*"))
