@@ -346,9 +346,8 @@ def mem_peak_kernel_of(role: str):
         g = v.samples(c) if c else None
         if g is None or not g["mem_peak_bytes"].notna().any():
             return None
-        reset = S._clean(v.meta.get("peak_reset_at"))
-        lo = reset if reset is not None else None
-        w = g.loc[S.in_window(g["t"], lo, v.end, closed_right=True)]
+        reset = S._clean(v.meta.get("peak_reset_at"))   # None: from the scenario's start
+        w = g.loc[S.in_window(g["t"], reset, v.end, closed_right=True)]
         return _mb(S.mem_peak(w["mem_peak_bytes"]))
     return est
 

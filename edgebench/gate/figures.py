@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-SCRAPE_ENDPOINT = "/metrics"
+from reports.view import SCRAPE_ENDPOINT
 
 
 def _number(v) -> float | None:
