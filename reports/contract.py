@@ -14,13 +14,13 @@ The layout and every key are documented in docs/results.md.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plumbing.errors import EdgebenchError
 from plumbing.files import read_json, write_json_atomic
+from reports.stats import finite_or_none
 
 MANIFEST_VERSION = 1
 SCENARIO_VERSION = 2      # 2: `components` (role of each component), `peak_reset_at`
@@ -65,14 +65,6 @@ def _split(cls, data: dict) -> tuple[dict, dict]:
     """Known fields of dataclass ``cls`` and the rest (kept, never dropped)."""
     names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
     return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
-
-
-def _finite(x) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 # --------------------------------------------------------------------------- manifest.json
@@ -179,7 +171,7 @@ def scenario_from_dict(data: dict, path: Path, fallback_name: str) -> tuple[Scen
     known["scenario_version"] = SCENARIO_VERSION
     for k in ("steady_start", "steady_end", "warmup_s", "duration_s", "scrape_timeout_s",
               "loadgen_cpu_seconds", "peak_reset_at"):
-        known[k] = _finite(known.get(k))
+        known[k] = finite_or_none(known.get(k))
     for k in ("components", "limits"):
         if not isinstance(known.get(k) or {}, dict):
             raise ContractError(f"{path}: '{k}' is not an object: the file is corrupt; re-run the measurement")

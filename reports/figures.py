@@ -220,7 +220,7 @@ def collector_scrape_duration_p95_s(v):
 
 def collector_scrapes_over_timeout(v):
     a = _collector_scrape_durations(v)
-    to = S._clean(v.meta.get("scrape_timeout_s"))
+    to = S.finite_or_none(v.meta.get("scrape_timeout_s"))
     return None if a is None or not a.size or to is None else int((a >= to).sum())
 
 
@@ -285,7 +285,7 @@ def cpu_ms_per_scrape(v: ScenarioView):
     else:
         cpu = S.counter_increase(t, g["cpu_seconds"], *span)
         n = S.in_window(_sent_starts(v, SCRAPE_ENDPOINT) if v.sent is not None else [], *span).sum()
-    return None if cpu is None or not n else S._clean(cpu * 1000.0 / float(n))
+    return None if cpu is None or not n else S.finite_or_none(cpu * 1000.0 / float(n))
 
 
 def cpu_ms_per_scrape_basis(v: ScenarioView) -> str | None:
@@ -346,7 +346,7 @@ def mem_peak_kernel_of(role: str):
         g = v.samples(c) if c else None
         if g is None or not g["mem_peak_bytes"].notna().any():
             return None
-        reset = S._clean(v.meta.get("peak_reset_at"))   # None: from the scenario's start
+        reset = S.finite_or_none(v.meta.get("peak_reset_at"))   # None: from the scenario's start
         w = g.loc[S.in_window(g["t"], reset, v.end, closed_right=True)]
         return _mb(S.mem_peak(w["mem_peak_bytes"]))
     return est
@@ -356,7 +356,7 @@ def mem_peak_kernel_window(v: ScenarioView) -> str | None:
     g = v.samples(v.service) if v.service else None
     if g is None or not g["mem_peak_bytes"].notna().any():
         return None
-    return STEADY if S._clean(v.meta.get("peak_reset_at")) is not None else \
+    return STEADY if S.finite_or_none(v.meta.get("peak_reset_at")) is not None else \
         "whole scenario (the kernel could not reset the peak at the steady start)"
 
 
@@ -453,7 +453,7 @@ def collector_disk_used_mb(v: ScenarioView):
 
 
 def loadgen_cpu_ms_per_request(v: ScenarioView):
-    lg, n = S._clean(v.meta.get("loadgen_cpu_seconds")), requests_sent(v)
+    lg, n = S.finite_or_none(v.meta.get("loadgen_cpu_seconds")), requests_sent(v)
     return (lg * 1000.0 / n) if (lg is not None and n) else None
 
 

@@ -36,7 +36,7 @@ CFS_PERIOD_S = 0.1
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
 
-def _clean(x) -> float | None:
+def finite_or_none(x) -> float | None:
     """A float, or None for a missing/non-finite value (JSON has no NaN)."""
     if x is None:
         return None
@@ -76,8 +76,8 @@ def percentiles(values: Iterable[float]) -> dict:
     a = a[np.isfinite(a)]
     if a.size == 0:
         return {k: None for k in (*PERCENTILES, "max")}
-    out = {k: _clean(np.percentile(a, q)) for k, q in PERCENTILES.items()}
-    out["max"] = _clean(a.max())
+    out = {k: finite_or_none(np.percentile(a, q)) for k, q in PERCENTILES.items()}
+    out["max"] = finite_or_none(a.max())
     return out
 
 
@@ -149,12 +149,12 @@ def counter_increase(t, v, start: float | None = None, end: float | None = None,
             return c[max(i, 0)]
         lo_v = c[0] if start is None or start <= t[0] else at(start)
         hi_v = at(end)
-        return _clean(max(hi_v - lo_v, 0.0))
+        return finite_or_none(max(hi_v - lo_v, 0.0))
     span = covered_span(t, start, end)
     if span is None:
         return None
     lo, hi = span
-    return _clean(np.interp(hi, t, c) - np.interp(lo, t, c))
+    return finite_or_none(np.interp(hi, t, c) - np.interp(lo, t, c))
 
 
 def rate_series(t, v) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +187,7 @@ def cpu_ms_per_request(t, cpu_seconds, request_starts, start: float | None, end:
     n = int(in_window(request_starts, lo, hi).sum())
     out.update(cpu_seconds=cpu, requests=n, span_s=hi - lo)
     if cpu is not None and n > 0:
-        out["value"] = _clean(cpu * 1000.0 / n)
+        out["value"] = finite_or_none(cpu * 1000.0 / n)
     return out
 
 
@@ -197,7 +197,7 @@ def mean_cores(t, cpu_seconds, start: float | None, end: float | None) -> float 
     if span is None:
         return None
     cpu = counter_increase(t, cpu_seconds, *span)
-    return None if cpu is None else _clean(cpu / (span[1] - span[0]))
+    return None if cpu is None else finite_or_none(cpu / (span[1] - span[0]))
 
 
 def throttled_ratio(t, throttled_periods, start: float | None, end: float | None,
@@ -215,7 +215,7 @@ def throttled_ratio(t, throttled_periods, start: float | None, end: float | None
         total = (span[1] - span[0]) / cfs_period_s
     if not total:
         return None
-    return _clean(min(max(thr / total, 0.0), 1.0))
+    return finite_or_none(min(max(thr / total, 0.0), 1.0))
 
 
 # --------------------------------------------------------------------------- memory
@@ -223,14 +223,14 @@ def throttled_ratio(t, throttled_periods, start: float | None, end: float | None
 def mem_peak(mem_bytes) -> float | None:
     a = np.asarray(mem_bytes, dtype=float)
     a = a[np.isfinite(a)]
-    return _clean(a.max()) if a.size else None
+    return finite_or_none(a.max()) if a.size else None
 
 
 def mem_steady(mem_bytes) -> float | None:
     """Median memory over the (already windowed) samples."""
     a = np.asarray(mem_bytes, dtype=float)
     a = a[np.isfinite(a)]
-    return _clean(np.median(a)) if a.size else None
+    return finite_or_none(np.median(a)) if a.size else None
 
 
 def cumulative_requests_at(sample_times, request_starts, start: float | None = None) -> np.ndarray:
@@ -255,8 +255,8 @@ def linear_slope(x, y) -> dict:
     if x.size < 3 or np.ptp(x) == 0:
         return out
     res = _sps.linregress(x, y)
-    out.update(slope=_clean(res.slope), stderr=_clean(res.stderr),
-               intercept=_clean(res.intercept), r2=_clean(res.rvalue ** 2))
+    out.update(slope=finite_or_none(res.slope), stderr=finite_or_none(res.stderr),
+               intercept=finite_or_none(res.intercept), r2=finite_or_none(res.rvalue ** 2))
     return out
 
 
@@ -420,7 +420,7 @@ def histogram_increase_buckets(series: Sequence[dict], start: float | None, end:
 def server_quantile_from_buckets(payload, q: float, start: float | None, end: float | None) -> float | None:
     """The q-quantile (seconds) of a histogram stored as a query_range of its buckets."""
     buckets = histogram_increase_buckets(prom_series(payload), start, end)
-    return _clean(histogram_quantile(q, buckets)) if buckets else None
+    return finite_or_none(histogram_quantile(q, buckets)) if buckets else None
 
 
 def series_values_in_window(payload, start: float | None, end: float | None) -> np.ndarray:
@@ -433,23 +433,23 @@ def series_values_in_window(payload, start: float | None, end: float | None) -> 
 
 def median_spread(values: Iterable) -> dict:
     """{median, min, max, n} of the non-None values (repeats), all None when none."""
-    a = np.array([v for v in values if _clean(v) is not None], dtype=float)
+    a = np.array([v for v in values if finite_or_none(v) is not None], dtype=float)
     if a.size == 0:
         return {"median": None, "min": None, "max": None, "n": 0}
-    return {"median": _clean(np.median(a)), "min": _clean(a.min()), "max": _clean(a.max()),
+    return {"median": finite_or_none(np.median(a)), "min": finite_or_none(a.min()), "max": finite_or_none(a.max()),
             "n": int(a.size)}
 
 
 def ratio(a, b) -> float | None:
-    a, b = _clean(a), _clean(b)
+    a, b = finite_or_none(a), finite_or_none(b)
     if a is None or b is None or b == 0:
         return None
-    return _clean(a / b)
+    return finite_or_none(a / b)
 
 
 def change_pct(before, after) -> float | None:
     """(after - before) / before in percent; None when before is 0 or missing."""
-    before, after = _clean(before), _clean(after)
+    before, after = finite_or_none(before), finite_or_none(after)
     if before is None or after is None or before == 0:
         return None
-    return _clean((after - before) / abs(before) * 100.0)
+    return finite_or_none((after - before) / abs(before) * 100.0)

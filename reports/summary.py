@@ -166,7 +166,7 @@ def scenario_facts(v: ScenarioView) -> dict:
             "window": {"steady_start": v.start, "steady_end": v.end}, "duration_s": v.duration_s,
             "components": dict(v.roles), "service_component": v.service,
             "collector_component": v.collector, "peak_reset_at": meta.get("peak_reset_at"),
-            "loadgen_cpu_seconds": S._clean(meta.get("loadgen_cpu_seconds"))}
+            "loadgen_cpu_seconds": S.finite_or_none(meta.get("loadgen_cpu_seconds"))}
 
 
 def component_breakdown(v: ScenarioView) -> dict:

@@ -37,7 +37,7 @@ class ScenarioView:
         """[steady_start, steady_end) from scenario.json; without it the whole run (said so);
         an interrupted scenario's window ends at its last sample."""
         sc, missing = self.sc, self.missing
-        start, end = S._clean(self.meta.get("steady_start")), S._clean(self.meta.get("steady_end"))
+        start, end = S.finite_or_none(self.meta.get("steady_start")), S.finite_or_none(self.meta.get("steady_end"))
         req, res = sc.requests, sc.resources
         first, last = [], []
         if req is not None and len(req):

@@ -6,18 +6,10 @@ source is a change to ``figures_from_summary`` alone.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+from reports.stats import finite_or_none
 from reports.view import SCRAPE_ENDPOINT
-
-
-def _number(v) -> float | None:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _failure_ratio(summary: dict, endpoint: str) -> float | None:
@@ -30,7 +22,7 @@ def figures_from_summary(summary: dict) -> dict[str, float | None]:
     """gate figure name -> value, from one scenario's summary (one round, one side)."""
     def get(key, sub=None):
         v = summary.get(key)
-        return _number(v.get(sub) if isinstance(v, dict) else None) if sub else _number(v)
+        return finite_or_none(v.get(sub) if isinstance(v, dict) else None) if sub else finite_or_none(v)
 
     return {
         # A/B metrics
@@ -43,7 +35,7 @@ def figures_from_summary(summary: dict) -> dict[str, float | None]:
         # the whole scenario, warm-up included: an OOM kill in the warm-up is one too
         "oom_kills": get("oom_kills_total"),
         "restarts": get("restarts_total"),
-        "metrics_failure_ratio": _number(_failure_ratio(summary, SCRAPE_ENDPOINT)),
+        "metrics_failure_ratio": finite_or_none(_failure_ratio(summary, SCRAPE_ENDPOINT)),
         "scrape_p95_ms": get("scrape_latency_ms", "p95"),
         "cpu_ms_per_scrape": get("cpu_ms_per_scrape"),
         "mem_slope_kb_per_request": get("mem_slope_kb_per_request"),
