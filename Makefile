@@ -21,16 +21,21 @@ INJECT ?=
 BASELINE ?=
 N ?= 10
 CONDITIONS ?=
+STEPS ?=
+SENSOR_STEPS ?=
+MAX_SERIES ?=
+SWEEPS ?=
+VARIANTS ?=
 
 opt = $(if $($(1)),--$(2) '$($(1))',)
 LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,USERS,users) \
             $(call opt,SCENARIOS,scenarios) $(call opt,REPEATS,repeats) $(call opt,WORKERS,workers) \
             $(call opt,TARGET,target) --engine '$(ENGINE)'
 
-.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate up down status test clean
+.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate capacity up down status test clean
 
 help:
-	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | up | down | status | test"
+	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | capacity [STEPS=..] [MAX_SERIES=..] | up | down | status | test"
 
 setup: venv os-packages
 
@@ -66,6 +71,12 @@ gate: setup
 # N unchanged-code gates and N per injected fault: verdict counts and run times.
 gate-calibrate: setup
 	$(EDGEBENCH) gate-calibrate --runs '$(N)' $(call opt,CONDITIONS,conditions) $(call opt,AGAINST,against) --engine '$(ENGINE)'
+
+# Where each variant and collector breaks: load, series and collector sweeps (<= 12 min).
+capacity: setup
+	$(EDGEBENCH) capacity $(call opt,STEPS,steps) $(call opt,SENSOR_STEPS,sensor-steps) \
+	  $(call opt,MAX_SERIES,max-series) $(call opt,SWEEPS,sweeps) $(call opt,VARIANTS,variants) \
+	  $(call opt,DURATION,duration) --engine '$(ENGINE)'
 
 up: setup
 	$(EDGEBENCH) up --engine '$(ENGINE)'

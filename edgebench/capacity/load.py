@@ -1,0 +1,101 @@
+"""One step of the load sweep: a fresh stack under the compose limits, open-loop load at
+one offered rate, and the step's figures taken from the figure catalogue."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from edgebench.params import RunParams
+from edgebench.scenarios import SCENARIOS
+
+# Each scraper waits for its own answer before its next scrape (never overlapping, as a
+# collector scrapes), so its interval is each scrape's deadline: 10 scrapes/s per scraper
+# gives 100 ms. Past 16 scrapers the rate per scraper grows instead: the optimized
+# service accepts at most 32 connections (service/lean_server.py), and 16 scrapers plus
+# 8 sensor clients stay under it.
+RATE_PER_SCRAPER = 10.0
+MAX_SCRAPERS = 16
+SENSOR_RATE_PER_CLIENT = 2.0   # the default bench's sensor client
+MAX_SENSOR_CLIENTS = 8
+
+
+def scenario_for(variant: str):
+    return SCENARIOS[f"{variant}-vm"]
+
+
+def load_shape(scrape_rate: float, sensor_rate: float) -> dict:
+    """Offered totals -> users: one scraper per 10 scrapes/s (at most 16), one sensor
+    client per 2 requests/s (at most 8); at least one of each when its total is above 0."""
+    scrapers = min(MAX_SCRAPERS, max(1, math.ceil(scrape_rate / RATE_PER_SCRAPER))) if scrape_rate > 0 else 0
+    users = min(MAX_SENSOR_CLIENTS, max(1, math.ceil(sensor_rate / SENSOR_RATE_PER_CLIENT))) if sensor_rate > 0 else 0
+    return {"scrapers": scrapers, "scrape_rate": scrape_rate / scrapers if scrapers else 1.0,
+            "users": users, "sensor_rate": sensor_rate / users if users else 1.0}
+
+
+def step_params(scrape_rate: float, sensor_rate: float, variant: str, engine: str,
+                duration_s: float, warmup_s: float, results_root: Path, workers: int = 0) -> RunParams:
+    shape = load_shape(scrape_rate, sensor_rate)
+    return RunParams(duration_s=duration_s, warmup_s=warmup_s, users=shape["users"],
+                     sensor_rate=shape["sensor_rate"], scrapers=shape["scrapers"],
+                     scrape_rate=shape["scrape_rate"], engine=engine, workers=workers,
+                     scenarios=[scenario_for(variant)], results_root=results_root)
+
+
+def step_figures(sdir: Path) -> dict:
+    """The catalogue's figures of one measured step directory, under the sweep's names."""
+    from reports.load import load_scenario
+    from reports.summary import summarize_scenario
+
+    s = summarize_scenario(load_scenario(sdir))
+    counts = (s.get("request_counts_by_endpoint") or {}).get("/metrics") or {}
+    sensor = (s.get("latency_ms_by_endpoint") or {}).get("/sensor") or {}
+    intended, ok = counts.get("intended"), counts.get("ok")
+    return {
+        "scrape_p50_ms": (s.get("scrape_latency_from_intended_ms") or {}).get("p50"),
+        "scrape_p99_ms": (s.get("scrape_latency_from_intended_ms") or {}).get("p99"),
+        "scrape_service_p99_ms": (s.get("scrape_latency_ms") or {}).get("p99"),
+        "sensor_p99_ms": (sensor.get("from_intended") or {}).get("p99"),
+        "scrapes_intended": intended, "scrapes_sent": counts.get("sent"), "scrapes_ok": ok,
+        "failed_scrapes": (intended - ok) if intended is not None and ok is not None else None,
+        "throughput_rps": s.get("throughput_rps"),
+        "cpu_cores": s.get("service_cpu_cores"), "cpu_ms_per_scrape": s.get("cpu_ms_per_scrape"),
+        "throttled_ratio": s.get("throttled_ratio"),
+        "mem_rest_mb": s.get("service_mem_steady_mb"), "mem_peak_mb": s.get("service_mem_peak_kernel_mb"),
+        "oom_kills": s.get("oom_kills_total"),
+        "loadgen_bottleneck": bool(s.get("loadgen_bottleneck") or (s.get("meta") or {}).get("loadgen_bottleneck")),
+    }
+
+
+def measure_load_step(step_dir: Path, variant: str, scrape_rate: float, sensor_rate: float,
+                      engine: str = "auto", duration_s: float = 10.0, warmup_s: float = 3.0,
+                      axis: str = "scrape", workers: int = 0) -> dict:
+    """Measure one offered load (totals per second) on a fresh stack; the step's record.
+    A failed step is a record with its error; Ctrl-C propagates after the teardown."""
+    from edgebench.bench import measure_scenario
+    from plumbing.files import read_json
+
+    step_dir = Path(step_dir)
+    params = step_params(scrape_rate, sensor_rate, variant, engine, duration_s, warmup_s,
+                         step_dir.parent, workers)
+    record = {"sweep": "load", "axis": axis, "variant": variant, "scrape_rate": scrape_rate,
+              "sensor_rate": sensor_rate, "offered_rps": scrape_rate + sensor_rate,
+              "dir": f"{step_dir.parent.name}/{step_dir.name}", "status": "failed", "error": None}
+    try:
+        measure_scenario(step_dir, params, scenario_for(variant), query=False)
+        record["status"] = "ok"
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        raise
+    except Exception as e:  # noqa: BLE001 - a step that failed is a finding, recorded
+        record["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        if (step_dir / "scenario.json").exists():
+            try:
+                record.update(step_figures(step_dir))
+                meta = read_json(step_dir / "scenario.json")
+                record["loadgen_bottleneck"] = bool(meta.get("loadgen_bottleneck"))
+            except Exception as e:  # noqa: BLE001 - figures of a broken step: say so
+                record["error"] = record["error"] or f"figures: {type(e).__name__}: {e}"
+        if (record.get("oom_kills") or 0) > 0:
+            record["status"] = "oom"
+    return record

@@ -1,0 +1,150 @@
+"""The capacity sweeps' parameters, checked before anything starts, and the time estimate."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgebench.scenarios import ParameterError
+
+SWEEPS = ("load", "series", "collectors")
+VARIANTS = ("baseline", "optimized")
+COLLECTORS = ("victoriametrics", "prometheus")
+
+# Offered scrapes/s per variant, doubling; each ladder stops at its first step that misses
+# the scrape SLO. The baseline burns ~0.12 s of CPU per scrape (at most ~4/s in 0.5 CPU).
+SCRAPE_LADDERS = {"baseline": (1.0, 2.0, 4.0, 8.0), "optimized": (50.0, 100.0, 200.0, 400.0, 800.0)}
+# The second axis: /sensor requests/s beside the default bench's 4 scrapes/s.
+SENSOR_LADDERS = {"baseline": (4.0, 16.0, 64.0), "optimized": (4.0, 16.0, 64.0)}
+SENSOR_AXIS_SCRAPE_RATE = 4.0
+DEFAULT_SENSOR_RATE = 4.0     # beside the scrape axis: the default bench's sensor load
+SERIES_LADDER = (10, 100, 1_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
+COLLECTOR_LADDER = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+DEFAULT_MAX_SERIES = 1_000_000
+# One Locust process spends 0.37-0.45 ms of CPU per request here (loadgen_cpu_s_per_request
+# at 400-800 scrapes/s): a core offers ~2,200 requests/s; a third of it is left to the
+# service and the collector on a 2-core machine. A step above this measures Locust.
+LOADGEN_MAX_RPS = 1500.0
+
+# Seconds per step for the estimate: stack start and teardown, warm-up, window, cool-down.
+STEP_OVERHEAD_S = 5.0
+COLLECTOR_STEP_OVERHEAD_S = 10.0
+
+
+def _rates(text: str, name: str) -> tuple[float, ...]:
+    parts = [p for p in str(text).replace(",", " ").split() if p]
+    if not parts:
+        raise ParameterError(f"{name}={text!r} is an empty step list: pass rates, e.g. {name}='50,100,200'")
+    out = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            raise ParameterError(f"{name}: {p!r} is not a rate: pass numbers of requests/s, "
+                                 f"e.g. {name}='50,100,200'") from None
+        if not math.isfinite(v) or v <= 0:
+            raise ParameterError(f"{name}: {p!r} must be a rate above 0 requests/s")
+        out.append(v)
+    return tuple(sorted(set(out)))
+
+
+@dataclass
+class CapacityParams:
+    sweeps: tuple = SWEEPS
+    variants: tuple = VARIANTS
+    collectors: tuple = COLLECTORS
+    scrape_steps: dict = field(default_factory=lambda: dict(SCRAPE_LADDERS))
+    sensor_steps: dict = field(default_factory=lambda: dict(SENSOR_LADDERS))
+    max_series: int = DEFAULT_MAX_SERIES
+    duration_s: float = 8.0       # steady window of a load or series step
+    warmup_s: float = 2.0
+    series_scrape_rate: float = 1.0   # the series sweep's scrape-only load
+    collector_scrapes: int = 4        # completed collector scrapes per collector step
+    engine: str = "auto"
+    results_root: Path = Path("results")
+
+    @property
+    def series_steps(self) -> tuple:
+        return tuple(n for n in SERIES_LADDER if n < self.max_series) + (self.max_series,)
+
+    @property
+    def collector_steps(self) -> tuple:
+        low = tuple(n for n in COLLECTOR_LADDER if n < self.max_series)
+        return low + (self.max_series,) if self.max_series >= COLLECTOR_LADDER[0] else (self.max_series,)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["results_root"] = str(self.results_root)
+        d["series_steps"], d["collector_steps"] = list(self.series_steps), list(self.collector_steps)
+        return d
+
+    def planned_steps(self) -> dict:
+        """Steps per sweep if no ladder stops early (each stops at its first failing step)."""
+        n = {"load": 0, "series": 0, "collectors": 0}
+        if "load" in self.sweeps:
+            n["load"] = sum(len(self.scrape_steps[v]) + len(self.sensor_steps[v]) for v in self.variants)
+        if "series" in self.sweeps:
+            n["series"] = len(self.series_steps)
+        if "collectors" in self.sweeps:
+            n["collectors"] = len(self.collector_steps) * len(self.collectors)
+        return n
+
+    def step_seconds(self, sweep: str) -> float:
+        if sweep == "collectors":
+            from stack.scrape_config import scrape_settings
+            from edgebench.bench import SCRAPE_CONFIG
+            return COLLECTOR_STEP_OVERHEAD_S + (self.collector_scrapes + 1) * scrape_settings(SCRAPE_CONFIG).interval_s
+        return STEP_OVERHEAD_S + self.warmup_s + self.duration_s
+
+    def estimate_s(self) -> float:
+        """The longest the run can take: every step of every ladder."""
+        return sum(k * self.step_seconds(s) for s, k in self.planned_steps().items())
+
+
+def build_capacity_params(sweeps=None, steps=None, sensor_steps=None, max_series=None,
+                          variants=None, duration=None, engine="auto",
+                          results_root="results") -> CapacityParams:
+    """Parse and check everything a capacity run needs; refuse with one line."""
+    p = CapacityParams(engine=engine, results_root=Path(results_root))
+    if sweeps:
+        chosen = tuple(s for s in str(sweeps).replace(",", " ").split() if s)
+        unknown = [s for s in chosen if s not in SWEEPS]
+        if unknown or not chosen:
+            raise ParameterError(f"SWEEPS={sweeps!r}: choose from {', '.join(SWEEPS)}, e.g. SWEEPS=load,series")
+        p.sweeps = chosen
+    if variants:
+        chosen = tuple(v for v in str(variants).replace(",", " ").split() if v)
+        unknown = [v for v in chosen if v not in VARIANTS]
+        if unknown or not chosen:
+            raise ParameterError(f"VARIANTS={variants!r}: choose from {', '.join(VARIANTS)}")
+        p.variants = chosen
+    if steps is not None:
+        rates = _rates(steps, "STEPS")
+        p.scrape_steps = {v: rates for v in VARIANTS}
+    if sensor_steps is not None:
+        rates = _rates(sensor_steps, "SENSOR_STEPS")
+        p.sensor_steps = {v: rates for v in VARIANTS}
+    for v in p.variants:
+        for rate in p.scrape_steps[v]:
+            if rate + DEFAULT_SENSOR_RATE > LOADGEN_MAX_RPS:
+                raise ParameterError(f"STEPS: {rate:g} scrapes/s is more than the load generator can offer "
+                                     f"here (about {LOADGEN_MAX_RPS:g} requests/s); pass lower rates")
+        for rate in p.sensor_steps[v]:
+            if rate + SENSOR_AXIS_SCRAPE_RATE > LOADGEN_MAX_RPS:
+                raise ParameterError(f"SENSOR_STEPS: {rate:g} requests/s is more than the load generator can "
+                                     f"offer here (about {LOADGEN_MAX_RPS:g} requests/s); pass lower rates")
+    if duration is not None:
+        try:
+            p.duration_s = float(duration)
+        except ValueError:
+            raise ParameterError(f"DURATION={duration!r} is not a number of seconds: pass e.g. DURATION=8") from None
+        if not math.isfinite(p.duration_s) or p.duration_s < 2:
+            raise ParameterError(f"DURATION={duration!r}: a step needs at least 2 s of steady load")
+    if max_series is not None:
+        try:
+            p.max_series = int(str(max_series).replace("_", ""))
+        except ValueError:
+            raise ParameterError(f"MAX_SERIES={max_series!r} is not a whole number: pass e.g. MAX_SERIES=100000") from None
+        if p.max_series < 10:
+            raise ParameterError(f"MAX_SERIES={max_series}: pass at least 10 series")
+    return p

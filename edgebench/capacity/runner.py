@@ -1,0 +1,208 @@
+"""`edgebench capacity`: the three sweeps one step after another, capacity.json rewritten
+after every step (a run cut short keeps every step it measured), then the report."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from edgebench.capacity import analysis
+from edgebench.capacity.params import (DEFAULT_SENSOR_RATE, SENSOR_AXIS_SCRAPE_RATE, CapacityParams)
+from edgebench.results import RunDir
+from plumbing.files import write_json_atomic
+
+CAPACITY_VERSION = 1
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM is handled like Ctrl-C: keep what was measured, tear everything down."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def preflight(params: CapacityParams) -> None:
+    """What can be refused before anything starts: the compose file, the results folder,
+    a series count the synthetic target could not hold in this machine's memory."""
+    from edgebench.bench import COMPOSE_FILE
+    from edgebench.scenarios import ParameterError
+    from stack.compose import load_compose
+    load_compose(COMPOSE_FILE, profiles=("prometheus",))
+    root = Path(params.results_root)
+    if root.exists() and not root.is_dir():
+        raise ParameterError(f"results folder {root} is a file: pass --results <folder> or move it")
+    if "collectors" in params.sweeps:
+        from service.synthetic_target import check_series_fits
+        check_series_fits(max(params.collector_steps))
+
+
+def analyse(doc: dict, limits: dict) -> dict:
+    """Every conclusion of the document's steps (docs/capacity.md)."""
+    out: dict = {"slo": {"scrape_p99_ms_below": analysis.SLO_P99_MS, "failed_scrapes": 0},
+                 "knee_factor": analysis.KNEE_FACTOR}
+    load = doc["load"]["steps"]
+    out["load"] = {}
+    for v in sorted({s["variant"] for s in load}):
+        scrape = [s for s in load if s["variant"] == v and s["axis"] == "scrape"]
+        sensor = [s for s in load if s["variant"] == v and s["axis"] == "sensor"]
+        out["load"][v] = {
+            "scrape_capacity": analysis.sustainable_capacity(scrape, "scrape_rate"),
+            "scrape_knee": analysis.latency_knee(scrape, "scrape_rate"),
+            "sensor_capacity": analysis.sustainable_capacity(sensor, "sensor_rate"),
+            "sensor_knee": analysis.latency_knee(sensor, "sensor_rate"),
+        }
+    series = doc["series"]["steps"]
+    if series:
+        out["series"] = {"costs": analysis.series_costs(series),
+                         "largest": analysis.largest_series_within(series, limits.get("sensor-service"))}
+    coll = doc["collectors"]["steps"]
+    if coll:
+        out["collectors"] = {"holds": analysis.collector_holds(coll),
+                             "memory_ratio": analysis.collector_memory_ratio(coll),
+                             "limit_mb": limits.get("victoriametrics")}
+    return out
+
+
+def _limits_mb() -> dict:
+    from edgebench.bench import COMPOSE_FILE
+    from stack.compose import load_compose
+    compose = load_compose(COMPOSE_FILE, profiles=("prometheus",))
+    return {n: (s.mem_limit / 2**20 if s.mem_limit else None) for n, s in compose.all_services.items()}
+
+
+class _Plan:
+    """The ladders in order; a ladder stops at its first step that fails."""
+
+    def __init__(self, params: CapacityParams):
+        self.params = params
+        self.total = sum(params.planned_steps().values())
+        self.done = 0
+        self.started = time.monotonic()
+
+    def left_s(self) -> float:
+        elapsed = time.monotonic() - self.started
+        if not self.done:
+            return self.params.estimate_s()
+        return max(0.0, elapsed / self.done * (self.total - self.done))
+
+    def tell(self, text: str) -> None:
+        print(f"[capacity {self.done}/{self.total}, at most ~{self.left_s() / 60:.1f} min left] {text}",
+              file=sys.stderr, flush=True)
+
+
+def _verdict(step: dict) -> str:
+    if step.get("sweep") == "collectors":
+        return step.get("status") if step.get("status") != "ok" else "held"
+    if step.get("loadgen_bottleneck"):
+        return "load generator was the bottleneck"
+    return analysis.slo_problem(step) or "meets the scrape SLO"
+
+
+def _describe(step: dict) -> str:
+    def f(key, unit):
+        v = step.get(key)
+        return f"{v:.3g} {unit}" if isinstance(v, (int, float)) else "—"
+    if step["sweep"] == "load":
+        head = (f"{step['variant']} {step['scrape_rate']:g} scrapes/s + {step['sensor_rate']:g} /sensor/s: "
+                f"p99 {f('scrape_p99_ms', 'ms')}, {step.get('failed_scrapes')} failed, "
+                f"CPU {f('cpu_cores', 'cores')}")
+    elif step["sweep"] == "series":
+        head = (f"{step['series']:,} series: {f('cpu_ms_per_scrape', 'ms')}/scrape, "
+                f"p99 {f('scrape_p99_ms', 'ms')}, peak {f('mem_peak_mb', 'MB')}")
+    else:
+        head = (f"{step['collector']} {step['series']:,} series: peak {f('mem_peak_mb', 'MB')}, "
+                f"CPU {f('cpu_cores', 'cores')}")
+    return f"{head} -> {_verdict(step)}"
+
+
+def _ladders(params: CapacityParams):
+    """(sweep, ladder name, [(step dir name, measure(step_dir) -> record)]) in run order."""
+    from edgebench.capacity.load import measure_load_step
+    p = params
+    if "load" in p.sweeps:
+        for v in p.variants:
+            yield "load", f"{v} scrapes", [
+                (f"{v}-s{r:g}", lambda d, v=v, r=r: measure_load_step(
+                    d, v, r, DEFAULT_SENSOR_RATE, p.engine, p.duration_s, p.warmup_s, axis="scrape"))
+                for r in p.scrape_steps[v]]
+            yield "load", f"{v} /sensor", [
+                (f"{v}-q{r:g}", lambda d, v=v, r=r: measure_load_step(
+                    d, v, SENSOR_AXIS_SCRAPE_RATE, r, p.engine, p.duration_s, p.warmup_s, axis="sensor"))
+                for r in p.sensor_steps[v]]
+    if "series" in p.sweeps:
+        from edgebench.capacity.series import measure_series_step
+        yield "series", "optimized series", [
+            (f"n{n}", lambda d, n=n: measure_series_step(d, n, "optimized", p.engine, p.duration_s,
+                                                         p.warmup_s, p.series_scrape_rate))
+            for n in p.series_steps]
+    if "collectors" in p.sweeps:
+        from edgebench.capacity.collectors import measure_collector_step
+        for c in p.collectors:
+            yield "collectors", c, [
+                (f"{c}-n{n}", lambda d, c=c, n=n: measure_collector_step(d, c, n, p.engine, p.collector_scrapes))
+                for n in p.collector_steps]
+
+
+def _failed(step: dict) -> bool:
+    if step.get("sweep") == "collectors":
+        return step.get("status") != "ok"
+    return step.get("loadgen_bottleneck") or not analysis.meets_slo(step)
+
+
+def run_capacity(params: CapacityParams, command: str) -> tuple[RunDir, int]:
+    """Every sweep; returns the run and an exit code (0 complete, 130 interrupted)."""
+    preflight(params)
+    limits = _limits_mb()
+    plan = _Plan(params)
+    run = RunDir.create(params.results_root, "capacity", command, params.to_dict())
+    print(f"edgebench capacity: {plan.total} steps at most (each ladder stops at its first failing step), "
+          f"at most ~{params.estimate_s() / 60:.1f} min; results in {run.path}", file=sys.stderr, flush=True)
+    doc = {"version": CAPACITY_VERSION, "run_id": run.path.name, "limits_mb": limits,
+           "load": {"steps": []}, "series": {"steps": []}, "collectors": {"steps": []}}
+    path = run.path / "capacity.json"
+
+    def save() -> None:
+        doc["analysis"] = analyse(doc, limits)
+        write_json_atomic(path, doc)
+
+    save()
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    status = "failed"
+    try:
+        for sweep, ladder, steps in _ladders(params):
+            for i, (name, measure) in enumerate(steps):
+                plan.tell(f"{sweep}: {ladder}: step {name}")
+                record = measure(run.path / sweep / name)
+                record.setdefault("ladder", ladder)
+                doc[sweep]["steps"].append(record)
+                plan.done += 1
+                save()
+                plan.tell(_describe(record))
+                if _failed(record):
+                    plan.total -= len(steps) - i - 1   # the rest of this ladder is not run
+                    break
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        print("\nedgebench capacity: interrupted; keeping every step measured", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        doc["status"] = status
+        save()
+        run.update(status=status, finished_at=time.time())
+        _render(run)
+        if status == "complete":
+            run.finish("complete", update_latest=False)   # results/latest stays a bench run
+    return run, (0 if status == "complete" else 130)
+
+
+def _render(run: RunDir) -> None:
+    from reports.capacity import render_capacity
+    try:
+        written = render_capacity(run.path)
+        print(f"edgebench capacity: report in {written[0].parent}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - the measurements stay; the report can be re-rendered
+        print(f"edgebench capacity: report not rendered ({type(e).__name__}: {e}); "
+              f"re-render with `bin/edgebench report --run {run.path}`", file=sys.stderr)
