@@ -91,8 +91,8 @@ class CapacityParams:
 
     def step_seconds(self, sweep: str) -> float:
         if sweep == "collectors":
-            from stack.scrape_config import scrape_settings
             from edgebench.bench import SCRAPE_CONFIG
+            from stack.scrape_config import scrape_settings
             return COLLECTOR_STEP_OVERHEAD_S + (self.collector_scrapes + 1) * scrape_settings(SCRAPE_CONFIG).interval_s
         return STEP_OVERHEAD_S + self.warmup_s + self.duration_s
 

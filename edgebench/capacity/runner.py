@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from edgebench.capacity import analysis
-from edgebench.capacity.params import (DEFAULT_SENSOR_RATE, SENSOR_AXIS_SCRAPE_RATE, CapacityParams)
+from edgebench.capacity.params import DEFAULT_SENSOR_RATE, SENSOR_AXIS_SCRAPE_RATE, CapacityParams
 from edgebench.results import RunDir
 from plumbing.files import write_json_atomic
 
