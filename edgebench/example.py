@@ -1,39 +1,75 @@
 """The committed example: a real run's report copied to the repository root, so that
-OPTIMIZATION_SUMMARY.md is always generated from measured data, never edited by hand."""
+OPTIMIZATION_SUMMARY.md is always generated from measured data, never edited by hand.
+
+Sections from other runs join it: the newest complete capacity run's (or, with none in
+results/, the capacity.json the example already carries)."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 from edgebench.results import ROOT
+from plumbing.files import read_json, write_json_atomic
 
 EXAMPLE_DIR = ROOT / "docs" / "example"
 KEEP = ("flamegraph.svg", "top_functions.csv", "top_functions_diff.csv",
         "allocation_peak.txt", "allocation_retained.txt", "memory.dat")
 
 
-def write_example(run_dir: Path) -> list[Path]:
+def newest_complete(results_root: Path, label: str) -> Path | None:
+    """The newest results/<id>-<label> whose manifest says complete."""
+    for d in sorted(Path(results_root).glob(f"*-{label}"), reverse=True):
+        try:
+            if read_json(d / "manifest.json").get("status") == "complete":
+                return d
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _capacity_doc(capacity_run: Path | None, results_root: Path, example_dir: Path) -> dict | None:
+    from reports.capacity import read_capacity
+    run = capacity_run or newest_complete(results_root, "capacity")
+    if run is not None:
+        return read_capacity(run)
+    kept = example_dir / "capacity.json"
+    return read_json(kept) if kept.exists() else None
+
+
+def write_example(run_dir: Path, capacity_run: Path | None = None, results_root: Path = ROOT / "results",
+                  example_dir: Path = EXAMPLE_DIR, summary_dir: Path = ROOT) -> list[Path]:
     """Render `run_dir` into docs/example/ and OPTIMIZATION_SUMMARY.md at the root."""
+    from reports.capacity import capacity_blocks
+    from reports.capacity_plots import make_capacity_plots
     from reports.contract import read_summary
+    from reports.html import render_html
     from reports.markdown import render_markdown
     from reports.render import render_run
 
     run_dir = Path(run_dir).resolve()
-    if EXAMPLE_DIR.exists():
-        shutil.rmtree(EXAMPLE_DIR)
-    EXAMPLE_DIR.mkdir(parents=True)
-    written = render_run(run_dir, out_dir=EXAMPLE_DIR)
+    capacity = _capacity_doc(capacity_run, results_root, example_dir)   # read before the folder is replaced
+    if example_dir.exists():
+        shutil.rmtree(example_dir)
+    example_dir.mkdir(parents=True)
+    written = render_run(run_dir, out_dir=example_dir)
     for name in ("summary.json", "manifest.json"):
-        shutil.copy2(run_dir / name, EXAMPLE_DIR / name)
+        shutil.copy2(run_dir / name, example_dir / name)
     for f in run_dir.glob("*/profile/*"):   # the profile files the summary links to
         if f.name in KEEP:
-            dest = EXAMPLE_DIR / f.relative_to(run_dir)
+            dest = example_dir / f.relative_to(run_dir)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dest)
     summary = read_summary(run_dir / "summary.json")
     from reports.plots import GRAPHS
-    images = [{"key": key, "title": title, "path": str(EXAMPLE_DIR / f"{key}.png")}
-              for key, title, *_ in GRAPHS if (EXAMPLE_DIR / f"{key}.png").exists()]
-    (EXAMPLE_DIR / "OPTIMIZATION_SUMMARY.md").unlink(missing_ok=True)  # one copy: the root's
-    written.append(render_markdown(summary, ROOT, images, run_dir=EXAMPLE_DIR))
+    images = [{"key": key, "title": title, "path": str(example_dir / f"{key}.png")}
+              for key, title, *_ in GRAPHS if (example_dir / f"{key}.png").exists()]
+    extra: list = []
+    if capacity is not None:
+        written.append(write_json_atomic(example_dir / "capacity.json", capacity))
+        cap_images = make_capacity_plots(capacity, example_dir)
+        written += [Path(i["path"]) for i in cap_images]
+        extra += capacity_blocks(capacity, cap_images)
+    (example_dir / "OPTIMIZATION_SUMMARY.md").unlink(missing_ok=True)  # one copy: the root's
+    written.append(render_html(summary, example_dir, images, run_dir, extra=extra))
+    written.append(render_markdown(summary, summary_dir, images, run_dir=example_dir, extra=extra))
     return written

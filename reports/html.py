@@ -83,9 +83,9 @@ def to_html(doc: list, out_dir, title: str) -> str:
 
 
 def render_html(summary: dict, out_dir, images: list[dict] | None = None, run_dir=None,
-                filename: str = "report.html") -> Path:
+                filename: str = "report.html", extra: list = ()) -> Path:
     """Write report.html into out_dir: self-contained except the flamegraph links."""
     out_dir = Path(out_dir)
-    doc = build_document(summary, images or [], run_dir)
+    doc = build_document(summary, images or [], run_dir, extra)
     text = to_html(doc, out_dir, f"edgebench report: {summary.get('run_id')}")
     return write_atomic(out_dir / filename, text)

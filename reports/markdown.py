@@ -400,9 +400,10 @@ def _spread_note(summary: dict) -> str:
                             f"confidence" for n in ns) + ")"
 
 
-def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
+def build_document(summary: dict, images: list[dict], run_dir=None, extra: list = ()) -> list:
     """The blocks of OPTIMIZATION_SUMMARY.md / report.html. ``images`` are
-    {key, title, path} (absolute paths); ``run_dir`` locates profile files."""
+    {key, title, path} (absolute paths); ``run_dir`` locates profile files; ``extra``:
+    sections from other runs (the example's optimisation steps and capacity)."""
     run_dir = Path(run_dir or summary.get("run_dir") or ".")
     names = scenario_order(summary)
     doc = [("h", 1, f"Optimization summary: run {summary.get('run_id')}"),
@@ -452,6 +453,7 @@ def build_document(summary: dict, images: list[dict], run_dir=None) -> list:
                 ("p", "Ratio = Prometheus / VictoriaMetrics.")]
 
     doc += profile_section(summary, names, run_dir)
+    doc += list(extra)
 
     doc += [("h", 2, "All figures per scenario"),
             ("table", ["Figure"] + names,
@@ -521,9 +523,9 @@ def to_markdown(doc: list, out_dir) -> str:
 
 
 def render_markdown(summary: dict, out_dir, images: list[dict] | None = None, run_dir=None,
-                    filename: str = "OPTIMIZATION_SUMMARY.md") -> Path:
+                    filename: str = "OPTIMIZATION_SUMMARY.md", extra: list = ()) -> Path:
     """Write OPTIMIZATION_SUMMARY.md into out_dir, images linked relative to out_dir
     (so a copy at the repository root links into results/<run>/report/)."""
     out_dir = Path(out_dir)
-    text = to_markdown(build_document(summary, images or [], run_dir), out_dir)
+    text = to_markdown(build_document(summary, images or [], run_dir, extra), out_dir)
     return write_atomic(out_dir / filename, text)

@@ -173,3 +173,38 @@ def test_a_short_real_sweep_end_to_end(tmp_path):
     assert "## Load sweep" in (run / "report" / "CAPACITY.md").read_text().replace("### ", "## ")
     assert not (tmp_path / "latest").exists()
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+
+
+def _capacity_run(root: Path, run_id: str, status: str = "complete") -> Path:
+    from edgebench.capacity.runner import analyse
+    d = root / run_id
+    d.mkdir(parents=True)
+    doc = {"version": 1, "run_id": run_id, "status": status,
+           "limits_mb": {"sensor-service": 50.0, "victoriametrics": 150.0},
+           "load": {"steps": [load_step(50, 3.0, cpu_cores=0.05, mem_peak_mb=21.0), load_step(100, 1200.0)]},
+           "series": {"steps": []}, "collectors": {"steps": []}}
+    doc["analysis"] = analyse(doc, doc["limits_mb"])
+    (d / "capacity.json").write_text(json.dumps(doc))
+    (d / "manifest.json").write_text(json.dumps({"run_id": run_id, "status": status,
+                                                 "machine": {"cpu_model": "test CPU", "cores": 2}}))
+    return d
+
+
+def test_the_example_carries_the_newest_complete_capacity_run_and_keeps_it_without_one(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fixtures_results import build_run
+
+    from edgebench.example import write_example
+    run_dir, _ = build_run(tmp_path / "results")
+    _capacity_run(tmp_path / "results", "20240101T000001Z-capacity")
+    _capacity_run(tmp_path / "results", "20240101T000002Z-capacity", status="interrupted")
+    example, root = tmp_path / "example", tmp_path / "root"
+    root.mkdir()
+    write_example(run_dir, results_root=tmp_path / "results", example_dir=example, summary_dir=root)
+    md = (root / "OPTIMIZATION_SUMMARY.md").read_text()
+    assert "## Capacity" in md and "20240101T000001Z-capacity" in md   # the complete one, not the newer cut
+    assert "sustains 50 scrapes/s" in md and (example / "capacity_load.png").exists()
+    assert "Capacity" in (example / "report.html").read_text()
+    # with no capacity run in results/, the example keeps the section it carries
+    write_example(run_dir, results_root=tmp_path / "empty", example_dir=example, summary_dir=root)
+    assert "20240101T000001Z-capacity" in (root / "OPTIMIZATION_SUMMARY.md").read_text()

@@ -1,4 +1,5 @@
-"""`edgebench report`: re-render graphs and summary from a results directory."""
+"""`edgebench report`: re-render graphs and summary from a results directory (a bench,
+profile or capacity run)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +14,22 @@ def add_arguments(p) -> None:
     p.add_argument("--run", default=str(ROOT / "results" / "latest"))
     p.add_argument("--example", action="store_true",
                    help="also write the committed example (OPTIMIZATION_SUMMARY.md, docs/example/)")
+    p.add_argument("--capacity", help="with --example: the capacity run whose section it carries "
+                                      "(default: the newest complete one in results/)")
 
 
 def run(args, command: str) -> int:
+    run_dir = Path(args.run)
+    if (run_dir / "capacity.json").exists():
+        from reports.capacity import render_capacity
+        paths = render_capacity(run_dir)
+        print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
+        return 0
     from reports.render import render_run
-    paths = render_run(Path(args.run))
-    print(f"edgebench: wrote {len(paths)} files under {Path(args.run) / 'report'}")
+    paths = render_run(run_dir)
+    print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
     if args.example:
         from edgebench.example import write_example
-        paths = write_example(Path(args.run))
+        paths = write_example(run_dir, capacity_run=Path(args.capacity) if args.capacity else None)
         print(f"edgebench: example written: OPTIMIZATION_SUMMARY.md and {len(paths)} files in docs/example/")
     return 0
