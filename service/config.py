@@ -26,6 +26,7 @@ class Config:
     extra_cpu_ms: float = 0.0
     leak_bytes_per_scrape: int = 0
     tracemalloc: bool = False
+    extra_series: int = 0     # SENSOR_EXTRA_SERIES: labelled sensor series added to /metrics
     seed: int | None = None   # SENSOR_SEED: the same sequence of simulated outcomes every run
 
     @property
@@ -39,6 +40,7 @@ class Config:
                 f"extra_cpu_ms={self.extra_cpu_ms:g} "
                 f"leak_bytes_per_scrape={self.leak_bytes_per_scrape} "
                 f"tracemalloc={'on' if self.tracemalloc else 'off'} "
+                f"extra_series={self.extra_series} "
                 f"seed={self.seed if self.seed is not None else 'random'}")
 
 
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--leak-bytes-per-scrape",
                    help="fault knob: bytes kept forever per /metrics scrape "
                         "(env SENSOR_LEAK_BYTES_PER_SCRAPE, default 0)")
+    p.add_argument("--extra-series",
+                   help="capacity knob: N more labelled sensor series in /metrics "
+                        "(env SENSOR_EXTRA_SERIES, default 0)")
     p.add_argument("--tracemalloc", action="store_true", default=None,
                    help="profile mode: POST /debug/tracemalloc/scrape arms tracemalloc for "
                         "the next /metrics scrape only (env SENSOR_TRACEMALLOC=1)")
@@ -131,6 +136,8 @@ def parse_config(argv=None, environ=None) -> Config:
     raw, name = _pick(args.leak_bytes_per_scrape, "--leak-bytes-per-scrape", environ,
                       "SENSOR_LEAK_BYTES_PER_SCRAPE", "0")
     leak = _non_negative_int(raw, name)
+    raw, name = _pick(args.extra_series, "--extra-series", environ, "SENSOR_EXTRA_SERIES", "0")
+    extra_series = _non_negative_int(raw, name)
 
     if args.tracemalloc:
         tm = True
@@ -148,4 +155,4 @@ def parse_config(argv=None, environ=None) -> Config:
 
     return Config(variant=variant, host=host, port=port, extra_cpu_iterations=extra,
                   extra_cpu_ms=extra_ms, leak_bytes_per_scrape=leak, tracemalloc=tm,
-                  seed=seed)
+                  extra_series=extra_series, seed=seed)

@@ -12,7 +12,7 @@ import time
 
 from prometheus_client import REGISTRY, disable_created_metrics, generate_latest
 
-from service import burden, metrics, process_metrics, traced_scrape
+from service import burden, extra_series, metrics, process_metrics, traced_scrape
 from service import exposition as exposition_cache
 from service.config import Config
 
@@ -83,6 +83,9 @@ def prepare(config: Config):
         disable_created_metrics()
         global render_exposition    # the same bytes, constant parts rendered once
         render_exposition = exposition_cache.CachedExposition(REGISTRY).render
+    # their values come from their own generator (seeded with SENSOR_SEED): the /sensor
+    # draws keep the same sequence whatever the number of extra series
+    extra_series.install(config.extra_series, config.seed)
     if config.seed is not None:   # benchmarks: every run draws the same failures and blobs
         random.seed(config.seed)
 
@@ -126,6 +129,7 @@ def draw_sensor_answer():
     The draws come in the same order in both variants, so one SENSOR_SEED gives one
     sequence of answers."""
     metrics.REQUESTS.inc()
+    extra_series.move_one()
     if random.random() < SENSOR_FAILURE_RATE:
         metrics.FAILURES.inc()
         return "failure", FAILURE_BODY

@@ -1,0 +1,116 @@
+"""One step of the series sweep: a fresh stack whose service exposes N extra labelled
+series (SENSOR_EXTRA_SERIES), scraped by one open-loop scraper and its collector, and
+the record of what that cost: exposition size, CPU per scrape, scrape latency, memory,
+OOM kills.
+
+Every figure comes from the catalogue (reports/figures.py) through
+reports.summary.summarize_scenario, except the exposition size, which is the median
+`bytes` of the window's successful /metrics answers (loadtests.samples). A service
+OOM-killed while it builds its series, before it is ever healthy, stops the stack at
+once (the supervisor fails a start-up whose service exits) and comes back as status
+"oom" with the supervisor's count of OOM kills, not as an exception."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgebench.bench import measure_scenario
+from edgebench.params import RunParams
+from edgebench.scenarios import SCENARIOS, ParameterError
+from plumbing.files import read_json
+
+SCENARIO_OF_VARIANT = {"optimized": "optimized-vm", "baseline": "baseline-vm"}
+SCRAPE_ENDPOINT = "/metrics"
+
+
+def measure_series_step(step_dir: Path, n_series: int, variant: str = "optimized",
+                        engine: str = "auto", duration_s: float = 10, warmup_s: float = 3,
+                        scrape_rate: float = 1.0) -> dict:
+    """Measure one series count into ``step_dir``; return the step's flat record.
+
+    Status: "ok", "oom" (an OOM kill in the service or collector, at start-up or during
+    the step: what was measured is kept) or "failed" (any other error, in "error").
+    KeyboardInterrupt propagates once measure_scenario has torn the stack down."""
+    if variant not in SCENARIO_OF_VARIANT:
+        raise ParameterError(f"variant {variant!r} is unknown: use one of {', '.join(SCENARIO_OF_VARIANT)}")
+    if isinstance(n_series, bool) or not isinstance(n_series, int) or n_series < 0:
+        raise ParameterError(f"series count {n_series!r} is not a whole number >= 0: pass e.g. 1000")
+    step_dir = Path(step_dir)
+    scenario = SCENARIOS[SCENARIO_OF_VARIANT[variant]]
+    params = RunParams(duration_s=duration_s, warmup_s=warmup_s, users=0, scrapers=1,
+                       scrape_rate=scrape_rate, engine=engine, scenarios=[scenario],
+                       results_root=step_dir.parent)
+    error = None
+    try:
+        measure_scenario(step_dir, params, scenario, extra_env={"SENSOR_EXTRA_SERIES": str(n_series)},
+                         query=False)
+    except Exception as exc:   # KeyboardInterrupt is not an Exception: it propagates
+        error = f"{type(exc).__name__}: {exc}"
+    return series_record(step_dir, n_series, variant, error)
+
+
+def series_record(step_dir: Path, n_series: int, variant: str, error: str | None = None) -> dict:
+    """The record of a measured step directory (also after a failed or OOM-killed start)."""
+    figures = _summary(step_dir)
+    counts = (figures.get("request_counts_by_endpoint") or {}).get(SCRAPE_ENDPOINT) or {}
+    latency = figures.get("scrape_latency_from_intended_ms") or {}
+    intended, ok = counts.get("intended"), counts.get("ok")
+    oom = _max_known(figures.get("oom_kills_total"), supervisor_oom_kills(step_dir))
+    if oom:
+        status = "oom"
+    elif error is not None:
+        status = "failed"
+    else:
+        status = "ok"
+    return {"sweep": "series", "variant": variant, "series": n_series, "status": status, "error": error,
+            "exposition_bytes": exposition_bytes(step_dir, figures.get("window") or {}),
+            "cpu_ms_per_scrape": figures.get("cpu_ms_per_scrape"),
+            "scrape_p50_ms": latency.get("p50"), "scrape_p99_ms": latency.get("p99"),
+            "mem_rest_mb": figures.get("service_mem_steady_mb"),
+            "mem_peak_mb": figures.get("service_mem_peak_kernel_mb"),
+            "oom_kills": oom, "scrapes_intended": intended, "scrapes_ok": ok,
+            "failed_scrapes": intended - ok if intended is not None and ok is not None else None,
+            "throttled_ratio": figures.get("throttled_ratio"), "dir": step_dir.name}
+
+
+def _summary(step_dir: Path) -> dict:
+    """The catalogue's figures of the step, or {} when it has nothing to read."""
+    from reports.load import ReportError, load_scenario
+    from reports.summary import summarize_scenario
+    if not (step_dir / "scenario.json").exists():
+        return {}
+    try:
+        return summarize_scenario(load_scenario(step_dir))
+    except ReportError:
+        return {}
+
+
+def supervisor_oom_kills(step_dir: Path) -> int | None:
+    """OOM kills the stack's supervisor counted (state.json, every service): the one count
+    left when the service died before any resource sample was taken."""
+    try:
+        state = read_json(step_dir / "stack" / "state.json")
+    except (OSError, ValueError):
+        return None
+    kills = [s.get("oom_kills") for s in (state.get("services") or {}).values()]
+    kills = [k for k in kills if isinstance(k, int)]
+    return sum(kills) if kills else None
+
+
+def exposition_bytes(step_dir: Path, window: dict) -> int | None:
+    """Median size of the successful /metrics answers intended in the steady window."""
+    from loadtests.samples import SampleFormatError, read_samples, steady
+    start, end = window.get("steady_start"), window.get("steady_end")
+    if start is None or end is None:
+        return None
+    try:
+        df = read_samples(step_dir / "requests.csv.gz")
+    except SampleFormatError:
+        return None
+    df = steady(df, start, end)
+    sizes = df[(df["name"] == SCRAPE_ENDPOINT) & (df["ok"] == 1)]["bytes"]
+    return int(sizes.median()) if len(sizes) else None
+
+
+def _max_known(*values):
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
