@@ -41,12 +41,14 @@ def load_sentences(doc: dict) -> list[str]:
         knee_text = (f"Its latency knee (p99 within {fmt(knee.get('factor'))}× its {fmt(knee.get('reference_p99_ms'), ' ms')} "
                      f"at the lightest step) is {knee['rate']:g} scrapes/s."
                      if knee.get("rate") is not None else "No step stayed within twice the lightest step's p99.")
-        out.append(f"At 0.5 CPU / 50 MB the {v} service sustains {rate} beside 4 /sensor requests/s"
+        sensor = next((x["sensor_rate"] for x in steps if x["variant"] == v and x["axis"] == "scrape"), 0)
+        out.append(f"At 0.5 CPU / 50 MB the {v} service sustains {rate} beside {sensor:g} /sensor requests/s"
                    f"{detail}; {above}. {knee_text}")
         sc = a.get("sensor_capacity") or {}
         if sc.get("rate") is not None or sc.get("limited_by"):
             rate, above = _rate(sc, "/sensor requests/s")
-            out.append(f"Beside 4 scrapes/s the {v} service keeps the scrape SLO up to {rate}; {above}.")
+            beside = next((s["scrape_rate"] for s in steps if s["variant"] == v and s["axis"] == "sensor"), None)
+            out.append(f"Beside {beside:g} scrapes/s the {v} service keeps the scrape SLO up to {rate}; {above}.")
     return out
 
 

@@ -60,13 +60,18 @@ def _load_panel(ax, steps, analysis, axis: str, rate_key: str, cap_key: str, kne
     return True
 
 
+def _beside(steps) -> str:
+    rates = sorted({s["scrape_rate"] for s in steps if s.get("axis") == "sensor"})
+    return f"{', '.join(f'{r:g}' for r in rates)} scrapes/s beside" if rates else ""
+
+
 def plot_load(doc: dict, path: Path) -> Path | None:
     steps, analysis = doc["load"]["steps"], doc.get("analysis") or {}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     a = _load_panel(axes[0], steps, analysis, "scrape", "scrape_rate", "scrape_capacity", "scrape_knee",
                     "offered scrapes/s (log), default sensor load beside")
     b = _load_panel(axes[1], steps, analysis, "sensor", "sensor_rate", "sensor_capacity", "sensor_knee",
-                    "offered /sensor requests/s (log), 4 scrapes/s beside")
+                    "offered /sensor requests/s (log), " + _beside(steps))
     if not (a or b):
         plt.close(fig)
         return None

@@ -42,7 +42,7 @@ def measure_series_step(step_dir: Path, n_series: int, variant: str = "optimized
     error = None
     try:
         measure_scenario(step_dir, params, scenario, extra_env={"SENSOR_EXTRA_SERIES": str(n_series)},
-                         query=False)
+                         query=True)
     except Exception as exc:   # KeyboardInterrupt is not an Exception: it propagates
         error = f"{type(exc).__name__}: {exc}"
     return series_record(step_dir, n_series, variant, error)
