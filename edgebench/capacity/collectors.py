@@ -202,7 +202,9 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
             record["status"], record["error"] = outcome, error
             info["steady_start"] = watch.first_round_end
             info["steady_end"] = time.time()
-            record["samples_appended"] = _settled_samples(collector, collector_url, watch.rounds_done * n_series)
+            # a killed collector restarts with what it flushed: read it once, do not wait on it
+            record["samples_appended"] = (samples_appended(collector, collector_url) if outcome in ("oom", "failed")
+                                          else _settled_samples(collector, collector_url, watch.rounds_done * n_series))
             stats = _get_json(target_url + "/stats")
             record["body_bytes"] = (stats or {}).get("body_bytes")
             svc = handle.service(collector)
@@ -303,3 +305,66 @@ def _figures(step_dir: Path, record: dict) -> None:
         record["bytes_per_sample"] = round(float(written.iloc[-1]) / record["samples_appended"], 3)
     if g is not None and g["oom_kills"].notna().any():
         record["oom_kills"] = max(int(record["oom_kills"] or 0), int(g["oom_kills"].max()))
+
+
+def sweep(out_dir: Path, collector: str, series: list[int], engine: str = "auto", scrapes: int = 6,
+          shard_series: int = DEFAULT_SHARD_SERIES) -> list[dict]:
+    """Steps of one collector in increasing N, stopped after its first step that is not ok;
+    writes ``collectors.json`` (the records so far) after every step."""
+    from plumbing.files import write_json_atomic
+    for n in series:   # refuse an impossible sweep before anything starts
+        check_series_fits(n)
+    check_collector(collector)
+    out_dir = Path(out_dir)
+    records: list[dict] = []
+    for n in sorted(series):
+        records.append(measure_collector_step(out_dir / f"{collector}-n{n}", collector, n, engine, scrapes,
+                                              shard_series=shard_series))
+        write_json_atomic(out_dir / f"collectors-{collector}.json", records)
+        if records[-1]["status"] != "ok":
+            break
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edgebench.capacity.collectors --collector prometheus --series 10000,100000
+    --out DIR``: a collector sweep on its own (the capacity run calls the step function)."""
+    import argparse
+    import sys
+
+    from plumbing.errors import EdgebenchError
+    p = argparse.ArgumentParser(prog="python -m edgebench.capacity.collectors")
+    p.add_argument("--collector", required=True, choices=("victoriametrics", "prometheus"))
+    p.add_argument("--series", required=True, help="comma-separated series counts, e.g. 10000,100000")
+    p.add_argument("--out", required=True, help="directory for the steps")
+    p.add_argument("--scrapes", type=int, default=6)
+    p.add_argument("--engine", default="auto")
+    p.add_argument("--shard-series", type=int, default=DEFAULT_SHARD_SERIES,
+                   help="series per scrape target (default 50000)")
+    a = p.parse_args(argv)
+    try:
+        series = [int(x.replace("_", "")) for x in a.series.split(",") if x.strip()]
+    except ValueError:
+        print(f"collectors: --series {a.series!r} is not a list of whole numbers; fix: e.g. --series 10000,100000",
+              file=sys.stderr)
+        return 2
+    if not series:
+        print("collectors: --series is empty; fix: e.g. --series 10000,100000", file=sys.stderr)
+        return 2
+    try:
+        records = sweep(Path(a.out), a.collector, series, a.engine, a.scrapes, a.shard_series)
+    except EdgebenchError as e:
+        print(f"collectors: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    keys = ("series", "status", "mem_peak_mb", "mem_steady_mb", "cpu_cores", "bytes_per_sample",
+            "samples_appended", "scrapes_done", "scrape_send_max_s", "elapsed_s")
+    print(" ".join(f"{k:>16}" for k in keys))
+    for r in records:
+        print(" ".join(f"{'-' if r.get(k) is None else r[k]!s:>16}" for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
