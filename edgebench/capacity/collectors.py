@@ -170,6 +170,9 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
     if isinstance(scrapes, bool) or not isinstance(scrapes, int) or scrapes < 1:
 
         raise CollectorStepError(f"scrapes={scrapes!r} is not a positive whole number; fix: pass e.g. scrapes=6")
+    if isinstance(shard_series, bool) or not isinstance(shard_series, int) or shard_series < 1:
+        raise CollectorStepError(f"shard_series={shard_series!r} is not a positive whole number; "
+                                 f"fix: pass e.g. shard_series=50000")
     check_series_fits(n_series)
     t_begin = time.time()
     step_dir = Path(step_dir).resolve()
