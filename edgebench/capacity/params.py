@@ -20,7 +20,8 @@ SENSOR_LADDERS = {"baseline": (4.0, 16.0, 64.0), "optimized": (4.0, 16.0, 64.0)}
 SENSOR_AXIS_SCRAPE_RATE = 1.0
 DEFAULT_SENSOR_RATE = 4.0     # beside the scrape axis: the default bench's sensor load
 SERIES_LADDER = (10, 100, 1_000, 3_000, 10_000, 20_000, 30_000, 100_000, 300_000, 1_000_000)
-COLLECTOR_LADDER = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+# Both collectors were OOM-killed between 20,000 and 100,000 series in 150 MB: finer there.
+COLLECTOR_LADDER = (10_000, 20_000, 30_000, 50_000, 70_000, 100_000, 200_000, 500_000, 1_000_000)
 DEFAULT_MAX_SERIES = 1_000_000
 # One Locust process spends 0.37-0.45 ms of CPU per request here (loadgen_cpu_s_per_request
 # at 400-800 scrapes/s): a core offers ~2,200 requests/s; a third of it is left to the
