@@ -117,7 +117,7 @@ def test_impossible_sweeps_are_refused_before_anything_starts(kw, text):
 def test_ladders_follow_max_series_and_the_estimate_stays_within_twelve_minutes():
     p = build_capacity_params(max_series="50000")
     assert p.series_steps[-1] == 50000 and all(n <= 50000 for n in p.series_steps)
-    assert p.collector_steps == (10_000, 30_000, 50_000)
+    assert p.collector_steps == (10_000, 20_000, 30_000, 50_000)
     default = build_capacity_params()
     assert default.estimate_s() > 0
     # the estimate counts every step of every ladder; ladders stop at their first failure,
