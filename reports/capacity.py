@@ -90,7 +90,9 @@ def collector_sentences(doc: dict) -> list[str]:
     for c, h in (a.get("holds") or {}).items():
         t = f"{NAMES.get(c, c)} held {fmt(h.get('series'))} series"
         if h.get("first_failing") is not None:
-            t += f" ({h.get('why')} at {fmt(h['first_failing'])})"
+            t += f" ({'OOM-killed' if h.get('why') == 'oom' else h.get('why')} at {fmt(h['first_failing'])})"
+        elif h.get("series") is not None:
+            t += " (every step offered; a larger MAX_SERIES would tell more)"
         held.append(t)
     out = [f"Scraping one target every 5 s in {fmt(limit, ' MB')} / 0.5 CPU: {'; '.join(held)}."] if held else []
     ratios = a.get("memory_ratio") or []

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
+from reports.numbers import fmt
 from reports.plots import SCENARIO_COLOURS, _save, plt
 
 VARIANT_COLOURS = {"baseline": SCENARIO_COLOURS[("baseline", "vm")],
@@ -91,11 +92,13 @@ def plot_series(doc: dict, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     ok = sorted((s for s in steps if s.get("status") == "ok"), key=lambda s: s["series"])
     bad = [s for s in steps if s.get("status") != "ok"]
-    panels = ((axes[0], "cpu_ms_per_scrape", "CPU per scrape, ms", "cpu_us_per_series", 1e-3),
-              (axes[1], "exposition_bytes", "/metrics answer, bytes", "exposition_bytes_per_series", 1.0),
-              (axes[2], "mem_peak_mb", "service memory, MB (kernel peak; rest dashed)", "mem_bytes_per_series",
-               1.0 / 2**20))
-    for ax, key, label, fit_key, scale in panels:
+    panels = ((axes[0], "cpu_ms_per_scrape", "CPU per scrape, ms", "cpu_us_per_series",
+               lambda f: f"{fmt(f['per_series'])} µs/series"),
+              (axes[1], "exposition_bytes", "/metrics answer, bytes", "exposition_bytes_per_series",
+               lambda f: f"{fmt(f['per_series'])} bytes/series"),
+              (axes[2], "mem_peak_mb", "service memory, MB", "mem_bytes_per_series",
+               lambda f: f"{fmt(f['per_series'] / 1024)} KiB/series at rest"))
+    for ax, key, label, fit_key, fit_label in panels:
         xs = [s["series"] for s in ok if _num(s.get(key))]
         ys = [s[key] for s in ok if _num(s.get(key))]
         ax.plot(xs, ys, "o-", color="#2ca02c", label="measured")
@@ -103,6 +106,8 @@ def plot_series(doc: dict, path: Path) -> Path | None:
             rx = [s["series"] for s in ok if _num(s.get("mem_rest_mb"))]
             ax.plot(rx, [s["mem_rest_mb"] for s in ok if _num(s.get("mem_rest_mb"))], "o--", color="#98df8a",
                     label="at rest")
+            ax.lines[0].set_label("kernel peak")
+            ax.set_ylim(0, (limit or max(ys)) * 1.1)
             if limit:
                 ax.axhline(limit, color="black", ls="--", lw=1, label=f"{limit:g} MB limit")
         fit = costs.get(fit_key)
@@ -110,13 +115,13 @@ def plot_series(doc: dict, path: Path) -> Path | None:
             lo, hi = min(xs), max(xs)
             grid = [lo * (hi / lo) ** (i / 40) for i in range(41)] if lo > 0 else [lo, hi]
             ax.plot(grid, [fit["intercept"] + fit["slope"] * g for g in grid], ":", color="black",
-                    label=f"fit: {fit['per_series'] * (1e3 if fit_key == 'cpu_us_per_series' else 1):.3g} "
-                          f"{'ns' if fit_key == 'cpu_us_per_series' else 'bytes'}/series")
+                    label=f"fit: {fit_label(fit)}")
         for s in bad:
             ax.axvline(s["series"], color="#d62728", lw=1.2, ls="-.",
                        label=f"{s['status']} at {s['series']:,} series")
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        if key != "mem_peak_mb":     # memory: linear, against its limit
+            ax.set_yscale("log")
         ax.set_xlabel("extra series (log)")
         ax.set_ylabel(label)
         ax.legend(loc="upper left")
@@ -149,6 +154,10 @@ def plot_collectors(doc: dict, path: Path) -> Path | None:
     if limit:
         ax.axhline(limit, color="black", ls="--", lw=1, label=f"{limit:g} MB limit")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(sorted({s["series"] for s in steps}))
+    ax.set_ylim(0, (limit or ax.get_ylim()[1]) * 1.1)
     ax.set_xlabel("series scraped every 5 s (log)")
     ax.set_ylabel("collector memory, MB")
     ax.set_title("Collector memory against series, each under 150 MB / 0.5 CPU")
