@@ -208,3 +208,47 @@ def test_the_example_carries_the_newest_complete_capacity_run_and_keeps_it_witho
     # with no capacity run in results/, the example keeps the section it carries
     write_example(run_dir, results_root=tmp_path / "empty", example_dir=example, summary_dir=root)
     assert "20240101T000001Z-capacity" in (root / "OPTIMIZATION_SUMMARY.md").read_text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_every_step_measured_and_leaves_nothing_running(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "edgebench", "capacity", "--sweeps", "load",
+                             "--variants", "optimized", "--steps", "20,40,80", "--sensor-steps", "4",
+                             "--duration", "4", "--results", str(tmp_path)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        steps = []
+        while time.monotonic() < deadline and not steps:   # wait for the first step on disk
+            for f in tmp_path.glob("*-capacity/capacity.json"):
+                try:
+                    steps = json.loads(f.read_text())["load"]["steps"]
+                except (ValueError, KeyError):
+                    steps = []
+            time.sleep(0.2)
+        assert steps, "no step was measured within 120 s"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-1500:]
+    run = next(tmp_path.glob("*-capacity"))
+    doc = json.loads((run / "capacity.json").read_text())
+    assert doc["status"] == "interrupted" and len(doc["load"]["steps"]) >= 1
+    assert doc["load"]["steps"][0]["status"] == "ok"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    assert (run / "report" / "CAPACITY.md").exists()
+    for state in run.glob("load/*/stack/state.json"):   # every stack it started is down
+        s = json.loads(state.read_text())
+        assert s.get("status") in ("stopped", "failed"), (state, s.get("status"))
+        for svc in (s.get("services") or {}).values():
+            cgroups = svc.get("cgroups") or {}
+            for path in (cgroups.values() if isinstance(cgroups, dict) else cgroups):
+                assert not Path(str(path)).exists(), f"cgroup {path} left behind"
+            pid = svc.get("pid")
+            if pid:
+                assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
