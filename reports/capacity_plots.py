@@ -34,7 +34,11 @@ def _load_panel(ax, steps, analysis, axis: str, rate_key: str, cap_key: str, kne
         for s in pts:
             if not _num(s.get("scrape_p99_ms")):
                 continue
-            ok = meets_slo(s) and not s.get("loadgen_bottleneck")
+            if s.get("loadgen_bottleneck"):   # says nothing about the service
+                ax.plot(s[rate_key], s["scrape_p99_ms"], "s", color="0.5", ms=9, mfc="none", mew=2,
+                        label="load generator was the bottleneck")
+                continue
+            ok = meets_slo(s)
             ax.plot(s[rate_key], s["scrape_p99_ms"], "o" if ok else "x", color=colour, ms=7,
                     mfc=colour if ok else "none", mew=2)
         a = (analysis.get("load") or {}).get(v) or {}
