@@ -35,8 +35,8 @@ INTERVAL_LEVEL = 0.95
 DEFAULT_DURATION_S = 20.0
 DEFAULT_WARMUP_S = 3.0
 # Start-up, teardown and the report's reading of a round, on top of its load (measured
-# here: a 3 s + 20 s round of two sides takes about 30 s).
-ROUND_OVERHEAD_S = 7.0
+# here: a 2 s + 8 s round of two sides takes about 12 s).
+ROUND_OVERHEAD_S = 4.0
 
 OK, NOT_MEASURED, INTERRUPTED = "ok", "not measured", "interrupted"
 
@@ -205,16 +205,25 @@ def compose_with_healthcheck_of(commit: str, out_path: Path, repo: Path = ROOT) 
     return out_path
 
 
-def service_start_line(scenario_dir: Path) -> str | None:
-    """The service's own start line (variant and server it really ran), when logged."""
-    for log in sorted(Path(scenario_dir).glob("stack/**/*.log")):
-        try:
-            for line in log.read_text(errors="replace").splitlines():
-                if "sensor-service starting:" in line:
-                    return line[line.index("sensor-service starting:"):].strip()
-        except OSError:
-            continue
-    return None
+def side_facts(scenario_dir: Path) -> dict:
+    """What a side really ran: the service's own start line (variant, server) and the
+    healthcheck command the harness ran in its cgroup, with its mean CPU per check."""
+    facts = {"start_line": None, "healthcheck": None, "healthcheck_cpu_ms": None}
+    try:
+        for line in (Path(scenario_dir) / "logs" / f"{SERVICE}.log").read_text(errors="replace").splitlines():
+            if "sensor-service starting:" in line:
+                facts["start_line"] = line[line.index("sensor-service starting:"):].strip()
+                break
+    except OSError:
+        pass
+    try:
+        hc = read_json(Path(scenario_dir) / "stack" / "state.json")["services"][SERVICE].get("healthcheck") or {}
+        if hc.get("argv"):
+            facts["healthcheck"] = " ".join([Path(hc["argv"][0]).name, *hc["argv"][1:]])
+            facts["healthcheck_cpu_ms"] = hc.get("cpu_ms_mean")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return facts
 
 
 # --------------------------------------------------------------------------- the run
@@ -231,7 +240,7 @@ def _new_record(step: Step) -> dict:
     return {"name": step.name, "change": step.change, "before": step.before, "after": step.after,
             "before_commit": resolve_commit(step.before), "after_commit": resolve_commit(step.after),
             "healthcheck": step.healthcheck, "note": step.note, "status": "running", "reason": None,
-            "rounds": 0, "errors": [], "started": {}, "figures": {}, "elapsed_s": None}
+            "rounds": 0, "errors": [], "sides": {}, "figures": {}, "elapsed_s": None}
 
 
 def _summarise(record: dict, rounds: list[dict]) -> None:
@@ -271,7 +280,7 @@ def measure_step(step: Step, step_dir: Path, params: RunParams, rounds: int, rec
                     figs = {label: side_figures(d) for label, d in rr.dirs.items()}
                     measured.append(figs)
                     for label, d in rr.dirs.items():
-                        record["started"].setdefault(label, service_start_line(d))
+                        record["sides"].setdefault(label, side_facts(d))
                 _summarise(record, measured)
                 on_round(step, i, rr.elapsed_s)
     except ParameterError as e:

@@ -43,6 +43,18 @@ def step_table(step: dict, figures: list[dict]) -> tuple:
     return ("table", TABLE_HEADERS, rows)
 
 
+def _side_line(label: str, commit: str, facts: dict) -> str:
+    """What one side really ran, from its own logs: the server and the healthcheck."""
+    line = facts.get("start_line") or ""
+    server = next((w.split("=", 1)[1] for w in line.split() if w.startswith("server=")), None)
+    variant = next((w.split("=", 1)[1] for w in line.split() if w.startswith("variant=")), None)
+    text = f"{label} ({commit}): {variant or 'variant ' + NOT_MEASURED} service on {server or NOT_MEASURED}"
+    if facts.get("healthcheck"):
+        cpu = facts.get("healthcheck_cpu_ms")
+        text += f"; healthcheck `{facts['healthcheck']}`" + (f" ({fmt(cpu)} ms CPU per check)" if cpu else "")
+    return text
+
+
 def _machine(m: dict) -> str:
     parts = [m.get("cpu_model"), f"{m['cores']} cores" if m.get("cores") else None,
              f"kernel {m['kernel']}" if m.get("kernel") else None,
@@ -73,6 +85,10 @@ def steps_blocks(steps: dict) -> list:
             doc.append(("p", f"Note: {step['note']}"))
         if step.get("status") == "ok" or (step.get("status") == "interrupted" and step.get("rounds", 0) >= 2):
             doc.append(step_table(step, figures))
+            sides = step.get("sides") or {}
+            if sides:
+                doc.append(("ul", [_side_line(lbl, step[side], sides[lbl])
+                                   for lbl, side in (("A", "before"), ("B", "after")) if lbl in sides]))
             if step.get("status") == "interrupted":
                 doc.append(("p", f"Interrupted: {step.get('reason')}."))
         else:
