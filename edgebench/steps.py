@@ -277,7 +277,12 @@ def measure_step(step: Step, step_dir: Path, params: RunParams, rounds: int, rec
                                       reason=f"round 1 failed, the step is skipped: {rr.errors[0]}")
                         return record
                 else:
-                    figs = {label: side_figures(d) for label, d in rr.dirs.items()}
+                    try:
+                        figs = {label: side_figures(d) for label, d in rr.dirs.items()}
+                    except Exception as e:  # noqa: BLE001 - an unreadable round is left out, with why
+                        record["errors"].append(f"round {i}: figures not read: {type(e).__name__}: {e}")
+                        on_round(step, i, rr.elapsed_s)
+                        continue
                     measured.append(figs)
                     for label, d in rr.dirs.items():
                         record["sides"].setdefault(label, side_facts(d))
