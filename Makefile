@@ -20,6 +20,8 @@ AGAINST ?=
 INJECT ?=
 BASELINE ?=
 N ?= 10
+ROUNDS ?=
+ONLY ?=
 CONDITIONS ?=
 STEPS ?=
 SENSOR_STEPS ?=
@@ -32,10 +34,10 @@ LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,U
             $(call opt,SCENARIOS,scenarios) $(call opt,REPEATS,repeats) $(call opt,WORKERS,workers) \
             $(call opt,TARGET,target) --engine '$(ENGINE)'
 
-.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate capacity up down status test clean
+.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate steps capacity up down status test clean
 
 help:
-	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | capacity [STEPS=..] [MAX_SERIES=..] | up | down | status | test"
+	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | steps [ROUNDS=5] [ONLY=name] | capacity [STEPS=..] [MAX_SERIES=..] | up | down | status | test"
 
 setup: venv os-packages
 
@@ -71,6 +73,10 @@ gate: setup
 # N unchanged-code gates and N per injected fault: verdict counts and run times.
 gate-calibrate: setup
 	$(EDGEBENCH) gate-calibrate --runs '$(N)' $(call opt,CONDITIONS,conditions) $(call opt,AGAINST,against) --engine '$(ENGINE)'
+
+# Before/after of each kept optimisation step (docs/steps.md).
+steps: setup
+	$(EDGEBENCH) steps $(call opt,ROUNDS,rounds) $(call opt,ONLY,only) --engine '$(ENGINE)'
 
 # Where each variant and collector breaks: load, series and collector sweeps (<= 12 min).
 capacity: setup

@@ -136,11 +136,13 @@ def _run_scenario(run: RunDir, params: RunParams, scenario: Scenario, repeat: in
 
 def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: int = 1,
                      service_context: Path | None = None, extra_env: dict | None = None,
-                     query: bool = True, ports: dict | None = None) -> dict:
+                     query: bool = True, ports: dict | None = None,
+                     compose_file: Path | None = None) -> dict:
     """One scenario end to end: stack up, sample, load, query the collector, tear down.
 
     Writes scenario.json whatever happens (complete, interrupted or failed) and
-    returns its content; exceptions propagate after the teardown."""
+    returns its content; exceptions propagate after the teardown. ``compose_file``
+    replaces the deployment file (a step measuring another commit's healthcheck)."""
     from loadtests.runner import run_load
     from profiling.collector_queries import query_collector
     from profiling.sampler import ResourceSampler, SteadyStart
@@ -169,7 +171,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
         with ExitStack() as stack:
             progress.phase(f"starting {', '.join(scenario.services)} ({scenario.variant} service)")
             handle = stack.enter_context(start_stack(
-                COMPOSE_FILE, state_dir, services=scenario.services,
+                compose_file or COMPOSE_FILE, state_dir, services=scenario.services,
                 profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts,
                 ports=ports))
             state = handle.state()

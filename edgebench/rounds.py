@@ -23,10 +23,12 @@ DETERMINISM = {"PYTHONHASHSEED": "0"}
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a round: a label (A, B), the service's source tree and extra env."""
+    """One side of a round: a label (A, B), the service's source tree, extra env and,
+    when not the repository's, the compose file it runs under."""
     label: str
     source: Path
     env: dict = field(default_factory=dict)
+    compose_file: Path | None = None
 
 
 @dataclass
@@ -56,7 +58,7 @@ def run_round(out_dir: Path, params: RunParams, index: int, sides: list[Side]) -
         try:
             measure_scenario(dirs[side.label], params, ROUND_SCENARIO, repeat=index,
                              service_context=side.source, extra_env={**DETERMINISM, **side.env},
-                             query=False)
+                             query=False, compose_file=side.compose_file)
         except Exception as e:  # noqa: BLE001 - the round's failure, reported by the caller
             errors.append(f"{side.label} round {index}: {type(e).__name__}: {e}")
 
