@@ -1,8 +1,9 @@
 """The committed example: a real run's report copied to the repository root, so that
 OPTIMIZATION_SUMMARY.md is always generated from measured data, never edited by hand.
 
-Sections from other runs join it: the newest complete capacity run's (or, with none in
-results/, the capacity.json the example already carries)."""
+Sections from other runs join it: the newest complete steps run's (bin/edgebench steps)
+and capacity run's (make capacity); with none in results/, the steps.json or
+capacity.json the example already carries."""
 from __future__ import annotations
 
 import shutil
@@ -27,27 +28,33 @@ def newest_complete(results_root: Path, label: str) -> Path | None:
     return None
 
 
-def _capacity_doc(capacity_run: Path | None, results_root: Path, example_dir: Path) -> dict | None:
-    from reports.capacity import read_capacity
-    run = capacity_run or newest_complete(results_root, "capacity")
+def _section_doc(label: str, run: Path | None, results_root: Path, example_dir: Path, read) -> dict | None:
+    """The <label>.json of ``run``, else of the newest complete <label> run, else the one
+    the example already carries."""
+    run = run or newest_complete(results_root, label)
     if run is not None:
-        return read_capacity(run)
-    kept = example_dir / "capacity.json"
+        return read(run)
+    kept = example_dir / f"{label}.json"
     return read_json(kept) if kept.exists() else None
 
 
 def write_example(run_dir: Path, capacity_run: Path | None = None, results_root: Path = ROOT / "results",
-                  example_dir: Path = EXAMPLE_DIR, summary_dir: Path = ROOT) -> list[Path]:
+                  example_dir: Path = EXAMPLE_DIR, summary_dir: Path = ROOT,
+                  steps_run: Path | None = None) -> list[Path]:
     """Render `run_dir` into docs/example/ and OPTIMIZATION_SUMMARY.md at the root."""
-    from reports.capacity import capacity_blocks
+    from edgebench.steps import read_steps
+    from reports.capacity import capacity_blocks, read_capacity
     from reports.capacity_plots import make_capacity_plots
     from reports.contract import read_summary
     from reports.html import render_html
     from reports.markdown import render_markdown
     from reports.render import render_run
+    from reports.steps_section import steps_blocks
 
     run_dir = Path(run_dir).resolve()
-    capacity = _capacity_doc(capacity_run, results_root, example_dir)   # read before the folder is replaced
+    # read before the folder is replaced
+    steps = _section_doc("steps", steps_run, results_root, example_dir, read_steps)
+    capacity = _section_doc("capacity", capacity_run, results_root, example_dir, read_capacity)
     if example_dir.exists():
         shutil.rmtree(example_dir)
     example_dir.mkdir(parents=True)
@@ -64,6 +71,9 @@ def write_example(run_dir: Path, capacity_run: Path | None = None, results_root:
     images = [{"key": key, "title": title, "path": str(example_dir / f"{key}.png")}
               for key, title, *_ in GRAPHS if (example_dir / f"{key}.png").exists()]
     extra: list = []
+    if steps is not None:
+        written.append(write_json_atomic(example_dir / "steps.json", steps))
+        extra += steps_blocks(steps)
     if capacity is not None:
         written.append(write_json_atomic(example_dir / "capacity.json", capacity))
         cap_images = make_capacity_plots(capacity, example_dir)

@@ -190,7 +190,7 @@ def _capacity_run(root: Path, run_id: str, status: str = "complete") -> Path:
     return d
 
 
-def test_the_example_carries_the_newest_complete_capacity_run_and_keeps_it_without_one(tmp_path):
+def test_the_example_carries_the_newest_complete_steps_and_capacity_runs_and_keeps_them_without_one(tmp_path):
     sys.path.insert(0, str(ROOT / "tests"))
     from fixtures_results import build_run
 
@@ -198,6 +198,13 @@ def test_the_example_carries_the_newest_complete_capacity_run_and_keeps_it_witho
     run_dir, _ = build_run(tmp_path / "results")
     _capacity_run(tmp_path / "results", "20240101T000001Z-capacity")
     _capacity_run(tmp_path / "results", "20240101T000002Z-capacity", status="interrupted")
+    steps_dir = tmp_path / "results" / "20240101T000003Z-steps"
+    steps_dir.mkdir()
+    (steps_dir / "manifest.json").write_text(json.dumps({"status": "complete"}))
+    (steps_dir / "steps.json").write_text(json.dumps({
+        "run_id": steps_dir.name, "status": "complete", "figures": [],
+        "steps": [{"name": "lean-server", "before": "3327ca9", "after": "7d00124", "change": "A lean server.",
+                   "status": "not measured", "reason": "a constructed step"}]}))
     example, root = tmp_path / "example", tmp_path / "root"
     root.mkdir()
     write_example(run_dir, results_root=tmp_path / "results", example_dir=example, summary_dir=root)
@@ -205,9 +212,11 @@ def test_the_example_carries_the_newest_complete_capacity_run_and_keeps_it_witho
     assert "## Capacity" in md and "20240101T000001Z-capacity" in md   # the complete one, not the newer cut
     assert "sustains 50 scrapes/s" in md and (example / "capacity_load.png").exists()
     assert "Capacity" in (example / "report.html").read_text()
+    assert "lean-server: 3327ca9 → 7d00124" in md and "Not measured: a constructed step." in md
     # with no capacity run in results/, the example keeps the section it carries
     write_example(run_dir, results_root=tmp_path / "empty", example_dir=example, summary_dir=root)
-    assert "20240101T000001Z-capacity" in (root / "OPTIMIZATION_SUMMARY.md").read_text()
+    kept = (root / "OPTIMIZATION_SUMMARY.md").read_text()
+    assert "20240101T000001Z-capacity" in kept and "lean-server" in kept
 
 
 @pytest.mark.slow

@@ -16,6 +16,8 @@ def add_arguments(p) -> None:
                    help="also write the committed example (OPTIMIZATION_SUMMARY.md, docs/example/)")
     p.add_argument("--capacity", help="with --example: the capacity run whose section it carries "
                                       "(default: the newest complete one in results/)")
+    p.add_argument("--steps", help="with --example: the steps run whose section it carries "
+                                   "(default: the newest complete one in results/)")
 
 
 def run(args, command: str) -> int:
@@ -30,6 +32,7 @@ def run(args, command: str) -> int:
     print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
     if args.example:
         from edgebench.example import write_example
-        paths = write_example(run_dir, capacity_run=Path(args.capacity) if args.capacity else None)
+        paths = write_example(run_dir, capacity_run=Path(args.capacity) if args.capacity else None,
+                              steps_run=Path(args.steps) if args.steps else None)
         print(f"edgebench: example written: OPTIMIZATION_SUMMARY.md and {len(paths)} files in docs/example/")
     return 0
