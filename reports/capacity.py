@@ -39,8 +39,8 @@ def load_sentences(doc: dict) -> list[str]:
                   f"{fmt(s.get('cpu_cores'))} cores, peak {fmt(s.get('mem_peak_mb'), ' MB')})") if s else ""
         rate, above = _rate(cap, "scrapes/s")
         knee_text = (f"Its latency knee (p99 within {fmt(knee.get('factor'))}× its {fmt(knee.get('reference_p99_ms'), ' ms')} "
-                     f"at the lightest step) is {knee['rate']:g} scrapes/s."
-                     if knee.get("rate") is not None else "No step stayed within twice the lightest step's p99.")
+                     f"at the lightest step, or {fmt(knee.get('min_rise_ms'), ' ms')} above it) is {knee['rate']:g} scrapes/s."
+                     if knee.get("rate") is not None else "No step stayed near the lightest step's p99.")
         sensor = next((x["sensor_rate"] for x in steps if x["variant"] == v and x["axis"] == "scrape"), 0)
         out.append(f"At 0.5 CPU / 50 MB the {v} service sustains {rate} beside {sensor:g} /sensor requests/s"
                    f"{detail}; {above}. {knee_text}")

@@ -46,15 +46,25 @@ def test_a_load_generator_bottleneck_is_never_the_service_capacity():
     assert only["rate"] is None
 
 
+def test_a_step_that_meets_the_slo_with_its_cpu_quota_used_up_is_the_capacity():
+    steps = [load_step(1, 300.0, throttled_ratio=0.2), load_step(2, 600.0, throttled_ratio=0.95)]
+    cap = A.sustainable_capacity(steps)
+    assert cap["rate"] == 2 and not cap["lower_bound"] and "95 %" in cap["limited_by"].replace("%", " %")
+    assert A.saturation(steps[1]) and A.saturation(steps[0]) is None
+
+
 def test_capacity_when_every_step_passes_is_a_lower_bound():
     cap = A.sustainable_capacity([load_step(1, 300.0), load_step(2, 400.0)])
     assert cap["rate"] == 2 and cap["lower_bound"]
 
 
-def test_knee_is_the_last_step_within_twice_the_lightest_p99():
-    steps = [load_step(50, 2.0), load_step(100, 3.9), load_step(200, 4.1), load_step(400, 60.0)]
+def test_knee_is_the_last_step_within_twice_the_lightest_p99_or_ten_ms_above_it():
+    steps = [load_step(50, 2.0), load_step(100, 3.9), load_step(200, 11.9), load_step(400, 60.0)]
     knee = A.latency_knee(steps)
-    assert knee["rate"] == 100 and knee["beyond"] == 200 and knee["reference_p99_ms"] == 2.0
+    assert knee["rate"] == 200 and knee["beyond"] == 400 and knee["reference_p99_ms"] == 2.0
+    slow = [load_step(1, 200.0), load_step(2, 390.0), load_step(4, 410.0)]   # twice 200 ms is the bound
+    assert A.latency_knee(slow) == {"rate": 2, "reference_p99_ms": 200.0, "factor": 2.0,
+                                    "min_rise_ms": 10.0, "beyond": 4}
     assert A.latency_knee([load_step(5, 2.0, bottleneck=True)])["rate"] is None
 
 

@@ -8,7 +8,9 @@ import math
 from scipy import stats
 
 SLO_P99_MS = 1000.0          # a scrape answered within 1 s at p99 ...
-KNEE_FACTOR = 2.0            # latency knee: p99 past twice its value at the lightest load
+KNEE_FACTOR = 2.0            # latency knee: p99 past twice its value at the lightest load ...
+KNEE_MIN_RISE_MS = 10.0      # ... and 10 ms above it: smaller rises are scheduling noise here
+SATURATED_THROTTLED = 0.9    # CFS periods throttled: the CPU quota is used up
 
 
 def _num(x) -> float | None:
@@ -39,6 +41,14 @@ def meets_slo(step: dict) -> bool:
     return slo_problem(step) is None
 
 
+def saturation(step: dict) -> str | None:
+    """The service's CPU quota used up (throttled in >= 90 % of CFS periods), or None."""
+    t = _num(step.get("throttled_ratio"))
+    if t is not None and t >= SATURATED_THROTTLED:
+        return f"CPU quota used up (throttled in {t:.0%} of periods)"
+    return None
+
+
 def sustainable_capacity(steps: list[dict], rate_key: str = "scrape_rate") -> dict:
     """The highest offered rate that meets the SLO with every lighter step meeting it too.
 
@@ -60,30 +70,36 @@ def sustainable_capacity(steps: list[dict], rate_key: str = "scrape_rate") -> di
     else:
         lower_bound = best is not None
         limited_by = "highest step offered" if best is not None else limited_by
+    if best is not None and saturation(best) and failed_at is None:   # met the SLO at saturation
+        lower_bound, limited_by = False, saturation(best)
     return {"rate": best[rate_key] if best else None, "step": best.get("dir") if best else None,
             "lower_bound": bool(lower_bound and best is not None), "limited_by": limited_by,
             "failed_at": failed_at}
 
 
-def latency_knee(steps: list[dict], rate_key: str = "scrape_rate", factor: float = KNEE_FACTOR) -> dict:
+def latency_knee(steps: list[dict], rate_key: str = "scrape_rate", factor: float = KNEE_FACTOR,
+                 min_rise_ms: float = KNEE_MIN_RISE_MS) -> dict:
     """The highest offered rate whose p99 (from the intended start) stays within ``factor``
-    times the p99 at the lightest load: past it, latency grows faster than load.
-    Load-generator-bound steps are skipped."""
+    times the p99 at the lightest load or within ``min_rise_ms`` of it, whichever is more:
+    past it, latency grows faster than load. Load-generator-bound steps are skipped."""
     ordered = [s for s in sorted((s for s in steps if _num(s.get(rate_key)) is not None),
                                  key=lambda s: s[rate_key])
                if not s.get("loadgen_bottleneck")]
     usable = [s for s in ordered if _num(s.get("scrape_p99_ms")) is not None and s.get("status") == "ok"]
     if not usable:
-        return {"rate": None, "reference_p99_ms": None, "factor": factor, "beyond": None}
+        return {"rate": None, "reference_p99_ms": None, "factor": factor, "min_rise_ms": min_rise_ms,
+                "beyond": None}
     ref = usable[0]["scrape_p99_ms"]
     knee, beyond = None, None
     for s in ordered:
         p99 = _num(s.get("scrape_p99_ms"))
-        if s.get("status") != "ok" or p99 is None or p99 > factor * ref or not meets_slo(s):
+        if s.get("status") != "ok" or p99 is None or p99 > max(factor * ref, ref + min_rise_ms) \
+                or not meets_slo(s):
             beyond = s[rate_key]
             break
         knee = s[rate_key]
-    return {"rate": knee, "reference_p99_ms": ref, "factor": factor, "beyond": beyond}
+    return {"rate": knee, "reference_p99_ms": ref, "factor": factor, "min_rise_ms": min_rise_ms,
+            "beyond": beyond}
 
 
 def linear_fit(x, y) -> dict | None:

@@ -13,24 +13,28 @@ COLLECTORS = ("victoriametrics", "prometheus")
 
 # Offered scrapes/s per variant, doubling; each ladder stops at its first step that misses
 # the scrape SLO. The baseline burns ~0.12 s of CPU per scrape (at most ~4/s in 0.5 CPU).
-SCRAPE_LADDERS = {"baseline": (1.0, 2.0, 4.0, 8.0), "optimized": (50.0, 100.0, 200.0, 400.0, 800.0)}
+SCRAPE_LADDERS = {"baseline": (1.0, 2.0, 4.0), "optimized": (50.0, 100.0, 200.0, 400.0, 800.0)}
 # The second axis: /sensor requests/s beside 1 scrape/s, a rate both variants sustain
 # (the baseline misses scrapes at 4/s beside the default sensor load).
-SENSOR_LADDERS = {"baseline": (4.0, 16.0, 64.0), "optimized": (4.0, 16.0, 64.0)}
+SENSOR_LADDERS = {"baseline": (4.0, 16.0, 64.0, 256.0), "optimized": (4.0, 16.0, 64.0, 256.0)}
 SENSOR_AXIS_SCRAPE_RATE = 1.0
 DEFAULT_SENSOR_RATE = 4.0     # beside the scrape axis: the default bench's sensor load
-SERIES_LADDER = (10, 100, 1_000, 3_000, 10_000, 20_000, 30_000, 100_000, 300_000, 1_000_000)
+SERIES_LADDER = (10, 100, 1_000, 3_000, 10_000, 20_000, 30_000, 100_000, 200_000, 1_000_000)
 # Both collectors were OOM-killed between 20,000 and 100,000 series in 150 MB: finer there.
 COLLECTOR_LADDER = (10_000, 20_000, 30_000, 50_000, 70_000, 100_000, 200_000, 500_000, 1_000_000)
-DEFAULT_MAX_SERIES = 1_000_000
+# The service was OOM-killed at 20,000 series in 50 MB, both collectors below 100,000 in
+# 150 MB: 200,000 keeps the default run's worst case (every ladder to its end) near 11 min.
+DEFAULT_MAX_SERIES = 200_000
 # One Locust process spends 0.37-0.45 ms of CPU per request here (loadgen_cpu_s_per_request
 # at 400-800 scrapes/s): a core offers ~2,200 requests/s; a third of it is left to the
 # service and the collector on a 2-core machine. A step above this measures Locust.
 LOADGEN_MAX_RPS = 1500.0
 
-# Seconds per step for the estimate: stack start and teardown, warm-up, window, cool-down.
-STEP_OVERHEAD_S = 5.0
-COLLECTOR_STEP_OVERHEAD_S = 10.0
+# Seconds per step for the estimate, beyond the warm-up and window (measured here: stack
+# start and teardown, cool-down, the figures; the series step also queries its collector).
+STEP_OVERHEAD_S = 4.0
+SERIES_QUERY_S = 3.0
+COLLECTOR_STEP_OVERHEAD_S = 5.0
 
 
 def _rates(text: str, name: str) -> tuple[float, ...]:
@@ -61,7 +65,7 @@ class CapacityParams:
     duration_s: float = 8.0       # steady window of a load or series step
     warmup_s: float = 2.0
     series_scrape_rate: float = 1.0   # the series sweep's scrape-only load
-    collector_scrapes: int = 4        # completed collector scrapes per collector step
+    collector_scrapes: int = 3        # completed collector scrapes per collector step
     engine: str = "auto"
     results_root: Path = Path("results")
 
@@ -95,8 +99,9 @@ class CapacityParams:
         if sweep == "collectors":
             from edgebench.bench import SCRAPE_CONFIG
             from stack.scrape_config import scrape_settings
-            return COLLECTOR_STEP_OVERHEAD_S + (self.collector_scrapes + 1) * scrape_settings(SCRAPE_CONFIG).interval_s
-        return STEP_OVERHEAD_S + self.warmup_s + self.duration_s
+            return COLLECTOR_STEP_OVERHEAD_S + self.collector_scrapes * scrape_settings(SCRAPE_CONFIG).interval_s
+        extra = SERIES_QUERY_S if sweep == "series" else 0.0
+        return STEP_OVERHEAD_S + extra + self.warmup_s + self.duration_s
 
     def estimate_s(self) -> float:
         """The longest the run can take: every step of every ladder."""

@@ -97,7 +97,7 @@ def _verdict(step: dict) -> str:
         return step.get("status") if step.get("status") != "ok" else "held"
     if step.get("loadgen_bottleneck"):
         return "load generator was the bottleneck"
-    return analysis.slo_problem(step) or "meets the scrape SLO"
+    return analysis.slo_problem(step) or analysis.saturation(step) or "meets the scrape SLO"
 
 
 def _describe(step: dict) -> str:
@@ -148,7 +148,7 @@ def _ladders(params: CapacityParams):
 def _failed(step: dict) -> bool:
     if step.get("sweep") == "collectors":
         return step.get("status") != "ok"
-    return step.get("loadgen_bottleneck") or not analysis.meets_slo(step)
+    return bool(step.get("loadgen_bottleneck") or not analysis.meets_slo(step) or analysis.saturation(step))
 
 
 def run_capacity(params: CapacityParams, command: str) -> tuple[RunDir, int]:
@@ -174,7 +174,9 @@ def run_capacity(params: CapacityParams, command: str) -> tuple[RunDir, int]:
         for sweep, ladder, steps in _ladders(params):
             for i, (name, measure) in enumerate(steps):
                 plan.tell(f"{sweep}: {ladder}: step {name}")
+                t0 = time.monotonic()
                 record = measure(run.path / sweep / name)
+                record["step_s"] = round(time.monotonic() - t0, 1)
                 record.setdefault("ladder", ladder)
                 doc[sweep]["steps"].append(record)
                 plan.done += 1
