@@ -112,6 +112,10 @@ class WSGIHandler(BaseHTTPRequestHandler):
 
 class LeanServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
+    # The listen backlog: socketserver's default of 5 drops the SYNs of a burst of new
+    # connections (16 scrapers starting at once), and a dropped SYN is retried after 1 s,
+    # so those first requests took a second. Room for every connection the cap admits.
+    request_queue_size = MAX_CONNECTIONS
     daemon_threads = True
     block_on_close = False
 

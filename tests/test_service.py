@@ -464,3 +464,30 @@ def test_bad_seed_is_refused_with_one_line(workdir):
     assert out.returncode == 2
     assert "SENSOR_SEED='abc' is not a whole number" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_burst_of_new_connections_is_accepted_at_once(optimized):
+    """30 clients connecting together (a capacity step's scrapers starting) are all accepted
+    within a generous 0.5 s: a listen backlog of 5 dropped their SYNs, retried after 1 s."""
+    import threading
+    _, port = optimized
+    took, errors = [], []
+
+    def one():
+        t = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                assert s.recv(64).startswith(b"HTTP/1.")
+            took.append(time.monotonic() - t)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(took) == 30
+    assert max(took) < 0.5, sorted(took)[-5:]
