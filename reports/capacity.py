@@ -108,6 +108,7 @@ def collector_sentences(doc: dict) -> list[str]:
 
 LOAD_COLUMNS = (("offered scrapes/s", "scrape_rate", ""), ("/sensor/s", "sensor_rate", ""),
                 ("p50 ms", "scrape_p50_ms", ""), ("p99 ms", "scrape_p99_ms", ""),
+                ("/sensor p99 ms", "sensor_p99_ms", ""),
                 ("scrapes due", "scrapes_intended", ""), ("failed or omitted", "failed_scrapes", ""),
                 ("CPU cores", "cpu_cores", ""), ("throttled", "throttled_ratio", ""),
                 ("memory peak MB", "mem_peak_mb", ""))

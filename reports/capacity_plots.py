@@ -45,9 +45,7 @@ def _load_panel(ax, steps, analysis, axis: str, rate_key: str, cap_key: str, kne
         knee = (a.get(knee_key) or {}).get("rate")
         cap = (a.get(cap_key) or {}).get("rate")
         if knee is not None:
-            ax.axvline(knee, color=colour, ls=":", lw=1.2)
-            ax.annotate(f"knee {knee:g}/s", (knee, ax.get_ylim()[0] if drawn else min(ys)), color=colour,
-                        fontsize=8, rotation=90, va="bottom", ha="right")
+            ax.axvline(knee, color=colour, ls=":", lw=1.2, label=f"{v}: latency knee {knee:g}/s")
         if cap is not None:
             ax.plot(cap, next(s["scrape_p99_ms"] for s in pts if s[rate_key] == cap), "*", color=colour,
                     ms=16, mec="black", label=f"{v}: sustainable {cap:g}/s")
@@ -61,18 +59,18 @@ def _load_panel(ax, steps, analysis, axis: str, rate_key: str, cap_key: str, kne
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel("/metrics p99, ms (from the intended start)")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     return True
 
 
 def _beside(steps) -> str:
     rates = sorted({s["scrape_rate"] for s in steps if s.get("axis") == "sensor"})
-    return f"{', '.join(f'{r:g}' for r in rates)} scrapes/s beside" if rates else ""
+    return f"{', '.join(f'{r:g}' for r in rates)} scrape(s)/s beside" if rates else ""
 
 
 def plot_load(doc: dict, path: Path) -> Path | None:
     steps, analysis = doc["load"]["steps"], doc.get("analysis") or {}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.2))
     a = _load_panel(axes[0], steps, analysis, "scrape", "scrape_rate", "scrape_capacity", "scrape_knee",
                     "offered scrapes/s (log), default sensor load beside")
     b = _load_panel(axes[1], steps, analysis, "sensor", "sensor_rate", "sensor_capacity", "sensor_knee",

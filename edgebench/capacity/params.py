@@ -16,7 +16,7 @@ COLLECTORS = ("victoriametrics", "prometheus")
 SCRAPE_LADDERS = {"baseline": (1.0, 2.0, 4.0), "optimized": (50.0, 100.0, 200.0, 400.0, 800.0)}
 # The second axis: /sensor requests/s beside 1 scrape/s, a rate both variants sustain
 # (the baseline misses scrapes at 4/s beside the default sensor load).
-SENSOR_LADDERS = {"baseline": (4.0, 16.0, 64.0, 256.0), "optimized": (4.0, 16.0, 64.0, 256.0)}
+SENSOR_LADDERS = {"baseline": (4.0, 16.0, 64.0, 256.0, 1024.0), "optimized": (4.0, 16.0, 64.0, 256.0, 1024.0)}
 SENSOR_AXIS_SCRAPE_RATE = 1.0
 DEFAULT_SENSOR_RATE = 4.0     # beside the scrape axis: the default bench's sensor load
 SERIES_LADDER = (10, 100, 1_000, 3_000, 10_000, 20_000, 30_000, 100_000, 200_000, 1_000_000)
