@@ -123,7 +123,7 @@ COLLECTOR_COLUMNS = (("series", "series", ""), ("peak MB", "mem_peak_mb", ""),
 
 
 def _table(steps, columns, first=None):
-    from edgebench.capacity.analysis import slo_problem
+    from reports.capacity_analysis import slo_problem
     headers = ([first[0]] if first else []) + [c[0] for c in columns] + ["verdict"]
     rows = []
     for s in steps:
@@ -169,8 +169,12 @@ def to_markdown_text(blocks: list) -> str:
 
 def read_capacity(run_dir) -> dict:
     """capacity.json with the run's machine (from its manifest) attached."""
+    from reports.capacity_analysis import analyse
     run_dir = Path(run_dir)
     doc = read_json(run_dir / "capacity.json")
+    # the conclusions follow from the steps: re-derived, so a report always reads them
+    # with today's definitions (docs/capacity.md)
+    doc["analysis"] = analyse(doc, doc.get("limits_mb") or {})
     if (run_dir / "manifest.json").exists():
         doc.setdefault("machine", read_json(run_dir / "manifest.json").get("machine"))
     return doc

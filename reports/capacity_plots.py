@@ -21,7 +21,7 @@ def _num(x):
 
 
 def _load_panel(ax, steps, analysis, axis: str, rate_key: str, cap_key: str, knee_key: str, xlabel: str):
-    from edgebench.capacity.analysis import SLO_P99_MS, meets_slo
+    from reports.capacity_analysis import SLO_P99_MS, meets_slo
     drawn = False
     for v in sorted({s["variant"] for s in steps if s.get("axis") == axis}):
         pts = sorted((s for s in steps if s.get("axis") == axis and s["variant"] == v), key=lambda s: s[rate_key])

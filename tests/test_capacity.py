@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edgebench.capacity import analysis as A
 from edgebench.capacity.params import LOADGEN_MAX_RPS, build_capacity_params
 from edgebench.scenarios import ParameterError
+from reports import capacity_analysis as A
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +28,7 @@ def test_slo_needs_p99_under_one_second_and_no_failed_scrape():
     assert "failed" in A.slo_problem(load_step(10, 5.0, failed=1))
     assert A.slo_problem(load_step(10, 5.0, status="oom")) == "OOM-killed"
     assert "not measured" in A.slo_problem(load_step(10, None))
+    assert "none of the scrapes answered (8 failed" in A.slo_problem(load_step(10, None, failed=8))
 
 
 def test_capacity_is_the_highest_step_before_the_first_failure():
@@ -136,8 +137,8 @@ def test_ladders_follow_max_series_and_the_estimate_stays_within_twelve_minutes(
 
 
 def test_capacity_sentences_name_the_figures_an_engineer_needs():
-    from edgebench.capacity.runner import analyse
     from reports.capacity import capacity_blocks, to_markdown_text
+    from reports.capacity_analysis import analyse
     doc = {"run_id": "x-capacity", "status": "complete", "limits_mb": {"sensor-service": 50.0,
                                                                         "victoriametrics": 150.0},
            "load": {"steps": [load_step(50, 3.0, cpu_cores=0.05, mem_peak_mb=21.0),
@@ -186,7 +187,7 @@ def test_a_short_real_sweep_end_to_end(tmp_path):
 
 
 def _capacity_run(root: Path, run_id: str, status: str = "complete") -> Path:
-    from edgebench.capacity.runner import analyse
+    from reports.capacity_analysis import analyse
     d = root / run_id
     d.mkdir(parents=True)
     doc = {"version": 1, "run_id": run_id, "status": status,

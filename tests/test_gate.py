@@ -374,3 +374,17 @@ def test_a_killed_gates_worktree_is_removed_by_the_next(tmp_path):
     assert not live.exists()
     listing = subprocess.run(git + ["worktree", "list"], capture_output=True, text=True).stdout
     assert len(listing.strip().splitlines()) == 1
+
+
+def test_no_package_below_edgebench_imports_it():
+    """The layers: plumbing -> service, stack, profiling, loadtests -> reports -> edgebench.
+    A report module importing edgebench (as the capacity analysis once did) points upward."""
+    import ast
+    below = ("reports", "stack", "loadtests", "profiling", "service", "plumbing")
+    upward = []
+    for p in (f for pkg in below for f in (ROOT / pkg).rglob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            upward += [f"{p.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "edgebench"]
+    assert not upward, upward

@@ -7,10 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-from edgebench.capacity import analysis
 from edgebench.capacity.params import DEFAULT_SENSOR_RATE, SENSOR_AXIS_SCRAPE_RATE, CapacityParams
 from edgebench.results import RunDir
 from plumbing.files import write_json_atomic
+from reports import capacity_analysis as analysis
+from reports.capacity_analysis import analyse
 
 CAPACITY_VERSION = 1
 
@@ -36,33 +37,6 @@ def preflight(params: CapacityParams) -> None:
     if "collectors" in params.sweeps:
         from service.synthetic_target import check_series_fits
         check_series_fits(max(params.collector_steps))
-
-
-def analyse(doc: dict, limits: dict) -> dict:
-    """Every conclusion of the document's steps (docs/capacity.md)."""
-    out: dict = {"slo": {"scrape_p99_ms_below": analysis.SLO_P99_MS, "failed_scrapes": 0},
-                 "knee_factor": analysis.KNEE_FACTOR}
-    load = doc["load"]["steps"]
-    out["load"] = {}
-    for v in sorted({s["variant"] for s in load}):
-        scrape = [s for s in load if s["variant"] == v and s["axis"] == "scrape"]
-        sensor = [s for s in load if s["variant"] == v and s["axis"] == "sensor"]
-        out["load"][v] = {
-            "scrape_capacity": analysis.sustainable_capacity(scrape, "scrape_rate"),
-            "scrape_knee": analysis.latency_knee(scrape, "scrape_rate"),
-            "sensor_capacity": analysis.sustainable_capacity(sensor, "sensor_rate"),
-            "sensor_knee": analysis.latency_knee(sensor, "sensor_rate"),
-        }
-    series = doc["series"]["steps"]
-    if series:
-        out["series"] = {"costs": analysis.series_costs(series),
-                         "largest": analysis.largest_series_within(series, limits.get("sensor-service"))}
-    coll = doc["collectors"]["steps"]
-    if coll:
-        out["collectors"] = {"holds": analysis.collector_holds(coll),
-                             "memory_ratio": analysis.collector_memory_ratio(coll),
-                             "limit_mb": limits.get("victoriametrics")}
-    return out
 
 
 def _limits_mb() -> dict:

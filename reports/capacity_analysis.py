@@ -25,11 +25,13 @@ def slo_problem(step: dict) -> str | None:
     if step.get("status") != "ok":
         return f"step {step.get('status')}"
     p99 = _num(step.get("scrape_p99_ms"))
+    failed = _num(step.get("failed_scrapes"))
     if p99 is None:
+        if failed:   # nothing answered, so no latency: the failures are the finding
+            return f"none of the scrapes answered ({failed:.0f} failed or omitted)"
         return "scrape latency not measured"
     if p99 >= SLO_P99_MS:
         return f"scrape p99 {p99:.0f} ms >= {SLO_P99_MS:.0f} ms"
-    failed = _num(step.get("failed_scrapes"))
     if failed is None:
         return "scrape counts not measured"
     if failed > 0:
@@ -170,4 +172,31 @@ def collector_memory_ratio(steps: list[dict], a: str = "victoriametrics", b: str
         va, vb = _num(by[(a, n)].get(key)), _num(by[(b, n)].get(key))
         if va is not None and vb:
             out.append({"series": n, a: va, b: vb, "change": va / vb - 1.0})
+    return out
+
+
+def analyse(doc: dict, limits: dict) -> dict:
+    """Every conclusion of the document's steps (docs/capacity.md)."""
+    out: dict = {"slo": {"scrape_p99_ms_below": SLO_P99_MS, "failed_scrapes": 0},
+                 "knee_factor": KNEE_FACTOR}
+    load = doc["load"]["steps"]
+    out["load"] = {}
+    for v in sorted({s["variant"] for s in load}):
+        scrape = [s for s in load if s["variant"] == v and s["axis"] == "scrape"]
+        sensor = [s for s in load if s["variant"] == v and s["axis"] == "sensor"]
+        out["load"][v] = {
+            "scrape_capacity": sustainable_capacity(scrape, "scrape_rate"),
+            "scrape_knee": latency_knee(scrape, "scrape_rate"),
+            "sensor_capacity": sustainable_capacity(sensor, "sensor_rate"),
+            "sensor_knee": latency_knee(sensor, "sensor_rate"),
+        }
+    series = doc["series"]["steps"]
+    if series:
+        out["series"] = {"costs": series_costs(series),
+                         "largest": largest_series_within(series, limits.get("sensor-service"))}
+    coll = doc["collectors"]["steps"]
+    if coll:
+        out["collectors"] = {"holds": collector_holds(coll),
+                             "memory_ratio": collector_memory_ratio(coll),
+                             "limit_mb": limits.get("victoriametrics")}
     return out
