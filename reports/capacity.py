@@ -48,7 +48,7 @@ def load_sentences(doc: dict) -> list[str]:
         if sc.get("rate") is not None or sc.get("limited_by"):
             rate, above = _rate(sc, "/sensor requests/s")
             beside = next((s["scrape_rate"] for s in steps if s["variant"] == v and s["axis"] == "sensor"), None)
-            out.append(f"Beside {beside:g} scrapes/s the {v} service keeps the scrape SLO up to {rate}; {above}.")
+            out.append(f"Beside {beside:g} scrape{'' if beside == 1 else 's'}/s the {v} service keeps the scrape SLO up to {rate}; {above}.")
     return out
 
 
@@ -122,6 +122,14 @@ COLLECTOR_COLUMNS = (("series", "series", ""), ("peak MB", "mem_peak_mb", ""),
                      ("scrapes done", "scrapes_done", ""), ("OOM kills", "oom_kills", ""))
 
 
+RATE_KEYS = ("scrape_rate", "sensor_rate")   # settings, shown as given (1024, not 1,020)
+
+
+def _cell(step: dict, key: str) -> str:
+    v = step.get(key)
+    return f"{v:g}" if key in RATE_KEYS and isinstance(v, (int, float)) else fmt(v)
+
+
 def _table(steps, columns, first=None):
     from reports.capacity_analysis import slo_problem
     headers = ([first[0]] if first else []) + [c[0] for c in columns] + ["verdict"]
@@ -129,7 +137,7 @@ def _table(steps, columns, first=None):
     for s in steps:
         verdict = ("load generator was the bottleneck" if s.get("loadgen_bottleneck") else
                    (s.get("status") if s.get("sweep") == "collectors" else (slo_problem(s) or "meets the SLO")))
-        rows.append(([first[1](s)] if first else []) + [fmt(s.get(k)) for _, k, _ in columns] + [verdict])
+        rows.append(([first[1](s)] if first else []) + [_cell(s, k) for _, k, _ in columns] + [verdict])
     return ("table", headers, rows)
 
 

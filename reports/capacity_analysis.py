@@ -35,7 +35,7 @@ def slo_problem(step: dict) -> str | None:
     if failed is None:
         return "scrape counts not measured"
     if failed > 0:
-        return f"{failed:.0f} failed or omitted scrapes"
+        return f"{failed:.0f} failed or omitted scrape{'' if failed == 1 else 's'}"
     return None
 
 

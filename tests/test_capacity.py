@@ -25,7 +25,7 @@ def load_step(rate, p99, failed=0, status="ok", bottleneck=False, variant="optim
 def test_slo_needs_p99_under_one_second_and_no_failed_scrape():
     assert A.meets_slo(load_step(10, 999.0))
     assert "p99" in A.slo_problem(load_step(10, 1000.0))
-    assert "failed" in A.slo_problem(load_step(10, 5.0, failed=1))
+    assert A.slo_problem(load_step(10, 5.0, failed=1)) == "1 failed or omitted scrape"
     assert A.slo_problem(load_step(10, 5.0, status="oom")) == "OOM-killed"
     assert "not measured" in A.slo_problem(load_step(10, None))
     assert "none of the scrapes answered (8 failed" in A.slo_problem(load_step(10, None, failed=8))
