@@ -38,8 +38,8 @@ def load_sentences(doc: dict) -> list[str]:
         detail = (f" (p99 {fmt(s.get('scrape_p99_ms'), ' ms')} from the intended start, "
                   f"{fmt(s.get('cpu_cores'))} cores, peak {fmt(s.get('mem_peak_mb'), ' MB')})") if s else ""
         rate, above = _rate(cap, "scrapes/s")
-        knee_text = (f"Its latency knee (p99 within {fmt(knee.get('factor'))}× its {fmt(knee.get('reference_p99_ms'), ' ms')} "
-                     f"at the lightest step, or {fmt(knee.get('min_rise_ms'), ' ms')} above it) is {knee['rate']:g} scrapes/s."
+        knee_text = (f"Its latency knee (p99 within {knee.get('factor'):g}× its {fmt(knee.get('reference_p99_ms'), ' ms')} "
+                     f"at the lightest step, or {knee.get('min_rise_ms'):g} ms above it) is {knee['rate']:g} scrapes/s."
                      if knee.get("rate") is not None else "No step stayed near the lightest step's p99.")
         sensor = next((x["sensor_rate"] for x in steps if x["variant"] == v and x["axis"] == "scrape"), 0)
         out.append(f"At 0.5 CPU / 50 MB the {v} service sustains {rate} beside {sensor:g} /sensor requests/s"
