@@ -1,4 +1,5 @@
 """Shared fixtures. Keep this small: add fixtures that several test files need."""
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -30,3 +31,11 @@ def free_ports():
             for s in socks:
                 s.close()
     return make
+
+
+# A shell that starts jobs in the background without job control (nohup, `cmd &` in a
+# script) leaves SIGINT ignored, and exec keeps it ignored in every process started from
+# here: a Python started so never raises KeyboardInterrupt, and the Ctrl-C tests could
+# interrupt nothing. A handled signal reverts to the default in children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -20,9 +20,20 @@ def add_arguments(p) -> None:
                                    "(default: the newest complete one in results/)")
 
 
+def _is_capacity_run(run_dir: Path) -> bool:
+    """A `make capacity` run: its own capacity.json and a run id labelled capacity (the
+    committed example carries a capacity.json too, beside a profile run's manifest)."""
+    from plumbing.files import read_json
+    try:
+        run_id = read_json(run_dir / "manifest.json").get("run_id") or ""
+    except (OSError, ValueError):
+        run_id = run_dir.name
+    return (run_dir / "capacity.json").exists() and run_id.endswith("-capacity")
+
+
 def run(args, command: str) -> int:
     run_dir = Path(args.run)
-    if (run_dir / "capacity.json").exists():
+    if _is_capacity_run(run_dir):
         from reports.capacity import render_capacity
         paths = render_capacity(run_dir)
         print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
