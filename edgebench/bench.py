@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,18 +12,11 @@ from edgebench.params import RunParams
 from edgebench.progress import Progress
 from edgebench.results import ROOT, RunDir
 from edgebench.scenarios import Scenario
+from plumbing.process import sigterm_as_ctrl_c
 from reports.contract import write_scenario
 
 # EDGEBENCH_COMPOSE_FILE: another compose file (the fault suite's broken collector)
 COMPOSE_FILE = Path(os.environ.get("EDGEBENCH_COMPOSE_FILE") or ROOT / "docker-compose.yml")
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM is handled like Ctrl-C: keep what was measured, tear everything down."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
 
 
 def scenario_dir_name(scenario: Scenario, repeat: int) -> str:
@@ -39,7 +31,7 @@ def run_bench(params: RunParams, command: str) -> tuple[RunDir, int]:
     label = "profile" if params.profile else "bench"
     run = RunDir.create(params.results_root, label, command, params.to_dict())
     print(f"edgebench: results in {run.path}")
-    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    restore_sigterm = sigterm_as_ctrl_c()
     status = "failed"
     try:
         if params.target:
@@ -60,7 +52,7 @@ def run_bench(params: RunParams, command: str) -> tuple[RunDir, int]:
         status = "interrupted"
         print("\nedgebench: interrupted; keeping what was measured")
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        restore_sigterm()
         run.update(status=status, finished_at=time.time())
         _render(run)
         if status == "complete":
@@ -77,7 +69,12 @@ def preflight(params: RunParams) -> None:
         check_target(params.target)
     else:
         load_compose(COMPOSE_FILE, profiles=("prometheus",))
-    root = Path(params.results_root)
+    check_results_root(params.results_root)
+
+
+def check_results_root(root) -> None:
+    """Refused before anything starts: a results folder that is a file."""
+    root = Path(root)
     if root.exists() and not root.is_dir():
         from edgebench.scenarios import ParameterError
         raise ParameterError(f"results folder {root} is a file: pass --results <folder> or move it")
@@ -213,7 +210,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
         info["error"] = f"{type(e).__name__}: {e}"
         raise
     finally:
-        _tidy_scenario_dir(sdir, state_dir)
+        tidy_scenario_dir(sdir, state_dir)
         write_scenario(sdir, info)
         progress.phase(info["status"])
     return info
@@ -225,7 +222,7 @@ def _memory_now(sampler) -> dict:
             for name, row in sampler.latest.items()}
 
 
-def _tidy_scenario_dir(sdir: Path, state_dir: Path) -> None:
+def tidy_scenario_dir(sdir: Path, state_dir: Path) -> None:
     """Keep the logs where the results contract expects them; drop collector data volumes."""
     logs = state_dir / "logs"
     if logs.is_dir():

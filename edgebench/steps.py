@@ -10,7 +10,6 @@ short keeps what it measured.
 from __future__ import annotations
 
 import math
-import signal
 import statistics
 import subprocess
 import time
@@ -25,6 +24,7 @@ from edgebench.results import ROOT, RunDir
 from edgebench.rounds import ROUND_SCENARIO, Side, run_round
 from edgebench.scenarios import ParameterError
 from plumbing.files import read_json, write_atomic, write_json_atomic
+from plumbing.process import sigterm_as_ctrl_c
 
 STEPS_FILE = ROOT / "docs" / "optimization-steps.yml"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -228,14 +228,6 @@ def side_facts(scenario_dir: Path) -> dict:
 
 # --------------------------------------------------------------------------- the run
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM ends a steps run like Ctrl-C: stacks torn down, worktrees removed."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def _new_record(step: Step) -> dict:
     return {"name": step.name, "change": step.change, "before": step.before, "after": step.after,
             "before_commit": resolve_commit(step.before), "after_commit": resolve_commit(step.after),
@@ -349,7 +341,7 @@ def run_steps(steps: list[Step], rounds: int, engine: str, results_root: Path, c
             f"about {left / 60:.1f} min left")
         write_steps(run, doc)
 
-    old_term = signal.signal(signal.SIGTERM, _terminate)
+    restore_sigterm = sigterm_as_ctrl_c()   # stacks torn down, worktrees removed
     status = "failed"
     try:
         for n, step in enumerate(steps, 1):
@@ -367,7 +359,7 @@ def run_steps(steps: list[Step], rounds: int, engine: str, results_root: Path, c
         status = "interrupted"
         say("\nedgebench steps: interrupted; steps.json keeps what was measured")
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        restore_sigterm()
         doc["status"] = status
         write_steps(run, doc)
         run.finish(status, update_latest=False)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from loadtests.runner import LoadError, run_load
+from plumbing.process import sigterm_as_ctrl_c
 
 
 def _progress(d: dict) -> None:
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--request-timeout", type=float, default=10.0, help="per-request timeout s (default %(default)s)")
     args = ap.parse_args(argv)
     # `kill <pid>` stops a manual run as cleanly as Ctrl-C (Locust stopped, samples kept)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    sigterm_as_ctrl_c()
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

@@ -59,3 +59,18 @@ def preexec_die_with_parent(sig: int = signal.SIGKILL):
     """A ``preexec_fn`` for ``subprocess.Popen``: the child dies with this process."""
     parent = os.getpid()
     return lambda: die_with_parent(parent, sig)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: what was measured is kept, everything torn down."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def sigterm_as_ctrl_c():
+    """From now on SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread, so
+    `kill <pid>` and a CI timeout end a run as cleanly as Ctrl-C. Returns the undo."""
+    old = signal.signal(signal.SIGTERM, _raise_terminated)
+    return lambda: signal.signal(signal.SIGTERM, old)

@@ -328,13 +328,18 @@ def throttled_ratio_basis(v: ScenarioView) -> str | None:
     return "nr_throttled / wall-clock periods (no nr_periods in resources.csv): a lower bound"
 
 
-def mem_peak_of(role: str):
-    """Largest 4 Hz sample of memory (usage − inactive file) in the window."""
+def _sampled_memory_of(role: str, estimator):
+    """``estimator`` over the window's 4 Hz samples of memory (usage − inactive file)."""
     def est(v: ScenarioView):
         c = v.component_of(role)
         w = v.steady_samples(c) if c else None
-        return None if w is None else _mb(S.mem_peak(w["mem_bytes"]))
+        return None if w is None else _mb(estimator(w["mem_bytes"]))
     return est
+
+
+def mem_peak_of(role: str):
+    """Largest 4 Hz sample of memory (usage − inactive file) in the window."""
+    return _sampled_memory_of(role, S.mem_peak)
 
 
 def mem_peak_kernel_of(role: str):
@@ -361,11 +366,8 @@ def mem_peak_kernel_window(v: ScenarioView) -> str | None:
 
 
 def mem_steady_of(role: str):
-    def est(v: ScenarioView):
-        c = v.component_of(role)
-        w = v.steady_samples(c) if c else None
-        return None if w is None else _mb(S.mem_steady(w["mem_bytes"]))
-    return est
+    """Median 4 Hz sample of memory (usage − inactive file) in the window."""
+    return _sampled_memory_of(role, S.mem_steady)
 
 
 def _mb(x):

@@ -22,8 +22,10 @@ proc_starttime = proc_start_time  # the stack's historical name
 
 
 def spawn(argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
-          cgroup: ServiceCgroup | None) -> subprocess.Popen:
-    """Start ``argv`` in a new session, in ``cgroup`` from before exec, output appended to log."""
+          cgroup: ServiceCgroup | None, append: bool = True) -> subprocess.Popen:
+    """Start ``argv`` in a new session, in ``cgroup`` from before exec, dying with this
+    process; output appended to the log after a start line (``append=False``: the log
+    holds this run's output alone, as a healthcheck's does)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = dict(os.environ)
     full_env.update(env)
@@ -35,8 +37,9 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
             cgroup.add_pid(os.getpid())
         die_with_parent(parent)
 
-    with open(log_path, "ab", buffering=0) as log:
-        log.write(f"--- edgebench: start {time.strftime('%Y-%m-%dT%H:%M:%S')} {json.dumps(argv)}\n".encode())
+    with open(log_path, "ab" if append else "wb", buffering=0) as log:
+        if append:
+            log.write(f"--- edgebench: start {time.strftime('%Y-%m-%dT%H:%M:%S')} {json.dumps(argv)}\n".encode())
         return subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                                 preexec_fn=pre)

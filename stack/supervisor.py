@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from plumbing.files import write_json_atomic
 
 from . import registry
 from .cgroups import CgroupUnavailable, ServiceCgroup
-from .native import die_with_parent, http_ok, pid_alive, proc_starttime, signal_group, spawn, tail
+from .native import http_ok, pid_alive, proc_starttime, signal_group, spawn, tail
 
 TICK = 0.05
 BACKOFF_START = 0.1  # docker's restart manager: 100 ms, doubled per quick exit,
@@ -119,20 +118,7 @@ class HealthcheckRun:
                 "cpu_ms_mean": round(self.cpu_ms_total / self.runs, 3) if self.runs else None}
 
     def start(self, env: dict, cwd: str, cgroup: ServiceCgroup | None) -> None:
-        self.out_path.parent.mkdir(parents=True, exist_ok=True)
-        full_env = dict(os.environ)
-        full_env.update(env)
-        parent = os.getpid()
-
-        def pre():
-            if cgroup is not None:
-                cgroup.add_pid(os.getpid())
-            die_with_parent(parent)
-
-        with open(self.out_path, "wb") as out:
-            self.proc = subprocess.Popen(self.spec["argv"], cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                         close_fds=True, preexec_fn=pre)
+        self.proc = spawn(self.spec["argv"], env, cwd, self.out_path, cgroup, append=False)
         self.started = time.monotonic()
         self.timed_out = False
 

@@ -2,7 +2,6 @@
 sweep (edgebench.capacity.series): settings, label sets, the exposition's bytes, promtool,
 real services and real stacks under the compose limits."""
 
-import os
 import re
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from test_service import service_env
 
 from edgebench.capacity.series import measure_series_step, series_record
 from service import extra_series
@@ -120,16 +120,10 @@ def test_record_of_a_start_the_oom_killer_ended(tmp_path):
 
 # --- real services ------------------------------------------------------------------------
 
-def _service_env(**env):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    clean.update({k: str(v) for k, v in env.items()})
-    return clean
-
-
 @pytest.mark.slow
 def test_bad_extra_series_stops_the_service_with_one_line():
     out = subprocess.run([sys.executable, "-m", "service", "--port", "1"], cwd=ROOT,
-                         env=_service_env(SENSOR_EXTRA_SERIES="-2"), capture_output=True, text=True,
+                         env=service_env(SENSOR_EXTRA_SERIES="-2"), capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
@@ -151,7 +145,7 @@ def test_cached_renderer_matches_generate_latest_on_the_full_registry_with_1000_
             "a, b = core.render_exposition(), generate_latest(REGISTRY)\n"
             "print(a == b, a.count(b'sensor_reading{'), len(a))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60, env=_service_env())
+                         timeout=60, env=service_env())
     assert out.returncode == 0, out.stderr
     equal, count, size = out.stdout.split()
     assert (equal, count) == ("True", "1000"), out.stdout + out.stderr

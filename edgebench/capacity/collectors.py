@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 import urllib.error
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
+from edgebench.bench import tidy_scenario_dir
 from edgebench.capacity.collector_compose import (
     DEPLOYMENT_SCRAPE,
     TARGET,
@@ -220,7 +220,7 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
         info["status"] = record["status"] = "failed"
         info["error"] = record["error"] = f"{type(e).__name__}: {e}"   # the sweep goes on
     finally:
-        _tidy(step_dir, state_dir)
+        tidy_scenario_dir(step_dir, state_dir)
         record["scrapes_done"] = watch.rounds_done if watch.scrapes else 0
         record["scrape_send_max_s"] = watch.send_max_s
         info["step"] = {k: record[k] for k in ("status", "error", "scrapes_done", "oom_kills")}
@@ -275,17 +275,6 @@ def _settled_samples(collector: str, url: str, at_least: int, wait_s: float = 10
         time.sleep(POLL_S)
         value = samples_appended(collector, url) or value
     return value
-
-
-def _tidy(step_dir: Path, state_dir: Path) -> None:
-    """Logs where the results contract expects them; the collector's data dropped."""
-    logs = state_dir / "logs"
-    if logs.is_dir():
-        (step_dir / "logs").mkdir(exist_ok=True)
-        for f in logs.iterdir():
-            shutil.move(str(f), str(step_dir / "logs" / f.name))
-        logs.rmdir()
-    shutil.rmtree(state_dir / "volumes", ignore_errors=True)
 
 
 def _figures(step_dir: Path, record: dict) -> None:

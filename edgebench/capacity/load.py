@@ -41,37 +41,13 @@ def step_params(scrape_rate: float, sensor_rate: float, variant: str, engine: st
                      scenarios=[scenario_for(variant)], results_root=results_root)
 
 
-def step_figures(sdir: Path) -> dict:
-    """The catalogue's figures of one measured step directory, under the sweep's names."""
-    from reports.load import load_scenario
-    from reports.summary import summarize_scenario
-
-    s = summarize_scenario(load_scenario(sdir))
-    counts = (s.get("request_counts_by_endpoint") or {}).get("/metrics") or {}
-    sensor = (s.get("latency_ms_by_endpoint") or {}).get("/sensor") or {}
-    intended, ok = counts.get("intended"), counts.get("ok")
-    return {
-        "scrape_p50_ms": (s.get("scrape_latency_from_intended_ms") or {}).get("p50"),
-        "scrape_p99_ms": (s.get("scrape_latency_from_intended_ms") or {}).get("p99"),
-        "scrape_service_p99_ms": (s.get("scrape_latency_ms") or {}).get("p99"),
-        "sensor_p99_ms": (sensor.get("from_intended") or {}).get("p99"),
-        "scrapes_intended": intended, "scrapes_sent": counts.get("sent"), "scrapes_ok": ok,
-        "failed_scrapes": (intended - ok) if intended is not None and ok is not None else None,
-        "throughput_rps": s.get("throughput_rps"),
-        "cpu_cores": s.get("service_cpu_cores"), "cpu_ms_per_scrape": s.get("cpu_ms_per_scrape"),
-        "throttled_ratio": s.get("throttled_ratio"),
-        "mem_rest_mb": s.get("service_mem_steady_mb"), "mem_peak_mb": s.get("service_mem_peak_kernel_mb"),
-        "oom_kills": s.get("oom_kills_total"),
-        "loadgen_bottleneck": bool(s.get("loadgen_bottleneck") or (s.get("meta") or {}).get("loadgen_bottleneck")),
-    }
-
-
 def measure_load_step(step_dir: Path, variant: str, scrape_rate: float, sensor_rate: float,
                       engine: str = "auto", duration_s: float = 10.0, warmup_s: float = 3.0,
                       axis: str = "scrape", workers: int = 0) -> dict:
     """Measure one offered load (totals per second) on a fresh stack; the step's record.
     A failed step is a record with its error; Ctrl-C propagates after the teardown."""
     from edgebench.bench import measure_scenario
+    from edgebench.capacity.step_figures import service_figures, step_summary
     from plumbing.files import read_json
 
     step_dir = Path(step_dir)
@@ -91,7 +67,7 @@ def measure_load_step(step_dir: Path, variant: str, scrape_rate: float, sensor_r
     finally:
         if (step_dir / "scenario.json").exists():
             try:
-                record.update(step_figures(step_dir))
+                record.update(service_figures(step_summary(step_dir)))
                 meta = read_json(step_dir / "scenario.json")
                 record["loadgen_bottleneck"] = bool(meta.get("loadgen_bottleneck"))
             except Exception as e:  # noqa: BLE001 - figures of a broken step: say so

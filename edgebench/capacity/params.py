@@ -54,6 +54,21 @@ def _rates(text: str, name: str) -> tuple[float, ...]:
     return tuple(sorted(set(out)))
 
 
+def _choose(text: str, name: str, allowed: tuple, example: str = "") -> tuple:
+    chosen = tuple(x for x in str(text).replace(",", " ").split() if x)
+    if not chosen or any(x not in allowed for x in chosen):
+        raise ParameterError(f"{name}={text!r}: choose from {', '.join(allowed)}{example}")
+    return chosen
+
+
+def _check_offerable(rates: tuple, beside: float, name: str, unit: str) -> None:
+    """A step the load generator cannot offer would measure Locust, not the service."""
+    for rate in rates:
+        if rate + beside > LOADGEN_MAX_RPS:
+            raise ParameterError(f"{name}: {rate:g} {unit} is more than the load generator can offer here "
+                                 f"(about {LOADGEN_MAX_RPS:g} requests/s); pass lower rates")
+
+
 @dataclass
 class CapacityParams:
     sweeps: tuple = SWEEPS
@@ -114,17 +129,9 @@ def build_capacity_params(sweeps=None, steps=None, sensor_steps=None, max_series
     """Parse and check everything a capacity run needs; refuse with one line."""
     p = CapacityParams(engine=engine, results_root=Path(results_root))
     if sweeps:
-        chosen = tuple(s for s in str(sweeps).replace(",", " ").split() if s)
-        unknown = [s for s in chosen if s not in SWEEPS]
-        if unknown or not chosen:
-            raise ParameterError(f"SWEEPS={sweeps!r}: choose from {', '.join(SWEEPS)}, e.g. SWEEPS=load,series")
-        p.sweeps = chosen
+        p.sweeps = _choose(sweeps, "SWEEPS", SWEEPS, ", e.g. SWEEPS=load,series")
     if variants:
-        chosen = tuple(v for v in str(variants).replace(",", " ").split() if v)
-        unknown = [v for v in chosen if v not in VARIANTS]
-        if unknown or not chosen:
-            raise ParameterError(f"VARIANTS={variants!r}: choose from {', '.join(VARIANTS)}")
-        p.variants = chosen
+        p.variants = _choose(variants, "VARIANTS", VARIANTS)
     if steps is not None:
         rates = _rates(steps, "STEPS")
         p.scrape_steps = {v: rates for v in VARIANTS}
@@ -132,14 +139,8 @@ def build_capacity_params(sweeps=None, steps=None, sensor_steps=None, max_series
         rates = _rates(sensor_steps, "SENSOR_STEPS")
         p.sensor_steps = {v: rates for v in VARIANTS}
     for v in p.variants:
-        for rate in p.scrape_steps[v]:
-            if rate + DEFAULT_SENSOR_RATE > LOADGEN_MAX_RPS:
-                raise ParameterError(f"STEPS: {rate:g} scrapes/s is more than the load generator can offer "
-                                     f"here (about {LOADGEN_MAX_RPS:g} requests/s); pass lower rates")
-        for rate in p.sensor_steps[v]:
-            if rate + SENSOR_AXIS_SCRAPE_RATE > LOADGEN_MAX_RPS:
-                raise ParameterError(f"SENSOR_STEPS: {rate:g} requests/s is more than the load generator can "
-                                     f"offer here (about {LOADGEN_MAX_RPS:g} requests/s); pass lower rates")
+        _check_offerable(p.scrape_steps[v], DEFAULT_SENSOR_RATE, "STEPS", "scrapes/s")
+        _check_offerable(p.sensor_steps[v], SENSOR_AXIS_SCRAPE_RATE, "SENSOR_STEPS", "requests/s")
     if duration is not None:
         try:
             p.duration_s = float(duration)

@@ -2,47 +2,30 @@
 after every step (a run cut short keeps every step it measured), then the report."""
 from __future__ import annotations
 
-import signal
 import sys
 import time
-from pathlib import Path
 
 from edgebench.capacity.params import DEFAULT_SENSOR_RATE, SENSOR_AXIS_SCRAPE_RATE, CapacityParams
 from edgebench.results import RunDir
 from plumbing.files import write_json_atomic
+from plumbing.process import sigterm_as_ctrl_c
 from reports import capacity_analysis as analysis
 from reports.capacity_analysis import analyse
 
 CAPACITY_VERSION = 1
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM is handled like Ctrl-C: keep what was measured, tear everything down."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
-
-
-def preflight(params: CapacityParams) -> None:
+def preflight(params: CapacityParams) -> dict:
     """What can be refused before anything starts: the compose file, the results folder,
-    a series count the synthetic target could not hold in this machine's memory."""
-    from edgebench.bench import COMPOSE_FILE
-    from edgebench.scenarios import ParameterError
+    a series count the synthetic target could not hold in this machine's memory.
+    Returns each component's memory limit in MB, from the compose file."""
+    from edgebench.bench import COMPOSE_FILE, check_results_root
     from stack.compose import load_compose
-    load_compose(COMPOSE_FILE, profiles=("prometheus",))
-    root = Path(params.results_root)
-    if root.exists() and not root.is_dir():
-        raise ParameterError(f"results folder {root} is a file: pass --results <folder> or move it")
+    compose = load_compose(COMPOSE_FILE, profiles=("prometheus",))
+    check_results_root(params.results_root)
     if "collectors" in params.sweeps:
         from service.synthetic_target import check_series_fits
         check_series_fits(max(params.collector_steps))
-
-
-def _limits_mb() -> dict:
-    from edgebench.bench import COMPOSE_FILE
-    from stack.compose import load_compose
-    compose = load_compose(COMPOSE_FILE, profiles=("prometheus",))
     return {n: (s.mem_limit / 2**20 if s.mem_limit else None) for n, s in compose.all_services.items()}
 
 
@@ -127,8 +110,7 @@ def _failed(step: dict) -> bool:
 
 def run_capacity(params: CapacityParams, command: str) -> tuple[RunDir, int]:
     """Every sweep; returns the run and an exit code (0 complete, 130 interrupted)."""
-    preflight(params)
-    limits = _limits_mb()
+    limits = preflight(params)
     plan = _Plan(params)
     run = RunDir.create(params.results_root, "capacity", command, params.to_dict())
     print(f"edgebench capacity: {plan.total} steps at most (each ladder stops at its first failing step), "
@@ -142,7 +124,7 @@ def run_capacity(params: CapacityParams, command: str) -> tuple[RunDir, int]:
         write_json_atomic(path, doc)
 
     save()
-    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    restore_sigterm = sigterm_as_ctrl_c()
     status = "failed"
     try:
         for sweep, ladder, steps in _ladders(params):
@@ -164,7 +146,7 @@ def run_capacity(params: CapacityParams, command: str) -> tuple[RunDir, int]:
         status = "interrupted"
         print("\nedgebench capacity: interrupted; keeping every step measured", file=sys.stderr)
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        restore_sigterm()
         doc["status"] = status
         save()
         run.update(status=status, finished_at=time.time())

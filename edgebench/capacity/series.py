@@ -14,12 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgebench.bench import measure_scenario
+from edgebench.capacity.step_figures import SCRAPE_ENDPOINT, service_figures, step_summary
 from edgebench.params import RunParams
 from edgebench.scenarios import SCENARIOS, ParameterError
 from plumbing.files import read_json
 
 SCENARIO_OF_VARIANT = {"optimized": "optimized-vm", "baseline": "baseline-vm"}
-SCRAPE_ENDPOINT = "/metrics"
 
 
 def measure_series_step(step_dir: Path, n_series: int, variant: str = "optimized",
@@ -48,13 +48,15 @@ def measure_series_step(step_dir: Path, n_series: int, variant: str = "optimized
     return series_record(step_dir, n_series, variant, error)
 
 
+SERIES_FIGURES = ("cpu_ms_per_scrape", "scrape_p50_ms", "scrape_p99_ms", "mem_rest_mb", "mem_peak_mb",
+                  "scrapes_intended", "scrapes_ok", "failed_scrapes", "throttled_ratio")
+
+
 def series_record(step_dir: Path, n_series: int, variant: str, error: str | None = None) -> dict:
     """The record of a measured step directory (also after a failed or OOM-killed start)."""
-    figures = _summary(step_dir)
-    counts = (figures.get("request_counts_by_endpoint") or {}).get(SCRAPE_ENDPOINT) or {}
-    latency = figures.get("scrape_latency_from_intended_ms") or {}
-    intended, ok = counts.get("intended"), counts.get("ok")
-    oom = _max_known(figures.get("oom_kills_total"), supervisor_oom_kills(step_dir))
+    summary = step_summary(step_dir)
+    figures = service_figures(summary)
+    oom = _max_known(figures["oom_kills"], supervisor_oom_kills(step_dir))
     if oom:
         status = "oom"
     elif error is not None:
@@ -62,26 +64,8 @@ def series_record(step_dir: Path, n_series: int, variant: str, error: str | None
     else:
         status = "ok"
     return {"sweep": "series", "variant": variant, "series": n_series, "status": status, "error": error,
-            "exposition_bytes": exposition_bytes(step_dir, figures.get("window") or {}),
-            "cpu_ms_per_scrape": figures.get("cpu_ms_per_scrape"),
-            "scrape_p50_ms": latency.get("p50"), "scrape_p99_ms": latency.get("p99"),
-            "mem_rest_mb": figures.get("service_mem_steady_mb"),
-            "mem_peak_mb": figures.get("service_mem_peak_kernel_mb"),
-            "oom_kills": oom, "scrapes_intended": intended, "scrapes_ok": ok,
-            "failed_scrapes": intended - ok if intended is not None and ok is not None else None,
-            "throttled_ratio": figures.get("throttled_ratio"), "dir": step_dir.name}
-
-
-def _summary(step_dir: Path) -> dict:
-    """The catalogue's figures of the step, or {} when it has nothing to read."""
-    from reports.load import ReportError, load_scenario
-    from reports.summary import summarize_scenario
-    if not (step_dir / "scenario.json").exists():
-        return {}
-    try:
-        return summarize_scenario(load_scenario(step_dir))
-    except ReportError:
-        return {}
+            "exposition_bytes": exposition_bytes(step_dir, summary.get("window") or {}),
+            **{k: figures[k] for k in SERIES_FIGURES}, "oom_kills": oom, "dir": step_dir.name}
 
 
 def supervisor_oom_kills(step_dir: Path) -> int | None:

@@ -2,7 +2,6 @@
 the verdict is decided or the time budget is spent; budgets, A/B, outputs."""
 from __future__ import annotations
 
-import signal
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -18,14 +17,7 @@ from edgebench.gate.verdict import GateResult, Round, evaluate
 from edgebench.gitref import resolve_ref, worktree
 from edgebench.results import ROOT, RunDir, git_info
 from edgebench.rounds import Side, round_params, run_round
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM ends the gate like Ctrl-C: every stack torn down, the worktree removed."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
+from plumbing.process import sigterm_as_ctrl_c
 
 
 @dataclass
@@ -62,7 +54,7 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
         f"{' + ' + str(params.inject) if params.inject else ''}; "
         f"A = {commit[:12] + ' (' + how + ')' if commit else how}; "
         f"{min_rounds}-{max_rounds} rounds within {budget_s:g} s; results in {run.path}")
-    old_term = signal.signal(signal.SIGTERM, _terminate)
+    restore_sigterm = sigterm_as_ctrl_c()   # every stack torn down, the worktree removed
     t0 = time.monotonic()
     status = "failed"
     try:
@@ -97,7 +89,7 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
         status = "interrupted"
         raise
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        restore_sigterm()
         if status != "complete":
             run.finish(status, update_latest=False)
     elapsed = time.monotonic() - t0
