@@ -34,7 +34,7 @@ LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,U
             $(call opt,SCENARIOS,scenarios) $(call opt,REPEATS,repeats) $(call opt,WORKERS,workers) \
             $(call opt,TARGET,target) --engine '$(ENGINE)'
 
-.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate steps capacity up down status test clean
+.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate steps capacity up down status test test-platforms clean
 
 help:
 	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | steps [ROUNDS=5] [ONLY=name] | capacity [STEPS=..] [MAX_SERIES=..] | up | down | status | test"
@@ -96,11 +96,18 @@ status: venv
 # The HTML report's test screenshots it in headless Chromium: install it too.
 test: venv lint
 	@EDGEBENCH_WITH_CHROMIUM=1 bash stack/install-os-packages.sh
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not platform" tests
+
+# The platform matrix {native, docker} x {cgroup v1, cgroup v2} (docs/stack.md#platforms):
+# installs Docker, Compose, QEMU and a Debian kernel when missing; a cell that cannot run
+# is skipped with one line naming what is missing and how to get it.
+test-platforms: venv
+	@EDGEBENCH_WITH_PLATFORMS=1 bash stack/install-os-packages.sh
+	$(PY) -m pytest -q -rs -m platform tests
 
 # The pure and fast tier (no real processes), for the edit-test loop: under a minute.
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow and not platform" tests
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,12 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 if [ "${EDGEBENCH_WITH_CHROMIUM:-0}" = 1 ]; then command -v chromium >/dev/null || need+=(chromium); fi
+# The platform matrix (make test-platforms): a Docker engine and a cgroup v2 guest.
+if [ "${EDGEBENCH_WITH_PLATFORMS:-0}" = 1 ]; then
+  command -v dockerd >/dev/null || need+=(docker.io)
+  command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod || need+=(busybox-static)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
