@@ -1,0 +1,114 @@
+"""The collector comparison: the settle rule, the k-of-n boundary statement, bytes per
+active series and the ratio interval on constructed data; the tuned configuration and
+the workload shapes as files; one short real side-by-side step (slow tier)."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from reports import collector_stats as cs
+
+LIMIT = 150 * 2**20
+
+
+def ramp(seconds: float, start_mb: float, mb_per_min: float, every_s: float = 1.0, noise_mb: float = 0.0,
+         seed: int = 1) -> list[tuple[float, float]]:
+    rng = random.Random(seed)
+    n = int(seconds / every_s) + 1
+    return [(i * every_s, (start_mb + mb_per_min * i * every_s / 60 + rng.uniform(-noise_mb, noise_mb)) * 2**20)
+            for i in range(n)]
+
+
+# ------------------------------------------------------------------ the settle rule
+
+def test_flat_memory_settles_once_the_window_is_covered():
+    flat = ramp(60, 80, 0.0, noise_mb=0.3)
+    assert cs.settled(flat[:40], LIMIT, interval_s=5)["settled"] is False   # 39 s < the 50 s window
+    verdict = cs.settled(flat, LIMIT, interval_s=5)
+    assert verdict["settled"] is True
+    assert verdict["window_s"] == 50
+    assert abs(verdict["slope_bytes_per_min"]) < verdict["threshold_bytes_per_min"]
+    assert verdict["mean_bytes"] == pytest.approx(80 * 2**20, rel=0.01)
+
+
+def test_growth_just_above_one_percent_of_the_limit_per_minute_has_not_settled():
+    # 1 % of 150 MiB is 1.5 MiB/min: 1.8 MiB/min grows, 1.2 MiB/min has settled
+    assert cs.settled(ramp(120, 50, 1.8), LIMIT, 5)["settled"] is False
+    assert cs.settled(ramp(120, 50, 1.2), LIMIT, 5)["settled"] is True
+
+
+def test_memory_still_falling_after_a_burst_has_not_settled():
+    falling = ramp(120, 140, -6.0)
+    v = cs.settled(falling, LIMIT, 5)
+    assert v["settled"] is False and v["slope_bytes_per_min"] < 0
+
+
+def test_only_the_last_window_counts():
+    burst_then_flat = ramp(60, 20, 60.0) + [(61 + t, b) for t, b in ramp(60, 80, 0.0)]
+    assert cs.settled(burst_then_flat, LIMIT, 5)["settled"] is True
+
+
+# ------------------------------------------------------------------ boundary statement
+
+def runs(n, statuses):
+    return [{"series": n, "status": s} for s in statuses]
+
+
+def test_boundary_statement_is_k_of_n():
+    recs = (runs(10_000, ["settled"]) + runs(30_000, ["settled", "capped", "settled"])
+            + runs(50_000, ["oom", "settled", "oom"]) + runs(70_000, ["oom"]))
+    b = cs.boundary(recs)
+    assert b["held_all"] == 30_000
+    assert b["next"] == {"series": 50_000, "held": 1, "runs": 3}
+    assert b["statement"] == "held 30,000 in 3 of 3 runs, 50,000 in 1 of 3"
+    assert b["provisional"] is False
+
+
+def test_a_lower_count_that_failed_once_caps_the_capacity():
+    recs = runs(10_000, ["settled"] * 3) + runs(20_000, ["settled", "behind", "settled"]) + runs(30_000, ["settled"] * 3)
+    b = cs.boundary(recs)
+    assert b["held_all"] == 10_000
+    assert b["statement"].startswith("held 10,000 in 3 of 3 runs, 20,000 in 2 of 3")
+
+
+def test_one_run_at_the_boundary_is_marked_provisional():
+    b = cs.boundary(runs(20_000, ["settled"]) + runs(30_000, ["oom"]))
+    assert b["provisional"] is True
+    assert "provisional: fewer than 3 runs at 20,000, 30,000" in b["statement"]
+
+
+def test_every_count_held_says_so_and_none_held_says_so():
+    assert "every count measured" in cs.boundary(runs(10_000, ["settled"] * 3))["statement"]
+    b = cs.boundary(runs(10_000, ["oom", "settled", "oom"]))
+    assert b["held_all"] is None
+    assert b["statement"].startswith("held no measured count in every run (the smallest, 10,000, in 1 of 3)")
+
+
+# ------------------------------------------------------------------ per series and ratio
+
+def test_bytes_per_series_recovers_the_slope_and_its_interval_covers_it():
+    rng = random.Random(4)
+    pts = [(n, 30e6 + 1500 * n + rng.gauss(0, 2e6)) for n in (10_000, 20_000, 30_000, 50_000) for _ in range(3)]
+    fit = cs.bytes_per_series(pts)
+    assert fit["low"] < 1500 < fit["high"]
+    assert fit["high"] - fit["low"] < 400
+    assert fit["n"] == 12
+    assert cs.bytes_per_series(pts[:2]) is None
+    assert cs.bytes_per_series([(10_000, 1.0)] * 3) is None
+
+
+def test_active_series_adds_each_targets_automatic_series():
+    assert cs.active_series(50_000, 40) == 50_200
+
+
+def test_ratio_interval_is_the_geometric_mean_with_a_t_interval():
+    r = cs.ratio_interval([(24.0, 9.0), (26.0, 9.5), (23.0, 8.8), (25.0, 9.2)])
+    assert r["rounds"] == 4
+    assert r["low"] < r["ratio"] < r["high"]
+    assert r["ratio"] == pytest.approx(math.exp(sum(math.log(a / b) for a, b in
+                                                    [(24, 9), (26, 9.5), (23, 8.8), (25, 9.2)]) / 4))
+    assert 2.5 < r["low"] and r["high"] < 2.9
+    assert cs.ratio_interval([(24.0, 9.0)]) is None
+    assert cs.ratio_interval([(24.0, 9.0), (None, 9.0)]) is None
