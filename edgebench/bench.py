@@ -173,6 +173,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 ports=ports))
             state = handle.state()
             info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
+                        cgroup_version=state.get("cgroup_version"), cgroup_view=state.get("cgroup_view"),
                         limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"),
                                     "cpus": s.get("cpus")}
                                 for n, s in state["services"].items()})

@@ -139,6 +139,8 @@ class ScenarioInfo:
     error: str | None = None
     components: dict = field(default_factory=dict)   # component -> role (service, collector, …)
     limits_enforced: bool | None = None
+    cgroup_version: int | None = None  # 1 | 2 | None (no readable cgroup)
+    cgroup_view: str | None = None     # own: the services read their own limits at /sys/fs/cgroup; host
     limits: dict = field(default_factory=dict)       # component -> {mem_limit_bytes, cpus}
     steady_start: float | None = None  # epoch s: the window every steady figure uses
     steady_end: float | None = None

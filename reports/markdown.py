@@ -228,6 +228,9 @@ def findings(summary: dict) -> list[str]:
                        f"{fmt(budget)} MB budget.")
         if s.get("limits_enforced") is False:
             out.append(f"{name}: limits were not enforced, so OOM kills and throttling do not reflect the robot.")
+        elif s.get("cgroup_view") == "host":
+            out.append(f"{name}: the components read the host's limits at /sys/fs/cgroup, not their own, so a "
+                       f"collector sized its caches and threads from the host rather than from its limit.")
     if not out:
         out.append("Nothing could be compared: see Not measured.")
     return out

@@ -161,6 +161,7 @@ def scenario_facts(v: ScenarioView) -> dict:
             "variant": sc.variant, "collector": sc.collector_name,
             "status": meta.get("status"), "engine": meta.get("engine"),
             "limits_enforced": meta.get("limits_enforced"), "limits": meta.get("limits"),
+            "cgroup_version": meta.get("cgroup_version"), "cgroup_view": meta.get("cgroup_view"),
             "users": meta.get("users"), "scrape_timeout_s": meta.get("scrape_timeout_s"),
             "warmup_s": meta.get("warmup_s"),
             "window": {"steady_start": v.start, "steady_end": v.end}, "duration_s": v.duration_s,

@@ -16,16 +16,18 @@ from pathlib import Path
 
 from plumbing.process import die_with_parent, pid_alive, proc_start_time  # noqa: F401 (re-exported)
 
+from .cgroup_view import ViewPlan, enter
 from .cgroups import ServiceCgroup
 
 proc_starttime = proc_start_time  # the stack's historical name
 
 
 def spawn(argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
-          cgroup: ServiceCgroup | None, append: bool = True) -> subprocess.Popen:
+          cgroup: ServiceCgroup | None, append: bool = True, view: ViewPlan | None = None) -> subprocess.Popen:
     """Start ``argv`` in a new session, in ``cgroup`` from before exec, dying with this
     process; output appended to the log after a start line (``append=False``: the log
-    holds this run's output alone, as a healthcheck's does)."""
+    holds this run's output alone, as a healthcheck's does). With ``view`` (and a cgroup)
+    the child sees its own cgroup at /sys/fs/cgroup, as in a container (stack.cgroup_view)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = dict(os.environ)
     full_env.update(env)
@@ -35,6 +37,8 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
     def pre():
         if cgroup is not None:
             cgroup.add_pid(os.getpid())
+            if view is not None:
+                enter(view)
         die_with_parent(parent)
 
     with open(log_path, "ab" if append else "wb", buffering=0) as log:

@@ -21,6 +21,7 @@ from plumbing.cgroup import detect_version
 from plumbing.files import write_json_atomic
 
 from . import registry
+from .cgroup_view import ViewPlan, check_view, plan_view
 from .cgroups import CgroupUnavailable, ServiceCgroup
 from .native import http_ok, pid_alive, proc_starttime, signal_group, spawn, tail
 
@@ -117,8 +118,8 @@ class HealthcheckRun:
                 "failures_in_a_row": self.failures_in_a_row, "last": self.last,
                 "cpu_ms_mean": round(self.cpu_ms_total / self.runs, 3) if self.runs else None}
 
-    def start(self, env: dict, cwd: str, cgroup: ServiceCgroup | None) -> None:
-        self.proc = spawn(self.spec["argv"], env, cwd, self.out_path, cgroup, append=False)
+    def start(self, env: dict, cwd: str, cgroup: ServiceCgroup | None, view: ViewPlan | None = None) -> None:
+        self.proc = spawn(self.spec["argv"], env, cwd, self.out_path, cgroup, append=False, view=view)
         self.started = time.monotonic()
         self.timed_out = False
 
@@ -168,6 +169,8 @@ class Supervisor:
         self.error = None
         self.stop_requested = False
         self.limits_enforced = True
+        self.view: ViewPlan | None = None  # each service's own /sys/fs/cgroup, as in a container
+        self.view_error: str | None = None
         self.cgroup_version = detect_version()
         self.started_at = time.time()
         self.healthy_at = None
@@ -195,6 +198,8 @@ class Supervisor:
             "status": self.status, "error": self.error, "stop_reason": self.stop_reason,
             "owner_pid": self.owner_pid, "owner_starttime": self.owner_starttime,
             "cgroup_version": self.cgroup_version, "limits_enforced": self.limits_enforced,
+            "cgroup_view": "own" if self.view is not None else "host",
+            "cgroup_view_error": self.view_error,
             "warnings": self.warnings,
             "compose_file": self.plan.get("compose_file"), "state_dir": str(self.state_dir),
             "started_at": self.started_at, "healthy_at": self.healthy_at, "updated_at": time.time(),
@@ -233,9 +238,26 @@ class Supervisor:
             self.limits_enforced = False
             self.warn(f"{e}; running the services UNCONFINED: memory and CPU limits are NOT enforced "
                       f"(run as root with cgroups mounted, or use --engine docker)")
+            return
+        self.choose_view()
+
+    def choose_view(self) -> None:
+        """Give every service a container's view of its own limits, or say once why not
+        (EDGEBENCH_CGROUP_VIEW=host keeps the host's view, for comparing the two)."""
+        if os.environ.get("EDGEBENCH_CGROUP_VIEW", "own") == "host":
+            self.view_error = "EDGEBENCH_CGROUP_VIEW=host"
+            return
+        plan = plan_view()
+        why = check_view(str(Path(__file__).resolve().parent.parent)) if plan else "no cgroup mounts found"
+        if why is None:
+            self.view = plan
+        else:
+            self.view_error = why
+            self.warn(f"{why}; the services read the HOST's limits at /sys/fs/cgroup, not their own "
+                      f"(a Go runtime or cache sizes itself from them)")
 
     def start(self, r: Runner) -> None:
-        r.proc = spawn(r.plan["argv"], r.plan["env"], r.plan["cwd"], r.log, r.cgroup)
+        r.proc = spawn(r.plan["argv"], r.plan["env"], r.plan["cwd"], r.log, r.cgroup, view=self.view)
         r.pid_starttime = proc_starttime(r.proc.pid)
         r.started_at = time.time()
         r.status, r.health, r.next_start, r.exit_code = "running", "starting", None, None
@@ -360,7 +382,7 @@ class Supervisor:
             return
         if chk.spec is not None and now >= chk.next_at and not self.stop_requested:
             try:
-                chk.start(r.plan["env"], r.plan["cwd"], r.cgroup)
+                chk.start(r.plan["env"], r.plan["cwd"], r.cgroup, self.view)
             except OSError as e:
                 chk.last = {"t": time.time(), "ok": False, "output": f"cannot run: {e.strerror}"}
                 chk.failures_in_a_row += 1

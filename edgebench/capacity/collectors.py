@@ -197,6 +197,7 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
                 ports={collector: free_port(), TARGET: free_port()}, timeout=60 + n_series / 100_000))
             state = handle.state()
             info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
+                        cgroup_version=state.get("cgroup_version"), cgroup_view=state.get("cgroup_view"),
                         limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"), "cpus": s.get("cpus")}
                                 for n, s in state["services"].items()})
             sampler = stack.enter_context(ResourceSampler(state_dir / "state.json", step_dir / "resources.csv"))
