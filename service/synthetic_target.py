@@ -87,6 +87,37 @@ def shard_sizes(n: int, shard_series: int = DEFAULT_SHARD_SERIES) -> list[int]:
     return [shard_series] * full + ([rest] if rest else [])
 
 
+def spread_sizes(n: int, low: int, high: int, seed: int = 1) -> list[int]:
+    """``n`` series over targets of ``low`` to ``high`` series each (drawn uniformly with
+    ``seed``; the last target takes the remainder, merged into its predecessor when that
+    would leave it under ``low``): many modest targets, as a fleet has them."""
+    if not (1 <= low <= high):
+        raise SeriesError(f"target sizes {low}-{high} are not 1 <= low <= high; fix: pass e.g. --spread 500-2000")
+    rng = random.Random(seed)
+    sizes: list[int] = []
+    left = n
+    while left > 0:
+        size = min(left, rng.randint(low, high))
+        sizes.append(size)
+        left -= size
+    if len(sizes) > 1 and sizes[-1] < low:
+        last = sizes.pop()
+        sizes[-1] += last
+    return sizes
+
+
+def parse_spread(text: str) -> tuple[int, int]:
+    """``"500-2000"`` -> (500, 2000); SeriesError with the fix otherwise."""
+    lo, sep, hi = str(text).partition("-")
+    try:
+        low, high = int(lo), int(hi)
+    except ValueError:
+        raise SeriesError(f"--spread {text!r} is not LOW-HIGH; fix: pass e.g. --spread 500-2000") from None
+    if not sep or not (1 <= low <= high):
+        raise SeriesError(f"--spread {text!r} is not LOW-HIGH with 1 <= LOW <= HIGH; fix: pass e.g. --spread 500-2000")
+    return low, high
+
+
 def render_shard(shard: int, first: int, count: int, bodies: int, seed: int) -> list[bytes]:
     """``bodies`` versions of one shard's lines (no header): the same label sets, other values.
 
@@ -109,12 +140,12 @@ class Target:
     """The rendered bodies and the record of what was served."""
 
     def __init__(self, n: int, seed: int = 1, bodies: int = DEFAULT_BODIES,
-                 shard_series: int = DEFAULT_SHARD_SERIES):
+                 shard_series: int = DEFAULT_SHARD_SERIES, sizes: list[int] | None = None):
         self.n = n
         self.bodies = bodies
         self.shards: list[list[bytes]] = []
         first = 0
-        for s, count in enumerate(shard_sizes(n, shard_series)):
+        for s, count in enumerate(sizes or shard_sizes(n, shard_series)):
             self.shards.append(render_shard(s, first, count, bodies, seed))
             first += count
         self.rotation = [0] * len(self.shards)   # next body index per shard
@@ -136,7 +167,8 @@ class Target:
             self.rotation[shard] += 1
         return [HEADER, self.shards[shard][k % self.bodies]]
 
-    def record(self, path: str, start: float, send_s: float, nbytes: int, ok: bool) -> None:
+    def record(self, path: str, start: float, send_s: float, nbytes: int, ok: bool,
+               client: str | None = None) -> None:
         with self.lock:
             if ok:
                 self.served += 1
@@ -144,7 +176,7 @@ class Target:
                 self.failed += 1
             if len(self.scrapes) < MAX_RECORDED_SCRAPES:
                 self.scrapes.append({"path": path, "start": round(start, 4), "send_s": round(send_s, 6),
-                                     "bytes": nbytes, "ok": ok})
+                                     "bytes": nbytes, "ok": ok, "client": client})
 
     def stats(self) -> dict:
         with self.lock:
@@ -182,7 +214,9 @@ def make_handler(target: Target):
 
         def do_GET(self):
             start = time.time()
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
+            # ?c=<name>: which collector asked (several scrape one target side by side)
+            client = next((v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "c"), None)
             if path == "/healthz":
                 self._send(200, "text/plain", [b"ok\n"])
             elif path == "/stats":
@@ -196,7 +230,7 @@ def make_handler(target: Target):
                         return
                     shard = int(tail)
                 size, ok = self._send(200, "text/plain; version=0.0.4; charset=utf-8", target.next_body(shard))
-                target.record(path, start, time.time() - start, size, ok)
+                target.record(path, start, time.time() - start, size, ok, client)
             else:
                 self._send(404, "text/plain", [b"not found\n"])
 
@@ -216,6 +250,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bodies", type=int, default=DEFAULT_BODIES, help="rendered versions rotated per shard")
     p.add_argument("--shard-series", type=int, default=DEFAULT_SHARD_SERIES,
                    help="series per /metrics/<i> shard (default 50000: ~5 MB, under VictoriaMetrics' 16 MiB)")
+    p.add_argument("--spread", default=None,
+                   help="LOW-HIGH: shards of LOW to HIGH series each (drawn with --seed) instead of --shard-series")
     return p.parse_args(argv)
 
 
@@ -228,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         # the native engine passes the host port through SENSOR_HOST/SENSOR_PORT, as for the service
         host = a.host or os.environ.get("SENSOR_HOST") or "127.0.0.1"
         port = a.port if a.port is not None else int(os.environ.get("SENSOR_PORT") or 8000)
+        sizes = spread_sizes(a.series, *parse_spread(a.spread), seed=a.seed) if a.spread else None
         t0 = time.monotonic()
-        target = Target(a.series, seed=a.seed, bodies=a.bodies, shard_series=a.shard_series)
+        target = Target(a.series, seed=a.seed, bodies=a.bodies, shard_series=a.shard_series, sizes=sizes)
         server = ThreadingHTTPServer((host, port), make_handler(target))
     except EdgebenchError as e:
         print(f"synthetic target: {e}", file=sys.stderr)

@@ -1,0 +1,147 @@
+"""The files of one collector-comparison step (pure: files only): the shipped and tuned
+configuration of each collector, side by side, each scraping one synthetic target.
+
+*shipped* is the collector exactly as docker-compose.yml defines it. *tuned* is what its
+vendor recommends for a 150 MB / 0.5 CPU device, with the same memory-limit policy for
+both (docs/capacity.md, "The collector comparison", cites each flag):
+
+- both: ``GOMEMLIMIT`` at 90 % of the compose memory limit (Go >= 1.19 reads it; both
+  Debian binaries are built with Go 1.19.8), so the garbage collector works harder
+  before the kernel's limit instead of after it;
+- VictoriaMetrics: ``-promscrape.streamParse=true`` (parse every scrape in chunks, the
+  first one too) and its own ``GOGC=30`` written out;
+- Prometheus: ``GOGC=75``, the default Prometheus 2.53 adopted for its memory.
+
+Each variant is a service ``<collector>-<config>`` with its own scrape config, whose
+jobs add ``?c=<service>`` to every scrape, so the target tells whose scrape it served.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from edgebench.capacity.collector_compose import (
+    DEPLOYMENT_COMPOSE,
+    DEPLOYMENT_SCRAPE,
+    TARGET,
+    TARGET_PORT,
+    CollectorStepError,
+    check_collector,
+    collector_compose,
+)
+from plumbing.files import write_atomic
+from service.synthetic_target import shard_sizes, spread_sizes
+
+CONFIGS = ("shipped", "tuned")
+SHAPES = ("one-target", "many-targets")
+SPREAD = (500, 2000)        # many-targets: each target 500 to 2,000 series
+GOMEMLIMIT_FRACTION = 0.9
+TUNED_FLAGS = {"victoriametrics": ["-promscrape.streamParse=true"], "prometheus": []}
+TUNED_GOGC = {"victoriametrics": "30", "prometheus": "75"}
+
+
+def variant_name(collector: str, config: str) -> str:
+    return f"{collector}-{config}"
+
+
+def parse_variant(name: str) -> tuple[str, str]:
+    collector, _, config = name.rpartition("-")
+    check_collector(collector)
+    if config not in CONFIGS:
+        raise CollectorStepError(f"variant {name!r}: configuration {config!r} is unknown; fix: use one of "
+                                 f"{', '.join(CONFIGS)}, e.g. prometheus-tuned")
+    return collector, config
+
+
+def target_sizes(n_series: int, shape: str, seed: int = 1) -> list[int]:
+    """Series per scrape target of ``shape``: all N in one target, or N over targets of
+    500 to 2,000 series."""
+    if shape == "one-target":
+        return shard_sizes(n_series, n_series)
+    if shape == "many-targets":
+        return spread_sizes(n_series, *SPREAD, seed=seed)
+    raise CollectorStepError(f"shape {shape!r} is unknown; fix: use one of {', '.join(SHAPES)}")
+
+
+def mem_limit_bytes(spec: dict) -> int | None:
+    from stack.compose import parse_bytes
+    return parse_bytes(spec.get("mem_limit")) if spec.get("mem_limit") is not None else None
+
+
+def tune(collector: str, spec: dict) -> dict:
+    """The tuned configuration of a collector's compose service (a copy)."""
+    spec = copy.deepcopy(spec)
+    limit = mem_limit_bytes(spec)
+    if limit is None:
+        raise CollectorStepError(f"{collector} has no mem_limit in docker-compose.yml; fix: restore it "
+                                 f"(the tuned configuration sets GOMEMLIMIT from it)")
+    env = dict(spec.get("environment") or {})
+    env["GOMEMLIMIT"] = str(int(limit * GOMEMLIMIT_FRACTION))
+    env["GOGC"] = TUNED_GOGC[collector]
+    spec["environment"] = env
+    spec["command"] = list(spec.get("command") or []) + TUNED_FLAGS[collector]
+    return spec
+
+
+def scrape_config(variant: str, sizes: list[int], scrape_path: Path = DEPLOYMENT_SCRAPE) -> dict:
+    """One job per target at ``synthetic-target:8000`` (the deployment's interval and
+    timeout), each scrape marked ``?c=<variant>``."""
+    doc = yaml.safe_load(Path(scrape_path).read_text()) or {}
+    jobs = [{"job_name": f"synthetic-{i}", "metrics_path": f"/metrics/{i}", "params": {"c": [variant]},
+             "static_configs": [{"targets": [f"{TARGET}:{TARGET_PORT}"]}]} for i in range(len(sizes))]
+    return {"global": dict(doc.get("global") or {}), "scrape_configs": jobs}
+
+
+def _other_host_port(port: str, index: int) -> str:
+    """``127.0.0.1:8428:8428`` -> ``127.0.0.1:<8428 + 10 * index>:8428``."""
+    parts = str(port).split(":")
+    if len(parts) == 3 and parts[1].isdigit():
+        parts[1] = str(int(parts[1]) + 10 * index)
+    return ":".join(parts)
+
+
+def comparison_compose(variants: list[str], n_series: int, shape: str, seed: int = 1,
+                       compose_path: Path = DEPLOYMENT_COMPOSE) -> dict:
+    """The step's compose document: every variant and the synthetic target."""
+    services: dict = {}
+    volumes: dict = {}
+    target = None
+    for i, v in enumerate(variants):
+        collector, config = parse_variant(v)
+        doc = collector_compose(collector, n_series, seed, compose_path)
+        target = target or doc["services"][TARGET]
+        spec = doc["services"][collector]
+        if config == "tuned":
+            spec = tune(collector, spec)
+        spec["volumes"] = [f"./scrape-{v}.yml:{vol.split(':', 2)[1]}:ro" if vol.startswith("./scrape.yml:")
+                           else f"{v}-data:{vol.split(':', 1)[1]}" for vol in spec["volumes"]]
+        volumes.update({f"{v}-data": {} for vol in spec["volumes"] if vol.startswith(f"{v}-data:")})
+        # one host port each (the step passes free ones; a file must not publish one twice)
+        spec["ports"] = [_other_host_port(p, i) for p in spec.get("ports") or []]
+        services[v] = spec
+    cmd = list(target["command"])
+    cmd = cmd[:cmd.index("--shard-series")] if "--shard-series" in cmd else cmd
+    if shape == "many-targets":
+        cmd = cmd + ["--spread", f"{SPREAD[0]}-{SPREAD[1]}"]
+    else:
+        cmd = cmd + ["--shard-series", str(n_series)]
+    target = {**target, "command": cmd}
+    return {"services": {TARGET: target, **services}, "volumes": volumes}
+
+
+def write_step_files(step_dir: Path, variants: list[str], n_series: int, shape: str, seed: int = 1,
+                     compose_path: Path = DEPLOYMENT_COMPOSE, scrape_path: Path = DEPLOYMENT_SCRAPE) -> Path:
+    """``docker-compose.yml`` and one ``scrape-<variant>.yml`` per variant in ``step_dir``."""
+    step_dir = Path(step_dir)
+    sizes = target_sizes(n_series, shape, seed)
+    doc = comparison_compose(variants, n_series, shape, seed, compose_path)
+    for v in variants:
+        write_atomic(step_dir / f"scrape-{v}.yml", yaml.safe_dump(scrape_config(v, sizes, scrape_path),
+                                                                   sort_keys=False))
+    out = step_dir / "docker-compose.yml"
+    header = (f"# Generated by edgebench's collector comparison from {compose_path}: "
+              f"{', '.join(variants)} side by side,\n# {n_series:,} synthetic series in {len(sizes)} target(s).\n")
+    write_atomic(out, header + yaml.safe_dump(doc, sort_keys=False))
+    return out

@@ -1,0 +1,248 @@
+"""One step of the collector comparison: several collector variants side by side (each in
+its own cgroup under the compose limits), all scraping one synthetic target with N series
+in a workload shape, until each has settled by the rule, reached the cap, been OOM-killed
+or fallen behind.
+
+Per variant, every second: anonymous memory and page cache of its cgroup
+(``memory.stat``), the kernel's peak; every scrape interval: its own Go heap
+(``go_memstats_heap_inuse_bytes``) and its active series (Prometheus
+``prometheus_tsdb_head_series``, VictoriaMetrics ``vm_cache_entries{type="storage/hour_metric_ids"}``)
+from its ``/metrics``. The settle rule is reports.collector_stats.settled.
+"""
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+from edgebench.bench import tidy_scenario_dir
+from edgebench.capacity.collector_compose import DEPLOYMENT_SCRAPE, TARGET
+from edgebench.capacity.collectors import INGESTION_COUNTERS, ScrapeWatch, _get_json, parse_counter
+from edgebench.capacity.comparison_compose import parse_variant, target_sizes, write_step_files
+from edgebench.progress import Progress
+from reports import collector_stats as cs
+from reports.contract import write_scenario
+from service.synthetic_target import check_series_fits
+
+POLL_S = 0.25
+MEMORY_EVERY_S = 1.0
+DEFAULT_CAP_S = 180.0       # a step ends at the latest this long after every target's first scrape
+HEAP = ("go_memstats_heap_inuse_bytes", {})
+ACTIVE = {"prometheus": ("prometheus_tsdb_head_series", {}),
+          "victoriametrics": ("vm_cache_entries", {"type": "storage/hour_metric_ids"})}
+DONE = ("settled", "capped", "oom", "behind", "failed")
+
+
+class ClientWatch(ScrapeWatch):
+    """The target's scrapes served to one collector (``?c=<variant>``)."""
+
+    def __init__(self, client: str, paths, interval_s, timeout_s):
+        super().__init__(paths, interval_s, timeout_s)
+        self.client = client
+
+    def update(self, stats: dict | None) -> None:
+        if stats:
+            self.scrapes = [s for s in stats.get("scrapes", [])
+                            if s.get("client") == self.client and s["path"] in self.paths]
+
+
+def _metrics(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=3) as r:
+            return r.read().decode("utf-8", "replace")
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+class Variant:
+    """One collector variant's watch, samples and verdict during a step."""
+
+    def __init__(self, name: str, paths, interval_s: float, timeout_s: float):
+        self.name = name
+        self.collector, self.config = parse_variant(name)
+        self.watch = ClientWatch(name, paths, interval_s, timeout_s)
+        self.status: str | None = None
+        self.error: str | None = None
+        self.anon: list[tuple[float, float]] = []     # (t, bytes) since the first complete round
+        self.cache: list[tuple[float, float]] = []
+        self.heap: list[tuple[float, float]] = []
+        self.active: list[tuple[float, float]] = []
+        self.peak = None
+        self.limit = None
+        self.decided_at = None
+        self.verdict: dict = {}
+        self.next_metrics = 0.0
+
+    def decide(self, status: str, error: str | None = None) -> None:
+        if self.status is None:
+            self.status, self.error, self.decided_at = status, error, time.time()
+
+
+def _window_mean(samples, end: float, window_s: float) -> float | None:
+    win = [b for t, b in samples if end - window_s <= t <= end]
+    return sum(win) / len(win) if win else None
+
+
+def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, shape: str,
+                            engine: str = "auto", seed: int = 1, cap_s: float = DEFAULT_CAP_S,
+                            settle_scrapes: int = cs.SETTLE_SCRAPES) -> list[dict]:
+    """Measure every variant side by side on ``n_series`` series in ``shape``; one record
+    per variant. Ctrl-C: teardown, scenario.json 'interrupted', KeyboardInterrupt propagates."""
+    from plumbing.cgroup import read_cgroups
+    from profiling.sampler import ResourceSampler
+    from stack.api import free_port, start_stack
+    from stack.scrape_config import scrape_settings
+
+    check_series_fits(n_series)
+    step_dir = Path(step_dir).resolve()
+    step_dir.mkdir(parents=True, exist_ok=True)
+    t_begin = time.time()
+    sizes = target_sizes(n_series, shape, seed)
+    settings = scrape_settings(DEPLOYMENT_SCRAPE)
+    paths = [f"/metrics/{i}" for i in range(len(sizes))]
+    vs = [Variant(v, paths, settings.interval_s, settings.timeout_s) for v in variants]
+    compose = write_step_files(step_dir, variants, n_series, shape, seed)
+    state_dir = step_dir / "stack"
+    progress = Progress(step_dir.name)
+    info = {"name": step_dir.name, "scenario": "collector-comparison", "repeat": 1, "variant": None,
+            "collector": None, "components": {**{v: "collector" for v in variants}, TARGET: "loadgen"},
+            "status": "running", "scrape_timeout_s": settings.timeout_s, "series": n_series, "shape": shape,
+            "targets": len(sizes), "peak_reset_at": None}
+    window_s = settle_scrapes * settings.interval_s
+    status = "complete"
+    try:
+        with ExitStack() as stack:
+            progress.phase(f"starting {', '.join(variants)} and a target with {n_series:,} series "
+                           f"in {len(sizes)} target(s)")
+            handle = stack.enter_context(start_stack(
+                compose, state_dir, services=[TARGET, *variants], engine=engine,
+                ports={name: free_port() for name in [TARGET, *variants]}, timeout=60 + n_series / 100_000))
+            state = handle.state()
+            info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
+                        cgroup_view=state.get("cgroup_view"))
+            stack.enter_context(ResourceSampler(state_dir / "state.json", step_dir / "resources.csv"))
+            target_url = handle.url(TARGET)
+            urls = {v.name: handle.url(v.name) for v in vs}
+            started = time.time()
+            first_deadline = started + 2 * settings.interval_s + settings.timeout_s + 30
+            next_mem = 0.0
+            while any(v.status is None for v in vs):
+                now = time.time()
+                stats = _get_json(target_url + "/stats")
+                sample_mem = now >= next_mem
+                if sample_mem:
+                    next_mem = now + MEMORY_EVERY_S
+                for v in vs:
+                    if v.status is not None:
+                        continue
+                    svc = handle.service(v.name)
+                    if (svc.get("oom_kills") or 0) > 0:
+                        v.decide("oom", f"OOM-killed ({svc['oom_kills']} kill(s))")
+                        continue
+                    if (svc.get("restarts") or 0) > 0 or svc.get("status") in ("exited", "failed", "stopped"):
+                        v.decide("failed", f"exited (code {svc.get('exit_code')}) without an OOM kill; "
+                                           f"see {step_dir}/logs")
+                        continue
+                    v.watch.update(stats)
+                    why = v.watch.behind(now)
+                    if why:
+                        v.decide("behind", why)
+                        continue
+                    first = v.watch.first_round_end
+                    if first is None:
+                        if now > first_deadline:
+                            v.decide("failed", f"no scrape of every target in {now - started:.0f}s")
+                        continue
+                    if sample_mem:
+                        c = read_cgroups(svc.get("cgroups"))
+                        if c is not None and c.rss_bytes is not None:
+                            v.anon.append((now, float(c.rss_bytes)))
+                            if c.usage_bytes is not None:
+                                v.cache.append((now, float(max(0, c.usage_bytes - c.rss_bytes))))
+                            v.peak = c.mem_peak_bytes if c.mem_peak_bytes is not None else v.peak
+                            v.limit = c.mem_limit_bytes or svc.get("mem_limit_bytes") or v.limit
+                    if now >= v.next_metrics:
+                        v.next_metrics = now + settings.interval_s
+                        text = _metrics(urls[v.name])
+                        if text:
+                            for key, (name, labels) in (("heap", HEAP), ("active", ACTIVE[v.collector])):
+                                val = parse_counter(text, name, labels)
+                                if val is not None:
+                                    getattr(v, key).append((now, val))
+                    verdict = cs.settled(v.anon, v.limit or 150 * 2**20, settings.interval_s, settle_scrapes)
+                    v.verdict = verdict
+                    if verdict["settled"]:
+                        v.decide("settled")
+                    elif now - first >= cap_s:
+                        v.decide("capped", f"memory still moving after {cap_s:g}s "
+                                           f"({(verdict['slope_bytes_per_min'] or 0) / 2**20:+.2f} MB/min)")
+                left = [v.name for v in vs if v.status is None]
+                progress.load({"phase": "settling " + ", ".join(left) if left else "done",
+                               "elapsed": now - started, "remaining": max(0.0, cap_s - (now - started))})
+                time.sleep(POLL_S)
+            samples = {}
+            for v in vs:
+                name, labels = INGESTION_COUNTERS[v.collector]
+                text = _metrics(urls[v.name]) or ""
+                samples[v.name] = parse_counter(text, name, labels)
+                svc = handle.service(v.name)
+                v.oom_kills = svc.get("oom_kills")
+                c = read_cgroups(svc.get("cgroups"))
+                if c is not None and c.mem_peak_bytes is not None and v.status in ("settled", "capped"):
+                    v.peak = c.mem_peak_bytes
+    except KeyboardInterrupt:
+        status = "interrupted"
+        info["status"] = "interrupted"
+        raise
+    except Exception as e:   # the comparison goes on with the next step
+        status = "failed"
+        info["error"] = f"{type(e).__name__}: {e}"
+        for v in vs:
+            v.decide("failed", info["error"])
+        samples = {}
+    finally:
+        tidy_scenario_dir(step_dir, state_dir)
+        if info["status"] != "interrupted":
+            info["status"] = status
+        info["steady_end"] = time.time()
+        info["steady_start"] = max((v.watch.first_round_end or info["steady_end"] for v in vs),
+                                   default=info["steady_end"])
+        info["step"] = {v.name: {"status": v.status, "error": v.error} for v in vs}
+        write_scenario(step_dir, info)
+    elapsed = round(time.time() - t_begin, 1)
+    records = [_record(v, step_dir, n_series, shape, len(sizes), window_s, samples.get(v.name), elapsed)
+               for v in vs]
+    progress.phase("; ".join(f"{r['variant']}: {r['status']}" for r in records))
+    return records
+
+
+def _record(v: Variant, step_dir: Path, n_series: int, shape: str, targets: int, window_s: float,
+            appended, elapsed: float) -> dict:
+    """The flat record of one variant in one step (figures not measured are None)."""
+    end = v.anon[-1][0] if v.anon else None
+    mb = lambda x: None if x is None else round(x / 2**20, 3)
+    anon = _window_mean(v.anon, end, window_s) if end else None
+    cache = _window_mean(v.cache, end, window_s) if end else None
+    heap = _window_mean(v.heap, end, window_s) if end else None
+    active = v.active[-1][1] if v.active else None
+    slope = (v.verdict or {}).get("slope_bytes_per_min")
+    held = v.status in ("settled", "capped")
+    return {
+        "sweep": "comparison", "variant": v.name, "collector": v.collector, "config": v.config,
+        "shape": shape, "series": n_series, "targets": targets,
+        "active_series": cs.active_series(n_series, targets),
+        "active_series_reported": None if active is None else int(active),
+        "status": v.status, "error": v.error,
+        "anon_mb": mb(anon) if held else None, "page_cache_mb": mb(cache) if held else None,
+        "go_heap_mb": mb(heap) if held else None, "peak_mb": mb(v.peak),
+        "slope_mb_per_min": None if slope is None else round(slope / 2**20, 3),
+        "settle_window_s": window_s,
+        "settled_after_s": (round(v.decided_at - v.watch.first_round_end, 1)
+                            if v.decided_at and v.watch.first_round_end and held else None),
+        "scrapes_done": v.watch.rounds_done if v.watch.scrapes else 0,
+        "scrape_send_max_s": v.watch.send_max_s, "samples_appended": appended,
+        "oom_kills": getattr(v, "oom_kills", None), "limit_mb": mb(v.limit), "elapsed_s": elapsed,
+        "dir": str(step_dir),
+    }
