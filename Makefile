@@ -28,16 +28,20 @@ SENSOR_STEPS ?=
 MAX_SERIES ?=
 SWEEPS ?=
 VARIANTS ?=
+SHAPES ?=
+CONFIGS ?=
+SERIES ?=
+CAP ?=
 
 opt = $(if $($(1)),--$(2) '$($(1))',)
 LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,USERS,users) \
             $(call opt,SCENARIOS,scenarios) $(call opt,REPEATS,repeats) $(call opt,WORKERS,workers) \
             $(call opt,TARGET,target) --engine '$(ENGINE)'
 
-.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate steps capacity up down status test test-platforms clean
+.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate steps capacity collectors up down status test test-platforms clean
 
 help:
-	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | steps [ROUNDS=5] [ONLY=name] | capacity [STEPS=..] [MAX_SERIES=..] | up | down | status | test"
+	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | steps [ROUNDS=5] [ONLY=name] | capacity [STEPS=..] [MAX_SERIES=..] | collectors [SHAPES=..] [SERIES=..] [REPEATS=3] [ROUNDS=5] | up | down | status | test"
 
 setup: venv os-packages
 
@@ -83,6 +87,12 @@ capacity: setup
 	$(EDGEBENCH) capacity $(call opt,STEPS,steps) $(call opt,SENSOR_STEPS,sensor-steps) \
 	  $(call opt,MAX_SERIES,max-series) $(call opt,SWEEPS,sweeps) $(call opt,VARIANTS,variants) \
 	  $(call opt,DURATION,duration) --engine '$(ENGINE)'
+
+# VictoriaMetrics against Prometheus, shipped and tuned: the operating-point ratio with its
+# interval, series held in 150 MB as k of n runs, bytes per series; prints its estimate first.
+collectors: setup
+	$(EDGEBENCH) collectors $(call opt,SHAPES,shapes) $(call opt,CONFIGS,configs) $(call opt,SERIES,series) \
+	  $(call opt,REPEATS,repeats) $(call opt,ROUNDS,rounds) $(call opt,CAP,cap) --engine '$(ENGINE)'
 
 up: setup
 	$(EDGEBENCH) up --engine '$(ENGINE)'

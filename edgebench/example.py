@@ -2,7 +2,7 @@
 OPTIMIZATION_SUMMARY.md is always generated from measured data, never edited by hand.
 
 Sections from other runs join it: the newest complete steps run's (bin/edgebench steps)
-and capacity run's (make capacity); with none in results/, the steps.json or
+capacity run's (make capacity) and collector comparison's (make collectors); with none in results/, the steps.json or
 capacity.json the example already carries."""
 from __future__ import annotations
 
@@ -38,9 +38,20 @@ def _section_doc(label: str, run: Path | None, results_root: Path, example_dir: 
     return read_json(kept) if kept.exists() else None
 
 
+def _comparison_doc(run: Path | None, results_root: Path, example_dir: Path) -> dict | None:
+    """The collector comparison's document: of ``run``, else of the newest complete
+    collectors run, else the one the example already carries."""
+    from reports.comparison import read_comparison
+    run = run or newest_complete(results_root, "collectors")
+    if run is not None:
+        return read_comparison(run)
+    kept = example_dir / "comparison.json"
+    return read_json(kept) if kept.exists() else None
+
+
 def write_example(run_dir: Path, capacity_run: Path | None = None, results_root: Path = ROOT / "results",
                   example_dir: Path = EXAMPLE_DIR, summary_dir: Path = ROOT,
-                  steps_run: Path | None = None) -> list[Path]:
+                  steps_run: Path | None = None, collectors_run: Path | None = None) -> list[Path]:
     """Render `run_dir` into docs/example/ and OPTIMIZATION_SUMMARY.md at the root."""
     from edgebench.steps import read_steps
     from reports.capacity import capacity_blocks, read_capacity
@@ -55,6 +66,7 @@ def write_example(run_dir: Path, capacity_run: Path | None = None, results_root:
     # read before the folder is replaced
     steps = _section_doc("steps", steps_run, results_root, example_dir, read_steps)
     capacity = _section_doc("capacity", capacity_run, results_root, example_dir, read_capacity)
+    comparison = _comparison_doc(collectors_run, results_root, example_dir)
     if example_dir.exists():
         shutil.rmtree(example_dir)
     example_dir.mkdir(parents=True)
@@ -79,6 +91,12 @@ def write_example(run_dir: Path, capacity_run: Path | None = None, results_root:
         cap_images = make_capacity_plots(capacity, example_dir)
         written += [Path(i["path"]) for i in cap_images]
         extra += capacity_blocks(capacity, cap_images)
+    if comparison is not None:
+        from reports.comparison import comparison_blocks, make_comparison_plots
+        written.append(write_json_atomic(example_dir / "comparison.json", comparison))
+        cmp_images = make_comparison_plots(comparison, example_dir)
+        written += [Path(i["path"]) for i in cmp_images]
+        extra += comparison_blocks(comparison, cmp_images)
     (example_dir / "OPTIMIZATION_SUMMARY.md").unlink(missing_ok=True)  # one copy: the root's
     written.append(render_html(summary, example_dir, images, run_dir, extra=extra))
     written.append(render_markdown(summary, summary_dir, images, run_dir=example_dir, extra=extra))

@@ -142,3 +142,52 @@ def ratio_interval(pairs: list[tuple[float, float]], confidence: float = CONFIDE
     lo, hi = _t_interval(mean, sd / math.sqrt(n), n - 1, confidence)
     return {"ratio": math.exp(mean), "low": math.exp(lo), "high": math.exp(hi), "confidence": confidence,
             "rounds": n, "per_round": [math.exp(x) for x in logs]}
+
+
+def _pairs(rounds: list[dict], a: str, b: str, key: str) -> list[tuple[float, float]]:
+    """(a's, b's) ``key`` per round where both sides measured it."""
+    by = {(r.get("round"), r.get("variant")): r for r in rounds if not r.get("error")}
+    out = []
+    for rnd in sorted({r.get("round") for r in rounds}):
+        x, y = by.get((rnd, a)), by.get((rnd, b))
+        if x and y and _num(x.get(key)) and _num(y.get(key)):
+            out.append((x[key], y[key]))
+    return out
+
+
+def analyse(doc: dict) -> dict:
+    """Every conclusion of a comparison document (docs/capacity.md, "The collector comparison")."""
+    out: dict = {"settle_rule": {"scrapes": SETTLE_SCRAPES, "fraction_of_limit_per_min": SETTLE_FRACTION_PER_MIN},
+                 "confidence": CONFIDENCE, "operating_point": {}, "sweep": {}}
+    rounds = (doc.get("operating_point") or {}).get("rounds") or []
+    op = out["operating_point"]
+    for key in ("peak_mb", "anon_mb", "steady_mb"):
+        for config in ("shipped", "tuned"):
+            r = ratio_interval(_pairs(rounds, f"prometheus-{config}", f"victoriametrics-{config}", key))
+            if r:
+                op[f"prometheus_over_victoriametrics_{config}_{key}"] = r
+        for c in ("victoriametrics", "prometheus"):
+            r = ratio_interval(_pairs(rounds, f"{c}-tuned", f"{c}-shipped", key))
+            if r:
+                op[f"{c}_tuned_over_shipped_{key}"] = r
+    for v in sorted({r.get("variant") for r in rounds if r.get("variant")}):
+        mine = [r for r in rounds if r.get("variant") == v and not r.get("error")]
+        vals = {k: [r[k] for r in mine if _num(r.get(k))] for k in ("peak_mb", "anon_mb")}
+        op.setdefault("sides", {})[v] = {
+            "rounds": len(mine), "settled": sum(1 for r in mine if r.get("settled")),
+            **{f"{k}_mean": (sum(x) / len(x) if x else None) for k, x in vals.items()}}
+    steps = (doc.get("sweep") or {}).get("steps") or []
+    for key in sorted({(s["collector"], s["config"], s["shape"]) for s in steps}):
+        mine = [s for s in steps if (s["collector"], s["config"], s["shape"]) == key]
+        ok = [s for s in mine if held(s) and _num(s.get("anon_mb"))]
+        out["sweep"]["/".join(key)] = {
+            "collector": key[0], "config": key[1], "shape": key[2],
+            "boundary": boundary(mine),
+            "anon_bytes_per_series": bytes_per_series(
+                [(s["active_series"], s["anon_mb"] * 2**20) for s in ok]),
+            "anon_plus_cache_bytes_per_series": bytes_per_series(
+                [(s["active_series"], (s["anon_mb"] + (s.get("page_cache_mb") or 0)) * 2**20) for s in ok]),
+            "settled_runs": sum(1 for s in mine if s.get("status") == "settled"),
+            "capped_runs": sum(1 for s in mine if s.get("status") == "capped"),
+            "runs": len(mine)}
+    return out

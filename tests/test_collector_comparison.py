@@ -112,3 +112,91 @@ def test_ratio_interval_is_the_geometric_mean_with_a_t_interval():
     assert 2.5 < r["low"] and r["high"] < 2.9
     assert cs.ratio_interval([(24.0, 9.0)]) is None
     assert cs.ratio_interval([(24.0, 9.0), (None, 9.0)]) is None
+
+
+# ------------------------------------------------------------------ files and plans (pure)
+
+def test_tuned_configuration_sets_the_same_memory_policy_and_the_vendors_flags(tmp_path):
+    from edgebench.capacity.comparison import tuned_compose
+    from stack.compose import load_compose
+    c = load_compose(tuned_compose(tmp_path / "tuned.yml"), profiles=("prometheus",)).all_services
+    for name in ("victoriametrics", "prometheus"):
+        assert c[name].environment["GOMEMLIMIT"] == str(int(0.9 * c[name].mem_limit))
+        assert c[name].mem_limit == 150 * 2**20 and c[name].cpus == 0.5
+    assert c["victoriametrics"].environment["GOGC"] == "30"
+    assert c["prometheus"].environment["GOGC"] == "75"
+    assert "-promscrape.streamParse=true" in c["victoriametrics"].command
+    assert "-memory.allowedBytes=64MB" in c["victoriametrics"].command   # the deployment's own flags stay
+    assert c["victoriametrics"].volumes[0].source.endswith("stack/scrape.yml")
+
+
+def test_shapes_partition_n_into_one_target_or_targets_of_500_to_2000():
+    from edgebench.capacity.comparison_compose import target_sizes
+    assert target_sizes(30_000, "one-target") == [30_000]
+    many = target_sizes(100_000, "many-targets")
+    assert sum(many) == 100_000 and all(500 <= s <= 2_000 for s in many)
+    assert 50 <= len(many) <= 200
+    assert target_sizes(100_000, "many-targets", seed=2) != many
+
+
+def test_step_files_mark_each_variants_scrapes(tmp_path):
+    import yaml
+
+    from edgebench.capacity.comparison_compose import write_step_files
+    from stack.compose import load_compose
+    variants = ["victoriametrics-shipped", "prometheus-tuned"]
+    compose = load_compose(write_step_files(tmp_path, variants, 4_000, "many-targets")).all_services
+    assert set(compose) == {"synthetic-target", *variants}
+    assert "--spread" in compose["synthetic-target"].command
+    assert compose["victoriametrics-shipped"].environment == {}
+    for v in variants:
+        doc = yaml.safe_load((tmp_path / f"scrape-{v}.yml").read_text())
+        assert {tuple(j["params"]["c"]) for j in doc["scrape_configs"]} == {(v,)}
+        assert doc["global"]["scrape_interval"] == "5s"
+
+
+def test_boundary_plan_asks_for_repeats_at_each_variants_two_boundary_counts():
+    from edgebench.capacity.comparison import boundary_plan
+    steps = ([{"variant": "a", "series": n, "status": "settled"} for n in (10, 20)]
+             + [{"variant": "a", "series": 30, "status": "oom"}]
+             + [{"variant": "b", "series": n, "status": "settled"} for n in (10, 20, 30)])
+    assert boundary_plan(steps, 3) == [(20, ["a"]), (30, ["a", "b"])]
+    more = steps + [{"variant": v, "series": n, "status": s} for v, n, s in
+                    (("a", 20, "settled"), ("a", 20, "settled"), ("a", 30, "oom"), ("a", 30, "oom"),
+                     ("b", 30, "settled"), ("b", 30, "settled"))]
+    assert boundary_plan(more, 3) == []
+
+
+def test_parameters_are_refused_with_one_line():
+    from edgebench.capacity.comparison import build_comparison_params
+    from edgebench.scenarios import ParameterError
+    for kw, word in (({"shapes": "ring"}, "SHAPES"), ({"series": "ten"}, "SERIES"), ({"repeats": "0"}, "REPEATS"),
+                     ({"cap": "20"}, "settle window")):
+        with pytest.raises(ParameterError) as e:
+            build_comparison_params(**kw)
+        assert word in str(e.value) and "\n" not in str(e.value)
+    p = build_comparison_params(series="10000,30000", repeats="3", rounds="4")
+    assert p.ladders["one-target"] == (10_000, 30_000) and p.rounds == 4
+    est = p.estimate_s()
+    assert 0 < est["typical_s"] <= est["longest_s"]
+
+
+# ------------------------------------------------------------------ one short real step
+
+@pytest.mark.slow
+def test_real_side_by_side_step_settles_and_breaks_memory_down(tmp_path, monkeypatch):
+    from edgebench.capacity.comparison_step import measure_comparison_step
+    recs = measure_comparison_step(tmp_path / "step", ["victoriametrics-tuned", "prometheus-shipped"], 2_000,
+                                   "many-targets", cap_s=40, settle_scrapes=3)
+    assert [r["variant"] for r in recs] == ["victoriametrics-tuned", "prometheus-shipped"]
+    for r in recs:
+        assert r["status"] in ("settled", "capped"), r
+        assert r["targets"] == 2 and r["active_series"] == 2_010
+        # each collector's own count of its series: the target's plus 5 per target
+        assert abs(r["active_series_reported"] - r["active_series"]) <= 10
+        assert 3 < r["anon_mb"] < r["peak_mb"] <= r["limit_mb"] == 150
+        assert r["page_cache_mb"] is not None and r["page_cache_mb"] >= 0
+        assert 1 < r["go_heap_mb"] < r["peak_mb"]
+        assert r["samples_appended"] >= 2_000 * 2
+    assert (tmp_path / "step" / "scenario.json").exists()
+    assert not (tmp_path / "step" / "stack" / "volumes").exists()

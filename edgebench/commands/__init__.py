@@ -2,6 +2,18 @@
 run(args, command) -> exit code. edgebench/cli.py only collects them."""
 from __future__ import annotations
 
-from edgebench.commands import bench, capacity, down, gate, gate_calibrate, profile, report, status, steps, up
+from edgebench.commands import (
+    bench,
+    capacity,
+    collectors,
+    down,
+    gate,
+    gate_calibrate,
+    profile,
+    report,
+    status,
+    steps,
+    up,
+)
 
-COMMANDS = (bench, profile, report, gate, gate_calibrate, steps, capacity, up, down, status)
+COMMANDS = (bench, profile, report, gate, gate_calibrate, steps, capacity, collectors, up, down, status)

@@ -16,6 +16,8 @@ def add_arguments(p) -> None:
                    help="also write the committed example (OPTIMIZATION_SUMMARY.md, docs/example/)")
     p.add_argument("--capacity", help="with --example: the capacity run whose section it carries "
                                       "(default: the newest complete one in results/)")
+    p.add_argument("--collectors", help="with --example: the collector comparison run whose section it carries "
+                                        "(default: the newest complete one in results/)")
     p.add_argument("--steps", help="with --example: the steps run whose section it carries "
                                    "(default: the newest complete one in results/)")
 
@@ -33,6 +35,11 @@ def _is_capacity_run(run_dir: Path) -> bool:
 
 def run(args, command: str) -> int:
     run_dir = Path(args.run)
+    if (run_dir / "comparison.json").exists():
+        from reports.comparison import render_comparison
+        paths = render_comparison(run_dir)
+        print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
+        return 0
     if _is_capacity_run(run_dir):
         from reports.capacity import render_capacity
         paths = render_capacity(run_dir)
@@ -44,6 +51,7 @@ def run(args, command: str) -> int:
     if args.example:
         from edgebench.example import write_example
         paths = write_example(run_dir, capacity_run=Path(args.capacity) if args.capacity else None,
-                              steps_run=Path(args.steps) if args.steps else None)
+                              steps_run=Path(args.steps) if args.steps else None,
+                              collectors_run=Path(args.collectors) if args.collectors else None)
         print(f"edgebench: example written: OPTIMIZATION_SUMMARY.md and {len(paths)} files in docs/example/")
     return 0
