@@ -261,7 +261,7 @@ def run_comparison(params: ComparisonParams, command: str) -> tuple[RunDir, int]
             doc["operating_point"]["rounds"] += operating_point_round(run.path / "operating-point", params, i,
                                                                       tuned_file)
             save()
-        for shape in params.shapes:
+        for shape in params.shapes:   # every shape's ladder first, then the repeats
             alive = list(params.variants)
             for n in params.ladders[shape]:
                 if not alive:
@@ -277,6 +277,7 @@ def run_comparison(params: ComparisonParams, command: str) -> tuple[RunDir, int]
                 tell("; ".join(f"{r['variant']} {r['status']} (anon {r['anon_mb']} MB, peak {r['peak_mb']} MB)"
                                for r in recs))
                 alive = [r["variant"] for r in recs if cs.held(r)]
+        for shape in params.shapes:
             while True:
                 shape_steps = [s for s in doc["sweep"]["steps"] if s["shape"] == shape]
                 plan = boundary_plan(shape_steps, params.repeats)
