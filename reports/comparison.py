@@ -42,8 +42,8 @@ def operating_point_sentences(doc: dict) -> list[str]:
         vm, pr = sides.get(f"victoriametrics-{config}") or {}, sides.get(f"prometheus-{config}") or {}
         out.append(f"At the robot's operating point (the default bench load, a few dozen series), {config} "
                    f"configuration: Prometheus' kernel peak memory is {_interval(peak)} VictoriaMetrics' "
-                   f"(means {fmt(pr.get('peak_mb_mean'), ' MB')} and {fmt(vm.get('peak_mb_mean'), ' MB')}); "
-                   f"its anonymous memory over the last settle window {_interval(anon)}. "
+                   f"(means {fmt(pr.get('peak_mb_mean'), ' MB')} and {fmt(vm.get('peak_mb_mean'), ' MB')}), "
+                   f"and its anonymous memory over the last settle window {_interval(anon)}. "
                    f"A −66 % claim means a ratio of 2.94×.")
     for c in ("victoriametrics", "prometheus"):
         r = op.get(f"{c}_tuned_over_shipped_peak_mb")

@@ -200,3 +200,33 @@ def test_real_side_by_side_step_settles_and_breaks_memory_down(tmp_path, monkeyp
         assert r["samples_appended"] >= 2_000 * 2
     assert (tmp_path / "step" / "scenario.json").exists()
     assert not (tmp_path / "step" / "stack" / "volumes").exists()
+
+
+def test_report_says_the_ratio_with_its_interval_and_capacities_as_k_of_n(tmp_path):
+    import json
+
+    from reports.comparison import comparison_blocks, render_comparison
+    rounds = [{"round": i, "variant": f"{c}-{k}", "collector": c, "config": k, "error": None,
+               "peak_mb": p, "anon_mb": p - 2, "steady_mb": p - 1, "settled": True}
+              for i, (vm, pr) in enumerate([(9.0, 24.0), (9.4, 25.0), (8.8, 23.5)], 1)
+              for c, k, p in (("victoriametrics", "shipped", vm), ("prometheus", "shipped", pr),
+                              ("victoriametrics", "tuned", vm - 0.2), ("prometheus", "tuned", pr - 3))]
+    steps = [{"variant": "prometheus-tuned", "collector": "prometheus", "config": "tuned", "shape": "many-targets",
+              "series": n, "targets": n // 1000, "active_series": n + 5 * (n // 1000), "run": r, "status": s,
+              "anon_mb": (20 + n * 0.0014) if s != "oom" else None, "page_cache_mb": 1.0, "peak_mb": 60.0}
+             for n, statuses in ((10_000, ["settled"]), (30_000, ["settled"] * 3), (50_000, ["oom", "capped", "oom"]))
+             for r, s in enumerate(statuses, 1)]
+    run = tmp_path / "20261206T000000Z-collectors"
+    run.mkdir()
+    (run / "comparison.json").write_text(json.dumps({"version": 1, "run_id": run.name, "status": "complete",
+                                                     "limits_mb": {"victoriametrics": 150.0},
+                                                     "operating_point": {"rounds": rounds},
+                                                     "sweep": {"steps": steps}}))
+    written = render_comparison(run)
+    text = (run / "report" / "COLLECTORS.md").read_text()
+    assert "held 30,000 in 3 of 3 runs, 50,000 in 1 of 3" in text
+    assert "Prometheus' kernel peak memory is 2.67× (95 % interval" in text
+    assert "A −66 % claim means a ratio of 2.94×" in text
+    assert any(p.name == "collector_comparison.png" and p.stat().st_size > 10_000 for p in written)
+    blocks = comparison_blocks(json.loads((run / "comparison.json").read_text()))
+    assert blocks[0] == ("h", 2, "Collector comparison")
