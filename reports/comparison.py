@@ -128,6 +128,9 @@ def plot_comparison(doc: dict, path: Path) -> Path | None:
             ok = sorted((s for s in mine if s.get("anon_mb") is not None), key=lambda s: s["series"])
             colour = COLOURS.get(v, "0.4")
             ax.plot([s["series"] for s in ok], [s["anon_mb"] for s in ok], "o", color=colour, alpha=0.8, label=v)
+            ns = sorted({s["series"] for s in ok})
+            ax.plot(ns, [sum(s["anon_mb"] for s in ok if s["series"] == n) / sum(1 for s in ok if s["series"] == n)
+                         for n in ns], "-", color=colour, lw=1)
             ax.plot([s["series"] for s in ok], [s["anon_mb"] + (s.get("page_cache_mb") or 0) for s in ok], "_",
                     color=colour, ms=10)
             bad = [s for s in mine if s.get("status") not in ("settled", "capped")]
@@ -138,15 +141,44 @@ def plot_comparison(doc: dict, path: Path) -> Path | None:
         ax.set_xlabel("series")
         ax.set_ylim(0, limit * 1.1)
         ax.legend(loc="upper left", fontsize=8)
-    axes[0][0].set_ylabel("anonymous memory, settled (MB); – with page cache; X failed")
+    axes[0][0].set_ylabel("MB: o anonymous (settled), – with page cache, X peak of a run that failed")
     fig.suptitle("Collector memory against series under 150 MB / 0.5 CPU", fontsize=10)
     return _save(fig, path)
 
 
+def plot_operating_point(doc: dict, path: Path) -> Path | None:
+    """Each variant's kernel peak and settled anonymous memory in every round."""
+    from reports.plots import _save, plt
+    rounds = [r for r in (doc.get("operating_point") or {}).get("rounds") or [] if not r.get("error")]
+    if not rounds:
+        return None
+    variants = [v for v in COLOURS if any(r["variant"] == v for r in rounds)]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, v in enumerate(variants):
+        mine = [r for r in rounds if r["variant"] == v]
+        for key, marker, dx in (("peak_mb", "o", -0.12), ("anon_mb", "s", 0.12)):
+            ys = [r[key] for r in mine if isinstance(r.get(key), (int, float))]
+            ax.plot([i + dx] * len(ys), ys, marker, color=COLOURS[v], mfc="none" if key == "anon_mb" else COLOURS[v],
+                    label=("kernel peak" if key == "peak_mb" else "anonymous, settled") if i == 0 else None)
+    ax.set_xticks(range(len(variants)))
+    ax.set_xticklabels(variants, fontsize=8)
+    ax.set_ylim(0, None)
+    ax.set_ylabel("MB per round")
+    ax.set_title("Collector memory at the robot's operating point (default bench load), every round", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
 def make_comparison_plots(doc: dict, out_dir: Path) -> list[dict]:
-    p = plot_comparison(doc, Path(out_dir) / "collector_comparison.png")
-    return [{"key": "collector_comparison", "title": "Collector comparison: memory against series",
-             "path": str(p)}] if p else []
+    out = []
+    for key, title, plot in (("collector_operating_point", "Collector comparison: the robot's operating point",
+                              plot_operating_point),
+                             ("collector_comparison", "Collector comparison: memory against series",
+                              plot_comparison)):
+        p = plot(doc, Path(out_dir) / f"{key}.png")
+        if p:
+            out.append({"key": key, "title": title, "path": str(p)})
+    return out
 
 
 def read_comparison(run_dir) -> dict:
