@@ -202,10 +202,9 @@ def test_real_side_by_side_step_settles_and_breaks_memory_down(tmp_path, monkeyp
     assert not (tmp_path / "step" / "stack" / "volumes").exists()
 
 
-def test_report_says_the_ratio_with_its_interval_and_capacities_as_k_of_n(tmp_path):
+def constructed_run(root, name="20261206T000000Z-collectors", status="complete"):
+    """A comparison run directory from constructed rounds and steps."""
     import json
-
-    from reports.comparison import comparison_blocks, render_comparison
     rounds = [{"round": i, "variant": f"{c}-{k}", "collector": c, "config": k, "error": None,
                "peak_mb": p, "anon_mb": p - 2, "steady_mb": p - 1, "settled": True}
               for i, (vm, pr) in enumerate([(9.0, 24.0), (9.4, 25.0), (8.8, 23.5)], 1)
@@ -216,12 +215,22 @@ def test_report_says_the_ratio_with_its_interval_and_capacities_as_k_of_n(tmp_pa
               "anon_mb": (20 + n * 0.0014) if s != "oom" else None, "page_cache_mb": 1.0, "peak_mb": 60.0}
              for n, statuses in ((10_000, ["settled"]), (30_000, ["settled"] * 3), (50_000, ["oom", "capped", "oom"]))
              for r, s in enumerate(statuses, 1)]
-    run = tmp_path / "20261206T000000Z-collectors"
-    run.mkdir()
-    (run / "comparison.json").write_text(json.dumps({"version": 1, "run_id": run.name, "status": "complete",
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "comparison.json").write_text(json.dumps({"version": 1, "run_id": run.name, "status": status,
                                                      "limits_mb": {"victoriametrics": 150.0},
                                                      "operating_point": {"rounds": rounds},
                                                      "sweep": {"steps": steps}}))
+    (run / "manifest.json").write_text(json.dumps({"run_id": name, "status": status,
+                                                   "machine": {"cpu_model": "test CPU", "cores": 2}}))
+    return run
+
+
+def test_report_says_the_ratio_with_its_interval_and_capacities_as_k_of_n(tmp_path):
+    import json
+
+    from reports.comparison import comparison_blocks, render_comparison
+    run = constructed_run(tmp_path)
     written = render_comparison(run)
     text = (run / "report" / "COLLECTORS.md").read_text()
     assert "held 30,000 in 3 of 3 runs, 50,000 in 1 of 3" in text
@@ -230,3 +239,23 @@ def test_report_says_the_ratio_with_its_interval_and_capacities_as_k_of_n(tmp_pa
     assert any(p.name == "collector_comparison.png" and p.stat().st_size > 10_000 for p in written)
     blocks = comparison_blocks(json.loads((run / "comparison.json").read_text()))
     assert blocks[0] == ("h", 2, "Collector comparison")
+
+
+def test_the_example_carries_the_newest_complete_comparison(tmp_path):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fixtures_results import build_run
+
+    from edgebench.example import write_example
+    run_dir, _ = build_run(tmp_path / "results")
+    constructed_run(tmp_path / "results", "20261206T000001Z-collectors")
+    constructed_run(tmp_path / "results", "20261206T000002Z-collectors", status="interrupted")
+    example, root = tmp_path / "example", tmp_path / "root"
+    root.mkdir()
+    write_example(run_dir, results_root=tmp_path / "results", example_dir=example, summary_dir=root)
+    md = (root / "OPTIMIZATION_SUMMARY.md").read_text()
+    assert "## Collector comparison" in md and "20261206T000001Z-collectors" in md
+    assert "held 30,000 in 3 of 3 runs" in md
+    assert (example / "collector_comparison.png").exists() and (example / "comparison.json").exists()
+    assert "Collector comparison" in (example / "report.html").read_text()
