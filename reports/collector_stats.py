@@ -61,6 +61,9 @@ def settled(samples: list[tuple[float, float]], limit_bytes: float, interval_s: 
             "threshold_bytes_per_min": threshold, "window_s": window, "mean_bytes": s["mean_bytes"]}
 
 
+FAILURE_WORDS = {"oom": "OOM-killed", "behind": "behind", "failed": "failed"}
+
+
 def held(record: dict) -> bool:
     """A run held its series when the collector settled (or reached the cap) with every
     scrape on time and no OOM kill."""
@@ -75,10 +78,13 @@ def boundary(records: list[dict], min_repeats: int = MIN_REPEATS) -> dict:
     runs. ``provisional`` when either has fewer than ``min_repeats`` runs. ``statement``
     is the sentence: "held 30,000 in 3 of 3 runs, 50,000 in 1 of 3"."""
     by_n: dict[int, list[bool]] = defaultdict(list)
+    why: dict[int, dict[str, int]] = defaultdict(dict)
     for r in records:
         n = r.get("series")
         if isinstance(n, int):
             by_n[n].append(held(r))
+            if not held(r):
+                why[n][r.get("status")] = why[n].get(r.get("status"), 0) + 1
     levels = [{"series": n, "held": sum(v), "runs": len(v)} for n, v in sorted(by_n.items())]
     best, nxt = None, None
     for lv in levels:
@@ -94,7 +100,8 @@ def boundary(records: list[dict], min_repeats: int = MIN_REPEATS) -> dict:
         parts.append(f"held no measured count in every run (the smallest, {levels[0]['series']:,}, in "
                      f"{levels[0]['held']} of {levels[0]['runs']})")
     if nxt is not None and best is not None:
-        parts.append(f"{nxt['series']:,} in {nxt['held']} of {nxt['runs']}")
+        failed = ", ".join(f"{FAILURE_WORDS.get(k, k)} {c}×" for k, c in sorted(why[nxt['series']].items()))
+        parts.append(f"{nxt['series']:,} in {nxt['held']} of {nxt['runs']} ({failed})")
     elif nxt is None and best is not None:
         parts.append("every count measured (a larger one would tell more)")
     few = [lv for lv in (best, nxt) if lv is not None and lv["runs"] < min_repeats]
@@ -102,7 +109,8 @@ def boundary(records: list[dict], min_repeats: int = MIN_REPEATS) -> dict:
     if few:
         at = ", ".join(f"{lv['series']:,}" for lv in few)
         statement += f" (provisional: fewer than {min_repeats} runs at {at})"
-    return {"held_all": best and best["series"], "next": nxt, "levels": levels,
+    return {"held_all": best and best["series"], "next": nxt and {k: nxt[k] for k in ("series", "held", "runs")},
+            "failures": {n: dict(v) for n, v in why.items()}, "levels": levels,
             "provisional": bool(few), "statement": statement}
 
 

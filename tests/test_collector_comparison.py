@@ -62,7 +62,7 @@ def test_boundary_statement_is_k_of_n():
     b = cs.boundary(recs)
     assert b["held_all"] == 30_000
     assert b["next"] == {"series": 50_000, "held": 1, "runs": 3}
-    assert b["statement"] == "held 30,000 in 3 of 3 runs, 50,000 in 1 of 3"
+    assert b["statement"] == "held 30,000 in 3 of 3 runs, 50,000 in 1 of 3 (OOM-killed 2×)"
     assert b["provisional"] is False
 
 
@@ -70,7 +70,7 @@ def test_a_lower_count_that_failed_once_caps_the_capacity():
     recs = runs(10_000, ["settled"] * 3) + runs(20_000, ["settled", "behind", "settled"]) + runs(30_000, ["settled"] * 3)
     b = cs.boundary(recs)
     assert b["held_all"] == 10_000
-    assert b["statement"].startswith("held 10,000 in 3 of 3 runs, 20,000 in 2 of 3")
+    assert b["statement"].startswith("held 10,000 in 3 of 3 runs, 20,000 in 2 of 3 (behind 1×)")
 
 
 def test_one_run_at_the_boundary_is_marked_provisional():
@@ -233,9 +233,9 @@ def test_report_says_the_ratio_with_its_interval_and_capacities_as_k_of_n(tmp_pa
     run = constructed_run(tmp_path)
     written = render_comparison(run)
     text = (run / "report" / "COLLECTORS.md").read_text()
-    assert "held 30,000 in 3 of 3 runs, 50,000 in 1 of 3" in text
+    assert "held 30,000 in 3 of 3 runs, 50,000 in 1 of 3 (OOM-killed 2×)" in text
     assert "Prometheus' kernel peak memory is 2.67× (95 % interval" in text
-    assert "A −66 % claim means a ratio of 2.94×" in text
+    assert "the seed document's −66 % would be a ratio of 2.94×" in text
     assert any(p.name == "collector_comparison.png" and p.stat().st_size > 10_000 for p in written)
     blocks = comparison_blocks(json.loads((run / "comparison.json").read_text()))
     assert blocks[0] == ("h", 2, "Collector comparison")
