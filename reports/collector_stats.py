@@ -127,9 +127,9 @@ def _t_interval(mean: float, se: float, dof: int, confidence: float = CONFIDENCE
 def bytes_per_series(points: list[tuple[float, float]], confidence: float = CONFIDENCE) -> dict | None:
     """Slope of settled memory (bytes) against active series, with its ``confidence``
     interval (Student t on the slope's standard error, n - 2 degrees of freedom); None
-    below three points or two distinct series counts."""
+    below three distinct series counts (two cannot show whether memory grows linearly)."""
     pts = [(float(x), float(y)) for x, y in points if _num(x) is not None and _num(y) is not None]
-    if len(pts) < 3 or len({x for x, _ in pts}) < 2:
+    if len({x for x, _ in pts}) < 3:
         return None
     r = stats.linregress([x for x, _ in pts], [y for _, y in pts])
     lo, hi = _t_interval(float(r.slope), float(r.stderr), len(pts) - 2, confidence)
@@ -161,6 +161,16 @@ def _pairs(rounds: list[dict], a: str, b: str, key: str) -> list[tuple[float, fl
         if x and y and _num(x.get(key)) and _num(y.get(key)):
             out.append((x[key], y[key]))
     return out
+
+
+def _per_series_at(held_runs: list[dict], n: int | None) -> dict | None:
+    """Anonymous memory per active series, all in (the collector's fixed cost included),
+    over the held runs at ``n``: mean, lowest, highest, runs."""
+    vals = [s["anon_mb"] * 2**20 / s["active_series"] for s in held_runs if s.get("series") == n]
+    if not vals:
+        return None
+    return {"series": n, "bytes_per_series": sum(vals) / len(vals), "low": min(vals), "high": max(vals),
+            "runs": len(vals)}
 
 
 def analyse(doc: dict) -> dict:
@@ -195,6 +205,7 @@ def analyse(doc: dict) -> dict:
                 [(s["active_series"], s["anon_mb"] * 2**20) for s in ok]),
             "anon_plus_cache_bytes_per_series": bytes_per_series(
                 [(s["active_series"], (s["anon_mb"] + (s.get("page_cache_mb") or 0)) * 2**20) for s in ok]),
+            "anon_per_series_at_capacity": _per_series_at(ok, boundary(mine)["held_all"]),
             "settled_runs": sum(1 for s in mine if s.get("status") == "settled"),
             "capped_runs": sum(1 for s in mine if s.get("status") == "capped"),
             "runs": len(mine)}

@@ -21,11 +21,15 @@ def _interval(r: dict | None, unit: str = "×") -> str:
             f"{r['rounds']} rounds)")
 
 
-def _per_series(f: dict | None) -> str:
-    if not f:
-        return "not enough held steps for a line"
-    return (f"{fmt(f['bytes_per_series'] / 1024)} KB (95 % interval {fmt(f['low'] / 1024)}–"
-            f"{fmt(f['high'] / 1024)}, {f['n']} held runs, r² {fmt(f['r2'])})")
+def _per_series(f: dict | None, at: dict | None) -> str:
+    line = ("no line (held at fewer than three counts)" if not f else
+            f"{fmt(f['bytes_per_series'] / 1024)} KB a series more (slope, 95 % interval "
+            f"{fmt(f['low'] / 1024)}–{fmt(f['high'] / 1024)}, {f['n']} held runs over "
+            f"{fmt(int(f['series_range'][0]))}–{fmt(int(f['series_range'][1]))}, r² {fmt(f['r2'])})")
+    if at:
+        line += (f"; {fmt(at['bytes_per_series'] / 1024)} KB a series all in at {fmt(at['series'])} "
+                 f"({fmt(at['low'] / 1024)}–{fmt(at['high'] / 1024)} over {at['runs']} runs)")
+    return line
 
 
 def operating_point_sentences(doc: dict) -> list[str]:
@@ -64,7 +68,8 @@ def sweep_sentences(doc: dict) -> list[str]:
         shape = "one target × N series" if a["shape"] == "one-target" else "N over targets of 500–2,000 series"
         out.append(f"{NAMES.get(a['collector'], a['collector'])} {a['config']}, {shape}, in {fmt(limit, ' MB')} / 0.5 CPU: "
                    f"{a['boundary']['statement']}; anonymous memory per active series "
-                   f"{_per_series(a.get('anon_bytes_per_series'))}; {a['settled_runs']} of {a['runs']} runs "
+                   f"{_per_series(a.get('anon_bytes_per_series'), a.get('anon_per_series_at_capacity'))}; "
+                   f"{a['settled_runs']} of {a['runs']} runs "
                    f"settled, {a['capped_runs']} reached the cap.")
     return out
 

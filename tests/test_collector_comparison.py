@@ -97,6 +97,7 @@ def test_bytes_per_series_recovers_the_slope_and_its_interval_covers_it():
     assert fit["n"] == 12
     assert cs.bytes_per_series(pts[:2]) is None
     assert cs.bytes_per_series([(10_000, 1.0)] * 3) is None
+    assert cs.bytes_per_series([(10_000, 1.0), (20_000, 2.0)] * 3) is None   # two counts show no line
 
 
 def test_active_series_adds_each_targets_automatic_series():
