@@ -260,3 +260,21 @@ def test_the_example_carries_the_newest_complete_comparison(tmp_path):
     assert "held 30,000 in 3 of 3 runs" in md
     assert (example / "collector_comparison.png").exists() and (example / "comparison.json").exists()
     assert "Collector comparison" in (example / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_generated_compose_files_pass_docker_compose_config(tmp_path):
+    import shutil
+    import subprocess
+
+    from edgebench.capacity.comparison import tuned_compose
+    from edgebench.capacity.comparison_compose import write_step_files
+    compose = shutil.which("docker-compose") or "/usr/bin/docker-compose"
+    tuned = tuned_compose(tmp_path / "tuned.yml")
+    step = write_step_files(tmp_path / "step", ["victoriametrics-shipped", "victoriametrics-tuned",
+                                                "prometheus-shipped", "prometheus-tuned"], 3_000, "many-targets")
+    for path, extra in ((tuned, ["--profile", "prometheus"]), (step, [])):
+        out = subprocess.run([compose, "-f", str(path), *extra, "config"], cwd=path.parent,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "GOMEMLIMIT" in out.stdout and "promscrape.streamParse=true" in out.stdout
