@@ -122,6 +122,8 @@ def comparison_blocks(doc: dict, images: list[dict] | None = None, level: int = 
 def plot_comparison(doc: dict, path: Path) -> Path | None:
     """Settled anonymous memory against active series, a panel per shape, a line per
     variant, crosses where runs failed, the limit line."""
+    from matplotlib.ticker import FuncFormatter
+
     from reports.plots import _save, plt
     steps = (doc.get("sweep") or {}).get("steps") or []
     if not steps:
@@ -145,10 +147,11 @@ def plot_comparison(doc: dict, path: Path) -> Path | None:
                 ax.plot(s["series"], s.get("peak_mb") or limit, "X", color=colour, ms=11, mec="black")
         ax.axhline(limit, color="black", ls="--", lw=1, label=f"{limit:g} MB limit")
         ax.set_title("one target × N series" if shape == "one-target" else "targets of 500–2,000 series")
-        ax.set_xlabel("series")
+        ax.set_xlabel("series scraped every 5 s")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
         ax.set_ylim(0, limit * 1.1)
         ax.legend(loc="upper left", fontsize=8)
-    axes[0][0].set_ylabel("MB: o anonymous (settled), – with page cache, X peak of a run that failed")
+    axes[0][0].set_ylabel("MB: o anonymous, – with page cache; X a failed run's peak")
     fig.suptitle("Collector memory against series under 150 MB / 0.5 CPU", fontsize=10)
     return _save(fig, path)
 
