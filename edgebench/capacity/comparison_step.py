@@ -189,8 +189,8 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                 samples[v.name] = parse_counter(text, name, labels)
                 svc = handle.service(v.name)
                 v.oom_kills = svc.get("oom_kills")
-                c = read_cgroups(svc.get("cgroups"))
-                if c is not None and c.mem_peak_bytes is not None and v.status in ("settled", "capped"):
+                c = read_cgroups(svc.get("cgroups"))   # one cgroup for the service's life, restarts included
+                if c is not None and c.mem_peak_bytes is not None:
                     v.peak = c.mem_peak_bytes
     except KeyboardInterrupt:
         status = "interrupted"
