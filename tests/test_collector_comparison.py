@@ -278,3 +278,20 @@ def test_generated_compose_files_pass_docker_compose_config(tmp_path):
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert "GOMEMLIMIT" in out.stdout and "promscrape.streamParse=true" in out.stdout
+
+
+def test_spread_sizes_and_the_target_record_whose_scrape_it_served():
+    from plumbing.errors import EdgebenchError
+    from service import synthetic_target as st
+    assert st.spread_sizes(1_200, 500, 2_000) == [1_200]
+    sizes = st.spread_sizes(10_000, 500, 2_000, seed=3)
+    assert sum(sizes) == 10_000 and all(500 <= s <= 2_000 for s in sizes)
+    assert st.parse_spread("500-2000") == (500, 2_000)
+    for bad in ("500", "2000-500", "a-b", "0-10"):
+        with pytest.raises(EdgebenchError) as e:
+            st.parse_spread(bad)
+        assert "--spread" in str(e.value)
+    t = st.Target(3_000, sizes=[1_000, 2_000])
+    assert [len(b"".join(t.next_body(i)).splitlines()) - 2 for i in range(2)] == [1_000, 2_000]
+    t.record("/metrics/1", 1.0, 0.01, 10, True, "prometheus-tuned")
+    assert t.stats()["scrapes"][-1]["client"] == "prometheus-tuned"
