@@ -295,3 +295,14 @@ def test_spread_sizes_and_the_target_record_whose_scrape_it_served():
     assert [len(b"".join(t.next_body(i)).splitlines()) - 2 for i in range(2)] == [1_000, 2_000]
     t.record("/metrics/1", 1.0, 0.01, 10, True, "prometheus-tuned")
     assert t.stats()["scrapes"][-1]["client"] == "prometheus-tuned"
+
+
+def test_client_watch_judges_each_collector_on_its_own_scrapes():
+    from edgebench.capacity.comparison_step import ClientWatch
+    scrapes = [{"path": "/metrics/0", "start": t, "send_s": 0.01, "ok": True, "client": c}
+               for c, times in (("a", (0.0, 5.0, 10.0)), ("b", (0.0, 9.0))) for t in times]
+    a, b = ClientWatch("a", ["/metrics/0"], 5.0, 4.0), ClientWatch("b", ["/metrics/0"], 5.0, 4.0)
+    for w in (a, b):
+        w.update({"scrapes": scrapes})
+    assert a.rounds_done == 3 and a.behind(11.0) is None
+    assert b.rounds_done == 2 and "9.0s between two scrapes" in b.behind(11.0)
