@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from edgebench.capacity.collector_compose import DEPLOYMENT_COMPOSE, REPO_ROOT
+from edgebench.capacity.collector_compose import DEPLOYMENT_COMPOSE
 from edgebench.capacity.comparison_compose import CONFIGS, SHAPES, tune, variant_name
 from edgebench.results import RunDir
 from edgebench.scenarios import SCENARIOS, ParameterError
@@ -318,6 +318,3 @@ def _render(run: RunDir) -> None:
         print(f"edgebench collectors: report not rendered ({type(e).__name__}: {e}); "
               f"re-render with `bin/edgebench report --run {run.path}`", file=sys.stderr)
 
-
-__all__ = ["ComparisonParams", "build_comparison_params", "run_comparison", "boundary_plan", "tuned_compose",
-           "REPO_ROOT"]
