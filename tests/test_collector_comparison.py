@@ -306,3 +306,42 @@ def test_client_watch_judges_each_collector_on_its_own_scrapes():
         w.update({"scrapes": scrapes})
     assert a.rounds_done == 3 and a.behind(11.0) is None
     assert b.rounds_done == 2 and "9.0s between two scrapes" in b.behind(11.0)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_step_tears_it_down_and_keeps_the_run(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "edgebench", "collectors", "--rounds", "0", "--shapes",
+                             "many-targets", "--series", "2000", "--repeats", "1", "--cap", "60",
+                             "--results", str(tmp_path)], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(tmp_path.glob("*/sweep/*/stack/state.json")):
+            time.sleep(0.2)
+        assert list(tmp_path.glob("*/sweep/*/stack/state.json")), "no step started within 120 s"
+        time.sleep(1)   # the step is running: its stack is up
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-1500:]
+    run = next(tmp_path.glob("*-collectors"))
+    assert json.loads((run / "comparison.json").read_text())["status"] == "interrupted"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    step = next(run.glob("sweep/*"))
+    assert json.loads((step / "scenario.json").read_text())["status"] == "interrupted"
+    state = json.loads((step / "stack" / "state.json").read_text())
+    for svc in state["services"].values():
+        for path in (svc.get("cgroups") or {}).values():
+            assert not Path(str(path)).exists(), f"cgroup {path} left behind"
+        pid = svc.get("pid")
+        if pid:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
