@@ -47,7 +47,7 @@ FIGURES = {"mem_peak_mb": "collector_mem_peak_kernel_mb", "mem_steady_mb": "coll
            "disk_used_mb": "collector_disk_used_mb"}
 
 
-def _get_json(url: str, timeout: float = 5.0) -> dict | None:
+def get_json(url: str, timeout: float = 5.0) -> dict | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return json.loads(r.read())
@@ -209,7 +209,7 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
             # a killed collector restarts with what it flushed: read it once, do not wait on it
             record["samples_appended"] = (samples_appended(collector, collector_url) if outcome in ("oom", "failed")
                                           else _settled_samples(collector, collector_url, watch.rounds_done * n_series))
-            stats = _get_json(target_url + "/stats")
+            stats = get_json(target_url + "/stats")
             record["body_bytes"] = (stats or {}).get("body_bytes")
             svc = handle.service(collector)
             record["oom_kills"] = svc.get("oom_kills")
@@ -250,7 +250,7 @@ def _wait(handle, collector: str, watch: ScrapeWatch, target_url: str, scrapes: 
         if (svc.get("restarts") or 0) > 0 or svc.get("status") in ("exited", "failed", "stopped"):
             return "failed", (f"{collector} exited (code {svc.get('exit_code')}) without an OOM kill; "
                               f"see {handle.state_dir}/logs")
-        watch.update(_get_json(target_url + "/stats"))
+        watch.update(get_json(target_url + "/stats"))
         why = watch.behind(now)
         if why:
             return "behind", why

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgebench.bench import tidy_scenario_dir
 from edgebench.capacity.collector_compose import DEPLOYMENT_SCRAPE, TARGET
-from edgebench.capacity.collectors import INGESTION_COUNTERS, ScrapeWatch, _get_json, parse_counter
+from edgebench.capacity.collectors import INGESTION_COUNTERS, ScrapeWatch, get_json, parse_counter
 from edgebench.capacity.comparison_compose import parse_variant, target_sizes, write_step_files
 from edgebench.progress import Progress
 from reports import collector_stats as cs
@@ -130,7 +130,7 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
             next_mem = 0.0
             while any(v.status is None for v in vs):
                 now = time.time()
-                stats = _get_json(target_url + "/stats")
+                stats = get_json(target_url + "/stats")
                 sample_mem = now >= next_mem
                 if sample_mem:
                     next_mem = now + MEMORY_EVERY_S
