@@ -217,6 +217,7 @@ def _stored_gate_run(tmp_path, machine_overrides):
     return run
 
 
+@pytest.mark.slow
 def test_stored_baseline_from_this_machine_is_accepted(tmp_path):
     from edgebench.gate.baseline import check_stored_baseline
     run = _stored_gate_run(tmp_path, {})
@@ -239,6 +240,7 @@ def test_stored_baseline_from_another_machine_is_refused(tmp_path):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow
 def test_stored_baseline_under_other_limits_is_refused(tmp_path):
     from edgebench.gate.baseline import check_stored_baseline
     from plumbing.errors import EdgebenchError
@@ -349,6 +351,7 @@ def test_figures_of_a_constructed_scenario_come_from_the_report(tmp_path):
     assert measure_figures(tmp_path / "missing") == dict.fromkeys(FIGURES)
 
 
+@pytest.mark.slow
 def test_a_killed_gates_worktree_is_removed_by_the_next(tmp_path):
     """A gate killed with SIGKILL cannot remove its checkout of A; the next gate does,
     and leaves a live gate's checkout alone."""

@@ -263,6 +263,7 @@ def test_html_is_self_contained(rendered):
     assert "<table>" in html and "Findings" in html and 'href="../baseline-vm/profile/flamegraph.svg"' in html
 
 
+@pytest.mark.slow
 def test_html_renders_in_headless_chromium(rendered, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -621,6 +622,7 @@ def test_summary_version_is_checked_on_load(rendered, tmp_path):
         contract.read_summary(old)
 
 
+@pytest.mark.slow
 def test_run_dir_manifest_through_the_contract(tmp_path):
     from edgebench.results import RunDir
     from reports import contract

@@ -26,6 +26,7 @@ from reports.steps_section import HEADING, TABLE_HEADERS, steps_blocks
 
 # --------------------------------------------------------------------------- the steps file
 
+@pytest.mark.slow
 def test_steps_file_is_valid_and_every_commit_resolves():
     steps = load_steps(STEPS_FILE)
     assert [s.name for s in steps] == ["blob-bytes", "wsgi-app", "wget-healthcheck", "process-collector",
@@ -37,6 +38,7 @@ def test_steps_file_is_valid_and_every_commit_resolves():
         assert subprocess.run(["git", "-C", str(ROOT), "merge-base", "--is-ancestor", before, after]).returncode == 0
 
 
+@pytest.mark.slow
 def test_each_step_changes_what_it_claims():
     """A step's pair differs in service/ (or, for the healthcheck step, only in the deployment)."""
     for s in load_steps(STEPS_FILE):
