@@ -170,8 +170,9 @@ def test_one_real_step_two_short_rounds(tmp_path, capsys):
         assert len(fig["a"]) == len(fig["b"]) == 2
         assert all(x is not None and x > 0 for x in fig["a"] + fig["b"]), (f.key, fig)
         assert fig["low"] <= fig["estimate"] <= fig["high"], (f.key, fig)
-        if f.relative:
-            assert fig["estimate"] > 0
+        if f.relative:  # the estimate is the geometric mean of the two rounds' B/A ratios
+            ratios = [b / a for a, b in zip(fig["a"], fig["b"])]
+            assert fig["estimate"] == pytest.approx((ratios[0] * ratios[1]) ** 0.5), (f.key, fig)
     assert "server=waitress" in step["sides"]["A"]["start_line"]
     assert "server=waitress" in step["sides"]["B"]["start_line"]
     manifest = yaml.safe_load((run.path / "manifest.json").read_text())
