@@ -29,7 +29,7 @@ import pandas as pd
 
 from plumbing.files import write_atomic
 
-from . import ProfilerError
+from .errors import ProfilerError
 
 log = logging.getLogger(__name__)
 
