@@ -177,6 +177,10 @@ def events_cmd(project: str, since: float) -> list[str]:
 
 # ------------------------------------------------------------------ cgroups of a container
 
+V1_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio",
+                  "perf_event", "hugetlb", "pids", "rdma", "misc"}
+
+
 def parse_mountinfo(text: str) -> list[dict]:
     """cgroup mounts of /proc/self/mountinfo: [{"root", "mount", "version", "controllers"}]."""
     out = []
@@ -188,8 +192,7 @@ def parse_mountinfo(text: str) -> list[dict]:
         if len(f) < 5 or len(p) < 3 or p[0] not in ("cgroup", "cgroup2"):
             continue
         opts = set(p[2].split(","))
-        ctl = sorted(o for o in opts if o not in ("rw", "ro", "nosuid", "nodev", "noexec", "relatime")
-                     and "=" not in o) if p[0] == "cgroup" else []
+        ctl = sorted(opts & V1_CONTROLLERS) if p[0] == "cgroup" else []
         out.append({"root": f[3], "mount": f[4], "version": 2 if p[0] == "cgroup2" else 1, "controllers": ctl})
     return out
 
