@@ -369,7 +369,7 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
             state["services"][name] = {
                 "container_id": cid[0] if cid else None, "pid": None, "status": "starting",
                 "health": "starting", "url": url, "health_url": (url + ad.health_path) if url and ad else None,
-                "host_port": hp, "mem_limit_bytes": svc.mem_limit, "cpus": svc.cpus, "cgroups": {},
+                "host_port": hp, "container_port": service_port(svc), "mem_limit_bytes": svc.mem_limit, "cpus": svc.cpus, "cgroups": {},
                 "restarts": 0, "oom_kills": 0, "log": None, "healthcheck_argv": _healthcheck_argv(svc)}
         deadline = time.time() + timeout
         for name, s in state["services"].items():
