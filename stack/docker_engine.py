@@ -466,7 +466,10 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
     append events.jsonl, and take the stack down if the owner process is gone."""
     state_file = state_dir / "state.json"
     state = json.loads(state_file.read_text())
-    owner_start = proc_start_time(owner_pid) if owner_pid else None
+    # the owner's start time as the starter recorded it: the owner may be gone before this runs
+    owner_start = state.get("owner_starttime") if owner_pid == state.get("owner_pid") else None
+    if owner_pid and owner_start is None:
+        owner_start = proc_start_time(owner_pid)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
