@@ -267,7 +267,7 @@ def test_short_bench_complete_report(docker_lane, tmp_path):
     """`make bench ENGINE=docker`: a complete scenario with the same figures a native run has."""
     out = _edgebench("bench", tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    (run,) = list(tmp_path.iterdir())
+    (run,) = [d for d in tmp_path.iterdir() if d.is_dir() and not d.is_symlink()]
     sc = json.loads((run / "optimized-vm" / "scenario.json").read_text())
     assert sc["status"] == "complete" and sc["engine"] == "docker" and sc["counters_source"] == "cgroup"
     assert sc["limits"]["sensor-service"] == {"mem_limit_bytes": 50 * MiB, "cpus": 0.5}
@@ -285,7 +285,7 @@ def test_short_profile(docker_lane, tmp_path):
     memory-profiler and a tracemalloc capture taken inside the container."""
     out = _edgebench("profile", tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    (run,) = list(tmp_path.iterdir())
+    (run,) = [d for d in tmp_path.iterdir() if d.is_dir() and not d.is_symlink()]
     prof = run / "optimized-vm" / "profile"
     meta = json.loads((prof / "profile_meta.json").read_text())
     assert meta["errors"] == []
