@@ -190,22 +190,24 @@ def test_oom_kill_counted_and_restarted(docker_lane, repo_root, tmp_path, free_p
 
 def test_cpu_quota_throttles(docker_lane, repo_root, tmp_path, free_ports):
     """A busy loop in the 0.5-CPU container: cpu.stat's nr_throttled grows and the group
-    gets about half a CPU, read from the cgroup edgebench located."""
+    gets at most about half a CPU, read from the cgroup edgebench located. Four loops of
+    0.5 s CPU time each (not wall time: a busy shared machine only makes them longer)
+    want far more than the quota."""
     compose = compose_with(tmp_path, repo_root, mem="50m", cpus=0.5)
     (port,) = free_ports(1)
     with start_stack(compose, tmp_path / "state", ports={"sensor-service": port}, engine="docker") as h:
         s = h.service("sensor-service")
         before = read_cgroups(s["cgroups"])
         t0 = time.monotonic()
-        r = docker("exec", s["container_id"], "python", "-c",
-                   "import time\nt = time.time()\nwhile time.time() - t < 3: pass")
+        loop = "python -c 'import time\nwhile time.process_time() < 0.5: pass'"
+        r = docker("exec", s["container_id"], "sh", "-c", f"{loop} & {loop} & {loop} & {loop}; wait", timeout=120)
         wall = time.monotonic() - t0
         assert r.returncode == 0, r.stderr
         after = read_cgroups(s["cgroups"])
-        assert after.throttled_periods - before.throttled_periods >= 5
+        assert after.throttled_periods - before.throttled_periods >= 3
         assert after.nr_periods > before.nr_periods
         used = after.cpu_seconds - before.cpu_seconds
-        assert 0.5 <= used <= 0.5 * wall + 0.3, (used, wall)
+        assert used >= 2.0 and used <= 0.5 * wall + 0.3, (used, wall)
 
 
 def test_healthcheck_command_missing_from_image(docker_lane, repo_root, tmp_path, free_ports):
