@@ -27,24 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from plumbing.process import proc_start_time
+from plumbing.process import pid_alive, proc_start_time
 
 from .images import StackError
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is gone for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _children(pid: int) -> list[int]:
@@ -146,19 +131,19 @@ class DockerDaemon:
         """SIGTERM dockerd (it stops its containers and its containerd), wait, then SIGKILL
         whatever of its process tree is left. Removes the directory if it made it."""
         pid = self.proc.pid if self.proc else _recorded_pid(self.dir)
-        if pid and _pid_alive(pid):
+        if pid and pid_alive(pid):
             tree = _descendants(pid)  # containerd and the shims, for the rare hard case
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             deadline = time.monotonic() + timeout
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 if self.proc is not None:
                     self.proc.poll()
                 time.sleep(0.1)
             for p in [pid] + tree:
-                if _pid_alive(p):
+                if pid_alive(p):
                     try:
                         os.kill(p, signal.SIGKILL)
                     except ProcessLookupError:
