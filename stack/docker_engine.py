@@ -476,7 +476,7 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
     names = {s["container_id"]: n for n, s in state["services"].items() if s.get("container_id")}
     ooms: dict[str, int] = {n: int(s.get("oom_kills") or 0) for n, s in state["services"].items()}
     ev = subprocess.Popen(events_cmd(state["project"], state.get("started_at") or time.time()),
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     log = open(state_dir / "events.jsonl", "a", buffering=1)
 
     def write():
@@ -487,6 +487,23 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
         write_json_atomic(state_file, refresh(state, ooms))
         return True
 
+    def handle(line: bytes) -> bool:
+        """One docker event: count it, log it, refresh state.json; False once stopped."""
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError:
+            return True
+        action = (e.get("Action") or e.get("status") or "").split(":")[0]
+        name = names.get(e.get("id") or e.get("Actor", {}).get("ID"))
+        if name is None or action in ("exec_create", "exec_start", "exec_die", "attach", "top"):
+            return True
+        if action == "oom":
+            ooms[name] = ooms.get(name, 0) + 1
+        log.write(json.dumps({"t": time.time(), "service": name, "event": action,
+                              "detail": (e.get("Actor") or {}).get("Attributes", {}).get("exitCode")}) + "\n")
+        return write()
+
+    pending = b""
     try:
         while not stop["now"]:
             if owner_pid and proc_start_time(owner_pid) != owner_start:
@@ -500,22 +517,14 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
             ready, _, _ = select.select([ev.stdout], [], [], 0.2)
             if not ready:
                 continue
-            line = ev.stdout.readline()
-            if not line:
+            # the raw pipe, not readline(): lines a buffered reader took early would wait
+            # there, unseen by select, until Docker's next event
+            chunk = os.read(ev.stdout.fileno(), 65536)
+            if not chunk:
                 break
-            try:
-                e = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            action = (e.get("Action") or e.get("status") or "").split(":")[0]
-            name = names.get(e.get("id") or e.get("Actor", {}).get("ID"))
-            if name is None or action in ("exec_create", "exec_start", "exec_die", "attach", "top"):
-                continue
-            if action == "oom":
-                ooms[name] = ooms.get(name, 0) + 1
-            log.write(json.dumps({"t": time.time(), "service": name, "event": action,
-                                  "detail": (e.get("Actor") or {}).get("Attributes", {}).get("exitCode")}) + "\n")
-            if not write():
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if not all(handle(line) for line in lines if line.strip()):
                 break
     finally:
         ev.terminate()

@@ -179,8 +179,10 @@ def test_oom_kill_counted_and_restarted(docker_lane, repo_root, tmp_path, free_p
         assert s["pid"] != s0["pid"] and os.path.exists(f"/proc/{s['pid']}")
         info = json.loads(docker("inspect", s["container_id"]).stdout)[0]
         assert info["RestartCount"] >= 1
-        kinds = [json.loads(x)["event"] for x in (state_dir / "events.jsonl").read_text().splitlines()]
-        assert "oom" in kinds and "die" in kinds and "start" in kinds
+        def kinds():
+            return [json.loads(x)["event"] for x in (state_dir / "events.jsonl").read_text().splitlines()]
+        wait_for(lambda: "oom" in kinds() and "die" in kinds() and kinds().count("start") >= 2, 30,
+                 "the oom, die and second start events in events.jsonl")
         # the restarted process is back in a cgroup with the same limit, and serves
         assert s["pid"] in read_cgroups(s["cgroups"]).pids
         wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30, "healthz after restart")
