@@ -136,6 +136,10 @@ def test_up_limits_health_status_down(docker_lane, repo_root, tmp_path, free_por
         cv = read_cgroups(vm["cgroups"])
         assert (cv.mem_limit_bytes, cv.cpus) == (150 * MiB, 0.5) and vm["pid"] in cv.pids
         assert get(f"http://127.0.0.1:{sport}/healthz") and get(f"http://127.0.0.1:{vport}/health")
+        # the fallback where no container cgroup is readable: docker stats, same limit
+        from stack.docker_engine import docker_stats_reader
+        ds = docker_stats_reader("sensor-service", {**svc, "cgroups": {}}, st)
+        assert ds.source == "docker-stats" and ds.mem_limit_bytes == 50 * MiB and 0 < ds.mem_bytes < 50 * MiB
         # Docker's own healthcheck (first run one interval after start) passes with the same test
         wait_for(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", cid).stdout.strip() == "healthy",
                  40, "docker health healthy")
