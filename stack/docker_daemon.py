@@ -153,8 +153,7 @@ class DockerDaemon:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        subprocess.run(["umount", "-R", "-l", str(self.dir / "exec")], capture_output=True)
-        subprocess.run(["umount", "-R", "-l", str(self.dir / "data")], capture_output=True)
+        unmount_under(self.dir)  # what dockerd mounted and left (its default netns, overlays)
         if self.owned_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -163,6 +162,20 @@ class DockerDaemon:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def unmount_under(d: Path) -> list[str]:
+    """Lazily unmount every mount point under ``d``, deepest first; returns them."""
+    prefix = str(d.resolve()).rstrip("/") + "/"
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    points = sorted({f.split()[4].replace("\\040", " ") for f in lines if f.split()[4].startswith(prefix)},
+                    key=len, reverse=True)
+    for mp in points:
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+    return points
 
 
 def _recorded_pid(d: Path) -> int | None:

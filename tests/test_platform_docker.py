@@ -88,6 +88,8 @@ def docker_lane(tmp_path_factory):
     finally:
         d.stop()
         mp.undo()
+    # after containers ran: nothing of the daemon is left mounted or on disk
+    assert not d.dir.exists() and str(d.dir) not in open("/proc/self/mountinfo").read()
 
 
 def compose_with(tmp_path, repo_root, env=None, mem="40m", cpus=1, healthcheck=None):
