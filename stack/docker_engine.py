@@ -356,7 +356,7 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
     state = {"engine": "docker", "stack_id": stack_id, "project": project, "compose_file": str(compose.path),
              "resolved_compose_file": str(cfile), "profiles": list(profiles), "compose_cmd": base,
              "supervisor_pid": None, "status": "starting", "cgroup_version": cgroup_version,
-             "limits_enforced": True, "started_at": time.time(), "services": {}}
+             "limits_enforced": True, "cgroup_view": "own", "started_at": time.time(), "services": {}}
     try:
         _run(up_cmd(base, cfile, project, services, profiles, build), timeout + 600,
              hint=f"see `{' '.join(base)} -p {project} logs`")
