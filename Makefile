@@ -38,7 +38,7 @@ LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,U
             $(call opt,SCENARIOS,scenarios) $(call opt,REPEATS,repeats) $(call opt,WORKERS,workers) \
             $(call opt,TARGET,target) --engine '$(ENGINE)'
 
-.PHONY: help setup venv os-packages lint test-fast bench profile report example gate gate-calibrate steps capacity collectors up down status test test-platforms clean
+.PHONY: help setup venv os-packages images-offline lint test-fast bench profile report example gate gate-calibrate steps capacity collectors up down status test test-platforms clean
 
 help:
 	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | steps [ROUNDS=5] [ONLY=name] | capacity [STEPS=..] [MAX_SERIES=..] | collectors [SHAPES=..] [SERIES=..] [REPEATS=3] [ROUNDS=5] | up | down | status | test"
@@ -55,6 +55,10 @@ venv: $(STAMP)
 
 os-packages:
 	@bash stack/install-os-packages.sh
+
+# The stack's images without an image registry (docs/stack.md, "Docker engine").
+images-offline: venv
+	$(PY) -m stack.images_offline
 
 bench: setup
 	$(EDGEBENCH) bench $(LOAD_OPTS)

@@ -89,6 +89,14 @@ def _render(run: RunDir) -> None:
         print(f"edgebench: report not rendered: {e}")
 
 
+def _readers(state: dict) -> list:
+    """``docker stats`` for a Docker stack whose container cgroups are not readable here."""
+    if state.get("counters_source") == "docker stats":
+        from stack.docker_engine import docker_stats_reader
+        return [docker_stats_reader]
+    return []
+
+
 def _load_kwargs(params: RunParams) -> dict:
     return dict(duration_s=params.duration_s, warmup_s=params.warmup_s,
                 scrapers=params.scrapers, scrape_rate=params.scrape_rate,
@@ -172,13 +180,15 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts,
                 ports=ports))
             state = handle.state()
+            if state.get("counters_source"):  # docker: "cgroup", or "docker stats" where none is readable
+                info["counters_source"] = state["counters_source"]
             info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
                         cgroup_version=state.get("cgroup_version"), cgroup_view=state.get("cgroup_view"),
                         limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"),
                                     "cpus": s.get("cpus")}
                                 for n, s in state["services"].items()})
             sampler = stack.enter_context(
-                ResourceSampler(state_dir / "state.json", sdir / "resources.csv"))
+                ResourceSampler(state_dir / "state.json", sdir / "resources.csv", readers=_readers(state)))
             profilers = _start_profilers(stack, params, state_dir, sdir) if params.profile else None
             service_url = state["services"]["sensor-service"]["url"]
             progress.phase(f"load: {params.warmup_s:g}s warm-up, {params.duration_s:g}s steady")

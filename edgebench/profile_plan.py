@@ -71,13 +71,21 @@ class Profilers:
         from profiling import ProfilerError
         from profiling.memory import capture_scrape_allocations
         self._capture_started.set()
+        from profiling.memory import capture_scrape_allocations_in_container
+        from profiling.sampler import load_state
         url = self._service_url()
         if not url:
             self._error(f"tracemalloc: no service url in {self.state_file}")
             return
+        state = load_state(self.state_file) or {}
+        svc = state.get("services", {}).get("sensor-service") or {}
         try:
-            self._capture = capture_scrape_allocations(url, self.profile_dir,
-                                                       timeout=CAPTURE_TIMEOUT_S)
+            if state.get("engine") == "docker":  # from inside the container, copied out
+                self._capture = capture_scrape_allocations_in_container(
+                    svc["container_id"], svc["container_port"], self.profile_dir, timeout=CAPTURE_TIMEOUT_S)
+            else:
+                self._capture = capture_scrape_allocations(url, self.profile_dir,
+                                                           timeout=CAPTURE_TIMEOUT_S)
         except ProfilerError as e:
             self._error(f"tracemalloc: {e}")
 

@@ -18,24 +18,20 @@ Public surface:
 """
 
 
-class ProfilerError(RuntimeError):
-    """A profiler could not run or attach. The message is one line naming cause and fix;
-    callers log it and carry on with the run."""
+from plumbing.cgroup import Counters, detect_version, read_cgroups, read_v1, read_v2
 
-
-from plumbing.cgroup import Counters, detect_version, read_cgroups, read_v1, read_v2  # noqa: E402
-
-from .collector_queries import CollectorError, query_collector  # noqa: E402
-from .memory import (  # noqa: E402
+from .collector_queries import CollectorError, query_collector
+from .errors import ProfilerError
+from .memory import (
     MprofRecorder,
     capture_scrape_allocations,
     memory_per_request,
     scrape_allocation_sites,
     top_allocations,
 )
-from .pyspy import PySpyRecorder  # noqa: E402
-from .sampler import COLUMNS, ResourceSampler, pid_getter, read_process, service_pid  # noqa: E402
-from .top_functions import diff_top_functions, parse_collapsed, top_functions  # noqa: E402
+from .pyspy import PySpyRecorder
+from .sampler import COLUMNS, ResourceSampler, pid_getter, read_process, service_pid
+from .top_functions import diff_top_functions, parse_collapsed, top_functions
 
 __all__ = [
     "ProfilerError", "Counters", "detect_version", "read_cgroups", "read_process",

@@ -29,7 +29,7 @@ import pandas as pd
 
 from plumbing.files import write_atomic
 
-from . import ProfilerError
+from .errors import ProfilerError
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,51 @@ def capture_scrape_allocations(service_url: str, out_dir: str | os.PathLike,
                                 f"service (native engine)")
         time.sleep(0.05)   # readiness poll for the file the armed scrape writes
     return peak, after
+
+
+def capture_scrape_allocations_in_container(container_id: str, container_port: int,
+                                            out_dir: str | os.PathLike, timeout: float = 30.0) -> tuple[Path, Path]:
+    """:func:`capture_scrape_allocations` for a service in a Docker container: the
+    endpoint answers loopback clients only and writes to the container's file system, so
+    it is armed from inside (``docker exec`` wget, a few hundred KB in the service's
+    cgroup during the warm-up) and the snapshots are copied out with ``docker cp``."""
+    import subprocess
+
+    out_dir = Path(out_dir).absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inside = {"peak": "/tmp/" + CAPTURE_PEAK, "after": "/tmp/" + CAPTURE_AFTER}
+    deadline = time.monotonic() + timeout
+
+    def dexec(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "exec", container_id, *argv], capture_output=True, text=True,
+                              timeout=max(1.0, deadline - time.monotonic()))
+
+    dexec("rm", "-f", *inside.values())
+    url = (f"http://127.0.0.1:{container_port}/debug/tracemalloc/scrape"
+           f"?peak={inside['peak']}&after={inside['after']}")
+    try:
+        r = dexec("wget", "-q", "-O", "-", "--post-data=", url)
+        if r.returncode != 0:
+            raise ProfilerError(f"tracemalloc capture: arming it in container {container_id[:12]} failed "
+                                f"({(r.stderr or r.stdout).strip()[:200]!r}); fix: start the service with "
+                                f"SENSOR_TRACEMALLOC=1")
+        while dexec("test", "-e", inside["after"]).returncode != 0:
+            if time.monotonic() >= deadline:
+                raise ProfilerError(f"tracemalloc capture: no /metrics scrape took the armed capture within "
+                                    f"{timeout:.0f}s (or the container restarted); fix: keep scraping while profiling")
+            time.sleep(0.2)  # readiness poll for the file the armed scrape writes
+        out = {}
+        for kind, src in inside.items():
+            dst = out_dir / Path(src).name
+            c = subprocess.run(["docker", "cp", f"{container_id}:{src}", str(dst)], capture_output=True, text=True,
+                               timeout=60)
+            if c.returncode != 0:
+                raise ProfilerError(f"tracemalloc capture: docker cp {src} failed: {c.stderr.strip()[:200]}")
+            out[kind] = dst
+    except subprocess.TimeoutExpired:
+        raise ProfilerError(f"tracemalloc capture: docker exec did not answer within {timeout:.0f}s; "
+                            f"fix: check the Docker engine") from None
+    return out["peak"], out["after"]
 
 
 _NOISE = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>")

@@ -39,7 +39,7 @@ from typing import Callable, Iterable
 from plumbing.files import write_atomic
 from plumbing.process import preexec_die_with_parent, proc_start_time
 
-from . import ProfilerError
+from .errors import ProfilerError
 from .top_functions import format_collapsed, merge_stacks, parse_collapsed, write_top_functions
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from plumbing.files import write_atomic
+from reports.glance import anchor
 from reports.markdown import NOT_MEASURED, build_document, numeric_column
 
 CSS = """
@@ -27,6 +28,9 @@ figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-weight:600;margin-bottom:.3em}
 pre{background:#f4f4f4;padding:.6em;overflow-x:auto}
 ul.findings li{margin:.25em 0}
+div.wide{overflow-x:auto}
+p.toc{font-size:.9em}
+@media (max-width:600px){body{margin:1em auto;padding:0 .5em;overflow-wrap:anywhere}table{font-size:.8em}}
 """
 
 
@@ -47,7 +51,7 @@ def to_html(doc: list, out_dir, title: str) -> str:
         kind = block[0]
         if kind == "h":
             section = block[2]
-            parts.append(f"<h{block[1]}>{e(block[2])}</h{block[1]}>")
+            parts.append(f"<h{block[1]} id=\"{e(anchor(block[2]))}\">{e(block[2])}</h{block[1]}>")
         elif kind == "p":
             parts.append(f"<p>{e(block[1])}</p>")
         elif kind == "ul":
@@ -55,7 +59,7 @@ def to_html(doc: list, out_dir, title: str) -> str:
             parts.append(f"<ul{cls}>" + "".join(f"<li>{e(str(i))}</li>" for i in block[1]) + "</ul>")
         elif kind == "table":
             headers, rows = block[1], block[2]
-            parts.append("<table><thead><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in headers)
+            parts.append("<div class=\"wide\"><table><thead><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in headers)
                          + "</tr></thead><tbody>")
             numeric = [numeric_column([r[i] for r in rows]) for i in range(len(headers))]
             for r in rows:
@@ -64,7 +68,7 @@ def to_html(doc: list, out_dir, title: str) -> str:
                     cls = "nm" if c == NOT_MEASURED else ("" if numeric[i] else "tx")
                     cells.append(f"<td class=\"{cls}\">{e(str(c))}</td>" if cls else f"<td>{e(str(c))}</td>")
                 parts.append("<tr>" + "".join(cells) + "</tr>")
-            parts.append("</tbody></table>")
+            parts.append("</tbody></table></div>")
         elif kind == "img":
             uri = _img_uri(block[2])
             if uri:
@@ -78,6 +82,9 @@ def to_html(doc: list, out_dir, title: str) -> str:
                 for t, p in block[1]) + "</ul>")
         elif kind == "code":
             parts.append(f"<pre><code>{e(block[1])}</code></pre>")
+        elif kind == "toc":
+            parts.append("<p class=\"toc\">Sections: " + " · ".join(
+                f"<a href=\"#{e(anchor(t))}\">{e(t)}</a>" for t in block[1]) + "</p>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

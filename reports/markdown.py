@@ -14,6 +14,7 @@ from pathlib import Path
 
 from plumbing.files import write_atomic
 from reports import figures as FIG
+from reports.glance import anchor, glance_section
 from reports.load import collector_kind
 from reports.numbers import NOT_MEASURED, SIGNIFICANT, fmt, round_sig  # noqa: F401 (re-exported)
 from reports.summary import get_path, scenario_order
@@ -489,7 +490,7 @@ def build_document(summary: dict, images: list[dict], run_dir=None, extra: list 
             ("p", "Command:"), ("code", val(man.get("command")))]
     doc += [("h", 2, "Not measured"),
             ("ul", summary.get("missing") or ["Everything listed above was measured."])]
-    return doc
+    return doc[:2] + glance_section(summary, doc[2:]) + doc[2:]
 
 
 # --------------------------------------------------------------------------- markdown
@@ -522,6 +523,8 @@ def to_markdown(doc: list, out_dir) -> str:
             lines += [f"- [{text}]({_rel(path, out_dir)})" for text, path in block[1]] + [""]
         elif kind == "code":
             lines += ["```", block[1], "```", ""]
+        elif kind == "toc":
+            lines += ["Sections: " + " · ".join(f"[{t}](#{anchor(t)})" for t in block[1]), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -162,6 +162,7 @@ def scenario_facts(v: ScenarioView) -> dict:
             "status": meta.get("status"), "engine": meta.get("engine"),
             "limits_enforced": meta.get("limits_enforced"), "limits": meta.get("limits"),
             "cgroup_version": meta.get("cgroup_version"), "cgroup_view": meta.get("cgroup_view"),
+            "counters_source": meta.get("counters_source"),
             "users": meta.get("users"), "scrape_timeout_s": meta.get("scrape_timeout_s"),
             "warmup_s": meta.get("warmup_s"),
             "window": {"steady_start": v.start, "steady_end": v.end}, "duration_s": v.duration_s,
@@ -221,6 +222,9 @@ def what_is_missing(v: ScenarioView, out: dict) -> list[str]:
     if out["limits_enforced"] is False:
         m.append("limits were not enforced (no cgroup limits): OOM kills and throttling do not reflect "
                  "the robot's limits")
+    if out.get("counters_source") == "docker stats":
+        m.append("no container cgroup was readable (Docker Desktop or rootless?): memory from `docker stats`; "
+                 "CPU, throttling, OOM kills and the memory high-water mark not measured")
     if sc.requests is None:
         m.append("client-side latency, requests, failures, throughput (no requests.csv.gz)")
     else:

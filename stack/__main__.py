@@ -107,7 +107,7 @@ def cmd_status(args) -> int:
     if st.get("error"):
         print(f"error: {st['error']}")
     stats = {}
-    if st.get("engine") == "docker" and st.get("status") == "running":
+    if st.get("engine") == "docker" and st.get("status") == "running" and st.get("counters_source") != "cgroup":
         from .docker_engine import stats as dstats
         try:
             stats = dstats(st)
@@ -115,7 +115,7 @@ def cmd_status(args) -> int:
             print(f"warning: {e}")
     # CPU % over a short window from the cgroup counters (docker stats semantics)
     cgs = {n: ServiceCgroup(2 if "unified" in s["cgroups"] else 1, s["cgroups"])
-           for n, s in st["services"].items() if s.get("cgroups") and alive and st.get("engine") == "native"}
+           for n, s in st["services"].items() if s.get("cgroups") and alive}
     cpu0 = {n: cg.counters().cpu_seconds or 0.0 for n, cg in cgs.items()}
     t0 = time.monotonic()
     if cgs:
@@ -141,8 +141,9 @@ def cmd_status(args) -> int:
                 cpu_s = sum(sum(p.cpu_times()[:2]) for p in procs)
             except Exception:
                 pass
-        elif n in stats or (s.get("container_id") and any(v["id"] == s["container_id"] for v in stats.values())):
-            d = stats.get(n) or next(v for v in stats.values() if v["id"] == s["container_id"])
+        elif n in stats or (s.get("container_id") and any(s["container_id"].startswith(v["id"])
+                                                          for v in stats.values())):
+            d = stats.get(n) or next(v for v in stats.values() if s["container_id"].startswith(v["id"]))
             mem, cpu_pct = d["mem_bytes"], d["cpu_percent"]
         print(f"{n:<18}{s.get('status', '?'):<12}{s.get('health') or '-':<9}{s.get('pid') or '-':>8} "
               f"{s.get('url') or '-':<24}{_mb(mem):>9}{_mb(s.get('mem_limit_bytes')):>9}"
@@ -155,7 +156,7 @@ def cmd_status(args) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m stack", description="Run docker-compose.yml's services under their limits.")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("up", "down", "status", "supervise"):
+    for name in ("up", "down", "status", "supervise", "docker-watch"):
         p = sub.add_parser(name)
         p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                        help=f"state directory (default {DEFAULT_STATE_DIR})")
@@ -175,6 +176,8 @@ def main(argv=None) -> int:
         if name in ("down", "status"):
             p.add_argument("--all", action="store_true",
                            help="every stack edgebench started on this machine (the registry, then stray cgroups)")
+        if name == "docker-watch":
+            p.add_argument("--owner", type=int, default=None, help="tear the stack down when this pid is gone")
         if name == "status":
             p.add_argument("--json", action="store_true", help="print state.json")
     args = ap.parse_args(argv)
@@ -182,6 +185,9 @@ def main(argv=None) -> int:
         if args.cmd == "supervise":
             from .supervisor import main as supervise
             return supervise(args.state_dir)
+        if args.cmd == "docker-watch":
+            from .docker_engine import watch
+            return watch(args.state_dir, args.owner)
         if args.cmd == "up":
             env: dict = {}
             for svc, k, v in args.env:

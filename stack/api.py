@@ -150,11 +150,21 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
     if engine == "docker":
         from . import docker_engine
         state = docker_engine.up(compose, state_dir, stack_id, names, tuple(profiles), env, ports, timeout,
-                                 cgroups.detect_version(), contexts)
+                                 cgroups.detect_version(), contexts, extra_args)
         state["state_dir"] = str(state_dir)
+        state["owner_pid"] = None if detach else os.getpid()
+        state["owner_starttime"] = None if detach else proc_start_time(os.getpid())
+        (state_dir / "events.jsonl").write_text("")
         write_json_atomic(state_dir / "state.json", state)
-        registry.register(stack_id, state_dir, "docker", None, None if detach else os.getpid(),
-                          str(compose.path.resolve()))
+        try:  # the watcher keeps state.json current and owns the stack like a supervisor
+            watcher = docker_engine.spawn_watcher(state_dir, state["owner_pid"])
+            state.update(supervisor_pid=watcher.pid, supervisor_starttime=proc_start_time(watcher.pid))
+            write_json_atomic(state_dir / "state.json", state)
+            registry.register(stack_id, state_dir, "docker", watcher.pid, state["owner_pid"],
+                              str(compose.path.resolve()))
+        except BaseException:
+            stop_stack(state_dir)
+            raise
         return StackHandle(state_dir)
 
     hp = host_ports(compose, dict(ports or {}), free_port)
@@ -245,11 +255,22 @@ def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float 
     state_dir = Path(state_dir)
     st = read_state(state_dir)
     if st and st.get("engine") == "docker":
+        wpid = st.get("supervisor_pid")
+        if wpid and pid_alive(wpid, st.get("supervisor_starttime")):  # the watcher first: it writes state.json
+            try:
+                os.kill(wpid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 10
+            while pid_alive(wpid, st.get("supervisor_starttime")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        st = read_state(state_dir) or st
         if st.get("status") == "running":
             from . import docker_engine
             docker_engine.down(st)
             st["status"] = "stopped"
-            write_json_atomic(state_dir / "state.json", st)
+        st["supervisor_pid"] = None
+        write_json_atomic(state_dir / "state.json", st)
         registry.unregister(st.get("stack_id"))
         return st
     pid = st.get("supervisor_pid") if st else (proc.pid if proc else None)

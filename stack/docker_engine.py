@@ -1,22 +1,48 @@
-"""Docker engine: drives ``docker compose`` (v2 plugin, or the v1 ``docker-compose``).
+"""Docker engine: runs the stack with ``docker compose`` (v2 plugin) or ``docker-compose``
+(1.28 or newer), against whatever daemon ``DOCKER_HOST`` names.
 
-Port and environment overrides go into ``<state-dir>/compose.override.yml`` (ports use
-compose's ``!override`` tag so the file's own mapping is replaced, not added to).
-The command builders are pure and unit-tested; running them needs a Docker engine.
+Instead of an override file (the ``!override`` tag needs Compose 2.24), every stack gets
+one fully resolved compose file, ``<state-dir>/compose.yml``: the user's file
+interpolated, relative paths made absolute, port/env/argument/context overrides applied,
+image builds on the host's network. No ``--wait`` (Compose 1.x has none): ``up`` polls
+each container, its health endpoint and then runs the compose healthcheck's own test
+command in the container once (``docker exec``), so a test command the image lacks is
+one line at start, not an ``unhealthy`` ten seconds later.
+
+Each container's cgroup is read from the container itself: ``docker inspect`` gives
+its host pid, ``/proc/<pid>/cgroup`` its groups, ``/proc/self/mountinfo`` where they
+are mounted. Where none is readable (Docker Desktop, rootless), counters come from
+``docker stats`` and ``state.json`` says ``"counters_source": "docker stats"``.
+
+A watcher process (``python -m stack docker-watch``) follows ``docker events`` for the
+project: it keeps pids, restart counts (RestartCount), OOM kills (``oom`` events) and
+health in ``state.json`` current, and tears the stack down when its owner is gone,
+as the native supervisor does. The command builders are pure and unit-tested.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from .compose import Compose
+from plumbing.cgroup import Counters
+from plumbing.files import write_json_atomic
+from plumbing.process import proc_start_time
+
+from .compose import Compose, _interpolate_tree
 from .images import StackError, adapter_for, service_port
+
+MIN_V1 = (1, 28)  # profiles arrived in docker-compose 1.28
+COMPOSE_NEEDED = "docker-compose >= 1.28 or the docker compose v2 plugin"
 
 
 def engine_available(timeout: float = 5.0) -> bool:
@@ -30,93 +56,235 @@ def engine_available(timeout: float = 5.0) -> bool:
     return r.returncode == 0 and bool(r.stdout.strip())
 
 
+def parse_version(text: str) -> tuple[int, ...] | None:
+    m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return tuple(int(x) for x in m.groups() if x is not None) if m else None
+
+
+def pick_compose(plugin_version: str | None, v1_version: str | None) -> list[str]:
+    """The compose command to use, from the versions each answered (None: not installed).
+    Pure; raises StackError with the version needed."""
+    if plugin_version and parse_version(plugin_version) and parse_version(plugin_version) >= (2,):
+        return ["docker", "compose"]
+    if v1_version:
+        v = parse_version(v1_version)
+        if v and v >= MIN_V1:
+            return ["docker-compose"]
+        raise StackError(f"docker-compose {v1_version.strip()} cannot run the stack (no profiles); "
+                         f"fix: install {COMPOSE_NEEDED}")
+    raise StackError(f"neither `docker compose` nor `docker-compose` is installed; fix: install {COMPOSE_NEEDED} "
+                     f"(`make os-packages`) or use --engine native")
+
+
+def _version_of(cmd: list[str]) -> str | None:
+    if not shutil.which(cmd[0]):
+        return None
+    try:
+        r = subprocess.run(cmd + ["version", "--short"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
+
+
 def compose_base() -> list[str]:
-    """``docker compose`` if the plugin answers, else ``docker-compose``."""
-    if shutil.which("docker"):
-        r = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
-        if r.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    raise StackError("neither `docker compose` nor `docker-compose` is installed; fix: run `make os-packages` "
-                     "or use --engine native")
+    """``docker compose`` if the v2 plugin answers, else ``docker-compose`` >= 1.28."""
+    return pick_compose(_version_of(["docker", "compose"]), _version_of(["docker-compose"]))
 
 
 def project_name(stack_id: str) -> str:
     return f"edgebench-{stack_id}"
 
 
-def override_doc(compose: Compose, services: list[str], env: dict | None, ports: dict | None,
-                 contexts: dict | None = None) -> dict:
-    out: dict = {}
-    for name in services:
+# ------------------------------------------------------------------ resolved compose file
+
+def _abs_volume(v, project_dir: Path):
+    if isinstance(v, str):
+        parts = v.split(":")
+        if len(parts) >= 2 and parts[0].startswith((".", "~")):
+            parts[0] = str((project_dir / os.path.expanduser(parts[0])).resolve())
+        return ":".join(parts)
+    if isinstance(v, dict) and v.get("type") == "bind" and v.get("source"):
+        return {**v, "source": str((project_dir / os.path.expanduser(v["source"])).resolve())}
+    return v
+
+
+def resolved_doc(compose: Compose, raw: dict, env: dict | None = None, ports: dict | None = None,
+                 contexts: dict | None = None, extra_args: dict | None = None,
+                 build_args: dict | None = None, environ: dict | None = None) -> dict:
+    """The compose document this stack runs: ``raw`` (the user's YAML) interpolated, paths
+    absolute, overrides applied. Pure (``environ`` defaults to os.environ)."""
+    def err(path, msg):
+        raise StackError(f"{compose.path}: {'.'.join(path)}: {msg}; fix: set the variable or quote '$' as '$$'")
+
+    doc = _interpolate_tree(raw, dict(os.environ if environ is None else environ), (), err)
+    doc.pop("version", None)
+    pdir = compose.project_dir
+    for name, spec in doc["services"].items():
         svc = compose.all_services[name]
-        entry: dict = {}
-        if contexts and contexts.get(name):
-            entry["build"] = {"context": str(contexts[name])}
-        if env and env.get(name):
-            entry["environment"] = {k: str(v) for k, v in env[name].items()}
+        if svc.build is not None:
+            b = spec.get("build")
+            b = {"context": b} if isinstance(b, str) else dict(b or {})
+            b["context"] = str((contexts or {}).get(name) or svc.build["context"])
+            b["network"] = "host"  # pip in the build reaches the index as this machine does
+            if build_args:
+                b["args"] = {**(b.get("args") or {}), **build_args}
+            spec["build"] = b
+        if spec.get("volumes"):
+            spec["volumes"] = [_abs_volume(v, pdir) for v in spec["volumes"]]
         if ports and name in ports and service_port(svc):
-            entry["ports"] = OverrideList([f"127.0.0.1:{int(ports[name])}:{service_port(svc)}"])
-        if entry:
-            out[name] = entry
-    return {"services": out} if out else {}
+            spec["ports"] = [f"127.0.0.1:{int(ports[name])}:{service_port(svc)}"]
+        if env and env.get(name):
+            e = spec.get("environment") or {}
+            if isinstance(e, list):
+                e = dict(x.split("=", 1) if "=" in x else (x, "") for x in e)
+            spec["environment"] = {**{k: str(v) for k, v in e.items()},
+                                   **{k: str(v) for k, v in env[name].items()}}
+        if extra_args and extra_args.get(name):
+            spec["command"] = list(svc.command or []) + list(extra_args[name])
+    return doc
 
 
-class OverrideList(list):
-    pass
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-_Dumper.add_representer(OverrideList, lambda d, v: d.represent_sequence("!override", list(v)))
-
-
-def dump_override(doc: dict) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
-
-
-def base_args(base: list[str], compose_file: str, override: str | None, project: str,
-              profiles=()) -> list[str]:
-    args = list(base) + ["-f", str(compose_file)]
-    if override:
-        args += ["-f", str(override)]
-    args += ["-p", project]
+def base_args(base: list[str], compose_file: str, project: str, profiles=()) -> list[str]:
+    args = list(base) + ["-f", str(compose_file), "-p", project]
     for p in profiles:
         args += ["--profile", p]
     return args
 
 
-def up_cmd(base, compose_file, override, project, services, profiles=(), wait=True, timeout=30) -> list[str]:
-    cmd = base_args(base, compose_file, override, project, profiles) + ["up", "-d"]
-    if wait:
-        cmd += ["--wait", "--wait-timeout", str(int(timeout))]
-    return cmd + list(services)
+def up_cmd(base, compose_file, project, services, profiles=(), build=False) -> list[str]:
+    """No ``--wait``: docker-compose 1.x lacks it; ``up`` polls health itself."""
+    return base_args(base, compose_file, project, profiles) + ["up", "-d"] + (["--build"] if build else []) \
+        + list(services)
 
 
-def down_cmd(base, compose_file, override, project, profiles=()) -> list[str]:
-    return base_args(base, compose_file, override, project, profiles) + ["down", "--remove-orphans",
-                                                                          "--timeout", "10"]
+def down_cmd(base, compose_file, project, profiles=()) -> list[str]:
+    """``-v``: the project's named volumes (collector data) go with it."""
+    return base_args(base, compose_file, project, profiles) + ["down", "-v", "--remove-orphans", "--timeout", "10"]
 
 
-def ps_cmd(base, compose_file, override, project, service=None) -> list[str]:
-    return base_args(base, compose_file, override, project) + ["ps", "-q"] + ([service] if service else [])
+def ps_cmd(base, compose_file, project, service=None) -> list[str]:
+    return base_args(base, compose_file, project) + ["ps", "-q"] + ([service] if service else [])
 
 
 def stats_cmd(container_ids: list[str]) -> list[str]:
-    return ["docker", "stats", "--no-stream", "--format", "json"] + list(container_ids)
+    return ["docker", "stats", "--no-stream", "--format", "{{json .}}"] + list(container_ids)
 
 
-def cgroup_paths(container_id: str, version: int | None, root: str = "/sys/fs/cgroup") -> dict:
-    if version == 1:
-        out = {c: f"{root}/{c}/docker/{container_id}" for c in ("memory", "cpu", "cpuacct")}
-    elif version == 2:
-        out = {"unified": f"{root}/system.slice/docker-{container_id}.scope"}
-    else:
+def events_cmd(project: str, since: float) -> list[str]:
+    return ["docker", "events", "--since", f"{since:.3f}", "--format", "{{json .}}",
+            "--filter", "type=container", "--filter", f"label=com.docker.compose.project={project}"]
+
+
+# ------------------------------------------------------------------ cgroups of a container
+
+V1_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio",
+                  "perf_event", "hugetlb", "pids", "rdma", "misc"}
+
+
+def parse_mountinfo(text: str) -> list[dict]:
+    """cgroup mounts of /proc/self/mountinfo: [{"root", "mount", "version", "controllers"}]."""
+    out = []
+    for line in text.splitlines():
+        pre, sep, post = line.partition(" - ")
+        if not sep:
+            continue
+        f, p = pre.split(), post.split()
+        if len(f) < 5 or len(p) < 3 or p[0] not in ("cgroup", "cgroup2"):
+            continue
+        opts = set(p[2].split(","))
+        ctl = sorted(opts & V1_CONTROLLERS) if p[0] == "cgroup" else []
+        out.append({"root": f[3], "mount": f[4], "version": 2 if p[0] == "cgroup2" else 1, "controllers": ctl})
+    return out
+
+
+def cgroups_from_proc(proc_cgroup: str, mounts: list[dict]) -> dict:
+    """A process's cgroup directories, from /proc/<pid>/cgroup and the cgroup mounts: v1
+    {"memory", "cpu", "cpuacct"} (all three or nothing), v2 {"unified"}. Pure."""
+    def on_disk(m: dict, path: str) -> str | None:
+        root = m["root"].rstrip("/")
+        if root and not (path == root or path.startswith(root + "/")):
+            return None
+        return m["mount"].rstrip("/") + path[len(root):]
+
+    v1: dict[str, str] = {}
+    for line in proc_cgroup.splitlines():
+        hid, _, rest = line.partition(":")
+        ctls, _, path = rest.partition(":")
+        if hid == "0" and ctls == "":
+            m = next((m for m in mounts if m["version"] == 2), None)
+            d = on_disk(m, path) if m else None
+            if d and not v1:
+                return {"unified": d}
+            continue
+        for c in ctls.split(","):
+            if c in ("memory", "cpu", "cpuacct"):
+                m = next((m for m in mounts if m["version"] == 1 and c in m["controllers"]), None)
+                d = on_disk(m, path) if m else None
+                if d:
+                    v1[c] = d
+    return v1 if set(v1) == {"memory", "cpu", "cpuacct"} else {}
+
+
+def container_cgroups(pid: int | None) -> dict:
+    """The container's cgroup directories that exist here ({} if none is readable)."""
+    if not pid:
         return {}
-    return {k: v for k, v in out.items() if Path(v).is_dir()}
+    try:
+        proc = Path(f"/proc/{pid}/cgroup").read_text()
+        mounts = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        return {}
+    cg = cgroups_from_proc(proc, mounts)
+    return cg if cg and all(os.path.isdir(d) for d in cg.values()) else {}
+
+
+# ------------------------------------------------------------------ docker calls
+
+def _run(cmd: list[str], timeout: float, hint: str = "see `docker logs <container>`") -> str:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise StackError(f"`{' '.join(cmd[:4])} ...` did not finish within {timeout:g}s; fix: check the Docker engine") from None
+    if r.returncode != 0:
+        lines = [x for x in r.stderr.strip().splitlines() if x.strip() and "IPv4 forwarding" not in x]
+        raise StackError(f"`{' '.join(cmd[:4])} ...` failed: {(lines or ['no output'])[-1].strip()}; fix: {hint}")
+    return r.stdout
+
+
+def inspect(ids: list[str]) -> list[dict]:
+    ids = [i for i in ids if i]
+    if not ids:
+        return []
+    r = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=30)
+    try:
+        return json.loads(r.stdout or "[]")
+    except json.JSONDecodeError:
+        return []
+
+
+def container_facts(info: dict) -> dict:
+    """What state.json keeps of ``docker inspect``. Pure."""
+    st = info.get("State") or {}
+    pid = st.get("Pid") or None
+    return {"container_id": info.get("Id"), "pid": pid, "status": st.get("Status") or "?",
+            "health": ((st.get("Health") or {}).get("Status")), "restarts": int(info.get("RestartCount") or 0),
+            "oom_killed": bool(st.get("OOMKilled")), "exit_code": st.get("ExitCode"),
+            "volumes": {m["Destination"]: m["Source"] for m in info.get("Mounts") or []
+                        if m.get("Type") == "volume" and m.get("Source")}}
+
+
+def docker_stats_reader(name: str, svc: dict, state: dict) -> Counters | None:
+    """A ResourceSampler reader for a docker service without a readable cgroup."""
+    if state.get("engine") != "docker" or svc.get("cgroups") or not svc.get("container_id"):
+        return None
+    try:
+        d = next(iter(parse_stats(_run(stats_cmd([svc["container_id"]]), 30)).values()), None)
+    except StackError:
+        return None
+    if d is None:
+        return None
+    return Counters(mem_bytes=d["mem_bytes"], mem_limit_bytes=d["mem_limit_bytes"] or None,
+                    source="docker-stats")
 
 
 _SIZE = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
@@ -131,7 +299,7 @@ def _size(text: str) -> int:
 
 
 def parse_stats(text: str) -> dict[str, dict]:
-    """``docker stats --no-stream --format json`` lines -> {name: {mem_bytes, mem_limit_bytes, cpu_percent}}."""
+    """``docker stats --no-stream --format '{{json .}}'`` lines -> {name: {mem_bytes, mem_limit_bytes, cpu_percent}}."""
     out = {}
     for line in text.splitlines():
         line = line.strip()
@@ -145,66 +313,221 @@ def parse_stats(text: str) -> dict[str, dict]:
     return out
 
 
-def _run(cmd: list[str], timeout: float) -> str:
+def stats(state: dict) -> dict:
+    ids = [s["container_id"] for s in state["services"].values() if s.get("container_id")]
+    return parse_stats(_run(stats_cmd(ids), 30)) if ids else {}
+
+
+# ------------------------------------------------------------------ up / down
+
+def _healthcheck_argv(svc) -> list[str] | None:
+    hc = svc.healthcheck
+    if not hc:
+        return None
+    return list(hc["test"]) if hc.get("test") else ["/bin/sh", "-c", hc["shell"]]
+
+
+def _check_in_container(cid: str, argv: list[str], timeout: float) -> tuple[int, str]:
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(["docker", "exec", cid, *argv], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise StackError(f"`{' '.join(cmd)}` did not finish within {timeout:g}s; fix: check the Docker engine") from None
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise StackError(f"`{' '.join(cmd[:4])} ...` failed: {last}; fix: see `docker compose logs`")
-    return r.stdout
+        return -1, "timed out"
+    return r.returncode, (r.stderr or r.stdout).strip().splitlines()[-1:][0] if (r.stderr or r.stdout).strip() else ""
 
 
 def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], profiles, env, ports,
-       timeout: float, cgroup_version: int | None, contexts: dict | None = None) -> dict:
-    """Start with docker compose and return the state dict (the caller writes it)."""
+       timeout: float, cgroup_version: int | None, contexts: dict | None = None,
+       extra_args: dict | None = None) -> dict:
+    """Start with compose, wait until healthy and return the state dict (the caller writes
+    it). On any failure the project is taken down before the error is raised."""
+    from .images_offline import base_build_arg, check_images
     from .native import http_ok
 
     base = compose_base()
     project = project_name(stack_id)
-    override = None
-    doc = override_doc(compose, services, env, ports, contexts)
-    if doc:
-        override = state_dir / "compose.override.yml"
-        override.write_text(dump_override(doc))
-    wait = base[:2] == ["docker", "compose"]
-    build = ["--build"] if contexts else []
-    _run(up_cmd(base, compose.path, override, project, services, profiles, wait, timeout) + build,
-         timeout + 300)
-    svc_state = {}
-    for name in services:
-        svc = compose.all_services[name]
-        hp = (ports or {}).get(name) or next((p.host_port for p in svc.ports if p.host_port), None)
-        ad = adapter_for(svc)
-        url = f"http://127.0.0.1:{hp}" if hp else None
-        cid = _run(ps_cmd(base, compose.path, override, project, name), 30).strip().splitlines()
-        cid = cid[0] if cid else None
-        svc_state[name] = {"container_id": cid, "pid": None, "status": "running", "health": "starting",
-                           "url": url, "health_url": (url + ad.health_path) if url and ad else None,
-                           "host_port": hp, "mem_limit_bytes": svc.mem_limit, "cpus": svc.cpus,
-                           "cgroups": cgroup_paths(cid, cgroup_version) if cid else {},
-                           "restarts": 0, "oom_kills": 0, "log": None}
-    deadline = time.time() + timeout
-    for name, s in svc_state.items():  # docker-compose v1 has no --wait
-        while s["health_url"] and not http_ok(s["health_url"]):
-            if time.time() > deadline:
-                raise StackError(f"service '{name}' not healthy at {s['health_url']} after {timeout:g}s; "
-                                 f"fix: see `docker compose -p {project} logs {name}`")
-            time.sleep(0.2)
-        s["health"] = "healthy"
-    return {"engine": "docker", "stack_id": stack_id, "project": project, "compose_file": str(compose.path),
-            "override_file": str(override) if override else None, "profiles": list(profiles),
-            "compose_cmd": base, "supervisor_pid": None, "status": "running",
-            "cgroup_version": cgroup_version, "limits_enforced": True, "started_at": time.time(),
-            "healthy_at": time.time(), "services": svc_state}
+    check_images(compose.path)
+    raw = yaml.safe_load(compose.path.read_text())
+    bargs = {"BASE_IMAGE": b} if (b := base_build_arg()) else None
+    doc = resolved_doc(compose, raw, env, ports, contexts, extra_args, bargs)
+    cfile = state_dir / "compose.yml"
+    cfile.write_text("# written by edgebench for this stack: " + str(compose.path) + " resolved\n"
+                     + yaml.safe_dump(doc, sort_keys=False))
+    build = any(compose.all_services[n].build is not None for n in services)
+    state = {"engine": "docker", "stack_id": stack_id, "project": project, "compose_file": str(compose.path),
+             "resolved_compose_file": str(cfile), "profiles": list(profiles), "compose_cmd": base,
+             "supervisor_pid": None, "status": "starting", "cgroup_version": cgroup_version,
+             "limits_enforced": True, "cgroup_view": "own", "started_at": time.time(), "services": {}}
+    try:
+        _run(up_cmd(base, cfile, project, services, profiles, build), timeout + 600,
+             hint=f"see `{' '.join(base)} -p {project} logs`")
+        for name in services:
+            svc = compose.all_services[name]
+            hp = (ports or {}).get(name) or next((p.host_port for p in svc.ports if p.host_port), None)
+            ad = adapter_for(svc)
+            url = f"http://127.0.0.1:{hp}" if hp else None
+            cid = _run(ps_cmd(base, cfile, project, name), 30).strip().splitlines()
+            state["services"][name] = {
+                "container_id": cid[0] if cid else None, "pid": None, "status": "starting",
+                "health": "starting", "url": url, "health_url": (url + ad.health_path) if url and ad else None,
+                "host_port": hp, "container_port": service_port(svc), "mem_limit_bytes": svc.mem_limit, "cpus": svc.cpus, "cgroups": {},
+                "restarts": 0, "oom_kills": 0, "log": None, "healthcheck_argv": _healthcheck_argv(svc)}
+        deadline = time.time() + timeout
+        for name, s in state["services"].items():
+            while True:
+                refresh(state)
+                if s["status"] == "running" and (not s["health_url"] or http_ok(s["health_url"])):
+                    break
+                if s["status"] in ("exited", "dead") and compose.all_services[name].restart == "no":
+                    raise StackError(f"service '{name}' exited (code {s.get('exit_code')}); "
+                                     f"fix: see `docker logs {s['container_id']}`")
+                if time.time() > deadline:
+                    raise StackError(f"service '{name}' not healthy at {s['health_url']} after {timeout:g}s "
+                                     f"(container {s['status']}); fix: see `docker logs {s['container_id']}`")
+                time.sleep(0.2)
+            argv = s["healthcheck_argv"]
+            while argv:
+                code, out = _check_in_container(s["container_id"], argv, 10)
+                if code == 0:
+                    break
+                if code in (126, 127) or "executable file not found" in out:
+                    raise StackError(f"{compose.path}: service '{name}': healthcheck.test: {argv[0]} is not in "
+                                     f"the image ({out}); fix: use a test command the image has")
+                if time.time() > deadline:
+                    raise StackError(f"service '{name}': healthcheck {' '.join(argv)} still fails after "
+                                     f"{timeout:g}s (exit {code}: {out}); fix: see `docker logs {s['container_id']}`")
+                time.sleep(0.5)
+            s["health"], s["health_checked_pid"] = "healthy", s["pid"]
+        refresh(state)
+        for s in state["services"].values():
+            s["health"] = "healthy" if s["health"] in (None, "starting") else s["health"]
+    except BaseException:
+        try:
+            _run(down_cmd(base, cfile, project, profiles), 120)
+        except StackError:
+            pass
+        raise
+    if any(not s["cgroups"] for s in state["services"].values()):
+        state["counters_source"] = "docker stats"
+        state["counters_note"] = ("no container cgroup is readable here (Docker Desktop or rootless?): memory "
+                                  "from `docker stats`, no CPU, throttling or OOM counters")
+    else:
+        state["counters_source"] = "cgroup"
+    state.update(status="running", healthy_at=time.time())
+    return state
+
+
+def refresh(state: dict, oom_events: dict | None = None) -> dict:
+    """Update each service's pid, cgroups, status, health, restarts and OOM kills from
+    ``docker inspect`` (``oom_events``: OOM kills counted from ``docker events``)."""
+    svcs = state["services"]
+    by_id = {s["container_id"]: n for n, s in svcs.items() if s.get("container_id")}
+    for info in inspect(list(by_id)):
+        name = by_id.get(info.get("Id"))
+        if name is None:
+            continue
+        s, f = svcs[name], container_facts(info)
+        if f["pid"] != s.get("pid"):
+            s["pid_starttime"] = proc_start_time(f["pid"]) if f["pid"] else None
+            s["cgroups"] = container_cgroups(f["pid"]) or s.get("cgroups") or {}
+        s.update(pid=f["pid"], status=f["status"], restarts=f["restarts"], exit_code=f["exit_code"],
+                 volumes=f["volumes"])
+        if f["health"] == "starting" and s.get("health_checked_pid") == f["pid"]:
+            s["health"] = "healthy"  # up ran the test in this very process's container: passed
+        elif f["health"]:
+            s["health"] = f["health"]
+        oom = (oom_events or {}).get(name, 0)
+        s["oom_kills"] = max(int(s.get("oom_kills") or 0), oom, 1 if f["oom_killed"] else 0)
+    state["updated_at"] = time.time()
+    return state
 
 
 def down(state: dict) -> None:
-    _run(down_cmd(state["compose_cmd"], state["compose_file"], state.get("override_file"), state["project"],
-                  state.get("profiles", ())), 120)
+    _run(down_cmd(state["compose_cmd"], state.get("resolved_compose_file") or state["compose_file"],
+                  state["project"], state.get("profiles", ())), 120)
 
 
-def stats(state: dict) -> dict:
-    ids = [s["container_id"] for s in state["services"].values() if s.get("container_id")]
-    return parse_stats(_run(stats_cmd(ids), 30)) if ids else {}
+# ------------------------------------------------------------------ the watcher
+
+def spawn_watcher(state_dir: Path, owner_pid: int | None) -> subprocess.Popen:
+    """Start ``python -m stack docker-watch`` detached; it follows the stack until it is down."""
+    repo = Path(__file__).resolve().parent.parent
+    penv = dict(os.environ)
+    penv["PYTHONPATH"] = str(repo) + (os.pathsep + penv["PYTHONPATH"] if penv.get("PYTHONPATH") else "")
+    argv = [sys.executable, "-m", "stack", "docker-watch", "--state-dir", str(state_dir)]
+    if owner_pid:
+        argv += ["--owner", str(owner_pid)]
+    with open(state_dir / "watcher.log", "ab") as log:
+        return subprocess.Popen(argv, cwd=str(repo), env=penv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+
+
+def watch(state_dir: Path, owner_pid: int | None = None) -> int:
+    """Follow ``docker events`` for the stack in ``state_dir``: keep state.json current,
+    append events.jsonl, and take the stack down if the owner process is gone."""
+    state_file = state_dir / "state.json"
+    state = json.loads(state_file.read_text())
+    # the owner's start time as the starter recorded it: the owner may be gone before this runs
+    owner_start = state.get("owner_starttime") if owner_pid == state.get("owner_pid") else None
+    if owner_pid and owner_start is None:
+        owner_start = proc_start_time(owner_pid)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    names = {s["container_id"]: n for n, s in state["services"].items() if s.get("container_id")}
+    ooms: dict[str, int] = {n: int(s.get("oom_kills") or 0) for n, s in state["services"].items()}
+    ev = subprocess.Popen(events_cmd(state["project"], state.get("started_at") or time.time()),
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    log = open(state_dir / "events.jsonl", "a", buffering=1)
+
+    def write():
+        cur = json.loads(state_file.read_text())
+        if cur.get("status") != "running":
+            return False
+        state.update({k: v for k, v in cur.items() if k not in ("services",)})
+        write_json_atomic(state_file, refresh(state, ooms))
+        return True
+
+    def handle(line: bytes) -> bool:
+        """One docker event: count it, log it, refresh state.json; False once stopped."""
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError:
+            return True
+        action = (e.get("Action") or e.get("status") or "").split(":")[0]
+        name = names.get(e.get("id") or e.get("Actor", {}).get("ID"))
+        if name is None or action in ("exec_create", "exec_start", "exec_die", "attach", "top"):
+            return True
+        if action == "oom":
+            ooms[name] = ooms.get(name, 0) + 1
+        log.write(json.dumps({"t": time.time(), "service": name, "event": action,
+                              "detail": (e.get("Actor") or {}).get("Attributes", {}).get("exitCode")}) + "\n")
+        return write()
+
+    pending = b""
+    try:
+        while not stop["now"]:
+            if owner_pid and proc_start_time(owner_pid) != owner_start:
+                down(state)
+                state.update(status="stopped", supervisor_pid=None,
+                             stop_reason=f"owner process {owner_pid} is gone; stack torn down")
+                write_json_atomic(state_file, state)
+                from . import registry
+                registry.unregister(state.get("stack_id"))
+                return 0
+            ready, _, _ = select.select([ev.stdout], [], [], 0.2)
+            if not ready:
+                continue
+            # the raw pipe, not readline(): lines a buffered reader took early would wait
+            # there, unseen by select, until Docker's next event
+            chunk = os.read(ev.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if not all(handle(line) for line in lines if line.strip()):
+                break
+    finally:
+        ev.terminate()
+        ev.wait()
+        log.close()
+    return 0

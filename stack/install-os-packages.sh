@@ -11,6 +11,7 @@ if [ "${EDGEBENCH_WITH_CHROMIUM:-0}" = 1 ]; then command -v chromium >/dev/null 
 # The platform matrix (make test-platforms): a Docker engine and a cgroup v2 guest.
 if [ "${EDGEBENCH_WITH_PLATFORMS:-0}" = 1 ]; then
   command -v dockerd >/dev/null || need+=(docker.io)
+  command -v debootstrap >/dev/null || need+=(debootstrap)  # the offline base image (stack/images_offline.py)
   command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
   [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod || need+=(busybox-static)
 fi

@@ -39,3 +39,15 @@ def free_ports():
 # interrupt nothing. A handled signal reverts to the default in children.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_starts_no_process(request, monkeypatch):
+    """The fast tier's promise, enforced: a test not marked slow that starts a process fails."""
+    if request.node.get_closest_marker("slow") or request.node.get_closest_marker("platform"):
+        return
+    import subprocess
+
+    def refuse(self, args, *a, **kw):
+        raise AssertionError(f"a fast-tier test started a process ({args!r}); mark it slow")
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

@@ -179,7 +179,11 @@ def test_a_short_real_sweep_end_to_end(tmp_path):
         assert s["cpu_cores"] > 0 and s["mem_peak_mb"] > 5
         assert (run / s["dir"] / "scenario.json").exists()
     cap = doc["analysis"]["load"]["optimized"]["scrape_capacity"]
-    assert cap["rate"] in (None, 20.0, 40.0)
+    # the optimized service sustains 200 scrapes/s (docs/capacity.md): 20 and 40 must both pass,
+    # and the run's own analysis must say so
+    scrape_steps = [s for s in steps if s["axis"] == "scrape"]
+    assert all(A.meets_slo(s) for s in scrape_steps), [A.slo_problem(s) for s in scrape_steps]
+    assert cap["rate"] == 40.0
     assert (run / "report" / "capacity_load.png").stat().st_size > 10_000
     assert "## Load sweep" in (run / "report" / "CAPACITY.md").read_text().replace("### ", "## ")
     assert not (tmp_path / "latest").exists()

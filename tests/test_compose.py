@@ -3,6 +3,7 @@ import sys
 import textwrap
 
 import pytest
+import yaml
 
 from stack import docker_engine
 from stack.compose import ComposeError, interpolate, load_compose, parse_bytes, parse_cpus
@@ -371,26 +372,95 @@ def test_native_plan_missing_binary_and_unknown_image(repo_root, tmp_path, monke
 
 def test_docker_command_lines(repo_root):
     base = ["docker", "compose"]
-    assert docker_engine.up_cmd(base, "dc.yml", "ov.yml", "edgebench-ab12", ["sensor-service", "victoriametrics"],
-                                ["prometheus"], True, 30) == [
-        "docker", "compose", "-f", "dc.yml", "-f", "ov.yml", "-p", "edgebench-ab12", "--profile", "prometheus",
-        "up", "-d", "--wait", "--wait-timeout", "30", "sensor-service", "victoriametrics"]
-    assert docker_engine.up_cmd(["docker-compose"], "dc.yml", None, "p", [], wait=False) == [
-        "docker-compose", "-f", "dc.yml", "-p", "p", "up", "-d"]
-    assert docker_engine.down_cmd(base, "dc.yml", None, "p") == [
-        "docker", "compose", "-f", "dc.yml", "-p", "p", "down", "--remove-orphans", "--timeout", "10"]
-    assert docker_engine.ps_cmd(base, "dc.yml", None, "p", "victoriametrics") == [
+    assert docker_engine.up_cmd(base, "dc.yml", "edgebench-ab12", ["sensor-service", "victoriametrics"],
+                                ["prometheus"], build=True) == [
+        "docker", "compose", "-f", "dc.yml", "-p", "edgebench-ab12", "--profile", "prometheus",
+        "up", "-d", "--build", "sensor-service", "victoriametrics"]
+    assert docker_engine.up_cmd(["docker-compose"], "dc.yml", "p", []) == [
+        "docker-compose", "-f", "dc.yml", "-p", "p", "up", "-d"]  # no --wait: 1.x lacks it
+    assert docker_engine.down_cmd(base, "dc.yml", "p") == [
+        "docker", "compose", "-f", "dc.yml", "-p", "p", "down", "-v", "--remove-orphans", "--timeout", "10"]
+    assert docker_engine.ps_cmd(base, "dc.yml", "p", "victoriametrics") == [
         "docker", "compose", "-f", "dc.yml", "-p", "p", "ps", "-q", "victoriametrics"]
-    assert docker_engine.stats_cmd(["abc", "def"]) == ["docker", "stats", "--no-stream", "--format", "json",
+    assert docker_engine.stats_cmd(["abc", "def"]) == ["docker", "stats", "--no-stream", "--format", "{{json .}}",
                                                        "abc", "def"]
+    assert docker_engine.events_cmd("p", 12.5)[-2:] == ["--filter", "label=com.docker.compose.project=p"]
+
+
+def test_docker_compose_version_pick():
+    assert docker_engine.pick_compose("2.29.1", "1.29.2") == ["docker", "compose"]
+    assert docker_engine.pick_compose(None, "1.29.2") == ["docker-compose"]
+    assert docker_engine.pick_compose(None, "docker-compose version 1.28.0, build x") == ["docker-compose"]
+    with pytest.raises(StackError, match=r"docker-compose 1.25.0 cannot run the stack.*>= 1.28"):
+        docker_engine.pick_compose(None, "1.25.0")
+    with pytest.raises(StackError, match="neither `docker compose` nor `docker-compose`"):
+        docker_engine.pick_compose(None, None)
+
+
+def test_docker_resolved_compose_file(repo_root):
+    """One plain compose file per stack: overrides applied in place, no !override tag,
+    paths absolute, builds on the host network, the offline base as a build argument."""
     c = load_compose(repo_root / "docker-compose.yml", env={})
-    doc = docker_engine.override_doc(c, ["sensor-service", "victoriametrics"],
-                                     {"sensor-service": {"SENSOR_VARIANT": "baseline"}},
-                                     {"sensor-service": 18000})
-    text = docker_engine.dump_override(doc)
-    assert "SENSOR_VARIANT: baseline" in text
-    assert "ports: !override\n    - 127.0.0.1:18000:8000" in text
-    assert "victoriametrics" not in text
+    raw = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
+    doc = docker_engine.resolved_doc(c, raw, {"sensor-service": {"SENSOR_VARIANT": "baseline"}},
+                                     {"sensor-service": 18000}, {"sensor-service": "/tmp/other"},
+                                     {"victoriametrics": ["-search.latencyOffset=1s"]},
+                                     {"BASE_IMAGE": "edgebench/python-offline:bookworm"}, environ={})
+    text = yaml.safe_dump(doc)
+    assert "!override" not in text and "${" not in text
+    svc, vm = doc["services"]["sensor-service"], doc["services"]["victoriametrics"]
+    assert svc["ports"] == ["127.0.0.1:18000:8000"]
+    assert svc["environment"]["SENSOR_VARIANT"] == "baseline" and svc["environment"]["SENSOR_PORT"] == "8000"
+    assert svc["build"] == {"context": "/tmp/other", "args": {"SENSOR_VARIANT": "optimized",
+                                                              "BASE_IMAGE": "edgebench/python-offline:bookworm"},
+                            "network": "host"}
+    assert vm["ports"] == ["127.0.0.1:8428:8428"]  # not overridden: as written
+    assert vm["volumes"][0] == f"{repo_root}/stack/scrape.yml:/etc/victoriametrics/scrape.yml:ro"
+    assert vm["command"][-1] == "-search.latencyOffset=1s" and vm["command"][0].startswith("-promscrape.config=")
+    assert yaml.safe_load(text) == doc
+
+
+def test_docker_container_cgroups_from_proc():
+    mountinfo = (
+        "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n"
+        "31 25 0:27 / /sys/fs/cgroup/cpu rw,relatime shared:10 - cgroup cgroup rw,cpu\n"
+        "32 25 0:28 / /sys/fs/cgroup/cpuacct rw,relatime shared:11 - cgroup cgroup rw,cpuacct\n"
+        "33 25 0:29 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
+        "22 1 0:20 / /proc rw - proc proc rw\n")
+    mounts = docker_engine.parse_mountinfo(mountinfo)
+    assert [m["controllers"] for m in mounts] == [["memory"], ["cpu"], ["cpuacct"], []]
+    proc = "12:memory:/docker/abc\n11:cpu:/docker/abc\n10:cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n"
+    assert docker_engine.cgroups_from_proc(proc, mounts) == {
+        "memory": "/sys/fs/cgroup/memory/docker/abc", "cpu": "/sys/fs/cgroup/cpu/docker/abc",
+        "cpuacct": "/sys/fs/cgroup/cpuacct/docker/abc"}
+    # co-mounted cpu,cpuacct; a mount whose root is a sub-tree (a cgroup namespace)
+    co = docker_engine.parse_mountinfo(
+        "30 25 0:26 /docker /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        "31 25 0:27 /docker /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n")
+    assert docker_engine.cgroups_from_proc("4:memory:/docker/x\n3:cpu,cpuacct:/docker/x\n", co) == {
+        "memory": "/sys/fs/cgroup/memory/x", "cpu": "/sys/fs/cgroup/cpu,cpuacct/x",
+        "cpuacct": "/sys/fs/cgroup/cpu,cpuacct/x"}
+    assert docker_engine.cgroups_from_proc("4:memory:/elsewhere/x\n3:cpu,cpuacct:/docker/x\n", co) == {}
+    v2 = docker_engine.parse_mountinfo("30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n")
+    assert docker_engine.cgroups_from_proc("0::/system.slice/docker-abc.scope\n", v2) == {
+        "unified": "/sys/fs/cgroup/system.slice/docker-abc.scope"}
+    assert docker_engine.cgroups_from_proc("0::/x\n", []) == {}  # nothing mounted: docker stats
+
+
+def test_docker_inspect_facts():
+    f = docker_engine.container_facts({
+        "Id": "abc", "RestartCount": 2, "State": {"Status": "running", "Pid": 42, "OOMKilled": True, "ExitCode": 137,
+                                                  "Health": {"Status": "healthy"}},
+        "Mounts": [{"Type": "volume", "Source": "/d/v/_data", "Destination": "/storage"},
+                   {"Type": "bind", "Source": "/x", "Destination": "/etc/x"}]})
+    assert f == {"container_id": "abc", "pid": 42, "status": "running", "health": "healthy", "restarts": 2,
+                 "oom_killed": True, "exit_code": 137, "volumes": {"/storage": "/d/v/_data"}}
+
+
+def test_dockerfile_base_is_a_build_argument(repo_root):
+    from stack.images_offline import dockerfile_bases
+    assert dockerfile_bases(repo_root / "Dockerfile") == ["python:3.11.11-alpine3.21"]
+    assert "ARG BASE_IMAGE=" in (repo_root / "Dockerfile").read_text()
 
 
 def test_docker_stats_parsing():
@@ -463,9 +533,13 @@ def test_native_healthcheck_targets_the_host_port(tmp_path):
     compose = load_compose(P(__file__).resolve().parents[1] / "docker-compose.yml")
     svc = compose.services["sensor-service"]
     plan = plan_service(compose, svc, tmp_path, {"sensor-service": 18123, "victoriametrics": 18428})
-    assert plan.healthcheck["argv"][0] in (sys.executable, "/usr/bin/wget") or plan.healthcheck["argv"][0].endswith("wget")
-    assert any("127.0.0.1:18123/healthz" in a for a in plan.healthcheck["argv"])
-    assert not any("127.0.0.1:8000" in a for a in plan.healthcheck["argv"])
+    # the compose file's own test, with only its loopback address moved to the host port
+    want = [("http://127.0.0.1:18123" + a[len("http://127.0.0.1:8000"):]) if a.startswith("http://127.0.0.1:8000")
+            else a for a in svc.healthcheck["test"]]
+    if want[0].startswith("python"):
+        want[0] = sys.executable
+    assert plan.healthcheck["argv"] == want
+    assert any("127.0.0.1:18123/healthz" in a for a in want)
 
 
 from plumbing.durations import parse_duration  # noqa: E402

@@ -28,6 +28,7 @@ def test_compose_file_is_valid(profile):
         assert "prometheus:" in out.stdout
 
 
+@pytest.mark.slow
 def test_malformed_compose_file_is_rejected(tmp_path):
     text = (ROOT / "docker-compose.yml").read_text()
     bad = tmp_path / "docker-compose.yml"
@@ -37,6 +38,7 @@ def test_malformed_compose_file_is_rejected(tmp_path):
     assert out.stderr.strip()
 
 
+@pytest.mark.slow
 def test_compose_with_unknown_field_is_rejected(tmp_path):
     text = (ROOT / "docker-compose.yml").read_text()
     bad = tmp_path / "docker-compose.yml"
@@ -44,6 +46,7 @@ def test_compose_with_unknown_field_is_rejected(tmp_path):
     assert compose_config(bad).returncode != 0
 
 
+@pytest.mark.slow
 def test_dockerfile_passes_hadolint():
     out = subprocess.run([str(HADOLINT), "Dockerfile"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)

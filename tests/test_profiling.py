@@ -330,6 +330,7 @@ BLIP = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _cgroups_writable(), reason="needs writable cgroups (root)")
 def test_kernel_peak_sees_a_blip_between_samples_and_resets(tmp_path):
     """A 20 MB temporary that lives for milliseconds: the kernel's high-water mark sees
@@ -601,6 +602,7 @@ def test_pyspy_on_a_non_python_pid_is_a_warning_not_a_crash(tmp_path):
     assert len(meta["errors"]) == 1 and "not a Python process" in meta["errors"][0]
 
 
+@pytest.mark.slow
 def test_scrape_capture_finds_the_leak_knob(tmp_path):
     port = free_port()
     p = start_service(tmp_path, port, SENSOR_TRACEMALLOC=1, SENSOR_LEAK_BYTES_PER_SCRAPE=2_000_000)
@@ -628,6 +630,7 @@ def test_scrape_capture_finds_the_leak_knob(tmp_path):
         assert f"burden.py:{leak_line}" in (tmp_path / "out" / f"{stem}.txt").read_text()
 
 
+@pytest.mark.slow
 def test_scrape_capture_without_profile_mode_names_the_fix(tmp_path):
     port = free_port()
     p = start_service(tmp_path, port)

@@ -219,6 +219,8 @@ def test_markdown_numbers_all_come_from_summary(rendered):
     assert len(rows) > 60
     checked = 0
     for section, label, cells in rows:
+        if section == "At a glance":  # human units and shares: test_glance_cells_are_summary_figures
+            continue
         for c in cells:
             for tok in NUM.findall(c):
                 assert _matches(tok, values), (section, label, c)
@@ -251,7 +253,9 @@ def test_markdown_elsewhere_links_images_relative(rendered, tmp_path):
     images = [{"key": g, "title": g, "path": str(run_dir / "report" / f"{g}.png")} for g in GRAPHS]
     p = render_markdown(summary, tmp_path, images, run_dir)
     text = p.read_text()
-    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == len(GRAPHS)  # every graph is linked, so the loop below checks something
+    for link in links:
         assert not link.startswith("/") and (tmp_path / link).resolve().exists(), link
 
 
@@ -263,6 +267,7 @@ def test_html_is_self_contained(rendered):
     assert "<table>" in html and "Findings" in html and 'href="../baseline-vm/profile/flamegraph.svg"' in html
 
 
+@pytest.mark.slow
 def test_html_renders_in_headless_chromium(rendered, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -621,6 +626,7 @@ def test_summary_version_is_checked_on_load(rendered, tmp_path):
         contract.read_summary(old)
 
 
+@pytest.mark.slow
 def test_run_dir_manifest_through_the_contract(tmp_path):
     from edgebench.results import RunDir
     from reports import contract
@@ -702,3 +708,31 @@ def test_remaining_catalogue_figures_known_answers(rendered):
         assert s["sensor_failure_ratio"] == 0.0
         assert s["failure_ratio"] == pytest.approx(e["failures"] / e["requests_intended"])
         assert s["throughput_rps"] == pytest.approx(e["completed"] / 60.0)
+
+
+UNIT = {"µs": 1e-3, "ms": 1.0, "s": 1e3, "B": 1 / 2**20, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
+
+
+def test_glance_cells_are_summary_figures(rendered):
+    """The first screen: each value, read back through its unit, is the summary's figure
+    (three significant digits), and a share is that figure over the limit it names."""
+    run_dir, _, _, summary = rendered
+    md = (run_dir / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
+    assert md.index("## At a glance") < md.index("## Findings")
+    rows = {label: cells for section, label, cells in _table_cells(md) if section == "At a glance"}
+    a, b = summary["scenarios"]["baseline-vm"], summary["scenarios"]["optimized-vm"]
+    keys = {"CPU per request": "cpu_ms_per_request", "CPU per scrape": "cpu_ms_per_scrape",
+            "Service peak memory": "service_mem_peak_mb", "Stack peak, service + collector": "stack_mem_peak_mb"}
+    for label, key in keys.items():
+        for cell, s in zip(rows[label][:2], (a, b)):
+            value, unit = cell.split(" ")[:2]
+            assert round_sig(float(value.replace(",", "")) * UNIT[unit]) == pytest.approx(round_sig(s[key]), rel=2e-3), \
+                (label, cell, s[key])
+    share = rows["Service peak memory"][1]
+    assert f"({100 * b['service_mem_peak_mb'] / 50:.0f} % of 50 MB)" in share
+    p99 = rows["/metrics p99 from the intended start"][1].split(" ")
+    assert round_sig(float(p99[0]) * UNIT[p99[1]]) == pytest.approx(
+        round_sig(b["scrape_latency_from_intended_ms"]["p99"]), rel=2e-3)
+    counts = b["request_counts_by_endpoint"]["/metrics"]
+    assert rows["Failed or omitted scrapes"][1] == f"{counts['intended'] - counts['ok']:,d} of {counts['intended']:,d}"
+    assert "Sections: [Findings](#findings)" in md
