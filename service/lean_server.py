@@ -26,6 +26,7 @@ A blob answer (the file wrapper over an unmodified BytesIO) is sent straight fro
 once-encoded bytes in 256 KB pieces, never copied."""
 
 import io
+import select
 import socket
 import sys
 import threading
@@ -36,7 +37,7 @@ from urllib.parse import unquote_to_bytes
 
 SEND_PIECE = 256 * 1024
 SEND_BUFFER = 256 * 1024      # SO_SNDBUF: disables autotuning (up to 4 MB per socket)
-EVICT_AFTER_S = 1.0           # a connection waiting this long for a request may be evicted
+EVICT_AFTER_S = 0.25          # a connection waiting this long for a request may be evicted
 RECV = 64 * 1024
 REASONS = {100: "Continue", 400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
            414: "URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
@@ -93,13 +94,25 @@ def whole_bytes(result):
 class Connection:
     """One client connection: read requests with their limits, run the app, answer."""
 
-    def __init__(self, server, sock, address):
+    def __init__(self, server, sock, address, accepted: float):
         self.server, self.sock, self.address = server, sock, address
         self.limits = server.limits
         self.buf = bytearray()
         self.waiting = True       # waiting for (the rest of) a request: may be evicted
-        self.since = time.monotonic()
+        self.since = accepted
         self.served = 0
+
+    def idle(self, now: float) -> bool:
+        """Waiting for a request for a while, with nothing unread in the kernel (a burst of
+        new connections whose requests wait for their threads is not idle)."""
+        if not self.waiting or now - self.since < EVICT_AFTER_S:
+            return False
+        poll = select.poll()
+        try:
+            poll.register(self.sock, select.POLLIN)
+        except (OSError, ValueError):
+            return False          # closing already
+        return not poll.poll(0)   # readable: a request (or EOF) is there for its thread
 
     # ---- reading
 
@@ -340,7 +353,8 @@ class Connection:
 
     def serve(self) -> None:
         while True:
-            self.waiting, self.since = True, time.monotonic()
+            if self.served:
+                self.waiting, self.since = True, time.monotonic()
             method, target, version, headers, deadline = self.read_head()
             fields = dict(headers)
             if len({v for n, v in headers if n == "content-length"}) > 1:
@@ -360,6 +374,7 @@ class Connection:
             if not self.run_app(method, version, environ, keep_alive):
                 return
             self.served += 1
+            self.waiting = True
 
     def run(self) -> None:
         try:
@@ -385,6 +400,15 @@ class LeanServer:
         self.server_name, self.server_port = host or "localhost", str(port)
         self.active: set[Connection] = set()
         self.lock = threading.Condition()
+        self.stopping = False
+
+    def shutdown(self) -> None:
+        """Stop accepting (serve_forever returns); admitted connections finish by themselves."""
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def release(self, conn: Connection) -> None:
         with self.lock:
@@ -397,7 +421,7 @@ class LeanServer:
         with self.lock:
             while len(self.active) >= self.limits.max_connections:
                 now = time.monotonic()
-                idle = [c for c in self.active if c.waiting and now - c.since >= EVICT_AFTER_S]
+                idle = [c for c in self.active if c.idle(now)]
                 if idle:
                     victim = min(idle, key=lambda c: (c.served > 0, c.since))
                     self.active.discard(victim)
@@ -410,12 +434,15 @@ class LeanServer:
                 self.lock.wait(0.05)
 
     def serve_forever(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 client, address = self.sock.accept()
             except OSError:
+                if self.stopping:
+                    return
                 time.sleep(0.01)      # e.g. EMFILE: let connections close, then go on
                 continue
+            accepted = time.monotonic()
             self.make_room()
             try:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -423,7 +450,7 @@ class LeanServer:
             except OSError:
                 client.close()
                 continue
-            conn = Connection(self, client, address)
+            conn = Connection(self, client, address, accepted)
             with self.lock:
                 self.active.add(conn)
             threading.Thread(target=conn.run, daemon=True).start()
