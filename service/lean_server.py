@@ -28,6 +28,7 @@ once-encoded bytes in 256 KB pieces, never copied."""
 import io
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -238,7 +239,13 @@ class Connection:
 
     def send(self, data) -> None:
         self.sock.settimeout(self.limits.send_timeout_s)
-        self.sock.sendall(data)
+        try:
+            self.sock.sendall(data)
+        except TimeoutError:
+            # a reader too slow: reset, so the kernel drops the unsent bytes at once
+            # instead of trickling them out of buffers charged to our cgroup
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raise
 
     def refuse(self, error: HTTPError) -> None:
         body = f"{error.status} {REASONS[error.status]}: {error}\n".encode()
@@ -421,9 +428,12 @@ class LeanServer:
         with self.lock:
             while len(self.active) >= self.limits.max_connections:
                 now = time.monotonic()
-                idle = [c for c in self.active if c.idle(now)]
+                # connections that never completed a request go first; a served one (the
+                # collector's keep-alive) only when no other is even waiting
+                fresh = [c for c in self.active if c.waiting and not c.served]
+                idle = [c for c in (fresh or self.active) if c.idle(now)]
                 if idle:
-                    victim = min(idle, key=lambda c: (c.served > 0, c.since))
+                    victim = min(idle, key=lambda c: c.since)
                     self.active.discard(victim)
                     victim.waiting = False
                     try:
