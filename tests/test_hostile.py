@@ -29,9 +29,11 @@ def test_the_optimized_service_survives(records, case):
 
 
 def test_the_verdict_catches_failed_scrapes_and_restarts(records):
-    """The rule itself: a record with 2 failed collector scrapes, a restart or a client
-    answer outside the expected ones fails."""
-    rec = dict(next(iter(records.values())))
+    """The rule itself: a record with 2 failed collector or probe scrapes, a restart or a
+    client answer outside the expected ones fails."""
+    rec = dict(records["malformed, negative and huge Content-Length"])
+    assert hostile.verdict(rec) == []
     assert hostile.verdict({**rec, "collector_failed": 2})
+    assert hostile.verdict({**rec, "probe_failed": 2})
     assert hostile.verdict({**rec, "restarts": 1})
-    assert hostile.verdict({**rec, "client_ok": False})
+    assert hostile.verdict({**rec, "got": {**rec["got"], "Content-Length abc: 200": 1}})
