@@ -109,12 +109,16 @@ def _gunicorn(app, host, port, limits):
 
 def _granian(app, host, port, limits):
     """granian: a Rust HTTP core; one worker process (it builds its own app from the
-    SENSOR_* environment), one runtime thread, two blocking threads."""
+    SENSOR_* environment), one runtime thread, two blocking threads, the head read
+    timeout and buffer bounded by the limits."""
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    http1 = HTTP1Settings(header_read_timeout=int(limits.request_timeout_s * 1000),
+                          max_buffer_size=max(8192, limits.max_header_bytes))
     Granian("service.wsgi:from_environment", address=host, port=port, interface=Interfaces.WSGI,
             workers=1, runtime_threads=1, blocking_threads=2, factory=True, log_enabled=False,
-            http=HTTPModes.http1, websockets=False, backlog=1024).serve()
+            http=HTTPModes.http1, websockets=False, backlog=1024, http1_settings=http1).serve()
 
 
 def _prometheus(app, host, port, limits):
