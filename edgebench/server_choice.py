@@ -32,13 +32,18 @@ def loads(engine: str, root: Path) -> dict[str, RunParams]:
     return {"scrape-only": scrape_only, "default+20/s": default_20}
 
 
-def measure(out: Path, rounds: int, servers: list[str], engine: str = "native") -> dict:
-    """{load: {server: [figures of each round]}}; sides rotate their start order per round."""
+def measure(out: Path, rounds: int, servers: list[str], engine: str = "native",
+            before: Path | None = None) -> dict:
+    """{load: {server: [figures of each round]}}; sides rotate their start order per round.
+    ``before``: one more side, "before", running that checkout's service tree as it is."""
     results: dict = {}
+    every = [Side(name, ROOT, {"SENSOR_SERVER": name}) for name in servers]
+    if before is not None:
+        every.insert(0, Side("before", before))
+        servers = ["before", *servers]
     for i in range(1, rounds + 1):
         for load, params in loads(engine, out).items():
-            order = servers[i % len(servers):] + servers[:i % len(servers)]
-            sides = [Side(name, ROOT, {"SENSOR_SERVER": name}) for name in order]
+            sides = every[i % len(every):] + every[:i % len(every)]
             run = run_round(out / load, params, i, sides)
             for err in run.errors:
                 print(f"server_choice: {err}", file=sys.stderr)
@@ -53,17 +58,18 @@ def measure(out: Path, rounds: int, servers: list[str], engine: str = "native") 
 def summary(results: dict, servers: list[str]) -> str:
     rows = ["| load | server | CPU per scrape (ms) | ratio to " + servers[0] + " (paired) | memory at rest / peak (MB) "
             "| /metrics p99 (ms, from the intended start) | failed scrapes |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+            "| --- | --- | --- | --- | --- | --- | --- |"]   # ratio: median (min–max) over rounds
     for load, by_server in results.items():
         base = by_server[servers[0]]
         for name in servers:
             runs = by_server[name]
             ratios = [r["cpu_ms_per_scrape"] / b["cpu_ms_per_scrape"] for r, b in zip(runs, base)
                       if r["cpu_ms_per_scrape"] and b["cpu_ms_per_scrape"]]
-            rows.append(f"| {load} | {name} | {_med(runs, 'cpu_ms_per_scrape', 3)} | "
-                        f"{statistics.median(ratios):.2f}" if ratios else f"| {load} | {name} | — | —")
-            rows[-1] += (f" | {_med(runs, 'mem_rest_mb', 1)} / {_med(runs, 'mem_peak_mb', 1)} | "
-                         f"{_med(runs, 'scrape_p99_ms', 1)} | {sum(r['failed_scrapes'] or 0 for r in runs)} |")
+            ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})" if ratios else "—"
+            failed = sum(r["failed_scrapes"] or 0 for r in runs)
+            rows.append(f"| {load} | {name} | {_med(runs, 'cpu_ms_per_scrape', 3)} | {ratio} | "
+                        f"{_med(runs, 'mem_rest_mb', 1)} / {_med(runs, 'mem_peak_mb', 1)} | "
+                        f"{_med(runs, 'scrape_p99_ms', 1)} | {failed} |")
     return "\n".join(rows)
 
 
@@ -78,6 +84,8 @@ def main(argv=None) -> int:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--engine", default="native")
     parser.add_argument("--out", default="results/server-choice")
+    parser.add_argument("--before", help="also run this checkout's service tree as side 'before' "
+                                         "(e.g. a git archive of the previous optimized service)")
     args = parser.parse_args(argv)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = [s for s in servers if s not in SERVERS]
@@ -89,7 +97,10 @@ def main(argv=None) -> int:
     undo = sigterm_as_ctrl_c()
     out = Path(args.out) / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     try:
-        results = measure(out, args.rounds, servers, args.engine)
+        before = Path(args.before).resolve() if args.before else None
+        results = measure(out, args.rounds, servers, args.engine, before)
+        if before is not None:
+            servers = ["before", *servers]
     except KeyboardInterrupt:
         return 130
     finally:

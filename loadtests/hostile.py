@@ -126,6 +126,9 @@ def idle(n: int):
         socks, got = [], Counter()
         try:
             for _ in range(n):
+                if stop.is_set():        # a server whose backlog is full: stop at the window's end
+                    got["not opened in the window"] += n - len(socks) - sum(got.values())
+                    break
                 try:
                     socks.append(connect(port, timeout=1.0))
                 except OSError:
@@ -145,6 +148,9 @@ def slowloris(n: int, every_s: float = 1.0):
         socks, got = [], Counter()
         try:
             for _ in range(n):
+                if stop.is_set():        # a server whose backlog is full: stop at the window's end
+                    got["not opened in the window"] += n - len(socks) - sum(got.values())
+                    break
                 try:
                     s = connect(port, timeout=1.0)
                     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
@@ -174,6 +180,9 @@ def slow_body(n: int, length: int = 60_000, rate: int = 100):
         socks, got = [], Counter()
         try:
             for _ in range(n):
+                if stop.is_set():        # a server whose backlog is full: stop at the window's end
+                    got["not opened in the window"] += n - len(socks) - sum(got.values())
+                    break
                 try:
                     s = connect(port, timeout=1.0)
                     s.sendall(f"POST /sensor HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
