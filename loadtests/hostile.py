@@ -208,15 +208,19 @@ def slow_body(n: int, length: int = 60_000, rate: int = 100):
 def _blob_connection(port) -> socket.socket | None:
     """A connection whose answer in flight is a 5 MB blob (asks /sensor until one comes)."""
     s = connect(port, timeout=5.0)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    for _ in range(60):
-        s.sendall(b"GET /sensor HTTP/1.1\r\nHost: x\r\n\r\n")
-        status, headers, body = read_answer(s)
-        if headers.get("x-sensor-blob") == "1":
-            return s, len(body)
-        want = int(headers.get("content-length", "0"))
-        while len(body) < want:
-            body += s.recv(want - len(body))
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for _ in range(60):
+            s.sendall(b"GET /sensor HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, body = read_answer(s)
+            if headers.get("x-sensor-blob") == "1":
+                return s, len(body)
+            want = int(headers.get("content-length", "0"))
+            while len(body) < want:
+                body += s.recv(want - len(body))
+    except BaseException:
+        s.close()      # not left open behind an exception's traceback
+        raise
     s.close()
     return None, 0
 
