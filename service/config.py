@@ -28,11 +28,21 @@ class Config:
     tracemalloc: bool = False
     extra_series: int = 0     # SENSOR_EXTRA_SERIES: labelled sensor series added to /metrics
     seed: int | None = None   # SENSOR_SEED: the same sequence of simulated outcomes every run
+    server_choice: str = ""   # SENSOR_SERVER: optimized only, a measured candidate (docs/service.md)
+    limits: tuple = ()        # SENSOR_MAX_* / SENSOR_*_TIMEOUT_S overrides: (field, value) pairs
 
     @property
     def server(self) -> str:
         """The HTTP server each variant runs under (see docs/service.md)."""
-        return "werkzeug" if self.variant == "baseline" else "lean"
+        if self.variant == "baseline":
+            return "werkzeug"
+        return self.server_choice or "lean"
+
+    @property
+    def server_limits(self):
+        """The lean server's limits: defaults with the SENSOR_* overrides applied."""
+        from service.lean_server import Limits
+        return Limits(**dict(self.limits))
 
     def describe(self) -> str:
         return (f"variant={self.variant} server={self.server} listen={self.host}:{self.port} "
@@ -41,7 +51,8 @@ class Config:
                 f"leak_bytes_per_scrape={self.leak_bytes_per_scrape} "
                 f"tracemalloc={'on' if self.tracemalloc else 'off'} "
                 f"extra_series={self.extra_series} "
-                f"seed={self.seed if self.seed is not None else 'random'}")
+                f"seed={self.seed if self.seed is not None else 'random'}"
+                + "".join(f" {name}={value:g}" for name, value in self.limits))
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -106,6 +117,30 @@ def _non_negative_float(raw, name) -> float:
     return value
 
 
+SERVERS = ("lean", "waitress", "cheroot", "gunicorn", "granian", "prometheus")
+# server limits: setting -> (Limits field, whole number?); defaults in service/lean_server.Limits
+LIMIT_SETTINGS = {"SENSOR_MAX_HEADER_BYTES": ("max_header_bytes", True),
+                  "SENSOR_MAX_BODY_BYTES": ("max_body_bytes", True),
+                  "SENSOR_IDLE_TIMEOUT_S": ("idle_timeout_s", False),
+                  "SENSOR_REQUEST_TIMEOUT_S": ("request_timeout_s", False),
+                  "SENSOR_SEND_TIMEOUT_S": ("send_timeout_s", False),
+                  "SENSOR_MAX_CONNECTIONS": ("max_connections", True)}
+
+
+def _limits(environ) -> tuple:
+    found = []
+    for env_name, (field, whole) in LIMIT_SETTINGS.items():
+        raw = environ.get(env_name, "").strip()
+        if not raw:
+            continue
+        value = _non_negative_int(raw, env_name) if whole else _non_negative_float(raw, env_name)
+        if value <= 0:
+            raise ConfigError(f"{env_name}={raw!r} must be above 0; set it to a positive number "
+                              f"or leave it unset for the default (docs/service.md)")
+        found.append((field, value))
+    return tuple(found)
+
+
 def parse_config(argv=None, environ=None) -> Config:
     """Build a Config from argv and environ; raise ConfigError on any bad setting."""
     environ = os.environ if environ is None else environ
@@ -153,6 +188,15 @@ def parse_config(argv=None, environ=None) -> Config:
                           f"or leave it unset for fresh randomness")
     seed = int(raw) if raw else None
 
+    server = environ.get("SENSOR_SERVER", "").strip().lower()
+    if server and server not in SERVERS:
+        raise ConfigError(f"SENSOR_SERVER={server!r} is not a known server; use one of: "
+                          f"{', '.join(SERVERS)} (or leave it unset for lean)")
+    if server and variant == "baseline":
+        raise ConfigError("SENSOR_SERVER applies to the optimized variant only; unset it for "
+                          "the baseline (which runs Werkzeug's development server)")
+
     return Config(variant=variant, host=host, port=port, extra_cpu_iterations=extra,
                   extra_cpu_ms=extra_ms, leak_bytes_per_scrape=leak, tracemalloc=tm,
-                  extra_series=extra_series, seed=seed)
+                  extra_series=extra_series, seed=seed, server_choice=server,
+                  limits=_limits(environ))

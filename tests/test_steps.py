@@ -30,7 +30,7 @@ from reports.steps_section import HEADING, TABLE_HEADERS, steps_blocks
 def test_steps_file_is_valid_and_every_commit_resolves():
     steps = load_steps(STEPS_FILE)
     assert [s.name for s in steps] == ["blob-bytes", "wsgi-app", "wget-healthcheck", "process-collector",
-                                       "no-created", "cached-exposition", "lean-server"]
+                                       "no-created", "cached-exposition", "lean-server", "hardened-server"]
     for s in steps:
         before, after = resolve_commit(s.before), resolve_commit(s.after)
         assert before and after, f"{s.name}: {s.before} or {s.after} does not resolve"

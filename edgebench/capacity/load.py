@@ -11,8 +11,8 @@ from edgebench.scenarios import SCENARIOS
 # Each scraper waits for its own answer before its next scrape (never overlapping, as a
 # collector scrapes), so its interval is each scrape's deadline: 10 scrapes/s per scraper
 # gives 100 ms. Past 16 scrapers the rate per scraper grows instead: the optimized
-# service accepts at most 32 connections (service/lean_server.py), and 16 scrapers plus
-# 8 sensor clients stay under it.
+# service gives at most 64 connections a thread (SENSOR_MAX_CONNECTIONS,
+# service/lean_server.py), and 16 scrapers plus 8 sensor clients stay well under it.
 RATE_PER_SCRAPER = 10.0
 MAX_SCRAPERS = 16
 SENSOR_RATE_PER_CLIENT = 2.0   # the default bench's sensor client
