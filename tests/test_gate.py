@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = GateConfig(
     budgets=(Budget("service_mem_peak_mb", 45), Budget("oom_kills", 0), Budget("restarts", 0),
              Budget("metrics_failure_ratio", 0.0), Budget("mem_slope_kb_per_request", 5.0, over="median")),
-    ab_metrics=(ABMetric("cpu_ms_per_request", 0.10), ABMetric("scrape_latency_ms", 0.10),
-                ABMetric("service_mem_steady_mb", 3.0, relative=False)),
+    ab_metrics=(ABMetric("cpu_ms_per_request", 0.10, spread=0.05), ABMetric("scrape_latency_ms", 0.10, spread=0.06),
+                ABMetric("service_mem_steady_mb", 3.0, relative=False, spread=0.2)),
     alpha=0.05, min_rounds=3, max_rounds=8, time_budget_s=100)
 
 
@@ -63,9 +63,19 @@ def test_cpu_regression_is_caught_and_every_line_shows_its_evidence():
     assert "+20" in line and "[" in line and "4 rounds" in line and "p=" in line
 
 
-def test_straddling_interval_is_inconclusive():
-    res = evaluate(rounds([1.02, 1.12, 1.06, 1.10]), CONFIG)
+def test_straddling_interval_waits_at_an_early_look_and_is_decided_at_the_last():
+    rs = rounds([1.02, 1.12, 1.06, 1.10])
+    early = evaluate(rs, CONFIG, final=False)
+    assert early.verdict == "inconclusive" and early.exit_code == 3
+    last = evaluate(rs, CONFIG, final=True)
+    assert last.verdict in ("pass", "regression") and "(last look)" in by_name(last)["A/B: cpu_ms_per_request"].detail
+
+
+def test_too_few_rounds_is_could_not_measure():
+    res = evaluate(rounds([1.0, 1.01]), CONFIG, final=True)
+    cpu = by_name(res)["A/B: cpu_ms_per_request"]
     assert res.verdict == "inconclusive" and res.exit_code == 3
+    assert cpu.detail.startswith("could not measure: 2 round(s)")
 
 
 def test_leak_shows_in_resting_memory_and_slope_budget():
@@ -83,6 +93,16 @@ def test_one_oom_kill_in_any_round_fails_and_is_named():
     oom = by_name(res)["budget: oom_kills"]
     assert oom.verdict == "regression" and "OOM-killed 1 time(s)" in oom.detail
     assert "1 of 3 round(s) over" in oom.detail
+
+
+def test_any_budget_is_judged_against_as_same_round():
+    rs = rounds([1.0, 1.0, 1.0])
+    rs[1].b["metrics_failure_ratio"] = 0.01       # a failed scrape on B ...
+    rs[1].a["metrics_failure_ratio"] = 0.02       # ... and as many on A in that round: the machine
+    check = by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"]
+    assert check.verdict == "pass" and "1 with A as bad in the same round" in check.detail
+    rs[2].b["metrics_failure_ratio"] = 0.01       # B alone in another round: the change
+    assert by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"].verdict == "regression"
 
 
 def test_median_budget_ignores_one_noisy_round():
@@ -130,8 +150,8 @@ def _loop(ratios, budget_s=100, round_s=15, max_rounds=8, fail_at=None):
             r.errors.append("B round 2: StackError: sensor-service never became healthy")
         return r
 
-    return run_rounds(measure, lambda rs: evaluate(rs, CONFIG), CONFIG.min_rounds, max_rounds,
-                      budget_s, clock)
+    return run_rounds(measure, lambda rs, final: evaluate(rs, CONFIG, final=final), CONFIG.min_rounds,
+                      max_rounds, budget_s, clock)
 
 
 def test_loop_stops_as_soon_as_it_can_decide():
@@ -146,15 +166,16 @@ def test_loop_adds_rounds_until_decided():
     assert 3 < len(out.rounds) <= 8
 
 
-def test_loop_stops_on_the_time_budget_inconclusive():
+def test_loop_decides_at_the_last_round_the_time_budget_allows():
     out = _loop([1.02, 1.12, 1.06, 1.10, 1.02, 1.12, 1.06, 1.10], budget_s=50, round_s=15)
     assert out.stopped == BUDGET and len(out.rounds) == 3      # a 4th would end at 60 s > 50 s
-    assert out.result.verdict == "inconclusive" and out.elapsed_s == 45
+    assert out.result.verdict in ("pass", "regression") and out.elapsed_s == 45
 
 
-def test_loop_stops_at_the_round_limit():
+def test_loop_decides_at_the_round_limit():
     out = _loop([1.02, 1.12, 1.06, 1.10, 1.02], budget_s=10_000, max_rounds=5)
     assert out.stopped == MAX_ROUNDS and len(out.rounds) == 5
+    assert out.result.verdict in ("pass", "regression")
 
 
 def test_loop_stops_on_a_failed_round_with_an_error():

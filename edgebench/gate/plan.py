@@ -67,12 +67,13 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
                 rr = run_round(run.path, rparams, i, sides)
                 r = Round(i, b=measure_figures(rr.dirs["B"]),
                           a=measure_figures(rr.dirs["A"]) if "A" in rr.dirs else None,
-                          errors=rr.errors, elapsed_s=rr.elapsed_s)
-                say(f"edgebench gate: round {i} done in {rr.elapsed_s:.0f} s")
+                          errors=rr.errors, elapsed_s=rr.elapsed_s, order=rr.order)
+                say(f"edgebench gate: round {i} done in {rr.elapsed_s:.0f} s "
+                    f"(started: {', '.join(rr.order)})")
                 return r
 
-            def judge(rounds: list) -> GateResult:
-                return evaluate(rounds, config, stored_a, compare=not params.budgets_only)
+            def judge(rounds: list, final: bool) -> GateResult:
+                return evaluate(rounds, config, stored_a, compare=not params.budgets_only, final=final)
 
             outcome = run_rounds(measure, judge, min_rounds, max_rounds, budget_s)
             result = outcome.result
@@ -98,7 +99,8 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
               f"A: `{commit[:12] if commit else 'none'}` ({how}). Run `{run.path.name}`.")
     write_outputs(run.path, result, header, {
         "elapsed_s": elapsed, "against": commit, "inject": params.inject,
-        "stopped": outcome.stopped, "round_elapsed_s": [r.elapsed_s for r in outcome.rounds]})
+        "stopped": outcome.stopped, "round_elapsed_s": [r.elapsed_s for r in outcome.rounds],
+        "round_order": [list(r.order) for r in outcome.rounds]})
     say(table(result))
     say(f"edgebench gate: gate.md, junit.xml and gate.json in {run.path}")
     run.finish("complete", update_latest=False)  # results/latest stays the newest bench
