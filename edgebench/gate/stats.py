@@ -203,7 +203,7 @@ class Design:
     alpha: float
     min_rounds: int
     max_rounds: int
-    beta: float = 0.002
+    beta: float = 0.001
 
     def bound(self, rounds: int, final: bool) -> float:
         """The regression boundary at this look; a final look spends what is left."""

@@ -10,8 +10,6 @@ import math
 import statistics
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from edgebench.gate import stats
 from edgebench.gate.budgets import Budget, GateConfig
 from edgebench.gate.stats import INCONCLUSIVE, PASS, REGRESSION
