@@ -49,12 +49,15 @@ def slot_order(sides: list, index: int) -> list:
     return list(sides) if index % 2 else list(reversed(sides))
 
 
-def round_params(warmup_s: float, duration_s: float, engine: str, results_root: Path) -> RunParams:
-    """The rounds' load: scrapes only, so CPU per request is CPU per scrape, deterministic
-    work; /sensor's random 5 MB answers would add more noise than a 10% effect."""
-    return RunParams(duration_s=duration_s, warmup_s=warmup_s, users=0, sensor_rate=1.0,
-                     scrapers=2, scrape_rate=5.0, engine=engine, scenarios=[ROUND_SCENARIO],
-                     results_root=results_root)
+def round_params(warmup_s: float, duration_s: float, engine: str, results_root: Path,
+                 sensor_rate: float = 0.0) -> RunParams:
+    """The rounds' load: 2 scrapers x 5 scrapes/s and, when ``sensor_rate`` > 0, one /sensor
+    client at that rate, so a /sensor regression shows too. Light on purpose: /sensor's
+    5 MB blob answers would add more noise than a 10% effect at the default bench rate;
+    SENSOR_SEED makes both sides draw the same answers."""
+    return RunParams(duration_s=duration_s, warmup_s=warmup_s, users=1 if sensor_rate > 0 else 0,
+                     sensor_rate=sensor_rate or 1.0, scrapers=2, scrape_rate=5.0, engine=engine,
+                     scenarios=[ROUND_SCENARIO], results_root=results_root)
 
 
 def run_round(out_dir: Path, params: RunParams, index: int, sides: list[Side],

@@ -46,6 +46,7 @@ class GateConfig:
     time_budget_s: float = 180.0
     warmup_s: float = 3.0
     duration_s: float = 10.0
+    sensor_rate: float = 0.0     # /sensor requests per second in the rounds (one client); 0: scrapes only
 
 
 def load_budgets(path: Path) -> GateConfig:
@@ -92,7 +93,8 @@ def load_budgets(path: Path) -> GateConfig:
         max_rounds=int(_positive(path, "ab.max_rounds", ab.get("max_rounds", defaults.max_rounds))),
         time_budget_s=_positive(path, "ab.time_budget_s", ab.get("time_budget_s", defaults.time_budget_s)),
         warmup_s=_positive(path, "ab.warmup_s", ab.get("warmup_s", defaults.warmup_s)),
-        duration_s=_positive(path, "ab.duration_s", ab.get("duration_s", defaults.duration_s)))
+        duration_s=_positive(path, "ab.duration_s", ab.get("duration_s", defaults.duration_s)),
+        sensor_rate=_non_negative(path, "ab.sensor_rate", ab.get("sensor_rate", defaults.sensor_rate)))
     if not 0 < cfg.alpha < 0.5:
         raise BudgetError(f"{path}: ab.alpha={cfg.alpha} must be between 0 and 0.5 (e.g. 0.01)")
     if cfg.min_rounds < 2 or cfg.max_rounds < cfg.min_rounds:

@@ -39,7 +39,8 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
         commit, how = None, "budgets only"
     else:
         commit, how = resolve_ref(params.against)
-    rparams = round_params(config.warmup_s, config.duration_s, params.engine, params.results_root)
+    rparams = round_params(config.warmup_s, config.duration_s, params.engine, params.results_root,
+                           config.sensor_rate)
     min_rounds = params.min_rounds or config.min_rounds
     max_rounds = max(min_rounds, params.max_rounds or config.max_rounds)
     if params.budgets_only:
