@@ -38,7 +38,7 @@ def _decide(a, b, delta=0.10, relative=True, final=True, design=DESIGN, floor=0.
 
 def test_interval_below_delta_passes():
     a, b = _rounds([1.01, 0.99, 1.02, 1.00, 1.01])
-    e = _decide(a, b, final=False)
+    e = _decide(a, b, final=False, floor=0.02)
     assert e.verdict == PASS
     assert e.interval[1] < 0.10 and abs(e.change) < 0.02
     assert e.rounds == 5
