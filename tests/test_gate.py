@@ -1,6 +1,7 @@
 """The gate's verdict, round loop, budgets file, stored baselines and outputs, on
 constructed rounds with known answers (no processes)."""
 import json
+import math
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -273,11 +274,17 @@ def test_stored_baseline_under_other_limits_is_refused(tmp_path):
 def test_calibration_conditions_and_knob_conversion(tmp_path):
     from edgebench.gate.calibrate import parse_conditions
     from edgebench.gate.faults import cpu_regression_knob
-    conds = parse_conditions("unchanged,cpu+10%,cpu+20%,leak64k")
+    conds = parse_conditions("unchanged,cpu+10%,cpu+20%,leak64k,leak4k,sensor1ms,revert:lean-server")
     assert [(c.kind, c.size) for c in conds] == [("unchanged", 0.0), ("cpu", 0.10), ("cpu", 0.20),
-                                                 ("leak", 65536)]
+                                                 ("leak", 65536), ("leak", 4096), ("sensor", 1.0),
+                                                 ("revert", 0.0)]
+    assert conds[-1].step == "lean-server"
     with pytest.raises(Exception, match="'cpu10' is unknown"):
         parse_conditions("cpu10")
+    with pytest.raises(Exception, match="revert:nope: no such step; steps are blob-bytes"):
+        parse_conditions("revert:nope")
+    with pytest.raises(Exception, match="changed the healthcheck, not service/"):
+        parse_conditions("revert:wget-healthcheck")
     (tmp_path / "service").mkdir()
     (tmp_path / "service" / "config.py").write_text("SENSOR_EXTRA_CPU_MS = 'knob'\n")
     env, line = cpu_regression_knob(0.10, 2.0, tmp_path)
@@ -285,6 +292,26 @@ def test_calibration_conditions_and_knob_conversion(tmp_path):
     env, line = cpu_regression_knob(0.10, 2.0, ROOT) if "SENSOR_EXTRA_CPU_MS" not in \
         (ROOT / "service" / "config.py").read_text() else ({"SENSOR_EXTRA_CPU_ITERATIONS": "1"}, "ns per iteration")
     assert "ns per iteration" in line and int(next(iter(env.values()))) >= 1
+
+
+def test_calibration_table_gives_every_rate_an_exact_interval_and_the_spread():
+    from edgebench.gate.calibrate import ConditionResult, markdown_table, pooled_spread
+    r = ConditionResult("unchanged", "no change", {}, "none", verdicts=["pass"] * 10,
+                        load=[(1.0, 1.5, 0.01)] * 10)
+    lo, hi = r.interval("regression")
+    assert lo == 0 and hi == pytest.approx(0.3085, abs=1e-3)         # 0 of 10: below 31%, no better
+    md = markdown_table([r], "header", {"cpu_ms_per_request": (0.05, 12)})
+    assert "0/10 [0%, 31%]" in md and "10/10 [69%, 100%]" in md and "1.25 (1.00 to 1.50)" in md
+    assert "cpu_ms_per_request: 0.05 (12 degrees of freedom)" in md
+    sd, df = pooled_spread([{"m": [0.1, -0.1]}, {"m": [1.1, 0.9, 1.0]}], "m")
+    assert df == 3 and sd == pytest.approx(math.sqrt((0.02 + 0.02) / 3))   # each gate about its own mean
+
+
+def test_slots_alternate_and_the_order_is_recorded():
+    from edgebench.rounds import Side, slot_order
+    sides = [Side("A", ROOT), Side("B", ROOT)]
+    orders = [[s.label for s in slot_order(sides, i)] for i in (1, 2, 3, 4)]
+    assert orders == [["A", "B"], ["B", "A"], ["A", "B"], ["B", "A"]]
 
 
 def test_no_import_cycle_and_no_private_cross_module_import():
