@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from edgebench.gate.baseline import check_stored_baseline
@@ -46,6 +46,8 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
     if params.budgets_only:
         max_rounds = min_rounds        # nothing to decide by adding rounds
     budget_s = params.time_budget_s or config.time_budget_s
+    # the design's looks are the loop's: --rounds / --max-rounds move both
+    config = replace(config, min_rounds=min_rounds, max_rounds=max_rounds)
     run = RunDir.create(params.results_root, params.label, command,
                         {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(params).items()},
                          "against_commit": commit, "against_how": how,
