@@ -163,6 +163,8 @@ def ab_checks(rounds: list, config: GateConfig, stored_a: list | None = None,
 def _change(x: float | None, relative: bool, unit: str = "") -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
+    if relative and x > 9.99:          # an early look's bound on few, noisy rounds: no bound
+        return ">+999%"
     return f"{x:+.1%}" if relative else f"{x:+.3g} {unit}".rstrip()
 
 
