@@ -7,15 +7,16 @@ for relative metrics and the difference B - A for absolute ones.
 
 The design (docs/gate.md, "The A/B rule"):
 
-- the spread of one round's figure is max(the rounds' own SD, a floor measured by the
-  calibration), so three lucky rounds cannot fake precision;
+- the spread of one round's figure is the calibration's, taken as known (a floor: three
+  lucky rounds cannot fake precision), unless the rounds' own SD is significantly larger
+  (``spread_used``), then theirs, judged on the t scale;
 - the gate looks after every round from ``min_rounds`` to ``max_rounds`` (the last round
   the time budget allows). The false-regression rate alpha is spent over the looks with
   the Lan-DeMets O'Brien-Fleming-type function, information fraction = rounds / max_rounds;
   the boundaries are set by simulating the statistic (with its floor) under no change;
 - regression: the lower repeated-confidence bound is above the metric's margin (0 unless
-  set); pass before the last look: the upper bound is below delta; at the last look
-  everything that is not a regression passes, so the boundaries meet there;
+  set); pass before the last look: the upper bound (beta's boundary) is below delta; at
+  the last look everything that is not a regression passes, so the boundaries meet there;
 - alpha is split over the A/B metrics by weight (Bonferroni), so the chance of any false
   regression in a gate stays at or below alpha.
 """
