@@ -72,6 +72,13 @@ def test_straddling_interval_waits_at_an_early_look_and_is_decided_at_the_last()
     assert last.verdict in ("pass", "regression") and "(last look)" in by_name(last)["A/B: cpu_ms_per_request"].detail
 
 
+def test_a_machine_noisier_than_calibrated_is_said():
+    quiet = by_name(evaluate(rounds([1.01, 0.99, 1.0, 1.02]), CONFIG))["A/B: cpu_ms_per_request"]
+    assert "noisier than the calibration" not in quiet.detail
+    noisy = by_name(evaluate(rounds([1.15, 0.85, 1.12, 0.9]), CONFIG))["A/B: cpu_ms_per_request"]
+    assert "noisier than the calibration, so the stated error rates do not hold" in noisy.detail
+
+
 def test_too_few_rounds_is_could_not_measure():
     res = evaluate(rounds([1.0, 1.01]), CONFIG, final=True)
     cpu = by_name(res)["A/B: cpu_ms_per_request"]

@@ -50,6 +50,7 @@ class Effect:
     threshold: float
     se: float = math.nan
     df: float | None = None     # None: the calibrated spread was used; else the rounds' own SD's df
+    sd: float = math.nan        # the rounds' own SD of one round's figure
     margin: float = 0.0
     bound: float = math.nan     # the boundary (in standard errors) used at this look
     verdict: str = INCONCLUSIVE
@@ -121,7 +122,7 @@ def paired_effect(metric: str, a, b, delta: float, relative: bool, alpha: float,
     low, high, p = _t_summary(est, sd / math.sqrt(n), n - 1, alpha)
     used, df = spread_used(sd, n, floor)
     return Effect(metric, relative, est, low, high, p, n, on_test_scale(delta, relative),
-                  se=used / math.sqrt(n), df=df, margin=on_test_scale(margin, relative))
+                  se=used / math.sqrt(n), df=df, sd=sd, margin=on_test_scale(margin, relative))
 
 
 def unpaired_effect(metric: str, a, b, delta: float, relative: bool, alpha: float,

@@ -15,6 +15,7 @@ from edgebench.gate.budgets import Budget, GateConfig
 from edgebench.gate.stats import INCONCLUSIVE, PASS, REGRESSION
 
 ERROR = "error"
+NOISIER = 1.3        # rounds' SD over the calibrated spread by this factor: said in the detail
 EXIT = {PASS: 0, REGRESSION: 1, ERROR: 2, INCONCLUSIVE: 3}
 
 
@@ -141,6 +142,11 @@ def ab_checks(rounds: list, config: GateConfig, stored_a: list | None = None,
             continue
         design = stats.Design(alpha, config.min_rounds, config.max_rounds)
         e = stats.decide(e, design, final)
+        spread_note = ""
+        if m.spread and e.sd > NOISIER * m.spread:
+            spread_note = (f"; the rounds' SD {e.sd:.3g} is above the calibrated spread {m.spread:g}"
+                           f"{' (used instead)' if e.df is not None else ''}: this machine is noisier "
+                           f"than the calibration, so the stated error rates do not hold here")
         before = _combine(a_src, "median")
         after = _combine(b_vals, "median")
         low, high = e.interval
@@ -154,7 +160,7 @@ def ab_checks(rounds: list, config: GateConfig, stored_a: list | None = None,
             detail = (f"{_change(e.change, m.relative)} [{_change(low, m.relative)}, "
                       f"{_change(high, m.relative)}]{unit} (repeated interval, +-{e.bound:.2f} SE), "
                       f"{e.rounds} rounds{' (last look)' if final else ''}, "
-                      f"alpha {alpha:.2g}{margin}, p={e.p_value:.2g} (this look)")
+                      f"alpha {alpha:.2g}{margin}, p={e.p_value:.2g} (this look){spread_note}")
         checks.append(Check(f"A/B: {m.metric}", m.metric, before, after, e.change, low, high,
                             e.rounds, e.p_value, bound, e.verdict, m.relative, detail, m.unit))
     return checks
