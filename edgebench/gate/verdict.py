@@ -40,7 +40,7 @@ class Check:
     low: float | None         # A/B interval of the change
     high: float | None
     rounds: int
-    p_value: float | None     # A/B: Holm-adjusted one-sided p
+    p_value: float | None     # A/B: one-sided p at this look (nominal; the boundary decides)
     bound: str
     verdict: str
     relative: bool = True
