@@ -101,7 +101,7 @@ def _cell(t: Tally, verdict: str) -> str:
     return f"{t.rate(verdict):.2%} [{lo:.2%}, {hi:.2%}]"
 
 
-def oc_table(config: GateConfig, gates: int, seed: int = 1) -> str:
+def oc_table(config: GateConfig, gates: int, seed: int = 1, round_s: float = ROUND_S) -> str:
     """The operating-characteristic table (markdown): per spread and true CPU change, the
     share of gates ending in regression and in pass, with 95% Clopper-Pearson intervals
     (the Monte-Carlo error), the mean rounds and the longest gate."""
@@ -109,16 +109,17 @@ def oc_table(config: GateConfig, gates: int, seed: int = 1) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for label, spread in (("quiet", QUIET), ("noisy", NOISY)):
         for change in CHANGES:
-            t = simulate(config, gates, {"cpu_ms_per_request": change}, spread, seed=seed)
+            t = simulate(config, gates, {"cpu_ms_per_request": change}, spread, seed=seed, round_s=round_s)
             other = t.gates - t.counts["regression"] - t.counts["pass"]
             lines.append(f"| {label} (SD {spread['cpu_ms_per_request']:.0%}) | {change:+.0%} | {_cell(t, 'regression')} | "
                          f"{_cell(t, 'pass')} | {other} | {np.mean(t.rounds):.2f} | {max(t.elapsed_s):.0f} s |")
     return "\n".join(lines)
 
 
-if __name__ == "__main__":      # python -m edgebench.gate.simulate [GATES] [budgets.yml]
+if __name__ == "__main__":      # python -m edgebench.gate.simulate [GATES] [budgets.yml] [ROUND_S]
     import sys
 
     from edgebench.gate.budgets import load_budgets
     print(oc_table(load_budgets(sys.argv[2] if len(sys.argv) > 2 else "budgets.yml"),
-                   int(sys.argv[1]) if len(sys.argv) > 1 else 4000))
+                   int(sys.argv[1]) if len(sys.argv) > 1 else 4000,
+                   round_s=float(sys.argv[3]) if len(sys.argv) > 3 else ROUND_S))
