@@ -63,8 +63,9 @@ def test_every_gate_decides_within_the_3_minute_budget(unchanged, plus10, plus5)
         assert max(t.rounds) <= CONFIG.max_rounds
 
 
-def test_a_burst_of_noise_does_not_turn_unchanged_code_into_regressions():
-    """One round in ten at 3x the spread (the issue's stress case for a t interval over 3
-    rounds): the rounds' own SD takes over and unchanged code still passes."""
+def test_a_burst_of_noise_mostly_widens_the_intervals():
+    """One round in ten at 3x the spread (the issue's stress case: the old 3-round t
+    interval passed unchanged code 81% of the time): the rounds' own SD takes over and
+    unchanged code still passes about 97.5% of the time."""
     t = simulate(CONFIG, 2_000, {}, QUIET, seed=104, outliers=0.10)
     assert t.rate("pass") >= 0.96, f"{t.rate('pass'):.2%}"
