@@ -19,7 +19,7 @@ RUN ?=
 AGAINST ?=
 INJECT ?=
 BASELINE ?=
-N ?= 10
+N ?= 30
 ROUNDS ?=
 ONLY ?=
 CONDITIONS ?=
@@ -41,7 +41,7 @@ LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,U
 .PHONY: help setup venv os-packages images-offline lint test-fast bench profile report example gate gate-calibrate steps capacity collectors up down status test test-platforms clean
 
 help:
-	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=10] | steps [ROUNDS=5] [ONLY=name] | capacity [STEPS=..] [MAX_SERIES=..] | collectors [SHAPES=..] [SERIES=..] [REPEATS=3] [ROUNDS=5] | up | down | status | test"
+	@echo "make bench | profile | report [RUN=dir] | gate [AGAINST=ref] | gate-calibrate [N=30] | steps [ROUNDS=5] [ONLY=name] | capacity [STEPS=..] [MAX_SERIES=..] | collectors [SHAPES=..] [SERIES=..] [REPEATS=3] [ROUNDS=5] | images-offline | up | down | status | test | test-platforms"
 
 setup: venv os-packages
 
@@ -74,7 +74,7 @@ example: profile
 	$(EDGEBENCH) report --example
 
 # make turns any failure into exit 2; bin/edgebench gate exits with the gate's own code
-# (0 pass, 1 regression, 2 error, 3 inconclusive): CI calls that (.ci/run).
+# (0 pass, 1 regression, 2 error, 3 could not measure): CI calls that (.ci/run).
 gate: setup
 	$(EDGEBENCH) gate $(call opt,AGAINST,against) $(call opt,BASELINE,baseline) $(foreach kv,$(INJECT),--inject '$(kv)') --engine '$(ENGINE)'
 

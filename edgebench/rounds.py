@@ -33,24 +33,39 @@ class Side:
 
 @dataclass
 class RoundRun:
-    """What one round left behind: each side's scenario directory, and any failure."""
+    """What one round left behind: each side's scenario directory, any failure, and the
+    order the sides were started in (first-started slot first)."""
     index: int
     dirs: dict            # label -> scenario directory
     errors: list
     elapsed_s: float
+    order: tuple = ()
 
 
-def round_params(warmup_s: float, duration_s: float, engine: str, results_root: Path) -> RunParams:
-    """The rounds' load: scrapes only, so CPU per request is CPU per scrape, deterministic
-    work; /sensor's random 5 MB answers would add more noise than a 10% effect."""
-    return RunParams(duration_s=duration_s, warmup_s=warmup_s, users=0, sensor_rate=1.0,
-                     scrapers=2, scrape_rate=5.0, engine=engine, scenarios=[ROUND_SCENARIO],
-                     results_root=results_root)
+def slot_order(sides: list, index: int) -> list:
+    """The sides in the order they start in round ``index``: as given in odd rounds,
+    reversed in even ones, so neither side always holds the first-started slot (a helper
+    thread, a head start on the CPU) and a slot's own bias cancels over pairs of rounds."""
+    return list(sides) if index % 2 else list(reversed(sides))
 
 
-def run_round(out_dir: Path, params: RunParams, index: int, sides: list[Side]) -> RoundRun:
-    """Every side at once, each into out_dir/<label>.r<index>. The last side runs in this
-    thread (so Ctrl-C reaches it), the others in helper threads joined before returning."""
+def round_params(warmup_s: float, duration_s: float, engine: str, results_root: Path,
+                 sensor_rate: float = 0.0) -> RunParams:
+    """The rounds' load: 2 scrapers x 5 scrapes/s and, when ``sensor_rate`` > 0, one /sensor
+    client at that rate, so a /sensor regression shows too. Light on purpose: /sensor's
+    5 MB blob answers would add more noise than a 10% effect at the default bench rate;
+    SENSOR_SEED makes both sides draw the same answers."""
+    return RunParams(duration_s=duration_s, warmup_s=warmup_s, users=1 if sensor_rate > 0 else 0,
+                     sensor_rate=sensor_rate or 1.0, scrapers=2, scrape_rate=5.0, engine=engine,
+                     scenarios=[ROUND_SCENARIO], results_root=results_root)
+
+
+def run_round(out_dir: Path, params: RunParams, index: int, sides: list[Side],
+              swap: bool = True) -> RoundRun:
+    """Every side at once, each into out_dir/<label>.r<index>, started in ``slot_order``
+    (unless ``swap`` is off). The last side runs in this thread (so Ctrl-C reaches it), the
+    others in helper threads started first and joined before returning."""
+    sides = slot_order(sides, index) if swap else list(sides)
     errors: list[str] = []
     dirs = {s.label: out_dir / f"{s.label}.r{index}" for s in sides}
 
@@ -72,4 +87,4 @@ def run_round(out_dir: Path, params: RunParams, index: int, sides: list[Side]) -
     finally:
         for t in helpers:
             t.join()
-    return RoundRun(index, dirs, errors, time.monotonic() - t0)
+    return RoundRun(index, dirs, errors, time.monotonic() - t0, tuple(s.label for s in sides))

@@ -59,7 +59,8 @@ def injected_cpu_work(iterations):
 
 
 def injected_cpu_time(milliseconds):
-    """Fault knob SENSOR_EXTRA_CPU_MS: spin until this thread has used that much CPU.
+    """Fault knobs SENSOR_EXTRA_CPU_MS (per scrape) and SENSOR_EXTRA_SENSOR_CPU_MS (per
+    /sensor request): spin until this thread has used that much CPU.
 
     Measured on the thread's own CPU clock, so the cost per scrape is the same on a
     fast or a slow machine and under any CPU limit (throttling stretches wall time,

@@ -25,6 +25,7 @@ class Config:
     extra_cpu_iterations: int = 0
     extra_cpu_ms: float = 0.0
     leak_bytes_per_scrape: int = 0
+    extra_sensor_cpu_ms: float = 0.0   # fault knob: thread CPU spun per /sensor request
     tracemalloc: bool = False
     extra_series: int = 0     # SENSOR_EXTRA_SERIES: labelled sensor series added to /metrics
     seed: int | None = None   # SENSOR_SEED: the same sequence of simulated outcomes every run
@@ -49,6 +50,7 @@ class Config:
                 f"extra_cpu_iterations={self.extra_cpu_iterations} "
                 f"extra_cpu_ms={self.extra_cpu_ms:g} "
                 f"leak_bytes_per_scrape={self.leak_bytes_per_scrape} "
+                f"extra_sensor_cpu_ms={self.extra_sensor_cpu_ms:g} "
                 f"tracemalloc={'on' if self.tracemalloc else 'off'} "
                 f"extra_series={self.extra_series} "
                 f"seed={self.seed if self.seed is not None else 'random'}"
@@ -76,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--leak-bytes-per-scrape",
                    help="fault knob: bytes kept forever per /metrics scrape "
                         "(env SENSOR_LEAK_BYTES_PER_SCRAPE, default 0)")
+    p.add_argument("--extra-sensor-cpu-ms",
+                   help="fault knob: milliseconds of thread CPU time spun per /sensor request "
+                        "(env SENSOR_EXTRA_SENSOR_CPU_MS, default 0)")
     p.add_argument("--extra-series",
                    help="capacity knob: N more labelled sensor series in /metrics "
                         "(env SENSOR_EXTRA_SERIES, default 0)")
@@ -171,6 +176,9 @@ def parse_config(argv=None, environ=None) -> Config:
     raw, name = _pick(args.leak_bytes_per_scrape, "--leak-bytes-per-scrape", environ,
                       "SENSOR_LEAK_BYTES_PER_SCRAPE", "0")
     leak = _non_negative_int(raw, name)
+    raw, name = _pick(args.extra_sensor_cpu_ms, "--extra-sensor-cpu-ms", environ,
+                      "SENSOR_EXTRA_SENSOR_CPU_MS", "0")
+    extra_sensor_ms = _non_negative_float(raw, name)
     raw, name = _pick(args.extra_series, "--extra-series", environ, "SENSOR_EXTRA_SERIES", "0")
     extra_series = _non_negative_int(raw, name)
 
@@ -197,6 +205,7 @@ def parse_config(argv=None, environ=None) -> Config:
                           "the baseline (which runs Werkzeug's development server)")
 
     return Config(variant=variant, host=host, port=port, extra_cpu_iterations=extra,
-                  extra_cpu_ms=extra_ms, leak_bytes_per_scrape=leak, tracemalloc=tm,
+                  extra_cpu_ms=extra_ms, leak_bytes_per_scrape=leak,
+                  extra_sensor_cpu_ms=extra_sensor_ms, tracemalloc=tm,
                   extra_series=extra_series, seed=seed, server_choice=server,
                   limits=_limits(environ))

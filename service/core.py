@@ -86,6 +86,8 @@ def prepare(config: Config):
     # their values come from their own generator (seeded with SENSOR_SEED): the /sensor
     # draws keep the same sequence whatever the number of extra series
     extra_series.install(config.extra_series, config.seed)
+    global _sensor_extra_cpu_ms
+    _sensor_extra_cpu_ms = config.extra_sensor_cpu_ms
     if config.seed is not None:   # benchmarks: every run draws the same failures and blobs
         random.seed(config.seed)
 
@@ -124,11 +126,16 @@ def exposition(config: Config, capture: ScrapeCapture) -> bytes:
     return body
 
 
+_sensor_extra_cpu_ms = 0.0     # SENSOR_EXTRA_SENSOR_CPU_MS, set by prepare()
+
+
 def draw_sensor_answer():
     """The simulated sensor: ("failure", json) | ("blob", None) | ("reading", json).
     The draws come in the same order in both variants, so one SENSOR_SEED gives one
     sequence of answers."""
     metrics.REQUESTS.inc()
+    if _sensor_extra_cpu_ms:
+        burden.injected_cpu_time(_sensor_extra_cpu_ms)
     extra_series.move_one()
     if random.random() < SENSOR_FAILURE_RATE:
         metrics.FAILURES.inc()

@@ -332,6 +332,25 @@ def test_extra_cpu_ms_knob_adds_that_much_cpu_per_scrape(workdir, optimized):
     assert metric_value(body, "sensor_cpu_spike") >= extra_ms / 1000
 
 
+def test_extra_sensor_cpu_ms_knob_adds_that_much_cpu_per_sensor_request(workdir):
+    """SENSOR_EXTRA_SENSOR_CPU_MS: the /sensor regression the gate's calibration injects;
+    /sensor requests grow by about that much CPU each, scrapes stay as they were."""
+    extra_ms, n = 25.0, 20
+
+    def per_sensor(proc, port):
+        request(port, "/sensor")
+        before = cpu_seconds(proc)
+        for _ in range(n):
+            request(port, "/sensor")
+        return (cpu_seconds(proc) - before) / n * 1000
+
+    with running_service(workdir, SENSOR_SEED="1") as running:
+        plain = per_sensor(*running)
+    with running_service(workdir, SENSOR_SEED="1", SENSOR_EXTRA_SENSOR_CPU_MS=extra_ms) as running:
+        loaded = per_sensor(*running)
+    assert 0.8 * extra_ms <= loaded - plain <= 1.3 * extra_ms + 2, (plain, loaded)
+
+
 def test_extra_cpu_ms_knob_is_named_in_a_profile():
     """Its own function, so py-spy and the gate's explanation name it."""
     from service import burden
@@ -426,6 +445,7 @@ def start_failure(args=(), **env):
     ((), {"SENSOR_EXTRA_CPU_MS": "fast"}, "SENSOR_EXTRA_CPU_MS"),
     ((), {"SENSOR_EXTRA_CPU_MS": "nan"}, "SENSOR_EXTRA_CPU_MS"),
     (("--extra-cpu-ms", "inf"), {}, "--extra-cpu-ms"),
+    ((), {"SENSOR_EXTRA_SENSOR_CPU_MS": "-1"}, "SENSOR_EXTRA_SENSOR_CPU_MS"),
     ((), {"SENSOR_PORT": "70000"}, "SENSOR_PORT"),
     (("--port", "http"), {}, "--port"),
 ])

@@ -16,8 +16,8 @@ def add_arguments(p) -> None:
     p.add_argument("--results", default=str(ROOT / "results"))
     p.add_argument("--budgets", default=str(ROOT / "budgets.yml"))
     p.add_argument("--rounds", type=int, default=None,
-                   help="minimum rounds (budgets.yml: ab.min_rounds); more are added while inconclusive")
-    p.add_argument("--max-rounds", type=int, default=None, help="budgets.yml: ab.max_rounds")
+                   help="the first look (budgets.yml: ab.min_rounds); rounds are added until decided")
+    p.add_argument("--max-rounds", type=int, default=None, help="the last look (budgets.yml: ab.max_rounds), if the time budget allows it")
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds of rounds at most (budgets.yml: ab.time_budget_s)")
     p.add_argument("--inject", action="append", metavar="KEY=VALUE",

@@ -1,9 +1,10 @@
 """The performance regression gate: side-by-side rounds of a change (B) and a reference
 (A), budgets checked per round on B, an A/B judged over rounds, a verdict with an exit
-code (0 pass, 1 regression, 2 error, 3 inconclusive). docs/gate.md explains it.
+code (0 pass, 1 regression, 2 error, 3 could not measure). docs/gate.md explains it.
 
 Modules: params (typed parameters), budgets (budgets.yml), figures (a round's figures
-from the report), stats (pure statistics over rounds), verdict (budgets + A/B), loop
-(adaptive rounds), plan (the command), outputs, baseline (stored runs), faults (knobs),
-explain (py-spy on a CPU regression), calibrate (false-alarm rate and power).
+from the report), stats (the closed sequential design over rounds), verdict (budgets +
+A/B), loop (rounds and looks), plan (the command), outputs, baseline (stored runs),
+faults (knobs), explain (py-spy on a CPU regression), calibrate (error rates measured),
+simulate (error rates simulated).
 """

@@ -28,21 +28,25 @@ class Budget:
 @dataclass(frozen=True)
 class ABMetric:
     metric: str
-    min_effect: float      # delta: relative (0.10 = +10%) or absolute (MB)
+    min_effect: float      # delta: the change the gate must catch (relative 0.10 = +10%, or MB)
     relative: bool = True
     unit: str = ""         # shown after an absolute change, e.g. MB
+    spread: float = 0.0    # floor of one round's SD, on the test scale (log ratio, or MB)
+    margin: float = 0.0    # a regression needs the lower bound above this (same scale as delta)
+    weight: float = 1.0    # share of alpha (Bonferroni with weights)
 
 
 @dataclass(frozen=True)
 class GateConfig:
     budgets: tuple[Budget, ...]
     ab_metrics: tuple[ABMetric, ...]
-    alpha: float = 0.05
+    alpha: float = 0.01       # the gate's false-regression rate, over all A/B metrics
     min_rounds: int = 3
-    max_rounds: int = 20
+    max_rounds: int = 7
     time_budget_s: float = 180.0
     warmup_s: float = 3.0
     duration_s: float = 10.0
+    sensor_rate: float = 0.0     # /sensor requests per second in the rounds (one client); 0: scrapes only
 
 
 def load_budgets(path: Path) -> GateConfig:
@@ -75,8 +79,12 @@ def load_budgets(path: Path) -> GateConfig:
         if not isinstance(m, dict) or m.get("metric") not in AB_METRICS:
             raise BudgetError(f"{path}: ab.metrics[{i}] metric {(m or {}).get('metric')!r} is unknown: "
                               f"use one of {', '.join(AB_METRICS)}")
-        metrics.append(ABMetric(m["metric"], _positive(path, f"ab.metrics[{i}].min_effect", m.get("min_effect")),
-                                bool(m.get("relative", True)), str(m.get("unit", ""))))
+        where = f"ab.metrics[{i}]"
+        metrics.append(ABMetric(m["metric"], _positive(path, f"{where}.min_effect", m.get("min_effect")),
+                                bool(m.get("relative", True)), str(m.get("unit", "")),
+                                _non_negative(path, f"{where}.spread", m.get("spread", 0.0)),
+                                _non_negative(path, f"{where}.margin", m.get("margin", 0.0)),
+                                _positive(path, f"{where}.weight", m.get("weight", 1.0))))
     defaults = GateConfig((), ())
     cfg = GateConfig(
         budgets=tuple(budgets), ab_metrics=tuple(metrics),
@@ -85,12 +93,19 @@ def load_budgets(path: Path) -> GateConfig:
         max_rounds=int(_positive(path, "ab.max_rounds", ab.get("max_rounds", defaults.max_rounds))),
         time_budget_s=_positive(path, "ab.time_budget_s", ab.get("time_budget_s", defaults.time_budget_s)),
         warmup_s=_positive(path, "ab.warmup_s", ab.get("warmup_s", defaults.warmup_s)),
-        duration_s=_positive(path, "ab.duration_s", ab.get("duration_s", defaults.duration_s)))
+        duration_s=_positive(path, "ab.duration_s", ab.get("duration_s", defaults.duration_s)),
+        sensor_rate=_non_negative(path, "ab.sensor_rate", ab.get("sensor_rate", defaults.sensor_rate)))
     if not 0 < cfg.alpha < 0.5:
-        raise BudgetError(f"{path}: ab.alpha={cfg.alpha} must be between 0 and 0.5 (e.g. 0.05)")
+        raise BudgetError(f"{path}: ab.alpha={cfg.alpha} must be between 0 and 0.5 (e.g. 0.01)")
     if cfg.min_rounds < 2 or cfg.max_rounds < cfg.min_rounds:
         raise BudgetError(f"{path}: ab.min_rounds must be at least 2 and at most ab.max_rounds")
     return cfg
+
+
+def _non_negative(path: Path, name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise BudgetError(f"{path}: {name}={value!r} must be a number >= 0")
+    return float(value)
 
 
 def _positive(path: Path, name: str, value) -> float:

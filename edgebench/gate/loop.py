@@ -1,6 +1,7 @@
-"""The adaptive round loop: measure rounds until the verdict is decided or the time
-budget is spent. Pure: measuring and judging are passed in, so the loop is testable
-with constructed rounds."""
+"""The sequential round loop: measure rounds, look after each one from ``min_rounds`` on,
+stop when the verdict is decided; the last round that ``max_rounds`` or the time budget
+allows is the final look, where the design always decides. Pure: measuring and judging
+are passed in, so the loop is testable with constructed rounds."""
 from __future__ import annotations
 
 import time
@@ -20,11 +21,12 @@ class LoopOutcome:
     elapsed_s: float
 
 
-def run_rounds(measure: Callable[[int], Round], judge: Callable[[list], GateResult],
+def run_rounds(measure: Callable[[int], Round], judge: Callable[[list, bool], GateResult],
                min_rounds: int, max_rounds: int, budget_s: float,
                clock: Callable[[], float] = time.monotonic) -> LoopOutcome:
-    """Rounds 1..min_rounds always; then one more while the verdict is inconclusive and
-    another round (as long as the mean round so far) still fits in the budget."""
+    """Rounds 1..min_rounds always; then one more while the verdict is open and another
+    round (as long as the mean round so far) still fits in the budget. ``judge(rounds,
+    final)`` is told when a look is the last one, so it spends what is left of alpha."""
     t0 = clock()
     rounds: list[Round] = []
     while True:
@@ -32,13 +34,16 @@ def run_rounds(measure: Callable[[int], Round], judge: Callable[[list], GateResu
         rounds.append(r)
         elapsed = clock() - t0
         if r.errors:
-            return LoopOutcome(rounds, judge(rounds), FAILED, elapsed)
-        if len(rounds) < min_rounds:
+            return LoopOutcome(rounds, judge(rounds, True), FAILED, elapsed)
+        n = len(rounds)
+        if n < min_rounds:
             continue
-        result = judge(rounds)
+        out_of_rounds = n >= max_rounds
+        out_of_time = elapsed + elapsed / n > budget_s
+        result = judge(rounds, out_of_rounds or out_of_time)
+        if out_of_rounds:
+            return LoopOutcome(rounds, result, MAX_ROUNDS, elapsed)
+        if out_of_time:
+            return LoopOutcome(rounds, result, BUDGET, elapsed)
         if decided(result):
             return LoopOutcome(rounds, result, DECIDED, elapsed)
-        if len(rounds) >= max_rounds:
-            return LoopOutcome(rounds, result, MAX_ROUNDS, elapsed)
-        if elapsed + elapsed / len(rounds) > budget_s:
-            return LoopOutcome(rounds, result, BUDGET, elapsed)

@@ -17,7 +17,7 @@ def _num(v) -> str:
 def _change(c) -> str:
     if c.change is None:
         return ""
-    f = (lambda x: f"{x:+.1%}") if c.relative else (lambda x: f"{x:+.3g}")
+    f = (lambda x: ">+999%" if x > 9.99 else f"{x:+.1%}") if c.relative else (lambda x: f"{x:+.3g}")
     unit = "" if c.relative or not c.unit else f" {c.unit}"
     return f"{f(c.change)} [{f(c.low)}, {f(c.high)}]{unit}"
 

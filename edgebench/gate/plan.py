@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from edgebench.gate.baseline import check_stored_baseline
@@ -39,12 +39,15 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
         commit, how = None, "budgets only"
     else:
         commit, how = resolve_ref(params.against)
-    rparams = round_params(config.warmup_s, config.duration_s, params.engine, params.results_root)
+    rparams = round_params(config.warmup_s, config.duration_s, params.engine, params.results_root,
+                           config.sensor_rate)
     min_rounds = params.min_rounds or config.min_rounds
     max_rounds = max(min_rounds, params.max_rounds or config.max_rounds)
     if params.budgets_only:
         max_rounds = min_rounds        # nothing to decide by adding rounds
     budget_s = params.time_budget_s or config.time_budget_s
+    # the design's looks are the loop's: --rounds / --max-rounds move both
+    config = replace(config, min_rounds=min_rounds, max_rounds=max_rounds)
     run = RunDir.create(params.results_root, params.label, command,
                         {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(params).items()},
                          "against_commit": commit, "against_how": how,
@@ -67,12 +70,13 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
                 rr = run_round(run.path, rparams, i, sides)
                 r = Round(i, b=measure_figures(rr.dirs["B"]),
                           a=measure_figures(rr.dirs["A"]) if "A" in rr.dirs else None,
-                          errors=rr.errors, elapsed_s=rr.elapsed_s)
-                say(f"edgebench gate: round {i} done in {rr.elapsed_s:.0f} s")
+                          errors=rr.errors, elapsed_s=rr.elapsed_s, order=rr.order)
+                say(f"edgebench gate: round {i} done in {rr.elapsed_s:.0f} s "
+                    f"(started: {', '.join(rr.order)})")
                 return r
 
-            def judge(rounds: list) -> GateResult:
-                return evaluate(rounds, config, stored_a, compare=not params.budgets_only)
+            def judge(rounds: list, final: bool) -> GateResult:
+                return evaluate(rounds, config, stored_a, compare=not params.budgets_only, final=final)
 
             outcome = run_rounds(measure, judge, min_rounds, max_rounds, budget_s)
             result = outcome.result
@@ -98,7 +102,8 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
               f"A: `{commit[:12] if commit else 'none'}` ({how}). Run `{run.path.name}`.")
     write_outputs(run.path, result, header, {
         "elapsed_s": elapsed, "against": commit, "inject": params.inject,
-        "stopped": outcome.stopped, "round_elapsed_s": [r.elapsed_s for r in outcome.rounds]})
+        "stopped": outcome.stopped, "round_elapsed_s": [r.elapsed_s for r in outcome.rounds],
+        "round_order": [list(r.order) for r in outcome.rounds]})
     say(table(result))
     say(f"edgebench gate: gate.md, junit.xml and gate.json in {run.path}")
     run.finish("complete", update_latest=False)  # results/latest stays the newest bench
