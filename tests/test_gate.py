@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CONFIG = GateConfig(
     budgets=(Budget("service_mem_peak_mb", 45), Budget("oom_kills", 0), Budget("restarts", 0),
-             Budget("metrics_failure_ratio", 0.0), Budget("mem_slope_kb_per_request", 5.0, over="median")),
+             Budget("metrics_failure_ratio", 0.0, over="paired"), Budget("mem_slope_kb_per_request", 5.0, over="median")),
     ab_metrics=(ABMetric("cpu_ms_per_request", 0.10, spread=0.05), ABMetric("scrape_latency_ms", 0.10, spread=0.06),
                 ABMetric("service_mem_steady_mb", 3.0, relative=False, spread=0.2)),
     alpha=0.05, min_rounds=3, max_rounds=8, time_budget_s=100)
@@ -105,12 +105,30 @@ def test_one_oom_kill_in_any_round_fails_and_is_named():
 
 def test_any_budget_is_judged_against_as_same_round():
     rs = rounds([1.0, 1.0, 1.0])
-    rs[1].b["metrics_failure_ratio"] = 0.01       # a failed scrape on B ...
-    rs[1].a["metrics_failure_ratio"] = 0.02       # ... and as many on A in that round: the machine
-    check = by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"]
+    rs[1].b["restarts"] = 1                       # a restart on B ...
+    rs[1].a["restarts"] = 1                       # ... and on A in that round: the machine
+    check = by_name(evaluate(rs, CONFIG))["budget: restarts"]
     assert check.verdict == "pass" and "1 with A as bad in the same round" in check.detail
-    rs[2].b["metrics_failure_ratio"] = 0.01       # B alone in another round: the change
-    assert by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"].verdict == "regression"
+    rs[2].b["restarts"] = 1                       # B alone in another round: the change
+    assert by_name(evaluate(rs, CONFIG))["budget: restarts"].verdict == "regression"
+
+
+def test_paired_budget_needs_b_to_be_the_worse_side_beyond_chance():
+    """Scattered omitted scrapes on either side are the machine; B failing in every round
+    where A does not is the change (one-sided sign test, p < 0.05)."""
+    rs = rounds([1.0] * 7)
+    rs[1].b["metrics_failure_ratio"] = 0.01       # a stall on B's side in one round ...
+    rs[4].a["metrics_failure_ratio"] = 0.02       # ... and on A's in another
+    rs[5].b["metrics_failure_ratio"] = 0.01
+    check = by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"]
+    assert check.verdict == "pass" and "B alone worse in 2 round(s), A alone in 1" in check.detail
+    for r in rs:                                  # B loses scrapes in every round, A in none
+        r.b["metrics_failure_ratio"], r.a["metrics_failure_ratio"] = 0.05, 0.0
+    check = by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"]
+    assert check.verdict == "regression" and "p = 0.00781" in check.detail
+    for r in rs[:3]:                              # 4 of 4 is not beyond chance (p = 0.0625)
+        r.b["metrics_failure_ratio"] = 0.0
+    assert by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"].verdict == "pass"
 
 
 def test_median_budget_ignores_one_noisy_round():
@@ -280,6 +298,7 @@ def test_stored_baseline_under_other_limits_is_refused(tmp_path):
         check_stored_baseline(run)
 
 
+@pytest.mark.slow  # resolves the reverted step's commit with git
 def test_calibration_conditions_and_knob_conversion(tmp_path):
     from edgebench.gate.calibrate import parse_conditions
     from edgebench.gate.faults import cpu_regression_knob

@@ -10,7 +10,7 @@ from edgebench.gate.figures import FIGURES
 from plumbing.errors import EdgebenchError
 
 AB_METRICS = ("cpu_ms_per_request", "scrape_latency_ms", "service_mem_steady_mb")
-RULES = ("any", "median")
+RULES = ("any", "paired", "median")
 
 
 class BudgetError(EdgebenchError):

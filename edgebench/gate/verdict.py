@@ -89,6 +89,22 @@ def _combine(values: list, rule: str) -> float | None:
     return float(statistics.median(vals)) if rule == "median" else float(max(vals))
 
 
+PAIRED_ALPHA = 0.05
+
+
+def sign_test(pairs: list, bound: float) -> tuple[float, int, int]:
+    """A 'paired' budget's test, for counts of rare events the machine makes on both sides
+    (a scrape due and never sent in a stall): over the rounds where one side alone is over
+    the bound and worse than the other, how unlikely is B's share if the change did nothing
+    (each such round B's or A's with probability 1/2)? Returns (p, B-worse rounds, A-worse)."""
+    from scipy.stats import binomtest
+    b_worse = sum(1 for b, a in pairs if b is not None and a is not None and b > bound and b > a)
+    a_worse = sum(1 for b, a in pairs if b is not None and a is not None and a > bound and a > b)
+    n = b_worse + a_worse
+    p = binomtest(b_worse, n, 0.5, alternative="greater").pvalue if n else 1.0
+    return float(p), b_worse, a_worse
+
+
 def check_budget(budget: Budget, b_values: list, a_values: list | None) -> Check:
     """One budget on B's rounds: 'any' fails when one round is over the bound (an OOM kill,
     a peak, a failed scrape happened) and, when A ran beside it, B was worse than A in that
@@ -105,11 +121,18 @@ def check_budget(budget: Budget, b_values: list, a_values: list | None) -> Check
     pairs = list(zip(b_values, a_values or [None] * len(b_values)))
     over = [(b, a) for b, a in pairs if b is not None and b > budget.max]
     shared = [(b, a) for b, a in over if a is not None and a >= b]
-    if budget.over == "any":
+    paired_p = None
+    if budget.over == "paired" and a_values:
+        paired_p, b_worse, a_worse = sign_test(pairs, budget.max)
+        verdict = REGRESSION if paired_p < PAIRED_ALPHA else PASS
+    elif budget.over in ("any", "paired"):
         verdict = REGRESSION if len(over) > len(shared) else PASS
     else:
         verdict = REGRESSION if after > budget.max else PASS
     detail = f"{len(over)} of {len(measured)} round(s) over"
+    if paired_p is not None:
+        detail += (f"; B alone worse in {b_worse} round(s), A alone in {a_worse}: one-sided sign test "
+                   f"p = {paired_p:.3g} (regression below {PAIRED_ALPHA:g})")
     if shared:
         detail += f" ({len(shared)} with A as bad in the same round: the machine, not the change)"
     detail = f"{detail}; {budget.why}".rstrip("; ")
