@@ -13,20 +13,26 @@ from plumbing.errors import EdgebenchError
 DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command; with ``only``, just that command's options are built: some defaults
+    import the report code (pandas, scipy), which `up`/`down`/`status` must not wait for
+    (seconds on a host, minutes in the cgroup v2 guest of stack/guest.py)."""
     from edgebench.commands import COMMANDS
     parser = argparse.ArgumentParser(prog="edgebench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         p = sub.add_parser(module.NAME, help=module.HELP)
-        module.add_arguments(p)
+        if only is None or module.NAME == only:
+            module.add_arguments(p)
         p.set_defaults(command_fn=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
-    args = build_parser().parse_args(argv)
+    from edgebench.commands import COMMANDS
+    names = {m.NAME for m in COMMANDS}
+    args = build_parser(argv[0] if argv and argv[0] in names else None).parse_args(argv)
     command = "edgebench " + " ".join(shlex.quote(a) for a in argv)
     try:
         return args.command_fn(args, command)

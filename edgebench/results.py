@@ -10,11 +10,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgebench import REPO_ROOT
 from edgebench.fingerprint import machine_fingerprint
 from plumbing.process import proc_start_time
 from reports.contract import Manifest, read_manifest, write_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 def git_info(repo: Path = ROOT) -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgebench.results import ROOT
+from edgebench import REPO_ROOT as ROOT
 
 NAME = "bench"
 HELP = "every scenario under load, then the report"

@@ -2,7 +2,7 @@
 series in the exposition, and how many series each collector holds in its limit."""
 from __future__ import annotations
 
-from edgebench.results import ROOT
+from edgebench import REPO_ROOT as ROOT
 
 NAME = "capacity"
 HELP = "sweep load, series and collectors until each breaks; capacity.json, graphs, Capacity section"

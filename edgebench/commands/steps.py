@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgebench.results import ROOT
+from edgebench import REPO_ROOT as ROOT
 
 NAME = "steps"
 HELP = "before/after of each kept optimisation step, in side-by-side rounds"
