@@ -202,6 +202,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
 
             result = run_load(service_url, sdir, on_progress=on_progress, **_load_kwargs(params))
             info["peak_reset_at"] = steady.cancel()  # null: mem_peak_bytes covers the cgroup's life
+            info["peak_scope"] = sampler.peak_scope  # ... and why, in words (docs/results.md)
             info.update(_load_summary(result, params))
             if profilers:
                 profilers.stop()

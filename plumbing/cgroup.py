@@ -19,6 +19,7 @@ exception: a sampler must keep sampling while a service restarts.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -300,13 +301,20 @@ def memory_dir(paths: Mapping[str, str]) -> Path | None:
 # the memory high-water mark and its reset
 # --------------------------------------------------------------------------
 
+PEAK_SINCE_CREATION = "since the cgroup was created"
+PEAK_SINCE_RESET = "since the reset at the steady start"
+
+
 class PeakMark:
     """The kernel's memory high-water mark of one group, resettable where the kernel allows.
 
     v1: ``memory.max_usage_in_bytes``; writing 0 resets it for every reader.
     v2: ``memory.peak`` (kernel >= 5.19); since 6.12 a write resets it *for the file
     descriptor written to*, so after :meth:`reset` this object keeps that descriptor open
-    and reads through it. Where no reset is possible the mark covers the group's life.
+    and reads through it. Before 6.12 the file opens for writing but the write fails
+    (EINVAL): the mark then covers the group's life, since the cgroup was created (for a
+    service restarted in the same cgroup, its earlier processes too); :attr:`not_reset_because`
+    says why in one line, :meth:`scope` says what the mark covers.
     """
 
     def __init__(self, paths: Mapping[str, str]):
@@ -315,11 +323,13 @@ class PeakMark:
         self.path = (d / ("memory.peak" if self.v2 else "memory.max_usage_in_bytes")) if d else None
         self._fd: int | None = None
         self.reset_at: float | None = None
+        self.not_reset_because: str | None = None
 
     def reset(self) -> float | None:
         """Reset the mark to the current usage; the epoch time of the reset, or None
         when this kernel cannot reset it (then the mark covers the group's life)."""
         if self.path is None:
+            self.not_reset_because = "no memory cgroup"
             return None
         try:
             if not self.v2:
@@ -334,10 +344,18 @@ class PeakMark:
                     raise
                 self.close()
                 self._fd = fd
-        except OSError:
+        except OSError as e:
+            self.not_reset_because = peak_reset_refusal(self.v2, e.errno, str(self.path), os.uname().release)
             return None
         self.reset_at = time.time()
+        self.not_reset_because = None
         return self.reset_at
+
+    def scope(self) -> str:
+        """What :meth:`read` covers, in words for a report."""
+        if self.reset_at is not None:
+            return PEAK_SINCE_RESET
+        return PEAK_SINCE_CREATION + (f" ({self.not_reset_because})" if self.not_reset_because else "")
 
     def read(self) -> int | None:
         if self._fd is not None:
@@ -354,3 +372,14 @@ class PeakMark:
             except OSError:
                 pass
             self._fd = None
+
+
+def peak_reset_refusal(v2: bool, err: int | None, path: str, release: str) -> str:
+    """Why the high-water mark at ``path`` could not be reset, in one line."""
+    if v2 and err == errno.EINVAL:
+        return f"Linux {release} cannot reset memory.peak; Linux 6.12 and later can"
+    if v2 and err == errno.ENOENT:
+        return f"Linux {release} has no memory.peak (5.19 and later have it)"
+    if err in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"no permission to write {path}"
+    return f"cannot write {path}: {os.strerror(err) if err else 'unknown error'}"

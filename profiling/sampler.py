@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from plumbing.cgroup import Counters, PeakMark, read_cgroups, read_text
+from plumbing.cgroup import PEAK_SINCE_CREATION, PEAK_SINCE_RESET, Counters, PeakMark, read_cgroups, read_text
 from plumbing.files import write_atomic
 from plumbing.process import proc_start_time
 
@@ -248,6 +248,7 @@ class ResourceSampler:
         self._t_start: float | None = None
         self._t_stop: float | None = None
         self.peak_reset_at: float | None = None
+        self.peak_scope: str = PEAK_SINCE_CREATION   # what mem_peak_bytes covers, in words
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> "ResourceSampler":
@@ -287,7 +288,7 @@ class ResourceSampler:
         reset it (cgroup v2 before Linux 6.12, or no cgroup): then mem_peak_bytes covers
         the cgroup's whole life, and scenario.json says so with ``peak_reset_at: null``."""
         state = load_state(self.state_file) or self._state or {}
-        times = []
+        times, why = [], []
         with self._lock:
             for name, svc in sorted((state.get("services") or {}).items()):
                 if self.services is not None and name not in self.services:
@@ -295,7 +296,12 @@ class ResourceSampler:
                 comp = self._components.setdefault(name, _Component())
                 mark = self._peak_mark(comp, svc)
                 times.append(mark.reset() if mark is not None else None)
+                if times[-1] is None:
+                    why.append(mark.not_reset_because if mark is not None else "no cgroup")
         self.peak_reset_at = min(times) if times and all(t is not None for t in times) else None
+        reasons = sorted({w for w in why if w})
+        self.peak_scope = PEAK_SINCE_RESET if self.peak_reset_at is not None else \
+            PEAK_SINCE_CREATION + (f" ({'; '.join(reasons)})" if reasons else "")
         return self.peak_reset_at
 
     @staticmethod
@@ -331,6 +337,7 @@ class ResourceSampler:
             "cpu_seconds_per_second": round(self._cpu_s / wall, 6) if wall > 0 else None,
             "cpu_ms_per_tick": round(1000 * self._cpu_s / self.ticks, 4) if self.ticks else None,
             "peak_reset_at": self.peak_reset_at,
+            "peak_scope": self.peak_scope,
             "sources": {k: sorted(c.sources) for k, c in self._components.items()},
         }
 
@@ -474,7 +481,7 @@ class SteadyStart:
         at = self.sampler.reset_peak()
         if self.announce is not None:
             self.announce("steady window: memory high-water mark "
-                          + ("reset" if at is not None else "not resettable here (covers the cgroup's life)"))
+                          + ("reset" if at is not None else f"not reset: it covers the time {self.sampler.peak_scope}"))
 
     def cancel(self) -> float | None:
         """Stop a pending reset; the time of the reset that happened, if any."""

@@ -31,6 +31,9 @@ from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT, ScenarioView
 
 STEADY = "steady window"
 SCENARIO = "whole scenario"
+# The kernel's memory high-water mark when it could not be reset (cgroup v2 before Linux 6.12):
+# a stack's cgroups are created at its start, so this is the scenario with its start-up.
+PEAK_SINCE_CREATION = "since the cgroup was created"
 HIGHER_WORSE = "higher is worse"
 HIGHER_BETTER = "higher is better"
 NEUTRAL = "neither"
@@ -361,8 +364,11 @@ def mem_peak_kernel_window(v: ScenarioView) -> str | None:
     g = v.samples(v.service) if v.service else None
     if g is None or not g["mem_peak_bytes"].notna().any():
         return None
-    return STEADY if S.finite_or_none(v.meta.get("peak_reset_at")) is not None else \
-        "whole scenario (the kernel could not reset the peak at the steady start)"
+    if S.finite_or_none(v.meta.get("peak_reset_at")) is not None:
+        return STEADY
+    scope = v.meta.get("peak_scope")   # e.g. "since the cgroup was created (Linux 6.1 cannot reset ...)"
+    return scope if isinstance(scope, str) and scope.startswith(PEAK_SINCE_CREATION) else \
+        PEAK_SINCE_CREATION + " (the kernel's mark was not reset at the steady start)"
 
 
 def mem_steady_of(role: str):

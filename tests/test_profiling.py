@@ -3,6 +3,7 @@ real things: a real cgroup with a real child, real py-spy on the real service ac
 restart, real tracemalloc snapshots from the service in profile mode, and a real
 VictoriaMetrics and Prometheus scraping a real metrics endpoint."""
 
+import errno
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ import pytest
 import requests
 
 from plumbing.cgroup import (
+    PEAK_SINCE_CREATION,
+    PEAK_SINCE_RESET,
     Counters,
     PeakMark,
     counters_v1,
@@ -28,6 +31,7 @@ from plumbing.cgroup import (
     parse_keyed,
     parse_v1_io,
     parse_v2_io,
+    peak_reset_refusal,
     read_cgroups,
     read_v2,
 )
@@ -178,6 +182,38 @@ def test_peak_mark_without_a_cgroup_cannot_reset(tmp_path):
     mark = PeakMark({"unified": str(tmp_path / "gone")})
     assert mark.reset() is None and mark.read() is None
     assert PeakMark({}).reset() is None
+
+
+def test_peak_mark_that_cannot_reset_says_what_it_covers_and_why(tmp_path):
+    """Linux 6.1 opens memory.peak for writing and refuses the write (EINVAL): the mark
+    then covers the cgroup's life, and the sampler's meta (scenario.json's peak_scope)
+    says so instead of calling it the steady window."""
+    d = tmp_path / "cg"
+    (d / "memory.peak").mkdir(parents=True)        # open(O_RDWR) fails here too (EISDIR)
+    mark = PeakMark({"unified": str(d)})
+    assert mark.reset() is None and mark.reset_at is None
+    assert mark.scope() == f"{PEAK_SINCE_CREATION} ({mark.not_reset_because})"
+    assert str(d / "memory.peak") in mark.not_reset_because
+    assert peak_reset_refusal(True, errno.EINVAL, "/cg/memory.peak", "6.1.0-57-amd64") == \
+        "Linux 6.1.0-57-amd64 cannot reset memory.peak; Linux 6.12 and later can"
+    assert "5.19" in peak_reset_refusal(True, errno.ENOENT, "/cg/memory.peak", "5.15.0")
+    assert peak_reset_refusal(False, errno.EACCES, "/m/memory.max_usage_in_bytes", "6.1") == \
+        "no permission to write /m/memory.max_usage_in_bytes"
+    state = tmp_path / "state.json"
+    write_state(state, {"sensor-service": {"pid": os.getpid(), "status": "running",
+                                           "cgroups": {"unified": str(d)}, "restarts": 0}}, cgroup_version=2)
+    sampler = ResourceSampler(state, tmp_path / "resources.csv")
+    assert sampler.peak_scope == PEAK_SINCE_CREATION          # before any reset
+    assert sampler.reset_peak() is None
+    assert sampler.peak_scope == mark.scope()
+    meta = sampler.stop()
+    assert meta["peak_reset_at"] is None and meta["peak_scope"].startswith(PEAK_SINCE_CREATION + " (")
+    ok = tmp_path / "cg-ok"
+    ok.mkdir()
+    (ok / "memory.peak").write_text("1000\n")                 # a plain file takes the write: "reset"
+    good = PeakMark({"unified": str(ok)})
+    assert good.reset() is not None and good.scope() == PEAK_SINCE_RESET and good.not_reset_because is None
+    good.close()
 
 
 def test_small_parsers():

@@ -187,7 +187,8 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
     info = {"name": step_dir.name, "scenario": f"collectors-{collector}", "repeat": 1, "variant": None,
             "collector": collector, "components": {collector: "collector", TARGET: "loadgen"},
             "status": "running", "scrape_timeout_s": settings.timeout_s, "series": n_series,
-            "peak_reset_at": None}   # the kernel peak covers the collector's life: OOM can come at any time
+            "peak_reset_at": None,   # the kernel peak covers the collector's life: OOM can come at any time
+            "peak_scope": "since the cgroup was created (not reset: an OOM can come at any time)"}
     watch = ScrapeWatch(paths, settings.interval_s, settings.timeout_s)
     try:
         with ExitStack() as stack:
