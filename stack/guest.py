@@ -136,14 +136,14 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env: dict[str, str] | None = None,
         timeout: float = 600, memory_mb: int = 2560, cpus: int = 2, stream=None,
-        keep_workdir: bool = False) -> GuestResult:
+        keep_workdir: bool = False, boot_budget: float = BOOT_BUDGET_S) -> GuestResult:
     """Boot the guest, run ``argv`` (in ``cwd``, default the checkout) and power off.
 
     ``shares``: host directories (``str``/``Path``, writable) or ``(path, writable)`` pairs,
     mounted at the same path in the guest. ``stream``: a text file receiving the guest's
-    console as it comes (kernel messages and the command's output). Raises GuestUnavailable
+    console as it comes (kernel messages and the command's output). QEMU is killed when
+    ``timeout + boot_budget`` seconds pass without a power-off. Raises GuestUnavailable
     (cannot boot here), GuestError (booted, but the command did not run or timed out)."""
-    qemu, kernel, busybox = find_qemu(), find_kernel(), find_busybox()
     cwd = Path(cwd or REPO).resolve()
     norm: list[tuple[Path, bool, str]] = []
     for i, s in enumerate(shares):
@@ -152,6 +152,10 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
         if not path.is_dir():
             raise GuestError(f"share {path} is not a directory: create it first")
         norm.append((path, bool(rw), f"eb-share{i}"))
+    hidden = any(cwd.is_relative_to(t) for t in GUEST_TMPFS)   # under a guest tmpfs: share it read-only
+    if hidden and not any(cwd.is_relative_to(p) for p, _, _ in norm):
+        norm.append((cwd, False, f"eb-share{len(norm)}"))
+    qemu, kernel, busybox = find_qemu(), find_kernel(), find_busybox()
     tmp = Path(tempfile.mkdtemp(prefix="edgebench-guest-"))
     work = tmp / "work"
     work.mkdir()
@@ -177,17 +181,19 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
         with open(tmp / "qemu.log", "wb") as qlog:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT,
                                     start_new_session=True, preexec_fn=preexec_die_with_parent())
-        deadline = t0 + timeout + BOOT_BUDGET_S
+        deadline = t0 + timeout + boot_budget
         seen = 0
         while proc.poll() is None:
             seen = _follow(console, seen, stream)
             if time.monotonic() > deadline:
                 _kill(proc)
-                raise GuestError(f"the guest did not power off within {timeout + BOOT_BUDGET_S:.0f} s "
-                                 f"(command timeout {timeout:.0f} s + boot allowance): QEMU killed; "
-                                 f"raise the timeout or look at {console if keep_workdir else 'the console'}: "
-                                 f"{_tail(console)}")
-            time.sleep(0.2)
+                raise GuestError(f"the guest did not power off within {timeout + boot_budget:.0f} s "
+                                 f"(command timeout {timeout:.0f} s + {boot_budget:.0f} s to boot): QEMU killed; "
+                                 f"raise the timeout (last console line: {_tail(console) or 'none'})")
+            try:
+                proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
         _follow(console, seen, stream)
         seconds = time.monotonic() - t0
 

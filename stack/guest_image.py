@@ -26,6 +26,7 @@ from pathlib import Path
 from plumbing.errors import EdgebenchError
 
 KERNEL_ENV = "EDGEBENCH_GUEST_KERNEL"
+BUSYBOX_ENV = "EDGEBENCH_GUEST_BUSYBOX"
 KERNEL_PACKAGE = "linux-image-amd64"
 # What the guest loads: virtio PCI transport and the 9p file system over it (the
 # dependencies come from modules.dep).
@@ -127,11 +128,14 @@ def _is_static_elf(path: Path) -> bool:
 
 
 def find_busybox() -> Path:
-    for p in (os.environ.get("EDGEBENCH_GUEST_BUSYBOX"), "/bin/busybox", "/usr/bin/busybox"):
-        if p and _is_static_elf(Path(p)):
+    """A statically linked busybox: $EDGEBENCH_GUEST_BUSYBOX, else /bin/busybox."""
+    env = os.environ.get(BUSYBOX_ENV)
+    for p in ([env] if env else ["/bin/busybox", "/usr/bin/busybox"]):
+        if _is_static_elf(Path(p)):
             return Path(p)
-    raise GuestUnavailable("no static busybox at /bin/busybox: apt-get install busybox-static "
-                           "(the dynamic `busybox` package cannot run in the initramfs)")
+    where = f"{BUSYBOX_ENV}={env} is not" if env else "no"
+    raise GuestUnavailable(f"{where} a static busybox: apt-get install busybox-static "
+                           "(a dynamically linked busybox cannot run in the initramfs)")
 
 
 def _module_name(rel: str) -> str:
