@@ -176,6 +176,8 @@ def check_throttle_and_peak(work: Path) -> dict:
             requests = _hammer("http://127.0.0.1:18200/metrics", 8)
             c1 = read_cgroups(cg)
             out["peak_mark"]["read_after_load"] = mark.read()
+            out["peak_mark"]["scope"] = mark.scope()
+            out["peak_mark"]["not_reset_because"] = mark.not_reset_because
             mark.close()
         finally:
             meta = sampler.stop()
@@ -190,6 +192,7 @@ def check_throttle_and_peak(work: Path) -> dict:
         }
         out["memory.peak"] = cg_files(d, ("memory.peak",))["memory.peak"]
         out["sampler"] = {"reset_peak": reset_at, "meta_peak_reset_at": meta.get("peak_reset_at"),
+                          "meta_peak_scope": meta.get("peak_scope"),
                           "rows": meta.get("rows"), "errors": meta.get("errors"), "last_error": meta.get("last_error")}
         csv_text = (work / "thr-resources.csv").read_text()
         out["sampler"]["csv_head"] = csv_text.splitlines()[:3]
