@@ -49,6 +49,7 @@ PACKAGE_ROOT = LOCUSTFILE.parent.parent
 CPU_BOTTLENECK_PERCENT = 90.0  # of one core, like Locust's own CPU_WARNING_THRESHOLD
 LOCUST_CPU_WARNINGS = ("CPU usage above", "CPU usage was too high", "CPU usage threshold was exceeded")
 START_TIMEOUT_S = 30.0  # launch -> test_start (workers connecting included)
+START_TIMEOUT_ENV = "EDGEBENCH_LOAD_START_TIMEOUT_S"  # a slower machine (the cgroup v2 guest: minutes)
 STOP_GRACE_S = 8.0  # SIGINT -> SIGTERM -> SIGKILL
 # Locust ends its run on its own clock, a fraction of a millisecond around the steady
 # window's computed end: only an end well before it means Locust died early.
@@ -447,6 +448,7 @@ def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.
     env.pop("LOCUST_LOCUSTFILE", None)
     env["PYTHONUNBUFFERED"] = "1"
 
+    start_timeout = _start_timeout()
     launched = time.time()
     with open(log_path, "ab") as log:
         log.write(f"# {' '.join(cmd)}\n".encode())
@@ -476,7 +478,7 @@ def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.
                 info = _read_json(locust_dir / "test_start.json")
                 if info:
                     started_at = float(info["test_start"])
-                elif now - launched > START_TIMEOUT_S and stop_sent_at is None:
+                elif now - launched > start_timeout and stop_sent_at is None:
                     _signal_pids([proc.pid], signal.SIGINT)
                     stop_sent_at = now
             if stop_sent_at is not None and now - stop_sent_at > STOP_GRACE_S:
@@ -513,6 +515,9 @@ def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.
     warning = next((line.strip() for line in log_text.splitlines()
                     if any(w in line for w in LOCUST_CPU_WARNINGS)), "")
 
+    if started_at is None and raise_after is None and stop_sent_at is not None:
+        raise LoadError(f"locust did not start the test within {start_timeout:g} s and was stopped "
+                        f"(log {log_path}): on a slow machine set {START_TIMEOUT_ENV} to more seconds")
     if started_at is None and raise_after is None:
         raise LoadError(f"locust exited with code {proc.returncode} before the test started "
                         f"(log {log_path}): {_tail_text(log_path)}")
@@ -568,6 +573,20 @@ def _sleep_until_tick(pid: int, tick=1.0) -> None:
         except ChildProcessError:
             return
         time.sleep(0.05)
+
+
+def _start_timeout() -> float:
+    """Seconds Locust may take from launch to the test's start: $EDGEBENCH_LOAD_START_TIMEOUT_S or 30."""
+    text = os.environ.get(START_TIMEOUT_ENV)
+    if text is None:
+        return START_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise LoadError(f"{START_TIMEOUT_ENV}={text!r} is not a number of seconds > 0: e.g. {START_TIMEOUT_ENV}=300")
+    return value
 
 
 def _progress(now, started_at, warmup_s, duration_s, run_time_s, tail: _LiveTail) -> dict:

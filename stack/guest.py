@@ -108,7 +108,8 @@ def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path, timeout: floa
 
 def _cmd_sh(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     base = {"PATH": GUEST_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "EDGEBENCH_RUNTIME_DIR": "/run/edgebench",
-            "PYTHONUNBUFFERED": "1"}  # output streams to the console as it comes
+            "PYTHONUNBUFFERED": "1",  # output streams to the console as it comes
+            "EDGEBENCH_LOAD_START_TIMEOUT_S": "300"}  # Locust's imports take minutes under emulation
     base.update(env)
     exports = "\n".join(f"export {k}={_q(v)}" for k, v in base.items())
     return f"cd {_q(cwd)} || exit 125\n{exports}\nexec {shlex.join(argv)}\n"
@@ -284,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             undo()
         if a.quiet:
-            sys.stdout.write(res.output)
+            sys.stdout.write(res.output if res.output.endswith("\n") or not res.output else res.output + "\n")
+            sys.stdout.flush()
         print(f"guest: kernel {res.kernel_release}, cgroup2 controllers {' '.join(res.controllers)}; "
               f"exit {res.returncode} after {res.seconds:.1f} s", file=sys.stderr)
         return res.returncode

@@ -100,7 +100,19 @@ def fetch_kernel() -> Kernel:
     if got.returncode != 0 or not debs:
         raise GuestUnavailable(f"apt-get download {pkg} failed: {(got.stderr or got.stdout).strip()[:200]}")
     subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(dest / "root")], check=True)
-    return _kernel_in(dest / "root")[0]
+    # modules.dep is made at install time (depmod), not shipped in the package
+    images = sorted((dest / "root" / "boot").glob("vmlinuz-*"))
+    release = images[-1].name[len("vmlinuz-"):] if images else pkg[len("linux-image-"):]
+    depmod = shutil.which("depmod") or shutil.which("/sbin/depmod")
+    dep = [depmod] if depmod else [str(find_busybox()), "depmod"]
+    got = subprocess.run([*dep, "-b", str(dest / "root"), release], capture_output=True, text=True)
+    found = _kernel_in(dest / "root")
+    for deb in debs:
+        deb.unlink()   # unpacked: the package itself is not needed again
+    if got.returncode != 0 or not found:
+        raise GuestUnavailable(f"depmod could not index the modules of {pkg} in {dest / 'root'}: "
+                               f"{(got.stderr or got.stdout).strip()[:200]}; install kmod and run fetch-kernel again")
+    return found[0]
 
 
 def find_qemu() -> str:

@@ -458,3 +458,16 @@ def test_metrics_latency_agrees_with_an_independent_client(service, tmp_path):
         a_a = abs(S.percentile_ms(theirs[0]["latency_ms"], q) - S.percentile_ms(theirs[1]["latency_ms"], q))
         bound = max(0.10 * b, 0.5) if q == 50 else max(0.10 * b, 0.5, a_a)
         assert abs(a - b) <= bound, f"p{q}: locust {a:.2f} ms vs probes {b:.2f} ms (probe A/A spread {a_a:.2f} ms)"
+
+
+def test_locust_start_timeout_from_the_environment(monkeypatch):
+    """A slow machine (the cgroup v2 guest) gives Locust minutes to start; bad values are one line."""
+    from loadtests.runner import START_TIMEOUT_ENV, START_TIMEOUT_S, LoadError, _start_timeout
+    monkeypatch.delenv(START_TIMEOUT_ENV, raising=False)
+    assert _start_timeout() == START_TIMEOUT_S == 30.0
+    monkeypatch.setenv(START_TIMEOUT_ENV, "300")
+    assert _start_timeout() == 300.0
+    for bad in ("soon", "0", "-5", "inf", "nan"):
+        monkeypatch.setenv(START_TIMEOUT_ENV, bad)
+        with pytest.raises(LoadError, match=rf"^{START_TIMEOUT_ENV}='{bad}' is not a number of seconds > 0"):
+            _start_timeout()
