@@ -110,6 +110,7 @@ def test_missing_qemu_and_busybox_are_one_line_naming_the_package(monkeypatch, t
     assert any("qemu-system-x86" in p for p in problems) and any("busybox-static" in p for p in problems)
 
 
+@pytest.mark.slow
 def test_static_busybox_is_recognised():
     if not os.path.exists("/bin/busybox"):
         pytest.skip("no /bin/busybox: apt-get install busybox-static")
@@ -136,6 +137,7 @@ def test_stage2_mounts_cgroup2_and_shares_then_runs_the_command_in_a_chroot(tmp_
     assert cmd.rstrip().endswith("exec python -c 'print('\"'\"'a b'\"'\"')'")
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_input_in_one_line(tmp_path):
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "stack.guest", *args], capture_output=True, text=True,
