@@ -153,10 +153,11 @@ def test_short_bench_report_comes_back_to_the_host(tmp_path):
         assert scenario["peak_scope"].startswith(f"since the cgroup was created (Linux {res.kernel_release}")
         assert s["service_mem_peak_kernel_window"] == scenario["peak_scope"]
     assert s["service_mem_peak_kernel_mb"] > 0
-    md = (run / "OPTIMIZATION_SUMMARY.md").read_text()
+    md = (run / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
     assert "optimized-vm" in md
-    graphs = sorted(p.name for p in (run / "graphs").glob("*.png"))
-    assert graphs and all((run / "graphs" / g).stat().st_size > 1000 for g in graphs)
+    graphs = sorted((run / "report").glob("*.png"))
+    assert len(graphs) >= 3 and all(g.stat().st_size > 1000 for g in graphs)
+    assert (run / "report" / "report.html").stat().st_size > 1000
 
 
 def test_in_guest_timeout_kills_the_command_and_returns_its_status():
