@@ -463,6 +463,13 @@ def build_document(summary: dict, images: list[dict], run_dir=None, extra: list 
             ("table", ["Figure"] + names,
              [[label] + [fmt_spread(summary["scenarios"][n], key, unit) for n in names]
               for label, key, unit in PER_SCENARIO_ROWS])]
+    # The kernel's high-water mark is a steady-window figure only where the kernel reset it
+    # (cgroup v2 resets memory.peak from Linux 6.12 on): say what it covers where it was not.
+    windows = {n: (summary["scenarios"][n] or {}).get("service_mem_peak_kernel_window") for n in names}
+    unreset = [f"{n}: {w}" for n, w in windows.items() if w and w != "steady window"]
+    if unreset:
+        doc.append(("p", "Service memory peak, kernel high-water mark: not the steady window. "
+                         + "; ".join(unreset) + "."))
 
     if images:
         doc.append(("h", 2, "Graphs"))

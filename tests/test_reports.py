@@ -471,8 +471,11 @@ def test_kernel_peak_without_reset_covers_the_cgroups_life(tmp_path):
     meta["peak_scope"] = "since the cgroup was created (Linux 6.1.0-57-amd64 cannot reset memory.peak; " \
                          "Linux 6.12 and later can)"                # what the sampler wrote on a v2 guest
     sj.write_text(json.dumps(meta))
-    s = build_summary(load_run(run_dir))["scenarios"]["baseline-vm"]
+    summary = build_summary(load_run(run_dir))
+    s = summary["scenarios"]["baseline-vm"]
     assert s["service_mem_peak_kernel_window"] == meta["peak_scope"]
+    md = render_markdown(summary, tmp_path / "out").read_text()
+    assert f"Service memory peak, kernel high-water mark: not the steady window. baseline-vm: {meta['peak_scope']}." in md
 
 
 def test_older_format_falls_back_and_labels_it(tmp_path):
