@@ -65,7 +65,8 @@ def _q(s) -> str:
     return shlex.quote(str(s))
 
 
-def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path, timeout: float) -> str:
+def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path, timeout: float,
+            tmpfs: tuple[str, ...] = GUEST_TMPFS) -> str:
     """The guest's second stage (busybox sh, run by /init): mounts, then the command in a chroot."""
     lines = [
         "R=/newroot",
@@ -83,8 +84,9 @@ def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path, timeout: floa
         "mount -t devpts devpts $R/dev/pts",
         "mount -t tmpfs -o mode=1777 shm $R/dev/shm",
     ]
-    for d in GUEST_TMPFS:
-        lines.append(f"mount -t tmpfs -o mode=1777 tmpfs $R{d} || fail 'cannot mount a tmpfs on {d}'")
+    for d in tmpfs:
+        lines.append(f"mkdir -p $R{_q(d)}")
+        lines.append(f"mount -t tmpfs -o mode=1777 tmpfs $R{_q(d)} || fail {_q('cannot mount a tmpfs on ' + d)}")
     mounts = [(p, rw, tag) for p, rw, tag in shares] + [(work_path, True, None)]
     for path, rw, tag in sorted(mounts, key=lambda m: len(m[0].parts)):
         lines.append(f"mkdir -p $R{_q(path)}")
@@ -137,12 +139,14 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env: dict[str, str] | None = None,
         timeout: float = 600, memory_mb: int = 2560, cpus: int = 2, stream=None,
-        keep_workdir: bool = False, boot_budget: float = BOOT_BUDGET_S) -> GuestResult:
+        keep_workdir: bool = False, boot_budget: float = BOOT_BUDGET_S, tmpfs=(), modules=()) -> GuestResult:
     """Boot the guest, run ``argv`` (in ``cwd``, default the checkout) and power off.
 
     ``shares``: host directories (``str``/``Path``, writable) or ``(path, writable)`` pairs,
     mounted at the same path in the guest. ``stream``: a text file receiving the guest's
-    console as it comes (kernel messages and the command's output). QEMU is killed when
+    console as it comes (kernel messages and the command's output). ``tmpfs``: more guest
+    directories on a tmpfs (besides /tmp, /run, /var/tmp), e.g. a dockerd's data root;
+    ``modules``: more kernel modules to load (e.g. ``overlay``). QEMU is killed when
     ``timeout + boot_budget`` seconds pass without a power-off. Raises GuestUnavailable
     (cannot boot here), GuestError (booted, but the command did not run or timed out)."""
     cwd = Path(cwd or REPO).resolve()
@@ -153,7 +157,11 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
         if not path.is_dir():
             raise GuestError(f"share {path} is not a directory: create it first")
         norm.append((path, bool(rw), f"eb-share{i}"))
-    hidden = any(cwd.is_relative_to(t) for t in GUEST_TMPFS)   # under a guest tmpfs: share it read-only
+    tmpfs = tuple(dict.fromkeys((*GUEST_TMPFS, *(str(Path(t)) for t in tmpfs))))
+    bad = [t for t in tmpfs if not Path(t).is_absolute() or Path(t) == Path("/")]
+    if bad:
+        raise GuestError(f"tmpfs {bad[0]!r}: give an absolute directory other than /, e.g. /var/lib/docker")
+    hidden = any(cwd.is_relative_to(t) for t in tmpfs)   # under a guest tmpfs: share it read-only
     if hidden and not any(cwd.is_relative_to(p) for p, _, _ in norm):
         norm.append((cwd, False, f"eb-share{len(norm)}"))
     qemu, kernel, busybox = find_qemu(), find_kernel(), find_busybox()
@@ -163,8 +171,8 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
     proc = None
     t0 = time.monotonic()
     try:
-        initrd = build_initramfs(kernel, busybox, tmp / "initramfs.cpio")
-        (work / "stage2.sh").write_text(_stage2(norm, work, timeout))
+        initrd = build_initramfs(kernel, busybox, tmp / "initramfs.cpio", modules)
+        (work / "stage2.sh").write_text(_stage2(norm, work, timeout, tmpfs))
         (work / "cmd.sh").write_text(_cmd_sh(list(argv), cwd, env or {}))
         console = tmp / "console.log"
         sec = "passthrough" if os.geteuid() == 0 else "none"  # passthrough keeps owners, needs root
@@ -250,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--timeout", type=float, default=600, help="seconds the command may run (default 600)")
     r.add_argument("--memory", type=int, default=2560, help="guest RAM in MB (default 2560)")
     r.add_argument("--cpus", type=int, default=2)
+    r.add_argument("--tmpfs", action="append", default=[], metavar="DIR",
+                   help="another guest directory on a tmpfs, e.g. /var/lib/docker")
+    r.add_argument("--module", action="append", default=[], metavar="NAME",
+                   help="another kernel module to load, e.g. overlay")
     r.add_argument("--quiet", action="store_true", help="print only the command's output, at the end")
     r.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("check", help="say what is missing to boot the guest")
@@ -281,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         undo = sigterm_as_ctrl_c()
         try:
             res = run(command, cwd=a.cwd, shares=shares, env=env, timeout=a.timeout, memory_mb=a.memory,
-                      cpus=a.cpus, stream=None if a.quiet else sys.stdout)
+                      cpus=a.cpus, stream=None if a.quiet else sys.stdout, tmpfs=a.tmpfs, modules=a.module)
         finally:
             undo()
         if a.quiet:

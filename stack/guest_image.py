@@ -223,9 +223,14 @@ class _Cpio:
         self._entry("TRAILER!!!", 0)
 
 
-def build_initramfs(kernel: Kernel, busybox: Path, out: Path) -> Path:
-    """Write the initramfs (uncompressed cpio) to ``out``."""
-    mods = module_order(kernel.modules)
+def build_initramfs(kernel: Kernel, busybox: Path, out: Path, extra_modules=()) -> Path:
+    """Write the initramfs (uncompressed cpio) to ``out``; ``extra_modules`` (e.g. ``overlay``
+    for a dockerd) are loaded after the 9p ones, with their dependencies."""
+    missing = [m for m in extra_modules if not module_order(kernel.modules, (m,))]
+    if missing:
+        raise GuestUnavailable(f"kernel {kernel.release} has no module {', '.join(missing)} (built in, or misspelt?): "
+                               f"see {kernel.modules / 'modules.dep'}")
+    mods = module_order(kernel.modules, (*WANTED_MODULES, *extra_modules))
     with open(out, "wb") as f:
         cpio = _Cpio(f)
         for d in ("bin", "modules"):

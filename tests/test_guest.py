@@ -150,3 +150,18 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path):
     r = cli("run", "--share", str(tmp_path / "missing"), "--", "true")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
     assert f"share {tmp_path / 'missing'} is not a directory: create it first" in r.stderr
+
+
+def test_extra_modules_and_tmpfs_for_other_commands(tmp_path):
+    """What a dockerd in the guest needs: overlay loaded, its data root on a tmpfs."""
+    _, k = fake_kernel(tmp_path, DEP + ["kernel/fs/overlayfs/overlay.ko:"])
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"\x7fELF")
+    files = read_cpio(guest_image.build_initramfs(k, bb, tmp_path / "i.cpio", ("overlay",)).read_bytes())
+    assert files["modules.order"][1].decode().split()[-1] == "overlay.ko"
+    with pytest.raises(GuestUnavailable, match=r"^kernel 6\.1\.0-test has no module nosuch \(built in, or misspelt\?\)"):
+        guest_image.build_initramfs(k, bb, tmp_path / "j.cpio", ("nosuch",))
+    s = guest._stage2([], tmp_path / "work", 10, ("/tmp", "/var/lib/docker"))
+    assert "mount -t tmpfs -o mode=1777 tmpfs $R/var/lib/docker ||" in s
+    with pytest.raises(guest.GuestError, match=r"^tmpfs 'var/lib': give an absolute directory other than /"):
+        guest.run(["true"], tmpfs=["var/lib"])
