@@ -101,8 +101,15 @@ def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path, timeout: floa
         "cat $R/sys/fs/cgroup/cgroup.controllers > $W/controllers",
         "cat $R/sys/fs/cgroup/cgroup.subtree_control > $W/subtree_control",
         "echo 'edgebench-guest: running the command'",
-        f"( timeout -s KILL {int(timeout)} chroot $R /bin/sh {_q(work_path / 'cmd.sh')}; echo $? > $W/rc ) 2>&1"
-        " | tee $W/output.log",
+        # the output goes to a file (a pipe would stay open while anything the command left
+        # behind holds it) and to the console through tail; when the command ends or its
+        # timeout kills it, everything else it started is killed (kill -1 spares init only)
+        f"timeout -s KILL {int(timeout)} chroot $R /bin/sh {_q(work_path / 'cmd.sh')} "
+        "> $W/output.log 2>&1 < /dev/null &",
+        "cmd=$!",
+        "tail -n +1 -f $W/output.log &",
+        "wait $cmd; echo $? > $W/rc",
+        "kill -KILL -1",
         "sync",
     ]
     return "\n".join(lines) + "\n"

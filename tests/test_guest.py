@@ -126,9 +126,9 @@ def test_stage2_mounts_cgroup2_and_shares_then_runs_the_command_in_a_chroot(tmp_
     lines = s.splitlines()
     at = {key: next(i for i, x in enumerate(lines) if key in x) for key in (
         "hostroot $R", "cgroup2 $R/sys/fs/cgroup", "'+memory +cpu +io'", "tmpfs $R/tmp ", "eb-share0 $R/tmp/a/b",
-        "eb-share1 $R/srv/ro", f"mount --bind $W $R{work}", "timeout -s KILL 42 chroot $R")}
+        "eb-share1 $R/srv/ro", f"mount --bind $W $R{work}", "timeout -s KILL 42 chroot $R", "kill -KILL -1")}
     assert at["hostroot $R"] < at["cgroup2 $R/sys/fs/cgroup"] < at["'+memory +cpu +io'"]
-    assert at["tmpfs $R/tmp "] < at["eb-share0 $R/tmp/a/b"] < at["timeout -s KILL 42 chroot $R"]
+    assert at["tmpfs $R/tmp "] < at["eb-share0 $R/tmp/a/b"] < at["timeout -s KILL 42 chroot $R"] < at["kill -KILL -1"]
     assert ",ro " in lines[at["eb-share1 $R/srv/ro"]] and ",ro " not in lines[at["eb-share0 $R/tmp/a/b"]]
     assert ",ro," in lines[at["hostroot $R"]]
     cmd = guest._cmd_sh(["python", "-c", "print('a b')"], guest_image.Path("/repo dir"), {"X": "1 2"})
