@@ -165,3 +165,15 @@ def test_extra_modules_and_tmpfs_for_other_commands(tmp_path):
     assert "mount -t tmpfs -o mode=1777 tmpfs $R/var/lib/docker ||" in s
     with pytest.raises(guest.GuestError, match=r"^tmpfs 'var/lib': give an absolute directory other than /"):
         guest.run(["true"], tmpfs=["var/lib"])
+
+
+@pytest.mark.slow
+def test_stack_commands_do_not_import_the_report_code():
+    """`up`/`down`/`status` start in a fraction of a second: pandas and scipy (the report
+    code, seconds here and over a minute in the guest) are not imported to build them."""
+    code = ("import sys; from edgebench.cli import build_parser\n"
+            "for c in ('up', 'down', 'status'): build_parser(c).parse_args([c])\n"
+            "print(sorted(m for m in ('pandas', 'scipy', 'reports', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=guest.REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

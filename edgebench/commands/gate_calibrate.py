@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgebench.results import ROOT
+from edgebench import REPO_ROOT as ROOT
 
 NAME = "gate-calibrate"
 HELP = "run N gates per condition and tabulate their verdicts and run times"
