@@ -101,14 +101,12 @@ def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path, timeout: floa
         "cat $R/sys/fs/cgroup/cgroup.controllers > $W/controllers",
         "cat $R/sys/fs/cgroup/cgroup.subtree_control > $W/subtree_control",
         "echo 'edgebench-guest: running the command'",
-        # the output goes to a file (a pipe would stay open while anything the command left
-        # behind holds it) and to the console through tail; when the command ends or its
-        # timeout kills it, everything else it started is killed (kill -1 spares init only)
+        # the output goes to a file on the work share, which the host follows (a pipe would
+        # stay open while anything the command left behind holds it); when the command ends
+        # or its timeout kills it, everything else it started is killed (kill -1 spares init)
         f"timeout -s KILL {int(timeout)} chroot $R /bin/sh {_q(work_path / 'cmd.sh')} "
-        "> $W/output.log 2>&1 < /dev/null &",
-        "cmd=$!",
-        "tail -n +1 -f $W/output.log &",
-        "wait $cmd; echo $? > $W/rc",
+        "> $W/output.log 2>&1 < /dev/null",
+        "echo $? > $W/rc",
         "kill -KILL -1",
         "sync",
     ]
@@ -151,7 +149,7 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
 
     ``shares``: host directories (``str``/``Path``, writable) or ``(path, writable)`` pairs,
     mounted at the same path in the guest. ``stream``: a text file receiving the guest's
-    console as it comes (kernel messages and the command's output). ``tmpfs``: more guest
+    console (kernel messages) and the command's output as they come. ``tmpfs``: more guest
     directories on a tmpfs (besides /tmp, /run, /var/tmp), e.g. a dockerd's data root;
     ``modules``: more kernel modules to load (e.g. ``overlay``). QEMU is killed when
     ``timeout + boot_budget`` seconds pass without a power-off. Raises GuestUnavailable
@@ -198,9 +196,14 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT,
                                     start_new_session=True, preexec_fn=preexec_die_with_parent())
         deadline = t0 + timeout + boot_budget
-        seen = 0
+        seen = {console: 0, work / "output.log": 0}   # the kernel's console, the command's output
+
+        def follow():
+            for path in seen:
+                seen[path] = _follow(path, seen[path], stream)
+
         while proc.poll() is None:
-            seen = _follow(console, seen, stream)
+            follow()
             if time.monotonic() > deadline:
                 _kill(proc)
                 raise GuestError(f"the guest did not power off within {timeout + boot_budget:.0f} s "
@@ -210,7 +213,7 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
                 proc.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 pass
-        _follow(console, seen, stream)
+        follow()
         seconds = time.monotonic() - t0
 
         def read(name: str) -> str:

@@ -7,6 +7,7 @@ edgebench's own commands did into JSON that the tests below assert on, and once 
 ``edgebench bench`` whose report comes back on the host. Two more short boots check the
 runner's own time limits. Functional only: Python in the guest is ~6x slower than here.
 """
+import io
 import json
 import os
 import signal
@@ -164,9 +165,11 @@ def test_in_guest_timeout_kills_the_command_and_what_it_left_behind():
     """The timeout kills the command; a child it left (holding its output open) is killed
     too, so the guest powers off at once instead of waiting for the host's deadline."""
     t0 = time.monotonic()
-    res = guest.run(["sh", "-c", "sleep 600 & echo started; sleep 600"], timeout=5, boot_budget=100)
+    live = io.StringIO()
+    res = guest.run(["sh", "-c", "sleep 600 & echo started; sleep 600"], timeout=5, boot_budget=100, stream=live)
     assert res.returncode == 137 and "started" in res.output      # SIGKILL from the guest's timeout
     assert time.monotonic() - t0 < 100
+    assert "started" in live.getvalue() and "edgebench-guest: running the command" in live.getvalue()
 
 
 def _qemu_children(pid: int) -> list[int]:
