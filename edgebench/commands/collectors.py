@@ -2,7 +2,7 @@
 robot's operating point and over series in two workload shapes (docs/capacity.md)."""
 from __future__ import annotations
 
-from edgebench.results import ROOT
+from edgebench import REPO_ROOT as ROOT
 
 NAME = "collectors"
 HELP = "the collector comparison: operating-point ratio, series held in 150 MB (k of n), bytes per series"
