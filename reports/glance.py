@@ -112,8 +112,9 @@ def collector_sentences(summary: dict) -> list[str]:
         if peak.get("a") is None or peak.get("b") is None:
             continue
         out.append(f"Collectors at this load: VictoriaMetrics peaks at {human_mb(peak['b'])}, Prometheus at "
-                   f"{human_mb(peak['a'])} (Prometheus/VictoriaMetrics = {fmt(peak['a'] / peak['b'])}×, one run; "
-                   f"the capacity section tests the comparison at scale).")
+                   f"{human_mb(peak['a'])} (Prometheus/VictoriaMetrics = {fmt(peak['a'] / peak['b'])}×) in this "
+                   f"one run; the collector comparison, where there is one, gives the ratio over side-by-side "
+                   f"rounds with its interval, and the series each holds in 150 MB.")
     return out
 
 

@@ -177,7 +177,8 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
         cnt = (s.get("request_counts_by_endpoint") or {}).get(SCRAPE_ENDPOINT)
         if cnt and cnt["intended"] > cnt["completed"]:
             out.append(f"{name}: of {fmt(cnt['intended'])} /metrics scrapes due, {fmt(cnt['sent'])} were sent and "
-                       f"{fmt(cnt['completed'])} completed: {fmt(cnt['intended'] - cnt['completed'])} are gaps in "
+                       f"{fmt(cnt['completed'])} completed: {fmt(cnt['intended'] - cnt['completed'])} "
+                       f"{'is a gap' if cnt['intended'] - cnt['completed'] == 1 else 'are gaps'} in "
                        f"the collector's data.")
     sp = m.get("scrape_alloc_peak_mb") or {}
     if sp.get("a") is not None and sp.get("b") is not None:
