@@ -315,6 +315,38 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
     return c
 
 
+# Limits Docker would enforce that edgebench's engines do not: the compose file is the single
+# source of the limits, so one of these is refused rather than silently dropped.
+UNENFORCED_LIMITS = ("pids_limit", "cpuset", "cpu_shares", "cpu_quota", "cpu_period", "cpu_count",
+                     "cpu_percent", "cpu_rt_runtime", "cpu_rt_period", "mem_reservation", "mem_swappiness",
+                     "oom_kill_disable", "oom_score_adj", "ulimits", "shm_size", "blkio_config",
+                     "storage_opt", "device_cgroup_rules")
+ENFORCED_RESOURCES = {"memory", "cpus"}
+
+
+def _refuse_unenforced(fail, spec: dict) -> None:
+    """One line for a limit the engines would drop (and for env_file, whose variables
+    the native engine would not see)."""
+    for key in UNENFORCED_LIMITS:
+        if key in spec:
+            fail(key, "is a limit edgebench does not enforce (only mem_limit, memswap_limit and cpus are)",
+                 f"remove '{key}' or enforce it in stack/cgroups.py and the Docker engine first")
+    if "env_file" in spec:
+        fail("env_file", "is not read by edgebench's native engine",
+             "move its variables into 'environment:'")
+    resources = (spec.get("deploy") or {}).get("resources") or {}
+    if isinstance(resources, dict):
+        for key in resources:
+            if key != "limits":
+                fail(f"deploy.resources.{key}", "is not enforced by edgebench (only deploy.resources.limits is)",
+                     f"remove 'deploy.resources.{key}'")
+        limits = resources.get("limits") or {}
+        for key in (limits if isinstance(limits, dict) else {}):
+            if key not in ENFORCED_RESOURCES:
+                fail(f"deploy.resources.limits.{key}", "is a limit edgebench does not enforce "
+                     "(only memory and cpus are)", f"remove 'deploy.resources.limits.{key}'")
+
+
 def _parse_service(fname: str, project_dir: Path, name: str, spec: dict, vols: dict) -> Service:
     def fail(fld: str, problem: str, fix: str):
         raise ComposeError(fname, name, fld, problem, fix)
@@ -420,6 +452,7 @@ def _parse_service(fname: str, project_dir: Path, name: str, spec: dict, vols: d
     s.restart = base
 
     # limits: both spellings
+    _refuse_unenforced(fail, spec)
     limits = ((spec.get("deploy") or {}).get("resources") or {}).get("limits") or {}
     if not isinstance(limits, dict):
         fail("deploy.resources.limits", "is not a mapping", "write 'limits: {memory: 50M, cpus: \"0.5\"}'")

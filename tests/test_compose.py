@@ -160,6 +160,16 @@ def test_memswap_forms(tmp_path):
     ("image: x\nenvironment: {A: '${NOPE:?set NOPE}'}\n", "environment.A", "required variable NOPE"),
     ("image: x\nenvironment: {A: '${BROKEN'}\n", "environment.A", "unterminated"),
     ("image: x\nprofiles: prometheus\n", "profiles", "not a list"),
+    # a limit the engines would drop is refused, never silently ignored
+    ("image: x\npids_limit: 100\n", "pids_limit", "does not enforce"),
+    ("image: x\ncpuset: '0'\n", "cpuset", "does not enforce"),
+    ("image: x\nmem_reservation: 20m\n", "mem_reservation", "does not enforce"),
+    ("image: x\nulimits: {nofile: 1024}\n", "ulimits", "does not enforce"),
+    ("image: x\nenv_file: .env\n", "env_file", "environment:"),
+    ("image: x\ndeploy: {resources: {reservations: {memory: 20m}}}\n", "deploy.resources.reservations",
+     "only deploy.resources.limits"),
+    ("image: x\ndeploy: {resources: {limits: {pids: 50}}}\n", "deploy.resources.limits.pids",
+     "only memory and cpus"),
 ])
 def test_refusals(tmp_path, body, field, words):
     e = refused(tmp_path, body)

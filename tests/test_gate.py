@@ -246,6 +246,12 @@ def test_repository_budgets_file_loads():
     ("budgets: []\nab: {alpha: 0.7}", "ab.alpha=0.7 must be between"),
     ("budgets: []\nab: {min_rounds: 1}", "min_rounds must be at least 2"),
     ("budgets: []\nab: {metrics: [{metric: throughput, min_effect: 0.1}]}", "ab.metrics[0] metric 'throughput'"),
+    # a typo is refused with the keys that exist, never taken as a default
+    ("budgets: []\nab: {metrics: [{metric: cpu_ms_per_request, min_efect: 0.1}]}",
+     "ab.metrics[0]: unknown key 'min_efect'; the keys are metric, min_effect"),
+    ("budgets:\n  - {metric: oom_kills, max: 0, ovr: any}", "budgets[0]: unknown key 'ovr'; the keys are metric, max"),
+    ("budgets: []\nab: {alfa: 0.01}", "ab: unknown key 'alfa'"),
+    ("budgets: []\nbudget: []", "the file: unknown key 'budget'; the keys are budgets, ab"),
 ])
 def test_bad_budgets_file_is_refused(tmp_path, text, message):
     p = tmp_path / "budgets.yml"

@@ -59,10 +59,12 @@ def load_budgets(path: Path) -> GateConfig:
         raise BudgetError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix the syntax") from None
     if not isinstance(data, dict) or not isinstance(data.get("budgets"), list):
         raise BudgetError(f"{path}: needs a 'budgets:' list of {{metric, max, why}} entries")
+    _known_keys(path, "the file", data, TOP_KEYS)
     budgets = []
     for i, b in enumerate(data["budgets"]):
         if not isinstance(b, dict) or "metric" not in b or "max" not in b:
             raise BudgetError(f"{path}: budgets[{i}] needs 'metric' and 'max' (and 'why')")
+        _known_keys(path, f"budgets[{i}]", b, BUDGET_KEYS)
         if b["metric"] not in FIGURES:
             raise BudgetError(f"{path}: budgets[{i}] metric {b['metric']!r} is unknown: "
                               f"use one of {', '.join(FIGURES)}")
@@ -74,11 +76,13 @@ def load_budgets(path: Path) -> GateConfig:
     ab = data.get("ab") or {}
     if not isinstance(ab, dict):
         raise BudgetError(f"{path}: 'ab:' must be a mapping (alpha, min_rounds, metrics, ...)")
+    _known_keys(path, "ab", ab, AB_KEYS)
     metrics = []
     for i, m in enumerate(ab.get("metrics") or []):
         if not isinstance(m, dict) or m.get("metric") not in AB_METRICS:
             raise BudgetError(f"{path}: ab.metrics[{i}] metric {(m or {}).get('metric')!r} is unknown: "
                               f"use one of {', '.join(AB_METRICS)}")
+        _known_keys(path, f"ab.metrics[{i}]", m, AB_METRIC_KEYS)
         where = f"ab.metrics[{i}]"
         metrics.append(ABMetric(m["metric"], _positive(path, f"{where}.min_effect", m.get("min_effect")),
                                 bool(m.get("relative", True)), str(m.get("unit", "")),
@@ -100,6 +104,19 @@ def load_budgets(path: Path) -> GateConfig:
     if cfg.min_rounds < 2 or cfg.max_rounds < cfg.min_rounds:
         raise BudgetError(f"{path}: ab.min_rounds must be at least 2 and at most ab.max_rounds")
     return cfg
+
+
+TOP_KEYS = ("budgets", "ab")
+BUDGET_KEYS = ("metric", "max", "why", "over")
+AB_KEYS = ("alpha", "min_rounds", "max_rounds", "time_budget_s", "warmup_s", "duration_s", "sensor_rate", "metrics")
+AB_METRIC_KEYS = ("metric", "min_effect", "relative", "unit", "spread", "margin", "weight")
+
+
+def _known_keys(path: Path, where: str, mapping: dict, known: tuple) -> None:
+    """A typo ('min_efect') is one line naming it and the keys that exist, never a silent default."""
+    for key in mapping:
+        if key not in known:
+            raise BudgetError(f"{path}: {where}: unknown key {key!r}; the keys are {', '.join(known)}")
 
 
 def _non_negative(path: Path, name: str, value) -> float:
