@@ -10,6 +10,8 @@ EDGEBENCH := $(PY) -m edgebench
 DURATION ?=
 WARMUP ?=
 USERS ?=
+SCRAPE_RATE ?=
+SENSOR_RATE ?=
 SCENARIOS ?=
 REPEATS ?=
 WORKERS ?=
@@ -35,6 +37,7 @@ CAP ?=
 
 opt = $(if $($(1)),--$(2) '$($(1))',)
 LOAD_OPTS = $(call opt,DURATION,duration) $(call opt,WARMUP,warmup) $(call opt,USERS,users) \
+            $(call opt,SCRAPE_RATE,scrape-rate) $(call opt,SENSOR_RATE,sensor-rate) \
             $(call opt,SCENARIOS,scenarios) $(call opt,REPEATS,repeats) $(call opt,WORKERS,workers) \
             $(call opt,TARGET,target) --engine '$(ENGINE)'
 
