@@ -14,7 +14,7 @@ from pathlib import Path
 
 from plumbing.files import write_atomic
 from reports import figures as FIG
-from reports.glance import anchor, glance_section
+from reports.glance import anchor, glance_section, human_mb
 from reports.load import collector_kind
 from reports.numbers import NOT_MEASURED, SIGNIFICANT, fmt, round_sig  # noqa: F401 (re-exported)
 from reports.summary import get_path, scenario_order
@@ -182,12 +182,12 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
                        f"the collector's data.")
     sp = m.get("scrape_alloc_peak_mb") or {}
     if sp.get("a") is not None and sp.get("b") is not None:
-        out.append(f"At its peak one /metrics scrape holds {fmt(sp['a'])} MB of Python allocations in the "
-                   f"baseline and {fmt(sp['b'])} MB in the optimized service (tracemalloc of one scrape).")
+        out.append(f"At its peak one /metrics scrape holds {human_mb(sp['a'])} of Python allocations in the "
+                   f"baseline and {human_mb(sp['b'])} in the optimized service (tracemalloc of one scrape).")
     g = m["mem_per_scrape_mb"]
     if g["a"] is not None and g["b"] is not None:
         out.append(f"Retained memory growth per /metrics scrape (least-squares slope of service memory, "
-                   f"not what a scrape costs): {fmt(g['a'])} MB in the baseline, {fmt(g['b'])} MB in the "
+                   f"not what a scrape costs): {human_mb(g['a'])} in the baseline, {human_mb(g['b'])} in the "
                    f"optimized service.")
     mp = m["service_mem_peak_mb"]
     if mp["a"] is not None and mp["b"] is not None:
@@ -204,8 +204,8 @@ def _collector_findings(cmp: dict, summary: dict) -> list[str]:
                    f"(Prometheus/VictoriaMetrics = {fmt_ratio(mem['ratio'])}).")
     cpu = m["collector_cpu_cores"]
     if cpu["a"] is not None and cpu["b"] is not None:
-        out.append(f"Collector CPU: Prometheus {fmt(cpu['a'])} cores, VictoriaMetrics {fmt(cpu['b'])} cores "
-                   f"({fmt_ratio(cpu['ratio'])}).")
+        out.append(f"Collector CPU: Prometheus {fmt(cpu['a'] * 1000)} ms/s, VictoriaMetrics "
+                   f"{fmt(cpu['b'] * 1000)} ms/s of CPU time per second ({fmt_ratio(cpu['ratio'])}).")
     d = m["collector_disk_write_bytes_per_s"]
     if d["a"] is not None and d["b"] is not None:
         out.append(f"Disk writes: Prometheus {fmt(d['a'])} bytes/s, VictoriaMetrics {fmt(d['b'])} bytes/s "

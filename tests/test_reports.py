@@ -196,7 +196,8 @@ def test_profile_section_numbers_come_from_summary_and_files(rendered):
     assert "](../optimized-vm/profile/speedscope.json)" in opt and "](../optimized-vm/profile/flamegraph.svg)" in opt
     assert "### optimized-prom" not in sec                      # not profiled: no subsection
     findings = _section(md, "Findings")
-    assert f"holds {fmt(peak)} MB of Python allocations in the baseline" in findings
+    from reports.glance import human_mb
+    assert f"holds {human_mb(peak)} of Python allocations in the baseline" in findings
 
 
 def test_every_graph_and_both_documents_are_written(rendered):
@@ -227,8 +228,8 @@ def test_markdown_numbers_all_come_from_summary(rendered):
                 checked += 1
     assert checked > 150
     findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
-    for tok in NUM.findall(findings):
-        assert _matches(tok, values), tok
+    for tok in NUM.findall(findings):  # a figure in a person's unit (B, KB, ms/s) is the summary's, scaled
+        assert any(_matches(tok, [v * k for v in values]) for k in (1, 1024, 2**20, 1000)), tok
     # spot checks: a row's cells are that figure of each scenario
     per = {label: cells for section, label, cells in rows if section == "All figures per scenario"}
     order = ["baseline-vm", "optimized-vm", "optimized-prom"]

@@ -22,25 +22,26 @@ def add_arguments(p) -> None:
                                    "(default: the newest complete one in results/)")
 
 
-def _is_capacity_run(run_dir: Path) -> bool:
-    """A `make capacity` run: its own capacity.json and a run id labelled capacity (the
-    committed example carries a capacity.json too, beside a profile run's manifest)."""
+def _is_labelled_run(run_dir: Path, document: str, label: str) -> bool:
+    """A `make capacity` / `make collectors` run: its own document and a run id with that
+    label (the committed example carries capacity.json and comparison.json too, beside a
+    profile run's manifest, and is still refused as a run without raw samples)."""
     from plumbing.files import read_json
     try:
         run_id = read_json(run_dir / "manifest.json").get("run_id") or ""
     except (OSError, ValueError):
         run_id = run_dir.name
-    return (run_dir / "capacity.json").exists() and run_id.endswith("-capacity")
+    return (run_dir / document).exists() and run_id.endswith(f"-{label}")
 
 
 def run(args, command: str) -> int:
     run_dir = Path(args.run)
-    if (run_dir / "comparison.json").exists():
+    if _is_labelled_run(run_dir, "comparison.json", "collectors"):
         from reports.comparison import render_comparison
         paths = render_comparison(run_dir)
         print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
         return 0
-    if _is_capacity_run(run_dir):
+    if _is_labelled_run(run_dir, "capacity.json", "capacity"):
         from reports.capacity import render_capacity
         paths = render_capacity(run_dir)
         print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
