@@ -204,8 +204,8 @@ def _collector_findings(cmp: dict, summary: dict) -> list[str]:
                    f"(Prometheus/VictoriaMetrics = {fmt_ratio(mem['ratio'])}).")
     cpu = m["collector_cpu_cores"]
     if cpu["a"] is not None and cpu["b"] is not None:
-        out.append(f"Collector CPU: Prometheus {fmt(cpu['a'] * 1000)} ms/s, VictoriaMetrics "
-                   f"{fmt(cpu['b'] * 1000)} ms/s of CPU time per second ({fmt_ratio(cpu['ratio'])}).")
+        out.append(f"Collector CPU: Prometheus uses {fmt(cpu['a'] * 1000)} ms of CPU per second, VictoriaMetrics "
+                   f"{fmt(cpu['b'] * 1000)} ms ({fmt_ratio(cpu['ratio'])}).")
     d = m["collector_disk_write_bytes_per_s"]
     if d["a"] is not None and d["b"] is not None:
         out.append(f"Disk writes: Prometheus {fmt(d['a'])} bytes/s, VictoriaMetrics {fmt(d['b'])} bytes/s "
