@@ -369,7 +369,9 @@ def test_healthcheck_runs_inside_the_service_cgroup(repo_root, tmp_path, free_po
     (port,) = free_ports(1)
     marker = tmp_path / "hc-cgroup.txt"
     cf = compose_copy(repo_root, tmp_path, healthcheck={
-        "test": ["CMD-SHELL", f"cat /proc/self/cgroup > {marker} && wget -q -O /dev/null http://127.0.0.1:8000/healthz"],
+        "test": ["CMD-SHELL", f"{{ cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
+                              f"cat /sys/fs/cgroup/memory.max; cat /proc/self/cgroup; }} > {marker} && "
+                              f"wget -q -O /dev/null http://127.0.0.1:8000/healthz"],
         "interval": "1s", "timeout": "3s", "retries": 2})
     with start_stack(cf, tmp_path / "state", services=["sensor-service"], ports={"sensor-service": port},
                      engine="native", timeout=20) as h:
@@ -380,7 +382,13 @@ def test_healthcheck_runs_inside_the_service_cgroup(repo_root, tmp_path, free_po
         assert hc["last"]["ok"] and hc["last"]["exit_code"] == 0 and hc["failures_in_a_row"] == 0
         assert hc["argv"][-1].endswith(f"127.0.0.1:{port}/healthz")   # container port -> host port
         assert 0 < hc["cpu_ms_mean"] < 2000
-        assert f"edgebench-{st['stack_id']}-sensor-service" in marker.read_text()
+        # as in a container: the check reads the service's own limit at /sys/fs/cgroup, and its
+        # cgroup namespace is rooted at the service's cgroup ("/"), not at the host's root
+        seen = marker.read_text().splitlines()
+        assert int(seen[0]) == 50 * 2**20
+        assert all(line.rsplit(":", 1)[1] == "/" for line in seen[1:] if line)
+        cg = st["services"]["sensor-service"]["cgroups"]
+        assert all(os.path.basename(p) == f"edgebench-{st['stack_id']}-sensor-service" for p in cg.values())
         assert (private_registry / "stacks" / f"{st['stack_id']}.json").exists()
     assert not (private_registry / "stacks" / f"{st['stack_id']}.json").exists()
     assert_clean(tmp_path / "state", st["stack_id"], stack_pids(st))
