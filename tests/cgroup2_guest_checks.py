@@ -175,6 +175,7 @@ def check_throttle_and_peak(work: Path) -> dict:
             out["peak_mark"] = {"reset": mark.reset(), "read_before_load": mark.read()}
             requests = _hammer("http://127.0.0.1:18200/metrics", 8)
             c1 = read_cgroups(cg)
+            out["cpu.stat"] = cg_files(d, ("cpu.stat",))["cpu.stat"]  # the same moment as c1
             out["peak_mark"]["read_after_load"] = mark.read()
             out["peak_mark"]["scope"] = mark.scope()
             out["peak_mark"]["not_reset_because"] = mark.not_reset_because
@@ -182,7 +183,6 @@ def check_throttle_and_peak(work: Path) -> dict:
         finally:
             meta = sampler.stop()
         out["requests"] = requests
-        out["cpu.stat"] = cg_files(d, ("cpu.stat",))["cpu.stat"]
         out["counters"] = {
             "before": {"nr_periods": c0.nr_periods, "throttled_periods": c0.throttled_periods,
                        "throttled_seconds": c0.throttled_seconds, "cpu_seconds": c0.cpu_seconds},

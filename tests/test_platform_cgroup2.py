@@ -101,8 +101,10 @@ def test_throttled_baseline_shows_in_v2_cpu_stat(checks):
     assert thr["cpu.max"] == "50000 100000"
     before, after = thr["counters"]["before"], thr["counters"]["after"]
     raw = dict(line.split() for line in thr["cpu.stat"].splitlines())
-    assert after["nr_periods"] == int(raw["nr_periods"]) and after["throttled_periods"] == int(raw["nr_throttled"])
-    assert after["throttled_seconds"] == pytest.approx(int(raw["throttled_usec"]) / 1e6)
+    # the parsed counters are the file's, read a moment apart (a period may end in between)
+    assert 0 <= int(raw["nr_periods"]) - after["nr_periods"] <= 2
+    assert 0 <= int(raw["nr_throttled"]) - after["throttled_periods"] <= 2
+    assert int(raw["throttled_usec"]) / 1e6 == pytest.approx(after["throttled_seconds"], abs=0.2)
     d_periods = after["nr_periods"] - before["nr_periods"]
     d_thr = after["throttled_periods"] - before["throttled_periods"]
     assert d_periods > 0 and 0.1 < d_thr / d_periods <= 1.0, (d_thr, d_periods)
