@@ -19,6 +19,7 @@ import pytest
 from loadtests import samples as S
 from loadtests.runner import LoadError, check_target, read_part, run_load
 from loadtests.samples import SAMPLE_COLUMNS
+from plumbing.process import preexec_die_with_parent
 
 pytestmark = pytest.mark.slow  # real Locust against a real service
 
@@ -60,7 +61,8 @@ def service(tmp_path_factory):
     log = tmp_path_factory.mktemp("service") / "service.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "service", "--variant", "optimized", "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+                                 "--port", str(port)], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                preexec_fn=preexec_die_with_parent())
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -323,7 +325,8 @@ def _start_service(log: Path) -> tuple[subprocess.Popen, str]:
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
                                 cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                env={**__import__("os").environ, "SENSOR_VARIANT": "optimized", "SENSOR_SEED": "1"})
+                                env={**__import__("os").environ, "SENSOR_VARIANT": "optimized", "SENSOR_SEED": "1"},
+                                preexec_fn=preexec_die_with_parent())
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:

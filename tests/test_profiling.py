@@ -35,6 +35,7 @@ from plumbing.cgroup import (
     read_cgroups,
     read_v2,
 )
+from plumbing.process import preexec_die_with_parent
 from profiling import ProfilerError
 from profiling.collector_queries import newest_sample_time, parse_flag_duration, parse_vm_flags, query_collector
 from profiling.memory import (
@@ -563,7 +564,8 @@ def start_service(tmp_path, port, *args, **env):
     e.update({k: str(v) for k, v in env.items()})
     log = open(tmp_path / f"service-{port}-{time.monotonic_ns()}.log", "wb")
     p = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), *args],
-                         cwd=ROOT, env=e, stdout=log, stderr=subprocess.STDOUT)
+                         cwd=ROOT, env=e, stdout=log, stderr=subprocess.STDOUT,
+                         preexec_fn=preexec_die_with_parent())  # gone with pytest, however it ends
     wait_http(f"http://127.0.0.1:{port}/healthz", proc=p)
     return p
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from plumbing.process import preexec_die_with_parent
+
 pytestmark = pytest.mark.slow  # real service processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +53,8 @@ def running_service(tmp_path, args=(), host="127.0.0.1", **env):
     log = open(tmp_path / f"service-{port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port),
                              "--host", host, *args],
-                            cwd=ROOT, env=service_env(**env), stdout=log, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=service_env(**env), stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=preexec_die_with_parent())
     try:
         deadline = time.monotonic() + 20
         while True:
