@@ -35,3 +35,17 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path):
 def test_error_is_one_line_with_exit_2():
     e = EdgebenchError("budgets.yml: no 'budgets' list: add one")
     assert e.exit_code == 2 and "\n" not in str(e)
+
+
+def test_wait_until_returns_the_first_truthy_value():
+    from plumbing.wait import wait_until
+    calls = iter([0, None, "", 7, 8])
+    assert wait_until(lambda: next(calls), timeout=5, what="a value", interval=0) == 7
+
+
+def test_wait_until_names_what_it_waited_for_and_checks_once_more_at_the_deadline():
+    from plumbing.wait import WaitTimeout, wait_until
+    calls = []
+    with pytest.raises(WaitTimeout, match=r"timed out after 0.05 s waiting for the moon"):
+        wait_until(lambda: calls.append(1), timeout=0.05, what="the moon", interval=0.01)
+    assert len(calls) >= 2
