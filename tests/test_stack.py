@@ -312,7 +312,8 @@ def test_unconfined_without_cgroup_permission(repo_root, free_ports):
     os.chmod(state_dir, 0o777)
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     site = [p for p in sys.path if p.endswith("site-packages")]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+    # the unprivileged user's registry is its own (the caller's runtime dir may be root's)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", EDGEBENCH_RUNTIME_DIR=os.path.join(state_dir, "runtime"),
                PYTHONPATH=os.pathsep.join([str(repo_root)] + site))
     try:
         up = subprocess.run(nobody + [py, "-m", "stack", "up", "--state-dir", state_dir,
