@@ -603,18 +603,35 @@ def figure(name: str) -> Figure:
     return _BY_NAME[base]
 
 
-def label(path: str) -> str:
-    """How the documents name a summary path."""
+def label(path: str, with_unit: bool = True) -> str:
+    """How the documents name a summary path; ``with_unit=False`` drops the trailing
+    "(ms)"-style unit, for tables whose cells carry their own unit (reports.numbers.human)."""
     base, _, sub = path.partition(".")
     if base in PROFILE_FIGURES:
-        return PROFILE_FIGURES[base][0]
-    if base not in _BY_NAME:
+        text = PROFILE_FIGURES[base][0]
+    elif base not in _BY_NAME:
         return path
-    f = _BY_NAME[base]
+    else:
+        text = _BY_NAME[base].label
+    bare, unit = text.rsplit(" (", 1) if text.endswith(")") else (text, "")
+    if unit and unit[:-1] not in UNITS:            # "(share of CFS periods)" is words, not a unit
+        bare, unit = text, ""
     if sub in PERCENTILE_KEYS:
-        text, unit = f.label.rsplit(" (", 1) if f.label.endswith(")") else (f.label, "")
-        return f"{text} {sub}" + (f" ({unit}" if unit else "")
-    return f.label
+        bare = f"{bare} {sub}"
+    return f"{bare} ({unit}" if unit and with_unit else bare
+
+
+UNITS = ("ms", "s", "MB", "KB", "cores", "req/s", "bytes/s", "count", "ratio")
+
+
+def unit(path: str) -> str:
+    """The catalogue unit of a summary path ("mem_peak_mb.<component>" is MB), or ""."""
+    base = path.partition(".")[0]
+    if base in PROFILE_FIGURES:
+        return PROFILE_FIGURES[base][1]
+    if base in _BY_NAME:
+        return _BY_NAME[base].unit
+    return "MB" if base.endswith("_mb") else "ms" if base.endswith("_ms") else ""
 
 
 def evaluate(v: ScenarioView) -> dict:
