@@ -153,12 +153,15 @@ def glance_sentence(doc: dict) -> str | None:
     if not rates:
         return None
     sensor = next((s["sensor_rate"] for s in doc["load"]["steps"] if s.get("axis") == "scrape"), None)
+    rates[0] = rates[0].replace(" service ", " service sustains ", 1)
     text = (f"Capacity at 0.5 CPU / 50 MB (run {doc.get('run_id')}): {' and '.join(rates)}"
-            f"{f' beside {sensor:g} /sensor requests/s' if sensor is not None else ''}, every scrape answered "
-            f"within 1 s")
+            + (f" beside {sensor:g} /sensor requests/s" if sensor is not None else "")
+            + " (every scrape answered, p99 under 1 s)")
     big = (a.get("series") or {}).get("largest") or {}
     if big.get("series") is not None:
-        text += f"; the optimized service holds {fmt(big['series'])} series in its exposition"
+        text += f"; the optimized service still meets that with {fmt(big['series'])} series in its exposition"
+        if big.get("first_failing") is not None:
+            text += f" (at {fmt(big['first_failing'])}: {big.get('why')})"
     return text + "."
 
 

@@ -90,7 +90,8 @@ def glance_sentences(doc: dict) -> list[str]:
         if side.get("peak_mb_mean") is not None:
             peak = f"peaks at {fmt(side['peak_mb_mean'], ' MB')} at the robot's load (mean of {side['rounds']} rounds)"
             if c == "prometheus" and ratio:
-                peak += f", {_interval(ratio)} VictoriaMetrics'"
+                peak += (f", {fmt(ratio['ratio'])}× VictoriaMetrics' (95 % interval "
+                         f"{fmt(ratio['low'])}–{fmt(ratio['high'])})")
             parts.append(peak)
         held = {shape: ((a.get("sweep") or {}).get(f"{c}/shipped/{shape}") or {}).get("boundary") or {}
                 for shape in ("many-targets", "one-target")}

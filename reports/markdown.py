@@ -413,8 +413,8 @@ def _spread_note(summary: dict) -> str:
                             f"confidence" for n in ns) + ")"
 
 
-UNITS_NOTE = ("each figure in the unit that fits its size (B, KB, MB: binary, KB = KiB, MB = MiB; µs, ms, s; "
-              "CPU used in cores, or below a tenth of a core in ms of CPU per second, ms/s; shares in %)")
+UNITS_NOTE = ("in the unit that fits (KB = KiB, MB = MiB; CPU used below a tenth of a core in ms of CPU "
+              "per second, ms/s)")
 
 
 def header_blocks(summary: dict) -> list:
@@ -423,7 +423,7 @@ def header_blocks(summary: dict) -> list:
             ("p", f"Measured by edgebench; generated {summary.get('generated_at')} from the results directory "
                   f"alone. Run status: {summary.get('status') or 'unknown'}. Every figure is over each scenario's "
                   f"steady window (warm-up excluded) unless its name says whole scenario; figures are defined in "
-                  f"docs/figures.md; three significant digits, {UNITS_NOTE}; with repeats a figure is the "
+                  f"docs/figures.md; three significant digits {UNITS_NOTE}; with repeats a figure is the "
                   f"median, with its min–max in brackets" + _spread_note(summary) + ".")]
 
 
