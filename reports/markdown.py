@@ -418,13 +418,18 @@ UNITS_NOTE = ("in the unit that fits (KB = KiB, MB = MiB; CPU used below a tenth
 
 
 def header_blocks(summary: dict) -> list:
-    """The title and what every figure below is."""
+    """The title and one line on where the figures come from (the first screen is the glance)."""
     return [("h", 1, f"Optimization summary: run {summary.get('run_id')}"),
             ("p", f"Measured by edgebench; generated {summary.get('generated_at')} from the results directory "
-                  f"alone. Run status: {summary.get('status') or 'unknown'}. Every figure is over each scenario's "
-                  f"steady window (warm-up excluded) unless its name says whole scenario; figures are defined in "
-                  f"docs/figures.md; three significant digits {UNITS_NOTE}; with repeats a figure is the "
-                  f"median, with its min–max in brackets" + _spread_note(summary) + ".")]
+                  f"alone. Run status: {summary.get('status') or 'unknown'}.")]
+
+
+def reading_note(summary: dict) -> list:
+    """What every figure below is: its window, where it is defined, its digits and units."""
+    return [("p", "Every figure is over each scenario's steady window (warm-up excluded) unless its name says "
+                  "whole scenario; figures are defined in docs/figures.md; three significant digits "
+                  f"{UNITS_NOTE}; with repeats a figure is the median, with its min–max in brackets"
+                  + _spread_note(summary) + ".")]
 
 
 def scenarios_section(summary: dict, names: list) -> list:
@@ -526,7 +531,7 @@ def build_document(summary: dict, images: list[dict], run_dir=None, extra: list 
     run_dir = Path(run_dir or summary.get("run_dir") or ".")
     names = scenario_order(summary)
     notes, extra = glance_notes(list(extra))
-    body = ([("h", 2, "Findings"), ("ul", findings(summary))]
+    body = (reading_note(summary) + [("h", 2, "Findings"), ("ul", findings(summary))]
             + scenarios_section(summary, names)
             + load_section(summary, names)
             + comparison_sections(summary)

@@ -126,3 +126,11 @@ def human_range(lo, hi, unit: str) -> str:
     if " " in a and ua == ub:
         return f"{a.rpartition(' ')[0]}–{b}"
     return f"{a}–{b}"
+
+
+def human_tick(v: float, unit: str) -> str:
+    """An axis tick in the unit that fits, without trailing zeros ("1 ms", "500 µs", "4 KB")."""
+    num, _, rest = human(v, unit).partition(" ")
+    if "." in num and "e" not in num:
+        num = num.rstrip("0").rstrip(".")
+    return f"{num} {rest}".strip()

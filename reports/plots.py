@@ -24,7 +24,7 @@ from plumbing.files import write_atomic  # noqa: E402
 from reports import figures as FIG  # noqa: E402
 from reports import stats as S  # noqa: E402
 from reports.load import Run, Scenario, collector_kind  # noqa: E402
-from reports.numbers import KIB, fmt, human  # noqa: E402
+from reports.numbers import KIB, fmt, human, human_tick  # noqa: E402
 from reports.summary import scenario_order  # noqa: E402
 from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT  # noqa: E402
 
@@ -386,14 +386,6 @@ def plot_memory_budget(summary: dict, path: Path):
     return _save(fig, path)
 
 
-def tick_label(v: float, unit: str) -> str:
-    """An axis tick in the unit that fits, without trailing zeros ("1 ms", "500 µs", "4 KB")."""
-    num, _, rest = human(v, unit).partition(" ")
-    if "." in num and "e" not in num:
-        num = num.rstrip("0").rstrip(".")
-    return f"{num} {rest}".strip()
-
-
 def bar_errors(summary: dict, names: list, key: str) -> list | None:
     """[below, above] of each bar: the min–max over repeats; None when no scenario has
     repeats to draw it from (then no bar gets an error bar)."""
@@ -436,10 +428,10 @@ def _bars(ax, summary, names, key, ylabel, title, note_key=None):
             ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         else:
             ax.yaxis.set_minor_formatter(FuncFormatter(
-                lambda v, _: tick_label(v, tick_unit) if f"{v:.0e}"[0] in "25" else ""))
+                lambda v, _: human_tick(v, tick_unit) if f"{v:.0e}"[0] in "25" else ""))
         ax.set_ylim(fin.min() / 3.0, fin.max() * 2.0)
         ylabel += " (log scale)"
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: tick_label(v, tick_unit)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human_tick(v, tick_unit)))
     for i, (xi, v, h, low) in enumerate(zip(x, vals, hi, lo)):
         text = human(v, tick_unit) if np.isfinite(v) else "not measured"
         extra = summary["scenarios"][names[i]].get(note_key) if note_key else None
