@@ -646,7 +646,10 @@ def catalogue_markdown() -> str:
              "a test keeps the two equal. Every figure has one definition; summary.json, the "
              "documents, the graphs, the budgets and the gate read figures by these names. "
              "Percentile figures (unit ms, dict) hold p50, p95, p99 and max: numpy's linear "
-             "interpolation over the raw samples. MB = MiB, KB = KiB. The steady window holds "
+             "interpolation over the raw samples. MB = MiB, KB = KiB. summary.json holds each figure "
+             "in the unit below; the documents print it in the unit that fits its size "
+             "(`reports.numbers.human`: 112 B, not 0.000107 MB; 5.84 ms/s of CPU, not 0.00584 cores). "
+             "The steady window holds "
              "requests whose intended time is in [steady_start, steady_end) and resource samples "
              "taken in [steady_start, steady_end].", "",
              "| name | unit | direction | window | definition |", "| --- | --- | --- | --- | --- |"]
