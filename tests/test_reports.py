@@ -77,7 +77,8 @@ def _matches_human(number: str, unit: str | None, values: list[float]) -> bool:
     """The shown number (with its unit) is a summary.json figure converted and rounded to
     three significant digits."""
     v = float(number.replace(",", ""))
-    return any(round_sig(s * k) == v or abs(v - s * k) <= 1e-9
+    whole = unit in ("B", "B/s")          # bytes below 1,000 print whole
+    return any(round_sig(s * k) == v or abs(v - s * k) <= 1e-9 or (whole and round(s * k) == v)
                for k in SHOWN_PER_CATALOGUE[unit] for s in values)
 
 
