@@ -181,13 +181,22 @@ def plot_comparison(doc: dict, path: Path) -> Path | None:
             for s in bad:
                 ax.plot(s["series"], s.get("peak_mb") or limit, "X", color=colour, ms=11, mec="black")
         ax.axhline(limit, color="black", ls="--", lw=1, label=f"{limit:g} MB limit")
+        # what the marks are, in the legend (a "–" above a point is a second figure, not an error bar)
+        ax.plot([], [], "o", color="0.5", label="one run: anonymous memory (line: mean)")
+        ax.plot([], [], "_", color="0.5", ms=10, label="the same run with its page cache")
+        ax.plot([], [], "X", color="0.5", ms=9, mec="black", label="a failed run's peak")
         ax.set_title("one target × N series" if shape == "one-target" else "targets of 500–2,000 series")
         ax.set_xlabel("series scraped every 5 s")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
         ax.set_ylim(0, limit * 1.1)
-        ax.legend(loc="upper left", fontsize=8)
-    axes[0][0].set_ylabel("MB: o anonymous, – with page cache; X a failed run's peak")
+    axes[0][0].set_ylabel("collector memory, MB")
+    labelled = {}                               # one legend for both panels, below them, off the data
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            labelled.setdefault(lab, h)
+    fig.legend(labelled.values(), labelled.keys(), loc="lower center", ncol=4, fontsize=8)
     fig.suptitle("Collector memory against series under 150 MB / 0.5 CPU", fontsize=10)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return _save(fig, path)
 
 
