@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from plumbing.files import read_json, write_atomic
-from reports.numbers import NOT_MEASURED, fmt
+from reports.numbers import NOT_MEASURED, fmt, human
 
 NAMES = {"victoriametrics": "VictoriaMetrics", "prometheus": "Prometheus"}
 
@@ -106,28 +106,29 @@ def collector_sentences(doc: dict) -> list[str]:
     return out
 
 
+# (header, capacity.json key, catalogue unit): each cell in the unit that fits (reports.numbers.human)
 LOAD_COLUMNS = (("offered scrapes/s", "scrape_rate", ""), ("/sensor/s", "sensor_rate", ""),
-                ("p50 ms", "scrape_p50_ms", ""), ("p99 ms", "scrape_p99_ms", ""),
-                ("/sensor p99 ms", "sensor_p99_ms", ""),
+                ("p50", "scrape_p50_ms", "ms"), ("p99", "scrape_p99_ms", "ms"),
+                ("/sensor p99", "sensor_p99_ms", "ms"),
                 ("scrapes due", "scrapes_intended", ""), ("failed or omitted", "failed_scrapes", ""),
-                ("CPU cores", "cpu_cores", ""), ("throttled", "throttled_ratio", ""),
-                ("memory peak MB", "mem_peak_mb", ""))
-SERIES_COLUMNS = (("series", "series", ""), ("answer bytes", "exposition_bytes", ""),
-                  ("CPU ms/scrape", "cpu_ms_per_scrape", ""), ("p99 ms", "scrape_p99_ms", ""),
-                  ("failed", "failed_scrapes", ""), ("rest MB", "mem_rest_mb", ""),
-                  ("peak MB", "mem_peak_mb", ""), ("OOM kills", "oom_kills", ""))
-COLLECTOR_COLUMNS = (("series", "series", ""), ("peak MB", "mem_peak_mb", ""),
-                     ("steady MB", "mem_steady_mb", ""), ("CPU cores", "cpu_cores", ""),
-                     ("disk writes B/s", "disk_write_bytes_per_s", ""), ("bytes/sample", "bytes_per_sample", ""),
+                ("CPU", "cpu_cores", "cores"), ("throttled", "throttled_ratio", "ratio"),
+                ("memory peak", "mem_peak_mb", "MB"))
+SERIES_COLUMNS = (("series", "series", ""), ("answer size", "exposition_bytes", "B"),
+                  ("CPU per scrape", "cpu_ms_per_scrape", "ms"), ("p99", "scrape_p99_ms", "ms"),
+                  ("failed", "failed_scrapes", ""), ("at rest", "mem_rest_mb", "MB"),
+                  ("peak", "mem_peak_mb", "MB"), ("OOM kills", "oom_kills", ""))
+COLLECTOR_COLUMNS = (("series", "series", ""), ("peak", "mem_peak_mb", "MB"),
+                     ("steady", "mem_steady_mb", "MB"), ("CPU", "cpu_cores", "cores"),
+                     ("disk writes", "disk_write_bytes_per_s", "bytes/s"), ("bytes/sample", "bytes_per_sample", ""),
                      ("scrapes done", "scrapes_done", ""), ("OOM kills", "oom_kills", ""))
 
 
 RATE_KEYS = ("scrape_rate", "sensor_rate")   # settings, shown as given (1024, not 1,020)
 
 
-def _cell(step: dict, key: str) -> str:
+def _cell(step: dict, key: str, unit: str = "") -> str:
     v = step.get(key)
-    return f"{v:g}" if key in RATE_KEYS and isinstance(v, (int, float)) else fmt(v)
+    return f"{v:g}" if key in RATE_KEYS and isinstance(v, (int, float)) else human(v, unit)
 
 
 def _table(steps, columns, first=None):
@@ -137,8 +138,31 @@ def _table(steps, columns, first=None):
     for s in steps:
         verdict = ("load generator was the bottleneck" if s.get("loadgen_bottleneck") else
                    (s.get("status") if s.get("sweep") == "collectors" else (slo_problem(s) or "meets the SLO")))
-        rows.append(([first[1](s)] if first else []) + [_cell(s, k) for _, k, _ in columns] + [verdict])
+        rows.append(([first[1](s)] if first else []) + [_cell(s, k, u) for _, k, u in columns] + [verdict])
     return ("table", headers, rows)
+
+
+def glance_sentence(doc: dict) -> str | None:
+    """The capacity in one sentence, for the report's first screen."""
+    a = doc.get("analysis") or {}
+    rates = []
+    for v, x in (a.get("load") or {}).items():
+        cap = x.get("scrape_capacity") or {}
+        if cap.get("rate") is not None:
+            rates.append(f"the {v} service {'at least ' if cap.get('lower_bound') else ''}{cap['rate']:g} scrapes/s")
+    if not rates:
+        return None
+    sensor = next((s["sensor_rate"] for s in doc["load"]["steps"] if s.get("axis") == "scrape"), None)
+    rates[0] = rates[0].replace(" service ", " service sustains ", 1)
+    text = (f"Capacity at 0.5 CPU / 50 MB (run {doc.get('run_id')}): {' and '.join(rates)}"
+            + (f" beside {sensor:g} /sensor requests/s" if sensor is not None else "")
+            + " (every scrape answered, p99 under 1 s)")
+    big = (a.get("series") or {}).get("largest") or {}
+    if big.get("series") is not None:
+        text += f"; the optimized service still meets that with {fmt(big['series'])} series in its exposition"
+        if big.get("first_failing") is not None:
+            text += f" (at {fmt(big['first_failing'])}: {big.get('why')})"
+    return text + "."
 
 
 def capacity_blocks(doc: dict, images: list[dict] | None = None, level: int = 2) -> list:
@@ -166,7 +190,8 @@ def capacity_blocks(doc: dict, images: list[dict] | None = None, level: int = 2)
                           ("collector", lambda s: NAMES.get(s["collector"], s["collector"])))]
     for im in images or []:
         blocks.append(("img", im["title"], im["path"]))
-    return blocks
+    glance = glance_sentence(doc)       # offered to the first screen; the serialisers skip it
+    return blocks + ([("glance", "capacity", glance)] if glance else [])
 
 
 def to_markdown_text(blocks: list) -> str:

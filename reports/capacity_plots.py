@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from reports.numbers import fmt
+from reports.numbers import human, human_tick
 from reports.plots import SCENARIO_COLOURS, _save, plt
 
 VARIANT_COLOURS = {"baseline": SCENARIO_COLOURS[("baseline", "vm")],
@@ -55,10 +55,11 @@ def _load_panel(ax, steps, analysis, axis: str, rate_key: str, cap_key: str, kne
     ax.axhline(SLO_P99_MS, color="black", lw=1, ls="--", label="scrape SLO: p99 1 s")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: human_tick(y, "ms")))
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("/metrics p99, ms (from the intended start)")
+    ax.set_ylabel("/metrics p99 from the intended start")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     return True
 
@@ -94,12 +95,12 @@ def plot_series(doc: dict, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     ok = sorted((s for s in steps if s.get("status") == "ok"), key=lambda s: s["series"])
     bad = [s for s in steps if s.get("status") != "ok"]
-    panels = ((axes[0], "cpu_ms_per_scrape", "CPU per scrape, ms", "cpu_us_per_series",
-               lambda f: f"{fmt(f['per_series'])} µs/series"),
-              (axes[1], "exposition_bytes", "/metrics answer, bytes", "exposition_bytes_per_series",
-               lambda f: f"{fmt(f['per_series'])} bytes/series"),
+    panels = ((axes[0], "cpu_ms_per_scrape", "CPU per scrape", "cpu_us_per_series",
+               lambda f: f"{human(f['per_series'] / 1000, 'ms')}/series"),
+              (axes[1], "exposition_bytes", "/metrics answer size", "exposition_bytes_per_series",
+               lambda f: f"{human(f['per_series'], 'B')}/series"),
               (axes[2], "mem_peak_mb", "service memory, MB", "mem_bytes_per_series",
-               lambda f: f"{fmt(f['per_series'] / 1024)} KiB/series at rest"))
+               lambda f: f"{human(f['per_series'], 'B')}/series at rest"))
     for ax, key, label, fit_key, fit_label in panels:
         xs = [s["series"] for s in ok if _num(s.get(key))]
         ys = [s[key] for s in ok if _num(s.get(key))]
@@ -124,11 +125,20 @@ def plot_series(doc: dict, path: Path) -> Path | None:
         ax.set_xscale("log")
         if key != "mem_peak_mb":     # memory: linear, against its limit
             ax.set_yscale("log")
+            unit = "ms" if key == "cpu_ms_per_scrape" else "B"
+            if unit == "B":          # binary steps, so the ticks read 4 KB, 16 KB, 64 KB
+                ax.yaxis.set_major_locator(LogLocator(base=1024, subs=(1, 4, 16, 64, 256)))
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _, u=unit: human_tick(y, u)))
+            if unit == "ms":         # a decade is wide: label its 2 and 5 too
+                ax.yaxis.set_minor_formatter(FuncFormatter(
+                    lambda y, _: human_tick(y, "ms") if f"{y:.0e}"[0] in "25" else ""))
         ax.set_xlabel("extra series (log)")
         ax.set_ylabel(label)
         ax.legend(loc="upper left")
     fig.suptitle("Optimized service cost against series in its exposition (0.5 CPU / 50 MB, scrape-only load)",
                  fontsize=10)
+    fig.tight_layout()       # room for the unit tick labels ("256 KB") beside each panel
     return _save(fig, path)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from plumbing.files import read_json, write_atomic
-from reports.numbers import NOT_MEASURED, fmt
+from reports.numbers import NOT_MEASURED, fmt, human
 
 NAMES = {"victoriametrics": "VictoriaMetrics", "prometheus": "Prometheus"}
 VERSIONS = "Debian's VictoriaMetrics 1.79.5 and Prometheus 2.42 (both built with Go 1.19.8)"
@@ -74,18 +74,52 @@ def sweep_sentences(doc: dict) -> list[str]:
     return out
 
 
-OP_COLUMNS = (("round", "round"), ("peak MB", "peak_mb"), ("steady MB", "steady_mb"), ("anon MB", "anon_mb"),
-              ("page cache MB", "page_cache_mb"), ("slope MB/min", "slope_mb_per_min"), ("settled", "settled"))
-SWEEP_COLUMNS = (("shape", "shape"), ("series", "series"), ("targets", "targets"), ("run", "run"),
-                 ("status", "status"), ("anon MB", "anon_mb"), ("page cache MB", "page_cache_mb"),
-                 ("Go heap MB", "go_heap_mb"), ("peak MB", "peak_mb"), ("slope MB/min", "slope_mb_per_min"),
-                 ("settled after s", "settled_after_s"), ("active series (own count)", "active_series_reported"))
+def glance_sentences(doc: dict) -> list[str]:
+    """One sentence per collector for the report's first screen: its peak at the robot's
+    load (shipped configuration, mean over side-by-side rounds) and the series it held in
+    its limit (shipped, over targets of 500–2,000 series and as one target)."""
+    a = doc.get("analysis") or {}
+    op = a.get("operating_point") or {}
+    sides = op.get("sides") or {}
+    ratio = op.get("prometheus_over_victoriametrics_shipped_peak_mb")
+    limit = (doc.get("limits_mb") or {}).get("victoriametrics") or 150
+    out = []
+    for c in ("victoriametrics", "prometheus"):
+        side = sides.get(f"{c}-shipped") or {}
+        parts = []
+        if side.get("peak_mb_mean") is not None:
+            peak = f"peaks at {fmt(side['peak_mb_mean'], ' MB')} at the robot's load (mean of {side['rounds']} rounds)"
+            if c == "prometheus" and ratio:
+                peak += (f", {fmt(ratio['ratio'])}× VictoriaMetrics' (95 % interval "
+                         f"{fmt(ratio['low'])}–{fmt(ratio['high'])})")
+            parts.append(peak)
+        held = {shape: ((a.get("sweep") or {}).get(f"{c}/shipped/{shape}") or {}).get("boundary") or {}
+                for shape in ("many-targets", "one-target")}
+        if held["many-targets"].get("held_all") is not None:
+            text = (f"holds {fmt(held['many-targets']['held_all'])} series over targets of 500–2,000 series in "
+                    f"{fmt(limit, ' MB')} / 0.5 CPU")
+            if held["one-target"].get("held_all") is not None:
+                text += f" ({fmt(held['one-target']['held_all'])} as one target)"
+            parts.append(text)
+        if parts:
+            out.append(f"{NAMES[c]} (as shipped, run {doc.get('run_id')}): {'; '.join(parts)}.")
+    return out
+
+
+# (header, comparison.json key, catalogue unit): each cell in the unit that fits (reports.numbers.human)
+OP_COLUMNS = (("round", "round", ""), ("peak", "peak_mb", "MB"), ("steady", "steady_mb", "MB"),
+              ("anon", "anon_mb", "MB"), ("page cache", "page_cache_mb", "MB"),
+              ("slope MB/min", "slope_mb_per_min", ""), ("settled", "settled", ""))
+SWEEP_COLUMNS = (("shape", "shape", ""), ("series", "series", ""), ("targets", "targets", ""), ("run", "run", ""),
+                 ("status", "status", ""), ("anon", "anon_mb", "MB"), ("page cache", "page_cache_mb", "MB"),
+                 ("Go heap", "go_heap_mb", "MB"), ("peak", "peak_mb", "MB"), ("slope MB/min", "slope_mb_per_min", ""),
+                 ("settled after", "settled_after_s", "s"), ("active series (own count)", "active_series_reported", ""))
 
 
 def _table(rows: list[dict], columns, first=("variant", "variant")) -> tuple:
     headers = [first[0]] + [c[0] for c in columns]
-    return ("table", headers, [[str(r.get(first[1]))] + [fmt(r.get(k)) if not isinstance(r.get(k), str)
-                                                         else r.get(k) for _, k in columns] for r in rows])
+    return ("table", headers, [[str(r.get(first[1]))] + [human(r.get(k), u) if not isinstance(r.get(k), str)
+                                                         else r.get(k) for _, k, u in columns] for r in rows])
 
 
 def comparison_blocks(doc: dict, images: list[dict] | None = None, level: int = 2) -> list:
@@ -116,7 +150,8 @@ def comparison_blocks(doc: dict, images: list[dict] | None = None, level: int = 
                           SWEEP_COLUMNS)]
     for im in images or []:
         blocks.append(("img", im["title"], im["path"]))
-    return blocks
+    # offered to the first screen; the serialisers skip it
+    return blocks + [("glance", "collectors", text) for text in glance_sentences(doc)]
 
 
 def plot_comparison(doc: dict, path: Path) -> Path | None:
@@ -146,13 +181,22 @@ def plot_comparison(doc: dict, path: Path) -> Path | None:
             for s in bad:
                 ax.plot(s["series"], s.get("peak_mb") or limit, "X", color=colour, ms=11, mec="black")
         ax.axhline(limit, color="black", ls="--", lw=1, label=f"{limit:g} MB limit")
+        # what the marks are, in the legend (a "–" above a point is a second figure, not an error bar)
+        ax.plot([], [], "o", color="0.5", label="one run: anonymous memory (line: mean)")
+        ax.plot([], [], "_", color="0.5", ms=10, label="the same run with its page cache")
+        ax.plot([], [], "X", color="0.5", ms=9, mec="black", label="a failed run's peak")
         ax.set_title("one target × N series" if shape == "one-target" else "targets of 500–2,000 series")
         ax.set_xlabel("series scraped every 5 s")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
         ax.set_ylim(0, limit * 1.1)
-        ax.legend(loc="upper left", fontsize=8)
-    axes[0][0].set_ylabel("MB: o anonymous, – with page cache; X a failed run's peak")
+    axes[0][0].set_ylabel("collector memory, MB")
+    labelled = {}                               # one legend for both panels, below them, off the data
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            labelled.setdefault(lab, h)
+    fig.legend(labelled.values(), labelled.keys(), loc="lower center", ncol=4, fontsize=8)
     fig.suptitle("Collector memory against series under 150 MB / 0.5 CPU", fontsize=10)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return _save(fig, path)
 
 

@@ -603,18 +603,35 @@ def figure(name: str) -> Figure:
     return _BY_NAME[base]
 
 
-def label(path: str) -> str:
-    """How the documents name a summary path."""
+def label(path: str, with_unit: bool = True) -> str:
+    """How the documents name a summary path; ``with_unit=False`` drops the trailing
+    "(ms)"-style unit, for tables whose cells carry their own unit (reports.numbers.human)."""
     base, _, sub = path.partition(".")
     if base in PROFILE_FIGURES:
-        return PROFILE_FIGURES[base][0]
-    if base not in _BY_NAME:
+        text = PROFILE_FIGURES[base][0]
+    elif base not in _BY_NAME:
         return path
-    f = _BY_NAME[base]
+    else:
+        text = _BY_NAME[base].label
+    bare, unit = text.rsplit(" (", 1) if text.endswith(")") else (text, "")
+    if unit and unit[:-1] not in UNITS:            # "(share of CFS periods)" is words, not a unit
+        bare, unit = text, ""
     if sub in PERCENTILE_KEYS:
-        text, unit = f.label.rsplit(" (", 1) if f.label.endswith(")") else (f.label, "")
-        return f"{text} {sub}" + (f" ({unit}" if unit else "")
-    return f.label
+        bare = f"{bare} {sub}"
+    return f"{bare} ({unit}" if unit and with_unit else bare
+
+
+UNITS = ("ms", "s", "MB", "KB", "cores", "req/s", "bytes/s", "count", "ratio")
+
+
+def unit(path: str) -> str:
+    """The catalogue unit of a summary path ("mem_peak_mb.<component>" is MB), or ""."""
+    base = path.partition(".")[0]
+    if base in PROFILE_FIGURES:
+        return PROFILE_FIGURES[base][1]
+    if base in _BY_NAME:
+        return _BY_NAME[base].unit
+    return "MB" if base.endswith("_mb") else "ms" if base.endswith("_ms") else ""
 
 
 def evaluate(v: ScenarioView) -> dict:
@@ -629,7 +646,10 @@ def catalogue_markdown() -> str:
              "a test keeps the two equal. Every figure has one definition; summary.json, the "
              "documents, the graphs, the budgets and the gate read figures by these names. "
              "Percentile figures (unit ms, dict) hold p50, p95, p99 and max: numpy's linear "
-             "interpolation over the raw samples. MB = MiB, KB = KiB. The steady window holds "
+             "interpolation over the raw samples. MB = MiB, KB = KiB. summary.json holds each figure "
+             "in the unit below; the documents print it in the unit that fits its size "
+             "(`reports.numbers.human`: 112 B, not 0.000107 MB; 5.84 ms/s of CPU, not 0.00584 cores). "
+             "The steady window holds "
              "requests whose intended time is in [steady_start, steady_end) and resource samples "
              "taken in [steady_start, steady_end].", "",
              "| name | unit | direction | window | definition |", "| --- | --- | --- | --- | --- |"]

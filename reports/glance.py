@@ -6,34 +6,9 @@ and the stack against its budget; then one sentence per collector and links to t
 below. Every number is one the summary already holds: this module only chooses and words."""
 from __future__ import annotations
 
-from .numbers import NOT_MEASURED, fmt
+from .numbers import NOT_MEASURED, fmt, human_mb, human_ms  # noqa: F401 (re-exported)
 
 LATENCY = "scrape_latency_from_intended_ms.p99"
-
-
-def human_mb(mb: float | None) -> str:
-    """Memory in the unit that fits: 40 B, 3.20 KB, 20.3 MB (MiB-based, as everywhere here)."""
-    if mb is None:
-        return NOT_MEASURED
-    b = mb * 2**20
-    if abs(b) < 1024:
-        return f"{b:.0f} B"
-    if abs(b) < 2**20:
-        return fmt(b / 1024, " KB")
-    if abs(b) < 2**30:
-        return fmt(mb, " MB")
-    return fmt(mb / 1024, " GB")
-
-
-def human_ms(ms: float | None) -> str:
-    """A duration in the unit that fits: 870 µs, 3.74 ms, 1.20 s."""
-    if ms is None:
-        return NOT_MEASURED
-    if abs(ms) < 1:
-        return fmt(ms * 1000, " µs")
-    if abs(ms) < 1000:
-        return fmt(ms, " ms")
-    return fmt(ms / 1000, " s")
 
 
 def change(m: dict | None, lower_is_better: bool = True) -> str:
@@ -50,12 +25,22 @@ def change(m: dict | None, lower_is_better: bool = True) -> str:
     return fmt(m.get("change_pct"), " %", sign=True) if m.get("change_pct") is not None else ""
 
 
-def _failed(s: dict) -> str:
+def _failed_count(s: dict) -> tuple[int, int] | None:
     counts = (s.get("request_counts_by_endpoint") or {}).get("/metrics") or {}
     due, ok = counts.get("intended"), counts.get("ok")
-    if due is None or ok is None:
-        return NOT_MEASURED
-    return f"{due - ok:,d} of {due:,d}"
+    return None if due is None or ok is None else (due - ok, due)
+
+
+def _failed(s: dict) -> str:
+    fc = _failed_count(s)
+    return NOT_MEASURED if fc is None else f"{fc[0]:,d} of {fc[1]:,d}"
+
+
+def _failed_change(a: dict, b: dict) -> str:
+    fa, fb = _failed_count(a), _failed_count(b)
+    if fa is None or fb is None:
+        return ""
+    return "no change" if fa[0] == fb[0] else f"{abs(fb[0] - fa[0]):,d} {'fewer' if fb[0] < fa[0] else 'more'}"
 
 
 def _with_share(value_mb: float | None, limit_mb: float | None) -> str:
@@ -92,7 +77,7 @@ def glance_table(summary: dict) -> tuple | None:
          _with_share(b.get("service_mem_peak_mb"), limit), change(m.get("service_mem_peak_mb"))],
         ["/metrics p99 from the intended start", human_ms(_p99(a)), human_ms(_p99(b)),
          change(m.get(LATENCY), lower_is_better=False)],
-        ["Failed or omitted scrapes", _failed(a), _failed(b), ""],
+        ["Failed or omitted scrapes", _failed(a), _failed(b), _failed_change(a, b)],
         ["Stack peak, service + collector", _with_share(a.get("stack_mem_peak_mb"), budget),
          _with_share(b.get("stack_mem_peak_mb"), budget), change(m.get("stack_mem_peak_mb"))],
     ]
@@ -104,6 +89,7 @@ def _p99(s: dict) -> float | None:
 
 
 def collector_sentences(summary: dict) -> list[str]:
+    """This run's collector peaks, for a report without a collector comparison beside it."""
     out = []
     for c in (summary.get("comparisons") or {}).values():
         if c.get("kind") != "collector":
@@ -113,9 +99,17 @@ def collector_sentences(summary: dict) -> list[str]:
             continue
         out.append(f"Collectors at this load: VictoriaMetrics peaks at {human_mb(peak['b'])}, Prometheus at "
                    f"{human_mb(peak['a'])} (Prometheus/VictoriaMetrics = {fmt(peak['a'] / peak['b'])}×) in this "
-                   f"one run; the collector comparison, where there is one, gives the ratio over side-by-side "
-                   f"rounds with its interval, and the series each holds in 150 MB.")
+                   f"one run.")
     return out
+
+
+GLANCE = "glance"   # a block ("glance", topic, sentence) that a section offers the first screen
+
+
+def glance_notes(blocks: list) -> tuple[list, list]:
+    """(the sentences other sections offer the first screen, the blocks without them)."""
+    notes = [b for b in blocks if b[0] == GLANCE]
+    return notes, [b for b in blocks if b[0] != GLANCE]
 
 
 def anchor(title: str) -> str:
@@ -124,13 +118,16 @@ def anchor(title: str) -> str:
     return keep.strip().replace(" ", "-")
 
 
-def glance_section(summary: dict, later: list) -> list:
-    """The 'At a glance' blocks; ``later`` is the rest of the document, for the section links."""
+def glance_section(summary: dict, later: list, notes: list = ()) -> list:
+    """The 'At a glance' blocks; ``later`` is the rest of the document, for the section links;
+    ``notes`` are ("glance", topic, sentence) blocks from the sections of other runs (a
+    collector comparison's sentences replace this run's one-run collector sentence)."""
     table = glance_table(summary)
     if table is None:
         return []
     blocks = [("h", 2, "At a glance"), table]
-    sentences = collector_sentences(summary)
+    topics = {n[1] for n in notes}
+    sentences = ([] if "collectors" in topics else collector_sentences(summary)) + [n[2] for n in notes]
     if sentences:
         blocks.append(("ul", sentences))
     return blocks + [("toc", [b[2] for b in later if b[0] == "h" and b[1] == 2])]

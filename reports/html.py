@@ -22,7 +22,7 @@ th:first-child,td:first-child{text-align:left}
 th{background:#f0f0f0}
 tr:nth-child(even) td{background:#fafafa}
 td.nm{color:#999;font-style:italic}
-td.tx{text-align:left}
+td.tx,th.tx{text-align:left}
 figure{margin:1.2em 0}
 figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-weight:600;margin-bottom:.3em}
@@ -30,7 +30,8 @@ pre{background:#f4f4f4;padding:.6em;overflow-x:auto}
 ul.findings li{margin:.25em 0}
 div.wide{overflow-x:auto}
 p.toc{font-size:.9em}
-@media (max-width:600px){body{margin:1em auto;padding:0 .5em;overflow-wrap:anywhere}table{font-size:.8em}}
+@media (max-width:600px){body{margin:1em auto;padding:0 .5em;overflow-wrap:anywhere}table{font-size:.8em}
+  h1{font-size:1.35em}h2{font-size:1.2em}th,td{overflow-wrap:normal;padding:.25em .4em}}
 """
 
 
@@ -59,9 +60,10 @@ def to_html(doc: list, out_dir, title: str) -> str:
             parts.append(f"<ul{cls}>" + "".join(f"<li>{e(str(i))}</li>" for i in block[1]) + "</ul>")
         elif kind == "table":
             headers, rows = block[1], block[2]
-            parts.append("<div class=\"wide\"><table><thead><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in headers)
-                         + "</tr></thead><tbody>")
             numeric = [numeric_column([r[i] for r in rows]) for i in range(len(headers))]
+            parts.append("<div class=\"wide\"><table><thead><tr>" + "".join(          # a header sits over its column
+                f"<th>{e(str(h))}</th>" if numeric[i] else f"<th class=\"tx\">{e(str(h))}</th>"
+                for i, h in enumerate(headers)) + "</tr></thead><tbody>")
             for r in rows:
                 cells = []
                 for i, c in enumerate(r):

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from plumbing.files import write_atomic
 from reports import figures as FIG
-from reports.glance import anchor, glance_section, human_mb
+from reports.glance import anchor, glance_notes, glance_section
 from reports.load import collector_kind
-from reports.numbers import NOT_MEASURED, SIGNIFICANT, fmt, round_sig  # noqa: F401 (re-exported)
+from reports.numbers import NOT_MEASURED, SIGNIFICANT, fmt, human, human_mb, human_range, round_sig  # noqa: F401
 from reports.summary import get_path, scenario_order
 from reports.view import SCRAPE_ENDPOINT
 
-NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×)?( \(.*\))*$|^no change$")
+NUMERIC_CELL = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?( %|×| [A-Za-zµ/]+)?( \(.*\))*$|^no change$")
 COLLECTOR_NAMES = {"vm": "VictoriaMetrics", "prom": "Prometheus"}
 
 
@@ -41,25 +41,27 @@ def fmt_bucket(bounds) -> str:
 
 
 def fmt_spread(s: dict, key: str, unit: str = "") -> str:
-    """A scenario figure, with its min–max over repeats when there were several (the
-    documents say the confidence of that interval), and the bucket of a histogram p95."""
+    """A scenario figure in the unit that fits (``unit``: its catalogue unit), with its
+    min–max over repeats when there were several (the documents say the confidence of that
+    interval), and the bucket of a histogram p95."""
     v = get_path(s, key)
-    text = fmt(v, unit)
+    text = human(v, unit)
     sp = (s.get("spread") or {}).get(key)
-    if v is not None and sp and fmt(sp[0]) != fmt(sp[1]):
-        text += f" ({fmt(sp[0])}–{fmt(sp[1])})"
+    if v is not None and sp and human(sp[0], unit) != human(sp[1], unit):
+        text += f" ({human_range(sp[0], sp[1], unit)})"
     if key == "server_scrape_p95_ms" and v is not None and s.get("server_scrape_p95_bucket_ms"):
         text += f" ({fmt_bucket(s['server_scrape_p95_bucket_ms'])})"
     return text
 
 
 def fmt_side(m: dict, side: str, unit: str = "") -> str:
-    """One side of a comparison: its value, min–max over repeats, histogram bucket."""
-    text = fmt(m[side], unit)
+    """One side of a comparison in the unit that fits (``unit``: the catalogue unit): its
+    value, min–max over repeats, histogram bucket."""
+    text = human(m[side], unit)
     if m[side] is not None and m.get(f"{side}_spread"):
-        lo, hi = (fmt(x) for x in m[f"{side}_spread"])
-        if lo != hi:
-            text += f" ({lo}–{hi})"
+        lo, hi = m[f"{side}_spread"]
+        if human(lo, unit) != human(hi, unit):
+            text += f" ({human_range(lo, hi, unit)})"
     if m[side] is not None and m.get(f"{side}_bucket"):
         text += f" ({fmt_bucket(m[f'{side}_bucket'])})"
     return text
@@ -86,11 +88,15 @@ def collector_label(c) -> str:
 #         ("img", title, path) ("links", [(text, path)]) ("code", text)
 
 def _rows(*keys) -> tuple:
-    """(label, summary path) for each path; labels come from the figure catalogue."""
-    return tuple((FIG.label(k), k) for k in keys)
+    """(label, summary path) for each path; labels come from the figure catalogue, without
+    their unit: each cell carries the unit that fits its size."""
+    return tuple((FIG.label(k, with_unit=False), k) for k in keys)
 
 
-PER_SCENARIO_ROWS = tuple((label, key, "") for label, key in _rows(
+# Rows whose summary key is not a catalogue figure: (label, key, unit) by hand.
+UNCATALOGUED = {"mem_slope_stderr_kb_per_request": ("Service memory growth per request, standard error", "KB")}
+PER_SCENARIO_ROWS = tuple((UNCATALOGUED[key][0], key, UNCATALOGUED[key][1]) if key in UNCATALOGUED
+                          else (label, key, FIG.unit(key)) for label, key in _rows(
     "requests_intended", "requests", "requests_completed", "failures", "metrics_failure_ratio",
     "throughput_rps", "latency_ms.p50", "latency_ms.p95", "latency_ms.p99", "latency_ms.max",
     "latency_from_intended_ms.p50", "latency_from_intended_ms.p95", "latency_from_intended_ms.p99",
@@ -118,6 +124,7 @@ COLLECTOR_ROWS = _rows("collector_mem_peak_mb", "collector_mem_steady_mb", "coll
                        "stack_mem_peak_mb", "stack_mem_steady_mb")
 
 def _cmp_table(cmp: dict, rows, a_label: str, b_label: str, last: str = "change") -> tuple:
+    """A comparison's rows: each side in the unit that fits, and the change (or ratio)."""
     headers = ["Figure", a_label, b_label, "Change" if last == "change" else "Ratio"]
     out = []
     for label, key in rows:
@@ -126,7 +133,10 @@ def _cmp_table(cmp: dict, rows, a_label: str, b_label: str, last: str = "change"
             continue
         nc = bool(m.get("no_change"))
         last_cell = fmt_pct(m["change_pct"], nc) if last == "change" else fmt_ratio(m["ratio"], nc)
-        out.append([label, fmt_side(m, "a"), fmt_side(m, "b"), last_cell])
+        if last == "change" and last_cell == "-100 %" and m.get("b"):    # not zero: say by how much
+            last_cell += f" ({fmt(m['a'] / m['b'])}× less)"
+        unit = FIG.unit(key)
+        out.append([label, fmt_side(m, "a", unit), fmt_side(m, "b", unit), last_cell])
     return ("table", headers, out)
 
 
@@ -140,27 +150,27 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
     if c["ratio"] is not None:
         if c["ratio"] >= 1:
             out.append(f"With {coll}, the optimized service uses {fmt_ratio(c['ratio'])} less CPU per request "
-                       f"than the baseline ({fmt_side(c, 'a', ' ms')} → {fmt_side(c, 'b', ' ms')}, "
+                       f"than the baseline ({fmt_side(c, 'a', 'ms')} → {fmt_side(c, 'b', 'ms')}, "
                        f"{fmt_pct(c['change_pct'])}).")
         else:
             out.append(f"With {coll}, the optimized service uses MORE CPU per request than the baseline "
-                       f"({fmt_side(c, 'a', ' ms')} → {fmt_side(c, 'b', ' ms')}, {fmt_pct(c['change_pct'])}).")
+                       f"({fmt_side(c, 'a', 'ms')} → {fmt_side(c, 'b', 'ms')}, {fmt_pct(c['change_pct'])}).")
     else:
         out.append(f"CPU per request ({a} vs {b}) was not measured.")
     p = m["scrape_latency_ms.p95"]
     if p["ratio"] is not None:
         how = f"{fmt_ratio(p['ratio'])} faster" if p["ratio"] >= 1 else f"{fmt_pct(p['change_pct'])}, slower"
-        out.append(f"/metrics p95 service time (client side): {fmt_side(p, 'a', ' ms')} → "
-                   f"{fmt_side(p, 'b', ' ms')} "
+        out.append(f"/metrics p95 service time (client side): {fmt_side(p, 'a', 'ms')} → "
+                   f"{fmt_side(p, 'b', 'ms')} "
                    f"({how}).")
     pi = m.get("scrape_latency_from_intended_ms.p95") or {}
     if pi.get("a") is not None and pi.get("b") is not None and (pi["a"], pi["b"]) != (p["a"], p["b"]):
         out.append(f"/metrics p95 latency from the intended start (what the collector sees): "
-                   f"{fmt_side(pi, 'a', ' ms')} → {fmt_side(pi, 'b', ' ms')}.")
+                   f"{fmt_side(pi, 'a', 'ms')} → {fmt_side(pi, 'b', 'ms')}.")
     sv = m["server_scrape_p95_ms"]
     if sv["a"] is not None and sv["b"] is not None:
-        out.append(f"The service's own histogram puts the /metrics p95 at {fmt_side(sv, 'a', ' ms')} (baseline) "
-                   f"and {fmt_side(sv, 'b', ' ms')} (optimized).")
+        out.append(f"The service's own histogram puts the /metrics p95 at {fmt_side(sv, 'a', 'ms')} (baseline) "
+                   f"and {fmt_side(sv, 'b', 'ms')} (optimized).")
     for name, s in ((a, sa), (b, sb)):
         to = s.get("scrape_timeout_s")
         p99 = get_path(s, "scrape_latency_ms.p99")
@@ -191,7 +201,7 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
                    f"optimized service.")
     mp = m["service_mem_peak_mb"]
     if mp["a"] is not None and mp["b"] is not None:
-        out.append(f"Service peak memory: {fmt(mp['a'])} MB → {fmt(mp['b'])} MB ({fmt_pct(mp['change_pct'])}).")
+        out.append(f"Service peak memory: {human_mb(mp['a'])} → {human_mb(mp['b'])} ({fmt_pct(mp['change_pct'])}).")
     return out
 
 
@@ -200,15 +210,15 @@ def _collector_findings(cmp: dict, summary: dict) -> list[str]:
     out = []
     mem = m["collector_mem_peak_mb"]
     if mem["a"] is not None and mem["b"] is not None:
-        out.append(f"VictoriaMetrics peaks at {fmt(mem['b'])} MB against Prometheus' {fmt(mem['a'])} MB "
+        out.append(f"VictoriaMetrics peaks at {human_mb(mem['b'])} against Prometheus' {human_mb(mem['a'])} "
                    f"(Prometheus/VictoriaMetrics = {fmt_ratio(mem['ratio'])}).")
     cpu = m["collector_cpu_cores"]
     if cpu["a"] is not None and cpu["b"] is not None:
-        out.append(f"Collector CPU: Prometheus uses {fmt(cpu['a'] * 1000)} ms of CPU per second, VictoriaMetrics "
-                   f"{fmt(cpu['b'] * 1000)} ms ({fmt_ratio(cpu['ratio'])}).")
+        out.append(f"Collector CPU: Prometheus uses {human(cpu['a'], 'cores')}, VictoriaMetrics "
+                   f"{human(cpu['b'], 'cores')} ({fmt_ratio(cpu['ratio'])}).")
     d = m["collector_disk_write_bytes_per_s"]
     if d["a"] is not None and d["b"] is not None:
-        out.append(f"Disk writes: Prometheus {fmt(d['a'])} bytes/s, VictoriaMetrics {fmt(d['b'])} bytes/s "
+        out.append(f"Disk writes: Prometheus {human(d['a'], 'bytes/s')}, VictoriaMetrics {human(d['b'], 'bytes/s')} "
                    f"({fmt_ratio(d['ratio'])}).")
     return out
 
@@ -226,7 +236,7 @@ def findings(summary: dict) -> list[str]:
         peak = s.get("stack_mem_peak_mb")
         if peak is not None and budget:
             word = "within" if peak <= budget else "OVER"
-            out.append(f"{name}: the stack (service + collector) peaks at {fmt(peak)} MB, {word} the "
+            out.append(f"{name}: the stack (service + collector) peaks at {human_mb(peak)}, {word} the "
                        f"{fmt(budget)} MB budget.")
         if s.get("limits_enforced") is False:
             out.append(f"{name}: limits were not enforced, so OOM kills and throttling do not reflect the robot.")
@@ -295,18 +305,19 @@ def profile_findings(summary: dict, name: str) -> list[str]:
     peak, ret = s.get("scrape_alloc_peak_mb"), s.get("scrape_alloc_retained_mb")
     ts = s.get("scrape_alloc_top_site")
     if peak is not None:
-        text = f"At its peak one {name} scrape holds {fmt(peak)} MB (sum of its largest allocation sites)"
+        text = f"At its peak one {name} scrape holds {human_mb(peak)} (sum of its largest allocation sites)"
         if ts:
-            cnt = f" in {fmt(ts['count'])} blocks" if ts.get("count") is not None else ""
-            text += f", {fmt(ts['size_mb'])} MB of it at {ts['site']}{cnt}"
+            cnt = (f" in {fmt(ts['count'])} block{'' if ts['count'] == 1 else 's'}"
+                   if ts.get("count") is not None else "")
+            text += f", {human_mb(ts['size_mb'])} of it at {ts['site']}{cnt}"
         out.append(text + ".")
     else:
         out.append(f"What one {name} scrape holds at its peak: {NOT_MEASURED} (no profile/allocation_peak.csv).")
     if ret is not None:
         rs = (s.get("scrape_alloc_retained_sites") or [None])[0]
-        text = f"After the scrape {fmt(ret)} MB stays allocated"
+        text = f"After the scrape {human_mb(ret)} stays allocated"
         if rs:
-            text += f", the largest site being {rs['site']} ({fmt(rs['size_mb'])} MB)"
+            text += f", the largest site being {rs['site']} ({human_mb(rs['size_mb'])})"
         out.append(text + ".")
     else:
         out.append(f"What one {name} scrape leaves behind: {NOT_MEASURED} (no profile/allocation_retained.csv).")
@@ -314,8 +325,8 @@ def profile_findings(summary: dict, name: str) -> list[str]:
 
 
 def _sites_table(sites):
-    return ("table", ["Allocation site", "MB", "Blocks"],
-            [[x["site"], fmt(x["size_mb"]), fmt(x.get("count"))] for x in sites])
+    return ("table", ["Allocation site", "Size", "Blocks"],
+            [[x["site"], human_mb(x["size_mb"]), fmt(x.get("count"))] for x in sites])
 
 
 def profile_section(summary: dict, names: list, run_dir: Path) -> list:
@@ -331,7 +342,7 @@ def profile_section(summary: dict, names: list, run_dir: Path) -> list:
     doc.append(("p", "py-spy samples the service while it is on CPU (self time = samples in the function "
                      "itself); tracemalloc traces one /metrics scrape: what it holds at its peak and what it "
                      "leaves behind (sums of the largest allocation sites listed in "
-                     "profile/allocation_*.csv; MB = MiB)."))
+                     "profile/allocation_*.csv; KB = KiB, MB = MiB)."))
     for n in prof:
         s = summary["scenarios"][n]
         doc += [("h", 3, f"{n} ({s.get('variant') or 'unknown variant'}, {collector_label(s.get('collector'))})"),
@@ -384,7 +395,7 @@ def load_section(summary: dict, names: list) -> list:
         for ep, c in (s.get("request_counts_by_endpoint") or {}).items():
             e = lat.get(ep) or {}
             rows.append([n, ep, fmt(c["intended"]), fmt(c["sent"]), fmt(c["completed"]), fmt(c["ok"]),
-                         fmt(e.get("p99")), fmt((e.get("from_intended") or {}).get("p99"))])
+                         human(e.get("p99"), "ms"), human((e.get("from_intended") or {}).get("p99"), "ms")])
     if not rows:
         return [("h", 2, "Load"), ("p", f"Requests per endpoint: {NOT_MEASURED}.")]
     return [("h", 2, "Load"),
@@ -393,8 +404,8 @@ def load_section(summary: dict, names: list) -> list:
                   "failure (a /metrics scrape that was due and did not complete is a gap in the "
                   "collector's data). Latency from the intended start adds the time a request waited "
                   "to be sent to its service time."),
-            ("table", ["Scenario", "Endpoint", "Due", "Sent", "Completed", "OK", "Service time p99 (ms)",
-                       "Latency from intended start p99 (ms)"], rows)]
+            ("table", ["Scenario", "Endpoint", "Due", "Sent", "Completed", "OK", "Service time p99",
+                       "Latency from intended start p99"], rows)]
 
 
 def _spread_note(summary: dict) -> str:
@@ -405,65 +416,74 @@ def _spread_note(summary: dict) -> str:
                             f"confidence" for n in ns) + ")"
 
 
-def build_document(summary: dict, images: list[dict], run_dir=None, extra: list = ()) -> list:
-    """The blocks of OPTIMIZATION_SUMMARY.md / report.html. ``images`` are
-    {key, title, path} (absolute paths); ``run_dir`` locates profile files; ``extra``:
-    sections from other runs (the example's optimisation steps and capacity)."""
-    run_dir = Path(run_dir or summary.get("run_dir") or ".")
-    names = scenario_order(summary)
-    doc = [("h", 1, f"Optimization summary: run {summary.get('run_id')}"),
-           ("p", f"Measured by edgebench; generated {summary.get('generated_at')} from the results directory "
-                 f"alone. Run status: {summary.get('status') or 'unknown'}. Every figure is over each scenario's "
-                 f"steady window (warm-up excluded) unless its name says whole scenario; figures are defined in "
-                 f"docs/figures.md; three significant digits; MB are MiB; with repeats a figure is the median, "
-                 f"with its min–max in brackets" + _spread_note(summary) + ".")]
-    doc += [("h", 2, "Findings"), ("ul", findings(summary))]
+UNITS_NOTE = ("in the unit that fits (KB = KiB, MB = MiB; CPU used below a tenth of a core in ms of CPU "
+              "per second, ms/s)")
 
+
+def header_blocks(summary: dict) -> list:
+    """The title and one line on where the figures come from (the first screen is the glance)."""
+    return [("h", 1, f"Optimization summary: run {summary.get('run_id')}"),
+            ("p", f"Measured by edgebench; generated {summary.get('generated_at')} from the results directory "
+                  f"alone. Run status: {summary.get('status') or 'unknown'}.")]
+
+
+def reading_note(summary: dict) -> list:
+    """What every figure below is: its window, where it is defined, its digits and units."""
+    return [("p", "Every figure is over each scenario's steady window (warm-up excluded) unless its name says "
+                  "whole scenario; figures are defined in docs/figures.md; three significant digits "
+                  f"{UNITS_NOTE}; with repeats a figure is the median, with its min–max in brackets"
+                  + _spread_note(summary) + ".")]
+
+
+def scenarios_section(summary: dict, names: list) -> list:
     rows = []
     for n in names:
         s = summary["scenarios"][n]
         rows.append([n, s.get("variant") or NOT_MEASURED, collector_label(s.get("collector")),
-                     fmt(s.get("repeats")), fmt(s.get("duration_s")), fmt_spread(s, "requests"),
-                     fmt_spread(s, "failures"), fmt_spread(s, "throughput_rps"), fmt(s.get("limits_enforced"))
-                     if s.get("limits_enforced") is not None else NOT_MEASURED])
-    doc += [("h", 2, "Scenarios"),
-            ("table", ["Scenario", "Variant", "Collector", "Repeats", "Steady window (s)", "Requests",
-                       "Failures", "Throughput (req/s)", "Limits enforced"], rows)]
+                     fmt(s.get("repeats")), human(s.get("duration_s"), "s"), fmt_spread(s, "requests"),
+                     fmt_spread(s, "failures"), fmt_spread(s, "throughput_rps", "req/s"),
+                     fmt(s.get("limits_enforced")) if s.get("limits_enforced") is not None else NOT_MEASURED])
+    return [("h", 2, "Scenarios"),
+            ("table", ["Scenario", "Variant", "Collector", "Repeats", "Steady window", "Requests",
+                       "Failures", "Throughput", "Limits enforced"], rows)]
 
-    doc += load_section(summary, names)
 
-    for key, cmp in summary.get("comparisons", {}).items():
-        if cmp["kind"] != "variant":
-            continue
-        a, b = cmp["a"], cmp["b"]
-        coll = collector_label(summary["scenarios"][a].get("collector"))
-        mem_rows = []
-        for k in cmp["metrics"]:
-            if k.startswith(("mem_peak_mb.", "mem_steady_mb.")):
-                kind, comp = k.split(".", 1)
-                mem_rows.append((f"{comp} {'peak' if kind == 'mem_peak_mb' else 'steady (median)'} (MB)", k))
-        mem_rows += [("Stack peak, service + collector (MB)", "stack_mem_peak_mb"),
-                     ("Stack steady (MB)", "stack_mem_steady_mb")]
-        doc += [("h", 2, f"Before and after with {coll}: {a} vs {b}"),
-                ("h", 3, "Memory per component"), _cmp_table(cmp, mem_rows, a, b),
-                ("h", 3, "Scrape latency"), _cmp_table(cmp, LATENCY_ROWS, a, b),
-                ("h", 3, "CPU per scrape and per request"), _cmp_table(cmp, CPU_ROWS, a, b),
-                ("h", 3, "OOM kills, restarts and memory growth"), _cmp_table(cmp, STABILITY_ROWS, a, b)]
-    for key, cmp in summary.get("comparisons", {}).items():
-        if cmp["kind"] != "collector":
-            continue
-        doc += [("h", 2, f"Collectors: Prometheus ({cmp['a']}) vs VictoriaMetrics ({cmp['b']})"),
-                _cmp_table(cmp, COLLECTOR_ROWS, f"Prometheus ({cmp['a']})", f"VictoriaMetrics ({cmp['b']})",
-                           last="ratio"),
-                ("p", "Ratio = Prometheus / VictoriaMetrics.")]
+def variant_section(summary: dict, cmp: dict) -> list:
+    """Baseline against optimized with one collector: memory, latency, CPU, stability."""
+    a, b = cmp["a"], cmp["b"]
+    coll = collector_label(summary["scenarios"][a].get("collector"))
+    mem_rows = []
+    for k in cmp["metrics"]:
+        if k.startswith(("mem_peak_mb.", "mem_steady_mb.")):
+            kind, comp = k.split(".", 1)
+            mem_rows.append((f"{comp} {'peak' if kind == 'mem_peak_mb' else 'steady (median)'}", k))
+    mem_rows += [("Stack peak, service + collector", "stack_mem_peak_mb"), ("Stack steady", "stack_mem_steady_mb")]
+    return [("h", 2, f"Before and after with {coll}: {a} vs {b}"),
+            ("h", 3, "Memory per component"), _cmp_table(cmp, mem_rows, a, b),
+            ("h", 3, "Scrape latency"), _cmp_table(cmp, LATENCY_ROWS, a, b),
+            ("h", 3, "CPU per scrape and per request"), _cmp_table(cmp, CPU_ROWS, a, b),
+            ("h", 3, "OOM kills, restarts and memory growth"), _cmp_table(cmp, STABILITY_ROWS, a, b)]
 
-    doc += profile_section(summary, names, run_dir)
-    doc += list(extra)
 
-    doc += [("h", 2, "All figures per scenario"),
-            ("table", ["Figure"] + names,
-             [[label] + [fmt_spread(summary["scenarios"][n], key, unit) for n in names]
-              for label, key, unit in PER_SCENARIO_ROWS])]
+def collector_section(cmp: dict) -> list:
+    """This run's two collectors side by side (one run: the comparison section has the rounds)."""
+    return [("h", 2, f"Collectors: Prometheus ({cmp['a']}) vs VictoriaMetrics ({cmp['b']})"),
+            _cmp_table(cmp, COLLECTOR_ROWS, f"Prometheus ({cmp['a']})", f"VictoriaMetrics ({cmp['b']})",
+                       last="ratio"),
+            ("p", "Ratio = Prometheus / VictoriaMetrics.")]
+
+
+def comparison_sections(summary: dict) -> list:
+    cmps = list(summary.get("comparisons", {}).values())
+    return ([b for c in cmps if c["kind"] == "variant" for b in variant_section(summary, c)]
+            + [b for c in cmps if c["kind"] == "collector" for b in collector_section(c)])
+
+
+def all_figures_section(summary: dict, names: list) -> list:
+    doc = [("h", 2, "All figures per scenario"),
+           ("table", ["Figure"] + names,
+            [[label] + [fmt_spread(summary["scenarios"][n], key, unit) for n in names]
+             for label, key, unit in PER_SCENARIO_ROWS])]
     # The kernel's high-water mark is a steady-window figure only where the kernel reset it
     # (cgroup v2 resets memory.peak from Linux 6.12 on): say what it covers where it was not.
     windows = {n: (summary["scenarios"][n] or {}).get("service_mem_peak_kernel_window") for n in names}
@@ -471,12 +491,21 @@ def build_document(summary: dict, images: list[dict], run_dir=None, extra: list 
     if unreset:
         doc.append(("p", "Service memory peak, kernel high-water mark: not the steady window. "
                          + "; ".join(unreset) + "."))
+    return doc
 
-    if images:
-        doc.append(("h", 2, "Graphs"))
-        for im in images:
-            doc.append(("img", im["title"], im["path"]))
 
+def graphs_section(images: list[dict]) -> list:
+    if not images:
+        return []
+    return [("h", 2, "Graphs")] + [("img", im["title"], im["path"]) for im in images]
+
+
+def _val(x) -> str:
+    return NOT_MEASURED if x in (None, "") else str(x)
+
+
+def environment_section(summary: dict, names: list) -> list:
+    """Where and how the run was measured, from its manifest."""
     man = summary.get("manifest") or {}
     mach = man.get("machine") or {}
     git = man.get("git") or {}
@@ -484,21 +513,38 @@ def build_document(summary: dict, images: list[dict], run_dir=None, extra: list 
     osp = ", ".join(f"{k} {v}" for k, v in sorted((mach.get("os_packages") or {}).items()) if v)
     engines = sorted({str(summary["scenarios"][n].get("engine")) for n in names
                       if summary["scenarios"][n].get("engine")})
+    mem = mach.get("mem_total_bytes")
+    env = [["Run", _val(summary.get("run_id"))], ["Status", _val(summary.get("status"))],
+           ["Git commit", _val(git.get("commit")) + (" (dirty)" if git.get("dirty") else "")],
+           ["CPU", _val(mach.get("cpu_model"))], ["Cores", _val(mach.get("cores"))],
+           ["Memory", human(mem, "B") if isinstance(mem, (int, float)) else _val(mem)],
+           ["Kernel", _val(mach.get("kernel"))],
+           ["Architecture", _val(mach.get("arch"))], ["cgroup version", _val(mach.get("cgroup_version"))],
+           ["Python", _val(mach.get("python"))], ["Engine", _val(", ".join(engines))],
+           ["Python packages", _val(pk)], ["OS packages", _val(osp)]]
+    return [("h", 2, "Environment"), ("table", ["Setting", "Value"], env),
+            ("p", "Command:"), ("code", _val(man.get("command")))]
 
-    def val(x):
-        return NOT_MEASURED if x in (None, "") else str(x)
-    env = [["Run", val(summary.get("run_id"))], ["Status", val(summary.get("status"))],
-           ["Git commit", val(git.get("commit")) + (" (dirty)" if git.get("dirty") else "")],
-           ["CPU", val(mach.get("cpu_model"))], ["Cores", val(mach.get("cores"))],
-           ["Memory (bytes)", val(mach.get("mem_total_bytes"))], ["Kernel", val(mach.get("kernel"))],
-           ["Architecture", val(mach.get("arch"))], ["cgroup version", val(mach.get("cgroup_version"))],
-           ["Python", val(mach.get("python"))], ["Engine", val(", ".join(engines))],
-           ["Python packages", val(pk)], ["OS packages", val(osp)]]
-    doc += [("h", 2, "Environment"), ("table", ["Setting", "Value"], env),
-            ("p", "Command:"), ("code", val(man.get("command")))]
-    doc += [("h", 2, "Not measured"),
-            ("ul", summary.get("missing") or ["Everything listed above was measured."])]
-    return doc[:2] + glance_section(summary, doc[2:]) + doc[2:]
+
+def build_document(summary: dict, images: list[dict], run_dir=None, extra: list = ()) -> list:
+    """The blocks of OPTIMIZATION_SUMMARY.md / report.html. ``images`` are
+    {key, title, path} (absolute paths); ``run_dir`` locates profile files; ``extra``:
+    sections from other runs (the example's optimisation steps and capacity), whose
+    ("glance", topic, sentence) blocks go to the first screen."""
+    run_dir = Path(run_dir or summary.get("run_dir") or ".")
+    names = scenario_order(summary)
+    notes, extra = glance_notes(list(extra))
+    body = (reading_note(summary) + [("h", 2, "Findings"), ("ul", findings(summary))]
+            + scenarios_section(summary, names)
+            + load_section(summary, names)
+            + comparison_sections(summary)
+            + profile_section(summary, names, run_dir)
+            + extra
+            + all_figures_section(summary, names)
+            + graphs_section(images)
+            + environment_section(summary, names)
+            + [("h", 2, "Not measured"), ("ul", summary.get("missing") or ["Everything listed above was measured."])])
+    return header_blocks(summary) + glance_section(summary, body, notes) + body
 
 
 # --------------------------------------------------------------------------- markdown

@@ -21,9 +21,10 @@ import pandas as pd  # noqa: E402
 
 from loadtests.samples import steady  # noqa: E402
 from plumbing.files import write_atomic  # noqa: E402
+from reports import figures as FIG  # noqa: E402
 from reports import stats as S  # noqa: E402
 from reports.load import Run, Scenario, collector_kind  # noqa: E402
-from reports.numbers import fmt  # noqa: E402
+from reports.numbers import KIB, fmt, human, human_tick  # noqa: E402
 from reports.summary import scenario_order  # noqa: E402
 from reports.view import SCRAPE_ENDPOINT, SENSOR_ENDPOINT  # noqa: E402
 
@@ -385,43 +386,65 @@ def plot_memory_budget(summary: dict, path: Path):
     return _save(fig, path)
 
 
-def _bars(ax, summary, names, key, err_key, ylabel, title):
-    vals, lo, hi, cols = [], [], [], []
+def bar_errors(summary: dict, names: list, key: str) -> list | None:
+    """[below, above] of each bar: the min–max over repeats; None when no scenario has
+    repeats to draw it from (then no bar gets an error bar)."""
+    lo, hi, any_spread = [], [], False
     for n in names:
         s = summary["scenarios"][n]
-        v = s.get(key)
-        vals.append(np.nan if v is None else v)
-        sp = (s.get("spread") or {}).get(key)
-        if sp:
+        v, sp = s.get(key), (s.get("spread") or {}).get(key)
+        if sp and v is not None and sp[0] is not None and sp[1] is not None:
             lo.append(v - sp[0])
             hi.append(sp[1] - v)
-        elif err_key and s.get(err_key) is not None and v is not None:
-            lo.append(s[err_key])
-            hi.append(s[err_key])
+            any_spread = True
         else:
             lo.append(0.0)
             hi.append(0.0)
+    return [lo, hi] if any_spread else None
+
+
+def _bars(ax, summary, names, key, ylabel, title, note_key=None):
+    """One bar per scenario, labelled in the unit that fits; error bars only from repeats.
+    ``note_key``: a figure printed beside each value (the slope's standard error)."""
+    unit = FIG.unit(key)
+    scale = KIB * KIB if unit == "MB" else 1.0      # memory is drawn in bytes, so its ticks read B, KB, MB
+    tick_unit = "B" if unit == "MB" else unit
+    vals, cols = [], []
+    for n in names:
+        s = summary["scenarios"][n]
+        v = s.get(key)
+        vals.append(np.nan if v is None else v * scale)
         cols.append(scenario_colour(s))
+    err = bar_errors(summary, names, key)
+    lo, hi = ([list(np.array(e) * scale) for e in err] if err else [[0.0] * len(names)] * 2)
     x = np.arange(len(names))
-    ax.bar(x, vals, color=cols, yerr=[lo, hi], capsize=4, ecolor="k")
+    ax.bar(x, vals, color=cols, **({"yerr": [lo, hi], "capsize": 4, "ecolor": "k"} if err else {}))
     fin = np.array([v for v in vals if np.isfinite(v)])
+    from matplotlib.ticker import FuncFormatter, LogLocator
     if fin.size >= 2 and (fin > 0).all() and fin.max() / fin.min() > 20:
-        from matplotlib.ticker import FuncFormatter
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(
-            lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+        if unit == "MB":
+            ax.yaxis.set_major_locator(LogLocator(base=KIB, subs=(1, 4, 16, 64, 256)))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        else:
+            ax.yaxis.set_minor_formatter(FuncFormatter(
+                lambda v, _: human_tick(v, tick_unit) if f"{v:.0e}"[0] in "25" else ""))
         ax.set_ylim(fin.min() / 3.0, fin.max() * 2.0)
         ylabel += " (log scale)"
-    for xi, v, h, low in zip(x, vals, hi, lo):
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human_tick(v, tick_unit)))
+    for i, (xi, v, h, low) in enumerate(zip(x, vals, hi, lo)):
+        text = human(v, tick_unit) if np.isfinite(v) else "not measured"
+        extra = summary["scenarios"][names[i]].get(note_key) if note_key else None
+        if np.isfinite(v) and extra is not None:
+            text += f" ± {human(extra * scale, tick_unit)}"
         if np.isfinite(v) and v < 0:           # below a negative bar (and its error bar)
-            ax.annotate(fmt(v), (xi, v - low), xytext=(0, -3), textcoords="offset points",
+            ax.annotate(text, (xi, v - low), xytext=(0, -3), textcoords="offset points",
                         ha="center", va="top", fontsize=8)
         elif np.isfinite(v):
-            ax.annotate(fmt(v), (xi, v + h), xytext=(0, 3), textcoords="offset points",
+            ax.annotate(text, (xi, v + h), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=8)
         else:
-            ax.annotate("not measured", (xi, 0), xytext=(0, 3), textcoords="offset points",
+            ax.annotate(text, (xi, 0), xytext=(0, 3), textcoords="offset points",
                         xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
     if fin.size and ax.get_yscale() == "linear":     # room for the value labels
         lo_, hi_ = ax.get_ylim()
@@ -431,6 +454,7 @@ def _bars(ax, summary, names, key, err_key, ylabel, title):
     ax.set_xticklabels(names, fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    return err is not None
 
 
 def plot_per_request(summary: dict, path: Path):
@@ -438,20 +462,20 @@ def plot_per_request(summary: dict, path: Path):
     if not any(summary["scenarios"][n].get("cpu_ms_per_request") is not None for n in names):
         return None
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4))
-    _bars(a1, summary, names, "cpu_ms_per_request", None, "service CPU ms per request",
-          "Service CPU per request")
+    left = _bars(a1, summary, names, "cpu_ms_per_request", "service CPU per request",
+                 "Service CPU per request")
     if any(summary["scenarios"][n].get("scrape_alloc_peak_mb") is not None for n in names):
-        _bars(a2, summary, names, "scrape_alloc_peak_mb", None, "MB (MiB) of Python allocations",
-              "Memory one scrape holds at its peak (tracemalloc)")
-        note = ("left error bars: min–max over repeats; right: one traced /metrics scrape per scenario "
-                "(sum of its largest allocation sites)")
+        right = _bars(a2, summary, names, "scrape_alloc_peak_mb", "Python allocations",
+                      "Memory one scrape holds at its peak (tracemalloc)")
+        note = "right: one traced /metrics scrape per scenario (sum of its largest allocation sites)"
     else:
-        _bars(a2, summary, names, "mem_per_scrape_mb", "mem_per_scrape_stderr_mb",
-              "MB per /metrics scrape", "Retained memory growth per scrape (slope)")
+        right = _bars(a2, summary, names, "mem_per_scrape_mb", "retained per /metrics scrape",
+                      "Retained memory growth per scrape (slope)", note_key="mem_per_scrape_stderr_mb")
         a2.axhline(0, color="k", lw=0.8)
-        note = ("error bars: min–max over repeats (or ± standard error of the slope for one repeat); "
-                "right: least-squares slope of service memory against /metrics requests")
-    fig.text(0.5, -0.02, note, ha="center", fontsize=8)
+        note = ("right: least-squares slope of service memory against /metrics requests "
+                "(± its standard error)")
+    bars = "error bars: min–max over repeats" if (left or right) else "one run per scenario: no error bars"
+    fig.text(0.5, -0.02, f"{bars}; {note}", ha="center", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -486,7 +510,12 @@ def plot_top_functions(items, path: Path, top: int = 12):
         ax.set_xlabel("self time (% of on-CPU samples)")
         ax.set_xlim(0, 112)
         ax.set_ylim(len(df) - rows - 0.5, len(df) - 0.5)      # same bar height in every panel
-        ax.set_title(f"{name}: top functions (py-spy)", color=scenario_colour(s))
+        top1 = df.iloc[-1] if len(df) else None      # samples in all = its self samples ÷ its share
+        total = (round(float(top1["self_samples"]) * 100 / float(top1["self_pct"]))
+                 if top1 is not None and "self_samples" in df and pd.notna(top1.get("self_samples"))
+                 and top1["self_pct"] else None)
+        count = f", {int(total):,d} samples" if total else ""    # 27 samples: a share is coarse
+        ax.set_title(f"{name}: top functions (py-spy{count})", color=scenario_colour(s))
     fig.tight_layout()
     return _save(fig, path)
 

@@ -16,7 +16,8 @@ from fixtures_results import ALLOC_SITES, MIB, build_run  # noqa: E402
 
 from plumbing.errors import EdgebenchError  # noqa: E402
 from reports import ReportError, load_run, render_run  # noqa: E402
-from reports.markdown import fmt, render_markdown, round_sig  # noqa: E402
+from reports.markdown import render_markdown, round_sig  # noqa: E402
+from reports.numbers import human  # noqa: E402
 from reports.summary import build_summary, get_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,29 @@ def _matches(token: str, values: list[float]) -> bool:
     """The token is a summary.json number shown with three significant digits."""
     v = float(token.replace(",", ""))
     return any(round_sig(s) == v or abs(v - s) <= 1e-9 for s in values)
+
+
+# A number as a person reads it (reports.numbers.human), and what turns a summary figure in its
+# catalogue unit into the shown one: 112 B is 0.000107 MB x 2**20, 730 µs is 0.730 ms x 1000.
+HUMAN = re.compile(r"(?<![\w.])([-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?)"
+                   r"(?: (µs|ms/s|ms|s|B/s|KB/s|MB/s|B|KB|MB|GB|cores|%|req/s)(?![\w/]))?")
+SHOWN_PER_CATALOGUE = {None: (1,), "µs": (1000,), "ms": (1,), "s": (1, 1e-3), "B": (2**20, 1024, 1),
+                       "KB": (1024, 1, 1 / 1024), "MB": (1, 1 / 1024), "GB": (1 / 1024,), "B/s": (1,),
+                       "KB/s": (1 / 1024,), "MB/s": (1 / 2**20,), "cores": (1,), "ms/s": (1000,),
+                       "%": (1, 100), "req/s": (1,)}
+
+
+def _human_tokens(text: str) -> list[tuple[str, str | None]]:
+    return [(n, u or None) for n, u in HUMAN.findall(text)]
+
+
+def _matches_human(number: str, unit: str | None, values: list[float]) -> bool:
+    """The shown number (with its unit) is a summary.json figure converted and rounded to
+    three significant digits."""
+    v = float(number.replace(",", ""))
+    whole = unit in ("B", "B/s")          # bytes below 1,000 print whole
+    return any(round_sig(s * k) == v or abs(v - s * k) <= 1e-9 or (whole and round(s * k) == v)
+               for k in SHOWN_PER_CATALOGUE[unit] for s in values)
 
 
 def _table_cells(md: str):
@@ -166,8 +190,8 @@ def test_profile_section_numbers_come_from_summary_and_files(rendered):
     for line in sec.splitlines():
         if line.startswith("#") or line.startswith("- ["):      # headings, profile links
             continue
-        for tok in NUM.findall(line):
-            assert _matches(tok, values), (tok, line)
+        for tok, unit in _human_tokens(line):
+            assert _matches_human(tok, unit, values), (tok, unit, line)
             checked += 1
     assert checked > 60
     base = sec.split("### baseline-vm", 1)[1].split("\n### ", 1)[0]
@@ -175,8 +199,8 @@ def test_profile_section_numbers_come_from_summary_and_files(rendered):
     assert "burn_cpu (service/baseline.py:42) takes 81.0 % of on-CPU samples; it is gone in the optimized " \
            "variant (optimized-vm)." in base
     peak = sum(b for _, _, b, _ in ALLOC_SITES["baseline"]["allocation_peak"]) / MIB
-    assert f"At its peak one baseline-vm scrape holds {fmt(peak)} MB" in base
-    assert f"{fmt(10_000_098 / MIB)} MB of it at service/burden.py:26 in 2 blocks" in base
+    assert f"At its peak one baseline-vm scrape holds {human(peak, 'MB')}" in base
+    assert f"{human(10_000_098 / MIB, 'MB')} of it at service/burden.py:26 in 2 blocks" in base
     # the allocation tables are the CSV rows, largest first, top 3
     peak_part = base.split("at a scrape's peak", 1)[1].split("left after a scrape", 1)[0]
     sites = {c[0]: c[1:] for c in ([x.strip() for x in ln.strip("|").split(" | ")]
@@ -185,7 +209,7 @@ def test_profile_section_numbers_come_from_summary_and_files(rendered):
         short = f.split("site-packages/")[-1].replace("/usr/lib/python3.11/", "") \
             .replace("/home/robot/edgebench/", "")
         cells = sites[f"{short}:{ln}"]
-        assert float(cells[0]) == round_sig(b / MIB) and int(cells[1].replace(",", "")) == c
+        assert cells[0] == human(b / MIB, "MB") and int(cells[1].replace(",", "")) == c
     assert "waitress/task.py:558 | 0.002174" not in base          # the 4th site is not shown
     # top functions: the CSV's rows by self time
     assert "| burn_cpu | service/baseline.py:42 | 81.0 | 810 |" in base
@@ -223,26 +247,26 @@ def test_markdown_numbers_all_come_from_summary(rendered):
         if section == "At a glance":  # human units and shares: test_glance_cells_are_summary_figures
             continue
         for c in cells:
-            for tok in NUM.findall(c):
-                assert _matches(tok, values), (section, label, c)
+            for tok, unit in _human_tokens(c):
+                assert _matches_human(tok, unit, values), (section, label, c)
                 checked += 1
     assert checked > 150
     findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
-    for tok in NUM.findall(findings):  # a figure in a person's unit (B, KB, ms/s) is the summary's, scaled
-        assert any(_matches(tok, [v * k for v in values]) for k in (1, 1024, 2**20, 1000)), tok
+    for tok, unit in _human_tokens(findings):  # a figure in a person's unit (B, KB, ms/s): the summary's, scaled
+        assert _matches_human(tok, unit, values), (tok, unit)
     # spot checks: a row's cells are that figure of each scenario
     per = {label: cells for section, label, cells in rows if section == "All figures per scenario"}
     order = ["baseline-vm", "optimized-vm", "optimized-prom"]
     for i, n in enumerate(order):
         s = summary["scenarios"][n]
-        assert float(per["Service CPU per request (ms)"][i]) == round_sig(s["cpu_ms_per_request"])
+        assert per["Service CPU per request"][i] == human(s["cpu_ms_per_request"], "ms")
         assert float(per["OOM kills (whole scenario)"][i]) == s["oom_kills_total"]
         assert float(per["OOM kills (steady window)"][i]) == s["oom_kills"]
-        cell = per["/metrics p95, service histogram (ms)"][i]
-        assert float(cell.split(" ")[0].replace(",", "")) == round_sig(s["server_scrape_p95_ms"])
+        cell = per["/metrics p95, service histogram"][i]
+        assert cell.startswith(human(s["server_scrape_p95_ms"], "ms") + " (bucket")
     # the histogram p95 is labelled with the bucket it was interpolated in
-    assert per["/metrics p95, service histogram (ms)"][0] == "1,750 (bucket 1,000–2,500 ms)"
-    assert per["/metrics p95, service histogram (ms)"][1] == "9.75 (bucket 5.00–10.0 ms)"
+    assert per["/metrics p95, service histogram"][0] == "1.75 s (bucket 1,000–2,500 ms)"
+    assert per["/metrics p95, service histogram"][1] == "9.75 ms (bucket 5.00–10.0 ms)"
     assert "baseline-vm was OOM-killed 2 times" in md
     assert "22.7× less CPU per request" in md
     assert "](latency_over_time.png)" in md and "](../baseline-vm/profile/flamegraph.svg)" in md
@@ -317,7 +341,7 @@ def test_missing_scenario_renders_and_says_so(tmp_path):
     sec = _section(md, "Where the time and memory go")
     assert "CPU profile and per-scrape allocations: not measured" in sec
     per = {label: cells for _, label, cells in _table_cells(md)}
-    assert per["Memory one scrape holds at its peak, tracemalloc (MB)"][:2] == ["not measured", "not measured"]
+    assert per["Memory one scrape holds at its peak, tracemalloc"][:2] == ["not measured", "not measured"]
     assert "Where the time and memory go" in (run_dir / "report" / "report.html").read_text()
     assert (run_dir / "report" / "report.html") in paths
 
@@ -366,13 +390,13 @@ def test_repeats_are_aggregated_into_medians_with_spread(tmp_path):
     assert s["requests"] == expected["baseline-vm"]["requests"] and "requests" not in s["spread"]
     assert s["spread_confidence"] == pytest.approx(0.75)
     md = render_markdown(summary, tmp_path / "out").read_text()
-    assert "41.6 (37.8–45.4)" in md                    # three significant digits, min–max of 3 repeats
+    assert "41.6 ms (37.8–45.4 ms)" in md              # three significant digits, min–max of 3 repeats
     assert "holds the median with 75.0 % confidence" in md
     # comparisons carry the interval too; a spread that rounds to one number is not printed
-    assert "(41.6 ms (37.8–45.4) → 1.83 ms (1.67–2.00), -95.6 %)" in md
-    assert "| 41.6 (37.8–45.4) | 1.83 (1.67–2.00) | -95.6 % |" in md
-    assert "1,750 ms (bucket 1,000–2,500 ms) (baseline)" in md
-    assert not re.search(r"\(([\d.,]+)–\1\)", md)
+    assert "(41.6 ms (37.8–45.4 ms) → 1.83 ms (1.67–2.00 ms), -95.6 %)" in md
+    assert "| 41.6 ms (37.8–45.4 ms) | 1.83 ms (1.67–2.00 ms) | -95.6 % |" in md
+    assert "1.75 s (bucket 1,000–2,500 ms) (baseline)" in md
+    assert not re.search(r"\(([\d.,]+)( \S+)?–\1( \S+)?\)", md)
 
 
 @pytest.mark.slow
@@ -551,7 +575,7 @@ def test_zero_to_zero_reads_no_change_not_not_measured():
                                               ("CPU", "cpu_ms_per_request")], "a", "b")[2]}
     assert rows["OOM"] == ["OOM", "0", "0", "no change"]
     assert rows["Restarts"][3] == "not measured"          # 0 -> 1: no percentage exists
-    assert rows["CPU"][1:] == ["not measured", "2.00", "not measured"]
+    assert rows["CPU"][1:] == ["not measured", "2.00 ms", "not measured"]
 
 
 def test_histogram_p95_is_labelled_with_its_bucket(rendered):
@@ -746,3 +770,89 @@ def test_glance_cells_are_summary_figures(rendered):
     counts = b["request_counts_by_endpoint"]["/metrics"]
     assert rows["Failed or omitted scrapes"][1] == f"{counts['intended'] - counts['ok']:,d} of {counts['intended']:,d}"
     assert "Sections: [Findings](#findings)" in md
+
+
+# ---------------------------------------------------------------- units a person reads
+
+def test_human_units_cross_their_boundaries():
+    from reports.numbers import human, human_bytes, human_range
+    # sizes: bytes below 1,000 B, then KB, MB, GB (binary), never a number that rounds to 1,000
+    assert [human(x, "MB") for x in (3.81e-05, 999 / 2**20, 1000 / 2**20, 0.00944, 999.4 / 1024, 999.6 / 1024,
+                                     4.77, 1023.0, 2048.0)] == \
+        ["40 B", "999 B", "0.977 KB", "9.67 KB", "999 KB", "0.976 MB", "4.77 MB", "0.999 GB", "2.00 GB"]
+    assert human(0.108, "KB") == "111 B" and human(6250.0, "bytes/s") == "6.10 KB/s" and human_bytes(5) == "5 B"
+    # durations: µs below 1 ms, s from 1,000 ms
+    assert [human(x, "ms") for x in (0.000263, 0.730, 0.9996, 3.74, 999.4, 999.6, 1200.0)] == \
+        ["0.263 µs", "730 µs", "1.00 ms", "3.74 ms", "999 ms", "1.00 s", "1.20 s"]
+    assert human(4.0, "s") == "4.00 s" and human(0.0005, "s") == "500 µs"
+    # CPU: cores from a tenth of a core, ms of CPU per second below
+    assert [human(x, "cores") for x in (0.402, 0.1, 0.0999, 0.000263)] == \
+        ["0.402 cores", "0.100 cores", "99.9 ms/s", "0.263 ms/s"]
+    assert human(0.00625, "ratio") == "0.625 %" and human(1.0, "ratio") == "100 %"
+    # negative changes keep their sign and pick the unit by size
+    assert human(-0.0250, "MB", sign=True) == "-25.6 KB" and human(-7.54, "MB", sign=True) == "-7.54 MB"
+    assert human(2.4e-05, "MB", sign=True) == "+25 B" and human(-0.5, "ms") == "-500 µs"
+    # zero reads in the unit's smallest step, None reads "not measured", counts stay whole
+    assert [human(0, "MB"), human(0.0, "ms"), human(0.0, "cores"), human(0.0, "ratio")] == \
+        ["0 B", "0 ms", "0 ms/s", "0 %"]
+    assert all(human(None, u) == "not measured" for u in ("MB", "ms", "cores", "ratio", "count", ""))
+    assert human(12345, "count") == "12,345" and human(True, "count") == "yes"
+    assert human_range(41.0, 43.0, "MB") == "41.0–43.0 MB" and human_range(0.87, 1.2, "ms") == "870 µs–1.20 ms"
+
+
+def _fig(before, after, a, b, est, low, high, relative=True, unit="ms"):
+    return {"relative": relative, "unit": unit, "before": before, "after": after, "a": a, "b": b,
+            "estimate": est, "low": low, "high": high, "rounds": len(a), "error": None}
+
+
+def test_steps_row_says_when_medians_and_paired_mean_disagree():
+    """The example's wsgi-app /metrics p99: medians 3.88 -> 3.74 ms fall, the paired geometric mean
+    of B/A reads +41.4 % (two rounds of B near 10 ms): the section says which is which."""
+    from reports.steps_section import disagreement, median_round_ratio, medians_change, steps_blocks
+    a = [4.1636, 3.2991, 2.9289, 4.2941, 3.8839]
+    b = [10.3914, 3.7366, 2.7431, 9.9876, 3.5672]
+    p99 = _fig(3.8839, 3.7366, a, b, 1.41415, 0.76592, 2.61102)
+    assert medians_change(p99) == pytest.approx(3.7366 / 3.8839)
+    assert median_round_ratio(p99) == pytest.approx(3.7366 / 3.2991)      # the round-2 pair's ratio
+    text = disagreement("/metrics p99", p99)
+    assert text == ("/metrics p99: the medians fall (-3.79 %, ratio of the medians; median of the per-round "
+                    "ratios +13.3 %) while the paired mean rises (+41.4 %); its interval holds no change: "
+                    "no measured change either way.")
+    # the same direction: nothing to say; a difference figure compares B - A with the medians' difference
+    assert disagreement("CPU", _fig(1.76, 1.41, [1.8, 1.7], [1.4, 1.4], 0.79, 0.75, 0.83)) is None
+    mem = _fig(20.10, 20.09, [20.1, 20.1], [20.09, 20.2], 0.0320, -0.0960, 0.160, relative=False, unit="MB")
+    assert medians_change(mem) == pytest.approx(-0.01)
+    assert "the medians fall (-10.2 KB, difference of the medians) while the paired mean rises (+32.8 KB)" \
+        in disagreement("Memory", mem)
+    assert medians_change(_fig(None, 1.0, [], [], None, None, None)) is None
+    doc = {"run_id": "r", "status": "complete", "figures": [{"key": "p99", "label": "/metrics p99", "unit": "ms",
+                                                              "relative": True}],
+           "steps": [{"name": "s", "before": "a", "after": "b", "status": "ok", "rounds": 5,
+                      "figures": {"p99": p99}}]}
+    blocks = steps_blocks(doc)
+    table = next(x for x in blocks if x[0] == "table")
+    assert table[1][1:3] == ["Before (median)", "After (median)"] and "mean over rounds" in table[1][3]
+    assert table[2][0][1:4] == ["3.88 ms", "3.74 ms", "+41.4 % [-23.4 %, +161 %] (B/A 1.41)"]
+    assert ("p", text) == blocks[blocks.index(table) + 1]
+
+
+def test_a_figure_without_repeats_gets_no_error_bar():
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    from reports.plots import _bars, bar_errors
+    one = {"scenarios": {"a": {"cpu_ms_per_request": 50.4}, "b": {"cpu_ms_per_request": 0.73}}}
+    three = {"scenarios": {"a": {"cpu_ms_per_request": 41.6, "spread": {"cpu_ms_per_request": [37.8, 45.4]}},
+                           "b": {"cpu_ms_per_request": 1.83}}}
+    assert bar_errors(one, ["a", "b"], "cpu_ms_per_request") is None
+    lo, hi = bar_errors(three, ["a", "b"], "cpu_ms_per_request")
+    assert lo == pytest.approx([3.8, 0.0]) and hi == pytest.approx([3.8, 0.0])
+    for summary, drawn in ((one, False), (three, True)):
+        fig, ax = plt.subplots()
+        try:
+            assert _bars(ax, summary, ["a", "b"], "cpu_ms_per_request", "CPU", "t") is drawn
+            assert any(isinstance(c, ErrorbarContainer) for c in ax.containers) is drawn
+            labels = [t.get_text() for t in ax.texts]
+            assert labels == (["50.4 ms", "730 µs"] if not drawn else ["41.6 ms", "1.83 ms"])
+        finally:
+            plt.close(fig)
