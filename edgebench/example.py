@@ -6,6 +6,7 @@ capacity run's (make capacity) and collector comparison's (make collectors); wit
 capacity.json the example already carries."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -100,4 +101,29 @@ def write_example(run_dir: Path, capacity_run: Path | None = None, results_root:
     (example_dir / "OPTIMIZATION_SUMMARY.md").unlink(missing_ok=True)  # one copy: the root's
     written.append(render_html(summary, example_dir, images, run_dir, extra=extra))
     written.append(render_markdown(summary, summary_dir, images, run_dir=example_dir, extra=extra))
+    for doc in sorted(example_dir.glob("*.json")):
+        write_json_atomic(doc, portable_paths(read_json(doc)))
     return written
+
+
+# an absolute path into a checkout ends in one of its top-level folders; the package
+# folder is found last, as the checkout itself is often called edgebench too
+_DATA_FOLDER = re.compile(r"/(results|docs|\.venv)(/|$)")
+_PACKAGE_FOLDER = "/edgebench/"
+
+
+def portable_paths(doc):
+    """``doc`` with absolute paths into the checkout it was measured in made relative to
+    that checkout (``/home/x/edgebench/results/run`` -> ``results/run``): the example is
+    published, and where it was rendered is nobody's business and true nowhere else."""
+    if isinstance(doc, dict):
+        return {k: portable_paths(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [portable_paths(v) for v in doc]
+    if isinstance(doc, str) and doc.startswith("/"):
+        data = _DATA_FOLDER.search(doc)
+        if data:
+            return doc[data.start() + 1:]
+        package = doc.rfind(_PACKAGE_FOLDER)
+        return doc[package + 1:] if package >= 0 else doc
+    return doc

@@ -856,3 +856,14 @@ def test_a_figure_without_repeats_gets_no_error_bar():
             assert labels == (["50.4 ms", "730 µs"] if not drawn else ["41.6 ms", "1.83 ms"])
         finally:
             plt.close(fig)
+
+
+def test_the_published_example_names_no_path_of_the_machine_it_was_rendered_on():
+    from edgebench.example import portable_paths
+    assert portable_paths({"a": ["/home/x/edgebench/results/r1/step", "/srv/co/edgebench/__main__.py"],
+                           "b": "/usr/bin/prometheus", "c": "/metrics", "d": 3}) == \
+        {"a": ["results/r1/step", "edgebench/__main__.py"], "b": "/usr/bin/prometheus", "c": "/metrics", "d": 3}
+    example = Path(__file__).resolve().parent.parent / "docs" / "example"
+    for doc in example.glob("*.json"):
+        text = doc.read_text()
+        assert not re.search(r'"/[^"]*/(results|docs|edgebench)/', text), doc.name
