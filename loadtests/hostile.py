@@ -495,7 +495,7 @@ def run_suite(variant: str = "optimized", server: str | None = None, cases: list
               progress=print, extra_env: dict | None = None, source: Path | None = None) -> list[dict]:
     """Run the attacks against one stack; one record per case. ``source``: another
     checkout's service tree (e.g. the commit before the hardening)."""
-    from plumbing.cgroup import PeakMark, read_cgroups
+    from plumbing.cgroup_counters import PeakMark, read_cgroups
     from stack.api import DEFAULT_COMPOSE, free_port, start_stack
 
     chosen = [c for c in CASES if not cases or c.name in cases or any(n in c.name for n in cases)]

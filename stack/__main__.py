@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import registry
 from .api import DEFAULT_COMPOSE, DEFAULT_STATE_DIR, read_state, start_stack, stop_stack, supervisor_alive
-from .cgroups import ServiceCgroup, remove_paths
+from .cgroup_limits import ServiceCgroup, remove_paths
 from .compose import ComposeError
 from .images import StackError
 

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 
 from plumbing.files import write_json_atomic
 
-from . import cgroups, registry
+from . import cgroup_limits, registry
 from .compose import Compose, ComposeError, load_compose  # noqa: F401  (re-exported)
 from .images import StackError, host_ports, plan_service
 from .native import http_ok, pid_alive, proc_start_time, signal_group, tail
@@ -150,7 +150,7 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
     if engine == "docker":
         from . import docker_engine
         state = docker_engine.up(compose, state_dir, stack_id, names, tuple(profiles), env, ports, timeout,
-                                 cgroups.detect_version(), contexts, extra_args)
+                                 cgroup_limits.detect_version(), contexts, extra_args)
         state["state_dir"] = str(state_dir)
         state["owner_pid"] = None if detach else os.getpid()
         state["owner_starttime"] = None if detach else proc_start_time(os.getpid())
@@ -181,7 +181,7 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
     plans = [plan_service(compose, s, state_dir, hp, (env or {}).get(s.name), (extra_args or {}).get(s.name),
                           context=(contexts or {}).get(s.name))
              for s in selected]
-    why = cgroups.probe()
+    why = cgroup_limits.probe()
     if why is not None:  # the supervisor will run unconfined: say so before anything starts
         print(f"edgebench stack: warning: {why}; the services will run UNCONFINED: memory and CPU limits "
               f"are NOT enforced (run as root with cgroups mounted, or use --engine docker)",
@@ -245,7 +245,7 @@ def _cleanup_leftovers(state: dict) -> None:
         if s.get("pid") and pid_alive(s["pid"], s.get("pid_starttime")):
             signal_group(s["pid"], signal.SIGKILL)
         if s.get("cgroups"):
-            cgroups.remove_paths(s["cgroups"])
+            cgroup_limits.remove_paths(s["cgroups"])
 
 
 def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float = 30,

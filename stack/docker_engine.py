@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from plumbing.cgroup import Counters
+from plumbing.cgroup_counters import Counters
 from plumbing.files import write_json_atomic
 from plumbing.process import proc_start_time
 

@@ -17,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from plumbing.cgroup import detect_version
+from plumbing.cgroup_counters import detect_version
 from plumbing.files import write_json_atomic
 
 from . import registry
+from .cgroup_limits import CgroupUnavailable, ServiceCgroup
 from .cgroup_view import ViewPlan, check_view, plan_view
-from .cgroups import CgroupUnavailable, ServiceCgroup
 from .native import http_ok, pid_alive, proc_starttime, signal_group, spawn, tail
 
 TICK = 0.05

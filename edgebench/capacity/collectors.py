@@ -27,9 +27,9 @@ from edgebench.capacity.collector_compose import (
     check_collector,
     write_step_files,
 )
+from edgebench.capacity.synthetic_target import DEFAULT_SHARD_SERIES, check_series_fits, shard_sizes
 from edgebench.progress import Progress
 from reports.contract import write_scenario
-from service.synthetic_target import DEFAULT_SHARD_SERIES, check_series_fits, shard_sizes
 
 # The collector's own count of samples it appended, as each version exposes it
 # (VictoriaMetrics 1.79.5: vm_rows_inserted_total{type="promscrape"}; Prometheus 2.42:

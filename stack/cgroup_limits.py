@@ -16,7 +16,7 @@ import signal
 import time
 from pathlib import Path
 
-from plumbing.cgroup import Counters, cgroup_root, detect_version, read_cgroups, read_text
+from plumbing.cgroup_counters import Counters, cgroup_root, detect_version, read_cgroups, read_text
 from plumbing.errors import EdgebenchError
 
 PERIOD_US = 100000
@@ -149,7 +149,7 @@ class ServiceCgroup:
 
     # ------------------------------------------------------------ counters
     def counters(self) -> Counters:
-        """Everything plumbing.cgroup reads (docker-stats memory, CPU, OOM kills, ...)."""
+        """Everything plumbing.cgroup_counters reads (docker-stats memory, CPU, OOM kills, ...)."""
         return read_cgroups({k: str(v) for k, v in self.paths.items()}) or Counters(source="none")
 
     def oom_kills(self) -> int:
