@@ -20,6 +20,10 @@ COPY --from=build /install /usr/local
 WORKDIR /app
 COPY --chown=root:root plumbing/ ./plumbing/
 COPY --chown=root:root service/ ./service/
+# the collector sweep's scrape target (edgebench/capacity/synthetic_target.py) runs from
+# this image too: it alone of edgebench's own package, stdlib and plumbing only
+COPY --chown=root:root edgebench/__init__.py ./edgebench/
+COPY --chown=root:root edgebench/capacity/__init__.py edgebench/capacity/synthetic_target.py ./edgebench/capacity/
 USER 10001
 EXPOSE 8000
 # busybox wget, not a second Python interpreter inside the 50 MB / 0.5 CPU limit

@@ -22,8 +22,8 @@ def _cpu_model() -> str:
 
 
 def cgroup_version() -> int | None:
-    """The cgroup version of this machine (plumbing.cgroup decides, for every package)."""
-    from plumbing.cgroup import detect_version
+    """The cgroup version of this machine (plumbing.cgroup_counters decides, for every package)."""
+    from plumbing.cgroup_counters import detect_version
     return detect_version()
 
 

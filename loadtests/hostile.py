@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from plumbing.wait import WaitTimeout, wait_until
+
 SCRAPE_TIMEOUT_S = 4.0       # stack/scrape.yml
 PROBE_EVERY_S = 0.5
 CAP = 64                     # the lean server's default connection cap (service/lean_server.py)
@@ -495,7 +497,7 @@ def run_suite(variant: str = "optimized", server: str | None = None, cases: list
               progress=print, extra_env: dict | None = None, source: Path | None = None) -> list[dict]:
     """Run the attacks against one stack; one record per case. ``source``: another
     checkout's service tree (e.g. the commit before the hardening)."""
-    from plumbing.cgroup import PeakMark, read_cgroups
+    from plumbing.cgroup_counters import PeakMark, read_cgroups
     from stack.api import DEFAULT_COMPOSE, free_port, start_stack
 
     chosen = [c for c in CASES if not cases or c.name in cases or any(n in c.name for n in cases)]
@@ -559,24 +561,27 @@ def _ms(seconds):
 def _wait_healthy(port: int, timeout_s: float = 60) -> bool:
     """Poll /healthz (a restarted service takes seconds) before the next case starts;
     False when it did not answer within ``timeout_s`` (the case runs anyway, on record)."""
-    deadline = time.monotonic() + timeout_s
-    while send_and_status(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2) != "200":
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
+    try:
+        return wait_until(lambda: send_and_status(
+            port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2) == "200",
+            timeout_s, f"/healthz on port {port}", interval=0.2)
+    except WaitTimeout:
+        return False
 
 
 def _add_collector(records: list[dict], vm_url: str, handle) -> None:
     """Per case, the collector's scrapes that started in its window (plus a scrape timeout)."""
     end = records[-1]["t1"] + SCRAPE_TIMEOUT_S if records else time.time()
-    deadline = time.monotonic() + 30
     samples: dict = {}
-    while time.monotonic() < deadline:    # until the collector's samples reach the suite's end
+
+    def reached_the_end() -> bool:    # the collector's samples reach the suite's end
+        nonlocal samples
         samples = collector_samples(vm_url, records[0]["t0"] - 1, end + 10) if records else {}
-        if samples and max(samples) >= end - 0.5:
-            break
-        time.sleep(0.5)
+        return bool(samples) and max(samples) >= end - 0.5
+    try:
+        wait_until(reached_the_end, 30, "the collector's samples of the last case", interval=0.5)
+    except WaitTimeout:
+        pass  # what it has is recorded: the last cases show fewer collector scrapes
     for rec in records:
         inside = [v for ts, v in samples.items() if rec["t0"] <= ts < rec["t1"] + SCRAPE_TIMEOUT_S]
         answered = [d for up, d in inside if up == "1" or up == 1]

@@ -18,7 +18,7 @@ Public surface:
 """
 
 
-from plumbing.cgroup import Counters, detect_version, read_cgroups, read_v1, read_v2
+from plumbing.cgroup_counters import Counters, detect_version, read_cgroups, read_v1, read_v2
 
 from .collector_queries import CollectorError, query_collector
 from .errors import ProfilerError

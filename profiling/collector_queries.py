@@ -33,6 +33,7 @@ import requests
 from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
 from plumbing.files import write_atomic
+from plumbing.wait import WaitTimeout, wait_until
 
 QUERIES: dict[str, str] = {
     "scrape_duration_buckets": 'sensor_scrape_duration_seconds_bucket{{job="{job}"}}',
@@ -118,22 +119,24 @@ def wait_until_visible(base_url: str, end: float, job: str = "sensor", kind: str
     if timeout_s is None:
         timeout_s = offset + 30.0
     t0 = time.time()
-    deadline = max(t0, end + offset) + timeout_s
     newest = None
-    while True:
-        now = time.time()
-        if now >= end + offset:
-            newest = newest_sample_time(base_url, job, kind, s)
-            if newest is not None and newest >= end:
-                return {"ok": True, "latency_offset_s": offset, "waited_s": round(time.time() - t0, 3),
-                        "newest_sample": newest}
-        if now >= deadline:
-            return {"ok": False, "latency_offset_s": offset, "waited_s": round(now - t0, 3),
-                    "newest_sample": newest,
-                    "warning": (f"no {job} sample at/after end={end:.3f} became visible within "
-                                f"{timeout_s:.0f}s (newest: {newest}); the last points may be missing")}
-        wait = poll_s if now >= end + offset else min(max(end + offset - now, 0.05), 5.0)
-        time.sleep(wait)
+
+    def visible() -> bool:
+        nonlocal newest
+        if time.time() < end + offset:
+            return False  # answers for the window's end are not final before end + offset
+        newest = newest_sample_time(base_url, job, kind, s)
+        return newest is not None and newest >= end
+    try:
+        wait_until(visible, max(t0, end + offset) + timeout_s - t0, f"{job} samples up to end={end:.3f}",
+                   interval=poll_s)
+    except WaitTimeout:
+        return {"ok": False, "latency_offset_s": offset, "waited_s": round(time.time() - t0, 3),
+                "newest_sample": newest,
+                "warning": (f"no {job} sample at/after end={end:.3f} became visible within "
+                            f"{timeout_s:.0f}s (newest: {newest}); the last points may be missing")}
+    return {"ok": True, "latency_offset_s": offset, "waited_s": round(time.time() - t0, 3),
+            "newest_sample": newest}
 
 
 def query_collector(base_url: str, out_dir: str | os.PathLike, start: float, end: float,

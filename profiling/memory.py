@@ -17,9 +17,7 @@
 """
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -28,10 +26,10 @@ from typing import Callable
 import pandas as pd
 
 from plumbing.files import write_atomic
+from plumbing.wait import WaitTimeout, wait_until
 
 from .errors import ProfilerError
-
-log = logging.getLogger(__name__)
+from .recorder import BackgroundRecorder
 
 MIB = 1024 * 1024
 GROWTH_COLUMNS = ["file", "line", "size_diff_bytes", "count_diff", "size_bytes", "count"]
@@ -42,7 +40,7 @@ TOP_COLUMNS = ["file", "line", "size_bytes", "count"]
 # memory-profiler timeline
 # --------------------------------------------------------------------------
 
-class MprofRecorder:
+class MprofRecorder(BackgroundRecorder):
     """Sample a service's memory with memory-profiler into an mprof ``.dat`` file.
 
     ``get_pid`` is re-evaluated between chunks of ``chunk_s`` seconds and after the
@@ -50,17 +48,17 @@ class MprofRecorder:
     Samples are streamed to the file as they are taken (an interrupted run keeps them).
     """
 
+    thread_name = "edgebench-mprof"
+
     def __init__(self, get_pid: Callable[[], int | None], out_path: str | os.PathLike,
                  interval_s: float = 0.1, include_children: bool = True, chunk_s: float = 1.0):
+        super().__init__()
         self.get_pid = get_pid
         self.out_path = Path(out_path)
         self.interval_s = interval_s
         self.include_children = include_children
         self.chunk_s = chunk_s
         self.pids: list[int] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._f = None
 
     def start(self) -> "MprofRecorder":
@@ -71,20 +69,11 @@ class MprofRecorder:
                                 f"memory-profiler` (make venv installs it)") from e
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.out_path, "w")
-        self._thread = threading.Thread(target=self._run, name="edgebench-mprof", daemon=True)
-        self._thread.start()
+        self._start_thread()
         return self
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
     def stop(self) -> dict:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.chunk_s + 5)
+        self._stop_thread(join_timeout=self.chunk_s + 5)
         if self._f is not None:
             self._f.flush()
             self._f.close()
@@ -126,11 +115,6 @@ class MprofRecorder:
                 self._stop.wait(0.5)
             if self._f is not None:
                 self._f.flush()
-
-    def _note(self, msg: str) -> None:
-        if msg not in self.errors:
-            self.errors.append(msg)
-            log.warning(msg)
 
 
 class _LiveOnly:
@@ -205,13 +189,14 @@ def capture_scrape_allocations(service_url: str, out_dir: str | os.PathLike,
     if r.status_code != 202:
         raise ProfilerError(f"tracemalloc capture: {url} answered {r.status_code}: "
                             f"{r.text.strip()[:200]!r}")
-    while not after.exists():
-        if time.monotonic() >= deadline:
-            raise ProfilerError(f"tracemalloc capture: no /metrics scrape took the armed capture "
-                                f"within {timeout:.0f}s (or the service restarted); fix: keep "
-                                f"scraping while profiling, and share this filesystem with the "
-                                f"service (native engine)")
-        time.sleep(0.05)   # readiness poll for the file the armed scrape writes
+    try:  # the after file is the armed scrape's last write
+        wait_until(after.exists, max(0.0, deadline - time.monotonic()), "the armed scrape's snapshot",
+                   interval=0.05)
+    except WaitTimeout:
+        raise ProfilerError(f"tracemalloc capture: no /metrics scrape took the armed capture "
+                            f"within {timeout:.0f}s (or the service restarted); fix: keep "
+                            f"scraping while profiling, and share this filesystem with the "
+                            f"service (native engine)") from None
     return peak, after
 
 
@@ -241,11 +226,12 @@ def capture_scrape_allocations_in_container(container_id: str, container_port: i
             raise ProfilerError(f"tracemalloc capture: arming it in container {container_id[:12]} failed "
                                 f"({(r.stderr or r.stdout).strip()[:200]!r}); fix: start the service with "
                                 f"SENSOR_TRACEMALLOC=1")
-        while dexec("test", "-e", inside["after"]).returncode != 0:
-            if time.monotonic() >= deadline:
-                raise ProfilerError(f"tracemalloc capture: no /metrics scrape took the armed capture within "
-                                    f"{timeout:.0f}s (or the container restarted); fix: keep scraping while profiling")
-            time.sleep(0.2)  # readiness poll for the file the armed scrape writes
+        try:  # the after file is the armed scrape's last write
+            wait_until(lambda: dexec("test", "-e", inside["after"]).returncode == 0,
+                       max(0.0, deadline - time.monotonic()), "the armed scrape's snapshot", interval=0.2)
+        except WaitTimeout:
+            raise ProfilerError(f"tracemalloc capture: no /metrics scrape took the armed capture within "
+                                f"{timeout:.0f}s (or the container restarted); fix: keep scraping while profiling") from None
         out = {}
         for kind, src in inside.items():
             dst = out_dir / Path(src).name

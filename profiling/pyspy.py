@@ -25,7 +25,6 @@ compression or hashing, which we want to see).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -40,9 +39,8 @@ from plumbing.files import write_atomic
 from plumbing.process import preexec_die_with_parent, proc_start_time
 
 from .errors import ProfilerError
+from .recorder import BackgroundRecorder
 from .top_functions import format_collapsed, merge_stacks, parse_collapsed, write_top_functions
-
-log = logging.getLogger(__name__)
 
 FORMATS = ("raw", "speedscope", "flamegraph")
 _EXT = {"raw": "txt", "speedscope": "json", "flamegraph": "svg", "chrometrace": "json"}
@@ -138,7 +136,7 @@ class _Attachment:
             self.ended_at = time.time()
 
 
-class PySpyRecorder:
+class PySpyRecorder(BackgroundRecorder):
     """Record py-spy profiles of whatever pid ``get_pid()`` returns, across restarts.
 
     ``start()`` raises ProfilerError when py-spy is missing; failures to attach to a
@@ -146,9 +144,12 @@ class PySpyRecorder:
     and the run continues.
     """
 
+    thread_name = "edgebench-pyspy"
+
     def __init__(self, get_pid: Callable[[], int | None], out_dir: str | os.PathLike,
                  rate: int = 100, formats: Iterable[str] = FORMATS, poll_s: float = 0.5,
                  subprocesses: bool = False, extra_args: Iterable[str] = ()):
+        super().__init__()
         self.get_pid = get_pid
         self.out_dir = Path(out_dir)
         self.work_dir = self.out_dir / "pyspy"
@@ -162,9 +163,6 @@ class PySpyRecorder:
         self.subprocesses = subprocesses
         self.extra_args = list(extra_args)
         self.attachments: list[_Attachment] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.started_at: float | None = None
         self.meta: dict | None = None
@@ -180,27 +178,15 @@ class PySpyRecorder:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.started_at = time.time()
         self._poll()
-        self._thread = threading.Thread(target=self._run, name="edgebench-pyspy", daemon=True)
-        self._thread.start()
+        self._start_thread()
         return self
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def _warn(self, msg: str) -> None:
-        if msg not in self.errors:
-            self.errors.append(msg)
-            log.warning(msg)
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
             try:
                 self._poll()
             except Exception as e:  # never kill the run
-                self._warn(f"py-spy watcher error: {type(e).__name__}: {e}")
+                self._note(f"py-spy watcher error: {type(e).__name__}: {e}")
 
     def _poll(self) -> None:
         with self._lock:
@@ -218,11 +204,11 @@ class PySpyRecorder:
                         continue
                     a.reported.add(fmt)
                     text = a.logs[fmt].read_text(errors="replace") if a.logs[fmt].exists() else ""
-                    self._warn(explain_failure(a.pid, text))
+                    self._note(explain_failure(a.pid, text))
             try:
                 pid = self.get_pid()
             except Exception as e:
-                self._warn(f"py-spy: get_pid failed: {type(e).__name__}: {e}")
+                self._note(f"py-spy: get_pid failed: {type(e).__name__}: {e}")
                 return
             if not pid or self._stop.is_set():
                 return
@@ -235,9 +221,7 @@ class PySpyRecorder:
 
     def stop(self) -> dict:
         """Stop all py-spy processes, merge their outputs, write pyspy_meta.json."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._stop_thread(join_timeout=10)
         with self._lock:
             for a in self.attachments:
                 a.stop()
@@ -253,7 +237,7 @@ class PySpyRecorder:
                 if not a.paths[fmt].exists():
                     a.reported.add(fmt)
                     text = a.logs[fmt].read_text(errors="replace") if a.logs[fmt].exists() else ""
-                    self._warn(explain_failure(a.pid, text))
+                    self._note(explain_failure(a.pid, text))
 
     # -- merging -----------------------------------------------------------
     def _merge(self) -> dict:
@@ -280,7 +264,7 @@ class PySpyRecorder:
                             speedscopes.append((a.pid, doc))
                             info["samples"] = sum(len(p.get("samples", [])) for p in doc.get("profiles", []))
                         except ValueError:
-                            self._warn(f"py-spy speedscope output unreadable: {path}")
+                            self._note(f"py-spy speedscope output unreadable: {path}")
                     elif fmt == "flamegraph":
                         flamegraphs.append((info["samples"] or 0, a.pid, path))
                 entry["formats"][fmt] = info

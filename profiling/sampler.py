@@ -16,7 +16,7 @@ samples. ``reset_peak()`` (called at the start of the steady window) resets it w
 kernel can; otherwise it covers the cgroup's life.
 
 It runs in the orchestrator's process, outside the services' cgroups, and only
-reads files: cgroup counter files (v1 or v2, see ``plumbing.cgroup``),
+reads files: cgroup counter files (v1 or v2, see ``plumbing.cgroup_counters``),
 ``/proc/<pid>/io`` and the data volume directories. Cumulative columns
 (cpu_seconds, throttled_*, oom_kills, disk_write_bytes) are kept monotonic
 across restarts and re-created cgroups. An empty cell means "not observable"
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from plumbing.cgroup import PEAK_SINCE_CREATION, PEAK_SINCE_RESET, Counters, PeakMark, read_cgroups, read_text
+from plumbing.cgroup_counters import PEAK_SINCE_CREATION, PEAK_SINCE_RESET, Counters, PeakMark, read_cgroups, read_text
 from plumbing.files import write_atomic
 from plumbing.process import proc_start_time
 

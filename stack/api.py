@@ -16,11 +16,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from plumbing.files import write_json_atomic
+from plumbing.wait import WaitTimeout, wait_until
 
-from . import cgroups, registry
+from . import cgroup_limits, registry
 from .compose import Compose, ComposeError, load_compose  # noqa: F401  (re-exported)
 from .images import StackError, host_ports, plan_service
 from .native import http_ok, pid_alive, proc_start_time, signal_group, tail
@@ -29,8 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"
 DEFAULT_STATE_DIR = REPO_ROOT / ".edgebench" / "stack"
 
-__all__ = ["start_stack", "stop_stack", "read_state", "wait_healthy", "StackHandle", "StackError",
-           "ComposeError", "DEFAULT_STATE_DIR", "DEFAULT_COMPOSE", "choose_engine"]
+__all__ = ["start_stack", "stop_stack", "stop_all_stacks", "read_state", "wait_healthy", "StackHandle",
+           "StackError", "ComposeError", "DEFAULT_STATE_DIR", "DEFAULT_COMPOSE", "choose_engine"]
 
 
 def read_state(state_dir: str | os.PathLike = DEFAULT_STATE_DIR) -> dict | None:
@@ -132,8 +133,42 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
     process is gone, however it died. ``detach=True`` (`make up`) makes a stack that lives
     until `make down`."""
     state_dir = Path(state_dir).resolve()
-    compose = load_compose(compose_path, profiles=tuple(profiles))
+    profiles = tuple(profiles)
+    compose = load_compose(compose_path, profiles=profiles)
     selected = compose.select(list(services) if services else None)
+    _claim_state_dir(state_dir)
+    _check_overrides(compose, env, ports, extra_args, contexts)
+    engine = choose_engine(engine)
+    stack_id = secrets.token_hex(4)
+    owner = None if detach else os.getpid()
+    names = [s.name for s in selected]
+    if engine == "docker":
+        return _start_docker(compose, state_dir, stack_id, names, profiles, env, ports, timeout,
+                             contexts, extra_args, owner)
+    hp = _native_host_ports(compose, names, ports)
+    plans = [plan_service(compose, s, state_dir, hp, (env or {}).get(s.name), (extra_args or {}).get(s.name),
+                          context=(contexts or {}).get(s.name))
+             for s in selected]
+    why = cgroup_limits.probe()
+    if why is not None:  # the supervisor will run unconfined: say so before anything starts
+        print(f"edgebench stack: warning: {why}; the services will run UNCONFINED: memory and CPU limits "
+              f"are NOT enforced (run as root with cgroups mounted, or use --engine docker)",
+              file=sys.stderr, flush=True)
+    _write_plan(state_dir, {
+        "stack_id": stack_id, "compose_file": str(compose.path.resolve()), "profiles": list(profiles),
+        "timeout": timeout, "stop_grace": stop_grace, "services": [p.to_json() for p in plans],
+        "owner_pid": owner, "owner_starttime": proc_start_time(owner) if owner else None})
+    proc = _spawn_supervisor(state_dir)
+    try:
+        wait_healthy(state_dir, timeout + 15, proc=proc)
+    except BaseException:
+        stop_stack(state_dir, proc=proc)
+        raise
+    return StackHandle(state_dir, proc)
+
+
+def _claim_state_dir(state_dir: Path) -> None:
+    """Refuse a state directory whose stack still runs; clean what a dead one left."""
     old = read_state(state_dir)
     if supervisor_alive(old) or (old and old.get("engine") == "docker" and old.get("status") == "running"):
         raise StackError(f"a stack is already running in {state_dir} (supervisor pid {old.get('supervisor_pid')}); "
@@ -141,32 +176,41 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
     if old and old.get("status") not in ("stopped", "failed", None):
         _cleanup_leftovers(old)  # a supervisor that died hard: remove what it left
     state_dir.mkdir(parents=True, exist_ok=True)
-    names = [s.name for s in selected]
-    for n in list(env or {}) + list(ports or {}) + list(extra_args or {}) + list(contexts or {}):
+
+
+def _check_overrides(compose: Compose, *overrides: Mapping | None) -> None:
+    """Every per-service override names a service of the compose file."""
+    for n in (n for o in overrides for n in (o or {})):
         if n not in compose.all_services:
             raise StackError(f"override for unknown service '{n}'; fix: use one of {', '.join(compose.all_services)}")
-    engine = choose_engine(engine)
-    stack_id = secrets.token_hex(4)
-    if engine == "docker":
-        from . import docker_engine
-        state = docker_engine.up(compose, state_dir, stack_id, names, tuple(profiles), env, ports, timeout,
-                                 cgroups.detect_version(), contexts, extra_args)
-        state["state_dir"] = str(state_dir)
-        state["owner_pid"] = None if detach else os.getpid()
-        state["owner_starttime"] = None if detach else proc_start_time(os.getpid())
-        (state_dir / "events.jsonl").write_text("")
-        write_json_atomic(state_dir / "state.json", state)
-        try:  # the watcher keeps state.json current and owns the stack like a supervisor
-            watcher = docker_engine.spawn_watcher(state_dir, state["owner_pid"])
-            state.update(supervisor_pid=watcher.pid, supervisor_starttime=proc_start_time(watcher.pid))
-            write_json_atomic(state_dir / "state.json", state)
-            registry.register(stack_id, state_dir, "docker", watcher.pid, state["owner_pid"],
-                              str(compose.path.resolve()))
-        except BaseException:
-            stop_stack(state_dir)
-            raise
-        return StackHandle(state_dir)
 
+
+def _start_docker(compose: Compose, state_dir: Path, stack_id: str, names: list[str], profiles: tuple,
+                  env, ports, timeout: float, contexts, extra_args, owner: int | None) -> StackHandle:
+    """The Docker engine: compose up, then a watcher that keeps state.json current and
+    owns the stack like a supervisor."""
+    from . import docker_engine
+    state = docker_engine.up(compose, state_dir, stack_id, names, profiles, env, ports, timeout,
+                             cgroup_limits.detect_version(), contexts, extra_args)
+    state["state_dir"] = str(state_dir)
+    state["owner_pid"] = owner
+    state["owner_starttime"] = proc_start_time(owner) if owner else None
+    (state_dir / "events.jsonl").write_text("")
+    write_json_atomic(state_dir / "state.json", state)
+    try:
+        watcher = docker_engine.spawn_watcher(state_dir, state["owner_pid"])
+        state.update(supervisor_pid=watcher.pid, supervisor_starttime=proc_start_time(watcher.pid))
+        write_json_atomic(state_dir / "state.json", state)
+        registry.register(stack_id, state_dir, "docker", watcher.pid, state["owner_pid"],
+                          str(compose.path.resolve()))
+    except BaseException:
+        stop_stack(state_dir)
+        raise
+    return StackHandle(state_dir)
+
+
+def _native_host_ports(compose: Compose, names: list[str], ports: Mapping[str, int] | None) -> dict[str, int]:
+    """Each service's host port, refused when two services want one or it is taken."""
     hp = host_ports(compose, dict(ports or {}), free_port)
     used: dict[int, str] = {}
     for n in names:
@@ -178,38 +222,29 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
         if port_busy(hp[n]):
             raise StackError(f"port 127.0.0.1:{hp[n]} (service '{n}') is already in use; "
                              f"fix: stop what listens there or pass --port {n}=<free port>")
-    plans = [plan_service(compose, s, state_dir, hp, (env or {}).get(s.name), (extra_args or {}).get(s.name),
-                          context=(contexts or {}).get(s.name))
-             for s in selected]
-    why = cgroups.probe()
-    if why is not None:  # the supervisor will run unconfined: say so before anything starts
-        print(f"edgebench stack: warning: {why}; the services will run UNCONFINED: memory and CPU limits "
-              f"are NOT enforced (run as root with cgroups mounted, or use --engine docker)",
-              file=sys.stderr, flush=True)
+    return hp
+
+
+def _write_plan(state_dir: Path, plan: dict) -> None:
+    """A fresh state directory for the supervisor: empty logs and events, no old
+    state.json, and plan.json (what it runs)."""
     (state_dir / "logs").mkdir(exist_ok=True)
     (state_dir / "events.jsonl").write_text("")
     try:
         (state_dir / "state.json").unlink()
     except FileNotFoundError:
         pass
-    write_json_atomic(state_dir / "plan.json", {
-        "stack_id": stack_id, "compose_file": str(compose.path.resolve()), "profiles": list(profiles),
-        "timeout": timeout, "stop_grace": stop_grace, "services": [p.to_json() for p in plans],
-        "owner_pid": None if detach else os.getpid(),
-        "owner_starttime": None if detach else proc_start_time(os.getpid())})
+    write_json_atomic(state_dir / "plan.json", plan)
+
+
+def _spawn_supervisor(state_dir: Path) -> subprocess.Popen:
+    """``python -m stack supervise``, detached in its own session, logging beside its state."""
     penv = dict(os.environ)
     penv["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + penv["PYTHONPATH"] if penv.get("PYTHONPATH") else "")
     with open(state_dir / "supervisor.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "stack", "supervise", "--state-dir", str(state_dir)],
+        return subprocess.Popen([sys.executable, "-m", "stack", "supervise", "--state-dir", str(state_dir)],
                                 cwd=str(REPO_ROOT), env=penv, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    handle = StackHandle(state_dir, proc)
-    try:
-        state = wait_healthy(state_dir, timeout + 15, proc=proc)
-    except BaseException:
-        stop_stack(state_dir, proc=proc)
-        raise
-    return handle
 
 
 def wait_healthy(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float = 30,
@@ -217,9 +252,10 @@ def wait_healthy(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: floa
     """Wait until the supervisor reports every service healthy, then confirm each health URL
     answers. Raises StackError with the supervisor's one-line reason on failure/timeout."""
     state_dir = Path(state_dir)
-    deadline = time.monotonic() + timeout
-    while True:
-        st = read_state(state_dir)
+    last: dict = {}
+
+    def healthy() -> dict | None:
+        st = last["state"] = read_state(state_dir)
         if st and st.get("status") == "running":
             if all(http_ok(s["health_url"], 2) for s in st["services"].values() if s.get("health_url")):
                 return st
@@ -232,11 +268,14 @@ def wait_healthy(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: floa
                 raise StackError(st["error"])
             raise StackError(f"the stack supervisor exited during start-up: "
                              f"{tail(state_dir / 'supervisor.log', 2) or 'no output'}; fix: see {state_dir}/supervisor.log")
-        if time.monotonic() > deadline:
-            bad = [n for n, s in ((st or {}).get("services") or {}).items() if s.get("health") != "healthy"]
-            raise StackError(f"services not healthy after {timeout:g}s: {', '.join(bad) or '?'}; "
-                             f"fix: see the logs in {state_dir}/logs")
-        time.sleep(0.05)
+        return None
+
+    try:
+        return wait_until(healthy, timeout, "every service to be healthy", interval=0.05)
+    except WaitTimeout:
+        bad = [n for n, s in ((last.get("state") or {}).get("services") or {}).items() if s.get("health") != "healthy"]
+        raise StackError(f"services not healthy after {timeout:g}s: {', '.join(bad) or '?'}; "
+                         f"fix: see the logs in {state_dir}/logs") from None
 
 
 def _cleanup_leftovers(state: dict) -> None:
@@ -245,7 +284,7 @@ def _cleanup_leftovers(state: dict) -> None:
         if s.get("pid") and pid_alive(s["pid"], s.get("pid_starttime")):
             signal_group(s["pid"], signal.SIGKILL)
         if s.get("cgroups"):
-            cgroups.remove_paths(s["cgroups"])
+            cgroup_limits.remove_paths(s["cgroups"])
 
 
 def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float = 30,
@@ -261,9 +300,11 @@ def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float 
                 os.kill(wpid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            deadline = time.monotonic() + 10
-            while pid_alive(wpid, st.get("supervisor_starttime")) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            try:
+                wait_until(lambda: not pid_alive(wpid, st.get("supervisor_starttime")), 10,
+                           "the docker watcher to exit", interval=0.05)
+            except WaitTimeout:
+                pass  # it would not go: the stack is taken down below all the same
         st = read_state(state_dir) or st
         if st.get("status") == "running":
             from . import docker_engine
@@ -283,15 +324,13 @@ def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float 
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def gone() -> bool:
             if proc is not None and proc.pid == pid:
-                if proc.poll() is not None:
-                    break
-            elif not pid_alive(pid):
-                break
-            time.sleep(0.05)
-        else:
+                return proc.poll() is not None
+            return not pid_alive(pid)
+        try:
+            wait_until(gone, timeout, "the stack supervisor to stop", interval=0.05)
+        except WaitTimeout:
             os.kill(pid, signal.SIGKILL)  # it would not stop: clean up behind it
             if proc is not None:
                 proc.wait()
@@ -308,3 +347,33 @@ def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float 
                 s.update(pid=None, status="stopped")
             write_json_atomic(state_dir / "state.json", st)
     return st
+
+
+def stop_all_stacks(timeout: float = 30, say: Callable[[str], None] = print) -> int:
+    """Stop every stack edgebench started on this machine: each registered stack (a stale
+    entry's leftovers are cleaned from its state directory), then any stack cgroup no entry
+    explains and no live supervisor owns. ``say`` gets one line per thing it stopped, or
+    left running, or that there was nothing; returns how many things it named."""
+    stopped = 0
+    for e in registry.entries():
+        alive = registry.entry_alive(e)
+        st = read_state(e["state_dir"])
+        stop_stack(e["state_dir"], timeout=timeout)
+        registry.unregister(e["stack_id"])
+        names = ", ".join((st or {}).get("services", {})) or "no service"
+        say(f"stopped stack {e['stack_id']} ({names}; state {e['state_dir']})"
+            + ("" if alive else " - its supervisor was already gone: cleaned what it left"))
+        stopped += 1
+    known = {e["stack_id"] for e in registry.entries()}
+    for name, info in registry.unexplained_cgroups(known).items():
+        stopped += 1
+        if info["supervisor"]:
+            say(f"left running: cgroup {name} belongs to a live supervisor (pid {info['supervisor']}) "
+                f"that is not registered here (another checkout); stop it there")
+            continue
+        ok = cgroup_limits.remove_paths(info["paths"])
+        say(f"removed leftover cgroup {name}" + (f" and killed pids {info['pids']}" if info["pids"] else "")
+            + ("" if ok else " (NOT removed: still busy)"))
+    if not stopped:
+        say("no stack running: nothing to stop")
+    return stopped

@@ -24,10 +24,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from plumbing.process import pid_alive, proc_start_time
+from plumbing.wait import WaitTimeout, wait_until
 
 from .images import StackError
 
@@ -117,14 +117,16 @@ class DockerDaemon:
         log.close()
         (self.dir / "owner.json").write_text(json.dumps(
             {"pid": self.proc.pid, "starttime": proc_start_time(self.proc.pid)}))
-        deadline = time.monotonic() + self.timeout
-        while not self.answers():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self.dir / "dockerd.log").read_text(errors="replace").strip().splitlines()[-1:]
-                self.stop()
-                raise StackError(f"private dockerd did not answer within {self.timeout:g}s: "
-                                 f"{tail[0] if tail else 'no output'}; fix: see {self.dir}/dockerd.log")
-            time.sleep(0.2)
+        try:
+            answered = wait_until(lambda: "answered" if self.answers() else self.proc.poll() is not None,
+                                  self.timeout, "the private dockerd to answer", interval=0.2)
+        except WaitTimeout:
+            answered = False
+        if answered != "answered":  # it exited, or never answered
+            tail = (self.dir / "dockerd.log").read_text(errors="replace").strip().splitlines()[-1:]
+            self.stop()
+            raise StackError(f"private dockerd did not answer within {self.timeout:g}s: "
+                             f"{tail[0] if tail else 'no output'}; fix: see {self.dir}/dockerd.log")
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -137,11 +139,14 @@ class DockerDaemon:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            deadline = time.monotonic() + timeout
-            while pid_alive(pid) and time.monotonic() < deadline:
+            def exited() -> bool:
                 if self.proc is not None:
-                    self.proc.poll()
-                time.sleep(0.1)
+                    self.proc.poll()  # reap it, or it stays a zombie that looks alive
+                return not pid_alive(pid)
+            try:
+                wait_until(exited, timeout, f"dockerd (pid {pid}) to exit", interval=0.1)
+            except WaitTimeout:
+                pass  # its tree is killed below
             for p in [pid] + tree:
                 if pid_alive(p):
                     try:

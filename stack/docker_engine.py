@@ -34,9 +34,10 @@ from pathlib import Path
 
 import yaml
 
-from plumbing.cgroup import Counters
+from plumbing.cgroup_counters import Counters
 from plumbing.files import write_json_atomic
 from plumbing.process import proc_start_time
+from plumbing.wait import WaitTimeout, wait_until
 
 from .compose import Compose, _interpolate_tree
 from .images import StackError, adapter_for, service_port
@@ -341,7 +342,6 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
     """Start with compose, wait until healthy and return the state dict (the caller writes
     it). On any failure the project is taken down before the error is raised."""
     from .images_offline import base_build_arg, check_images
-    from .native import http_ok
 
     base = compose_base()
     project = project_name(stack_id)
@@ -371,31 +371,9 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
                 "health": "starting", "url": url, "health_url": (url + ad.health_path) if url and ad else None,
                 "host_port": hp, "container_port": service_port(svc), "mem_limit_bytes": svc.mem_limit, "cpus": svc.cpus, "cgroups": {},
                 "restarts": 0, "oom_kills": 0, "log": None, "healthcheck_argv": _healthcheck_argv(svc)}
-        deadline = time.time() + timeout
+        deadline = time.monotonic() + timeout
         for name, s in state["services"].items():
-            while True:
-                refresh(state)
-                if s["status"] == "running" and (not s["health_url"] or http_ok(s["health_url"])):
-                    break
-                if s["status"] in ("exited", "dead") and compose.all_services[name].restart == "no":
-                    raise StackError(f"service '{name}' exited (code {s.get('exit_code')}); "
-                                     f"fix: see `docker logs {s['container_id']}`")
-                if time.time() > deadline:
-                    raise StackError(f"service '{name}' not healthy at {s['health_url']} after {timeout:g}s "
-                                     f"(container {s['status']}); fix: see `docker logs {s['container_id']}`")
-                time.sleep(0.2)
-            argv = s["healthcheck_argv"]
-            while argv:
-                code, out = _check_in_container(s["container_id"], argv, 10)
-                if code == 0:
-                    break
-                if code in (126, 127) or "executable file not found" in out:
-                    raise StackError(f"{compose.path}: service '{name}': healthcheck.test: {argv[0]} is not in "
-                                     f"the image ({out}); fix: use a test command the image has")
-                if time.time() > deadline:
-                    raise StackError(f"service '{name}': healthcheck {' '.join(argv)} still fails after "
-                                     f"{timeout:g}s (exit {code}: {out}); fix: see `docker logs {s['container_id']}`")
-                time.sleep(0.5)
+            _wait_container_healthy(compose, state, name, s, timeout, deadline)
             s["health"], s["health_checked_pid"] = "healthy", s["pid"]
         refresh(state)
         for s in state["services"].values():
@@ -447,6 +425,46 @@ def down(state: dict) -> None:
 
 
 # ------------------------------------------------------------------ the watcher
+
+def _wait_container_healthy(compose: Compose, state: dict, name: str, s: dict, timeout: float,
+                            deadline: float) -> None:
+    """Wait, until ``deadline`` (monotonic, shared by every service of the stack), for one
+    container to run and answer its health URL, then for its compose healthcheck to pass
+    inside it. Raises StackError: exited, not healthy, or a healthcheck the image lacks."""
+    from .native import http_ok
+
+    def answering() -> bool:
+        refresh(state)
+        if s["status"] == "running" and (not s["health_url"] or http_ok(s["health_url"])):
+            return True
+        if s["status"] in ("exited", "dead") and compose.all_services[name].restart == "no":
+            raise StackError(f"service '{name}' exited (code {s.get('exit_code')}); "
+                             f"fix: see `docker logs {s['container_id']}`")
+        return False
+    try:
+        wait_until(answering, max(0.0, deadline - time.monotonic()), f"service '{name}' to be healthy", interval=0.2)
+    except WaitTimeout:
+        raise StackError(f"service '{name}' not healthy at {s['health_url']} after {timeout:g}s "
+                         f"(container {s['status']}); fix: see `docker logs {s['container_id']}`") from None
+    argv = s["healthcheck_argv"]
+    if not argv:
+        return
+    last = {"code": None, "out": ""}
+
+    def check_passes() -> bool:
+        code, out = last["code"], last["out"] = _check_in_container(s["container_id"], argv, 10)
+        if code in (126, 127) or (code != 0 and "executable file not found" in out):
+            raise StackError(f"{compose.path}: service '{name}': healthcheck.test: {argv[0]} is not in "
+                             f"the image ({out}); fix: use a test command the image has")
+        return code == 0
+    try:
+        wait_until(check_passes, max(0.0, deadline - time.monotonic()), f"the healthcheck of service '{name}'",
+                   interval=0.5)
+    except WaitTimeout:
+        raise StackError(f"service '{name}': healthcheck {' '.join(argv)} still fails after "
+                         f"{timeout:g}s (exit {last['code']}: {last['out']}); "
+                         f"fix: see `docker logs {s['container_id']}`") from None
+
 
 def spawn_watcher(state_dir: Path, owner_pid: int | None) -> subprocess.Popen:
     """Start ``python -m stack docker-watch`` detached; it follows the stack until it is down."""

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from plumbing.errors import EdgebenchError
 from plumbing.process import preexec_die_with_parent, sigterm_as_ctrl_c
+from plumbing.wait import WaitTimeout, wait_until
 
 from .guest_image import WORK_TAG, GuestUnavailable, build_initramfs, fetch_kernel, find_busybox, find_kernel, find_qemu
 
@@ -202,17 +203,16 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
             for path in seen:
                 seen[path] = _follow(path, seen[path], stream)
 
-        while proc.poll() is None:
+        def powered_off() -> bool:
             follow()
-            if time.monotonic() > deadline:
-                _kill(proc)
-                raise GuestError(f"the guest did not power off within {timeout + boot_budget:.0f} s "
-                                 f"(command timeout {timeout:.0f} s + {boot_budget:.0f} s to boot): QEMU killed; "
-                                 f"raise the timeout (last console line: {_tail(console) or 'none'})")
-            try:
-                proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
+            return proc.poll() is not None
+        try:
+            wait_until(powered_off, max(0.0, deadline - time.monotonic()), "the guest to power off", interval=0.2)
+        except WaitTimeout:
+            _kill(proc)
+            raise GuestError(f"the guest did not power off within {timeout + boot_budget:.0f} s "
+                             f"(command timeout {timeout:.0f} s + {boot_budget:.0f} s to boot): QEMU killed; "
+                             f"raise the timeout (last console line: {_tail(console) or 'none'})") from None
         follow()
         seconds = time.monotonic() - t0
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from plumbing.process import die_with_parent
 
 from .api import DEFAULT_COMPOSE, free_port, start_stack
-from .cgroups import ServiceCgroup
+from .cgroup_limits import ServiceCgroup
 from .compose import load_compose
 
 TESTS = {

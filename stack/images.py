@@ -154,87 +154,110 @@ def plan_service(compose: Compose, svc: Service, state_dir: Path, ports: dict[st
         raise StackError(f"{compose.path}: service '{svc.name}': image: no native adapter for "
                          f"'{svc.image}'; fix: use --engine docker or add the image to stack/images.py")
     host_port = ports[svc.name]
+    vols = _host_volumes(compose, svc, ad, state_dir, ports)
+    if ad.binary is not None:
+        argv, cwd = _binary_argv(compose, svc, ad, vols, ports, host_port, check_binary), str(state_dir)
+    else:
+        argv, cwd = _built_argv(compose, svc, ad, vols, ports, check_binary), str(context or svc.build["context"])
+    argv += list(extra_args or [])
+    url = f"http://127.0.0.1:{host_port}"
+    return NativePlan(name=svc.name, argv=argv, env=_environment(compose, svc, ports, env_override, host_port),
+                      cwd=cwd, host_port=host_port, url=url,
+                      health_url=url + ad.health_path, volumes=vols, mem_limit=svc.mem_limit,
+                      memswap_limit=svc.memswap_limit, cpus=svc.cpus, restart=svc.restart,
+                      restart_max_retries=svc.restart_max_retries, depends_on=list(svc.depends_on),
+                      healthcheck=_healthcheck(compose, svc, host_port, ad.python, check_binary))
 
-    # volumes: container path -> host path (config files rewritten into state_dir/config)
+
+def _host_volumes(compose: Compose, svc: Service, ad: Adapter, state_dir: Path,
+                  ports: dict[str, int]) -> dict[str, str]:
+    """Container path -> host path: a bind mount's source (a config file that names other
+    services is copied into ``state_dir/config`` with their host ports), a named volume's
+    directory under ``state_dir/volumes``."""
     vols: dict[str, str] = {}
     for v in svc.volumes:
         if v.kind == "bind":
-            src = Path(v.source)
-            if not src.exists():
-                raise StackError(f"{compose.path}: service '{svc.name}': volumes: host path {src} does not "
-                                 f"exist; fix: create it or correct the bind mount")
-            host = str(src)
-            if ad.binary is not None and src.is_file() and src.suffix in (".yml", ".yaml"):
-                try:  # a collector's scrape config: refused here, not in the collector's log
-                    scrape_settings(src)
-                except ScrapeConfigError as e:
-                    raise StackError(f"service '{svc.name}': volumes: {e}") from None
-            if src.is_file():
-                try:
-                    text = src.read_text()
-                except (UnicodeDecodeError, OSError):
-                    text = None
-                if text is not None:
-                    new = _rewrite_hosts(text, compose, ports)
-                    if new != text:
-                        cdir = state_dir / "config" / svc.name
-                        cdir.mkdir(parents=True, exist_ok=True)
-                        dst = cdir / src.name
-                        dst.write_text(new)
-                        host = str(dst)
+            vols[v.target] = _bind_source(compose, svc, ad, Path(v.source), state_dir, ports)
         else:
             name = v.source or f"{svc.name}-anon-{len(vols)}"
             d = state_dir / "volumes" / name
             d.mkdir(parents=True, exist_ok=True)
-            host = str(d)
-        vols[v.target] = host
+            vols[v.target] = str(d)
+    return vols
 
-    # argv
+
+def _bind_source(compose: Compose, svc: Service, ad: Adapter, src: Path, state_dir: Path,
+                 ports: dict[str, int]) -> str:
+    if not src.exists():
+        raise StackError(f"{compose.path}: service '{svc.name}': volumes: host path {src} does not "
+                         f"exist; fix: create it or correct the bind mount")
+    if ad.binary is not None and src.is_file() and src.suffix in (".yml", ".yaml"):
+        try:  # a collector's scrape config: refused here, not in the collector's log
+            scrape_settings(src)
+        except ScrapeConfigError as e:
+            raise StackError(f"service '{svc.name}': volumes: {e}") from None
+    if not src.is_file():
+        return str(src)
+    try:
+        text = src.read_text()
+    except (UnicodeDecodeError, OSError):
+        return str(src)
+    new = _rewrite_hosts(text, compose, ports)
+    if new == text:
+        return str(src)
+    cdir = state_dir / "config" / svc.name
+    cdir.mkdir(parents=True, exist_ok=True)
+    dst = cdir / src.name
+    dst.write_text(new)
+    return str(dst)
+
+
+def _binary_argv(compose: Compose, svc: Service, ad: Adapter, vols: dict[str, str], ports: dict[str, int],
+                 host_port: int, check_binary: bool) -> list[str]:
+    """An image's command run by the host binary: paths and host names rewritten, the
+    listen flag forced to ``127.0.0.1:<host port>``."""
+    if check_binary and not os.access(ad.binary, os.X_OK):
+        raise StackError(f"service '{svc.name}': {ad.binary} (for image {svc.image}) is not installed; "
+                         f"fix: run `make os-packages`")
     cmd = list(svc.entrypoint or []) + list(svc.command or [])
-    if ad.binary is not None:
-        if check_binary and not os.access(ad.binary, os.X_OK):
-            raise StackError(f"service '{svc.name}': {ad.binary} (for image {svc.image}) is not installed; "
-                             f"fix: run `make os-packages`")
-        args = [_rewrite_arg(a, vols) for a in cmd]
-        args = [_rewrite_hosts(a, compose, ports) for a in args]
-        listen = f"127.0.0.1:{host_port}"
-        found = False
-        for i, a in enumerate(args):
-            if a == ad.listen_flag or a.startswith(ad.listen_flag + "="):
-                if a == ad.listen_flag and i + 1 < len(args):
-                    args[i + 1] = listen
-                else:
-                    args[i] = f"{ad.listen_flag}={listen}"
-                found = True
-        if not found:
-            args.append(f"{ad.listen_flag}={listen}")
-        argv = [ad.binary] + args
-        cwd = str(state_dir)
-    else:
-        if not cmd:
-            raise StackError(f"{compose.path}: service '{svc.name}': command: not set; fix: give the "
-                             f"command the image would run, e.g. command: [\"python\", \"-m\", \"service\"]")
-        argv = [_rewrite_hosts(_rewrite_arg(a, vols), compose, ports) for a in cmd]
-        if ad.python and re.fullmatch(r"python(\d+(\.\d+)?)?", os.path.basename(argv[0])):
-            argv[0] = sys.executable
-        elif check_binary and not shutil.which(argv[0]):
-            raise StackError(f"service '{svc.name}': command: {argv[0]} is not installed; fix: install it "
-                             f"or change the command")
-        cwd = str(context) if context else svc.build["context"]
+    args = [_rewrite_hosts(_rewrite_arg(a, vols), compose, ports) for a in cmd]
+    listen = f"127.0.0.1:{host_port}"
+    found = False
+    for i, a in enumerate(args):
+        if a == ad.listen_flag or a.startswith(ad.listen_flag + "="):
+            if a == ad.listen_flag and i + 1 < len(args):
+                args[i + 1] = listen
+            else:
+                args[i] = f"{ad.listen_flag}={listen}"
+            found = True
+    if not found:
+        args.append(f"{ad.listen_flag}={listen}")
+    return [ad.binary] + args
 
-    # only what the service adds: the supervisor lays it over its own environment
+
+def _built_argv(compose: Compose, svc: Service, ad: Adapter, vols: dict[str, str], ports: dict[str, int],
+                check_binary: bool) -> list[str]:
+    """A built service's own command, run from its build context (``python``: this venv's)."""
+    cmd = list(svc.entrypoint or []) + list(svc.command or [])
+    if not cmd:
+        raise StackError(f"{compose.path}: service '{svc.name}': command: not set; fix: give the "
+                         f"command the image would run, e.g. command: [\"python\", \"-m\", \"service\"]")
+    argv = [_rewrite_hosts(_rewrite_arg(a, vols), compose, ports) for a in cmd]
+    if ad.python and re.fullmatch(r"python(\d+(\.\d+)?)?", os.path.basename(argv[0])):
+        argv[0] = sys.executable
+    elif check_binary and not shutil.which(argv[0]):
+        raise StackError(f"service '{svc.name}': command: {argv[0]} is not installed; fix: install it "
+                         f"or change the command")
+    return argv
+
+
+def _environment(compose: Compose, svc: Service, ports: dict[str, int], env_override: dict[str, str] | None,
+                 host_port: int) -> dict[str, str]:
+    """Only what the service adds: the supervisor lays it over its own environment."""
     env = {k: _rewrite_hosts(v, compose, ports) for k, v in svc.environment.items()}
     if env_override:
         env.update({k: str(v) for k, v in env_override.items()})
     if svc.build is not None:
         env["SENSOR_HOST"] = "127.0.0.1"
         env["SENSOR_PORT"] = str(host_port)
-    if extra_args:
-        argv += list(extra_args)
-
-    url = f"http://127.0.0.1:{host_port}"
-    return NativePlan(name=svc.name, argv=argv, env=env, cwd=cwd, host_port=host_port, url=url,
-                      health_url=url + ad.health_path, volumes=vols, mem_limit=svc.mem_limit,
-                      memswap_limit=svc.memswap_limit, cpus=svc.cpus, restart=svc.restart,
-                      restart_max_retries=svc.restart_max_retries, depends_on=list(svc.depends_on),
-                      healthcheck=_healthcheck(compose, svc, host_port, ad.python, check_binary))
+    return env

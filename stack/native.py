@@ -16,8 +16,8 @@ from pathlib import Path
 
 from plumbing.process import die_with_parent, pid_alive, proc_start_time  # noqa: F401 (re-exported)
 
+from .cgroup_limits import ServiceCgroup
 from .cgroup_view import ViewPlan, enter
-from .cgroups import ServiceCgroup
 
 proc_starttime = proc_start_time  # the stack's historical name
 

@@ -16,11 +16,11 @@ import os
 import re
 from pathlib import Path
 
-from plumbing.cgroup import read_text
+from plumbing.cgroup_counters import read_text
 from plumbing.files import write_json_atomic
 from plumbing.process import pid_alive, proc_start_time
 
-from .cgroups import PREFIX, find_edgebench_cgroups
+from .cgroup_limits import PREFIX, find_edgebench_cgroups
 
 STACK_CGROUP = re.compile(re.escape(PREFIX) + r"(?P<id>[0-9a-f]{8})-(?P<service>.+)$")
 
@@ -106,7 +106,7 @@ def unexplained_cgroups(known_ids: set[str]) -> dict[str, dict]:
     services."""
     import time
 
-    from plumbing.cgroup import read_cgroups
+    from plumbing.cgroup_counters import read_cgroups
     out = {}
     for name, paths in find_edgebench_cgroups().items():
         m = STACK_CGROUP.match(name)

@@ -17,12 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from plumbing.cgroup import detect_version
+from plumbing.cgroup_counters import detect_version
 from plumbing.files import write_json_atomic
+from plumbing.wait import WaitTimeout, wait_until
 
 from . import registry
+from .cgroup_limits import CgroupUnavailable, ServiceCgroup
 from .cgroup_view import ViewPlan, check_view, plan_view
-from .cgroups import CgroupUnavailable, ServiceCgroup
 from .native import http_ok, pid_alive, proc_starttime, signal_group, spawn, tail
 
 TICK = 0.05
@@ -397,9 +398,11 @@ class Supervisor:
         live = [r for r in self.runners if r.proc is not None and r.proc.returncode is None]
         for r in reversed(live):
             signal_group(r.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.plan.get("stop_grace", STOP_GRACE)
-        while time.monotonic() < deadline and any(r.proc.poll() is None for r in live):
-            time.sleep(TICK)
+        try:
+            wait_until(lambda: all(r.proc.poll() is not None for r in live), self.plan.get("stop_grace", STOP_GRACE),
+                       "the services to exit after SIGTERM", interval=TICK)
+        except WaitTimeout:
+            pass  # the ones still running are killed below
         for r in live:
             if r.proc.poll() is None:
                 signal_group(r.proc.pid, signal.SIGKILL)

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from plumbing.cgroup import PeakMark, detect_version, read_cgroups, read_text  # noqa: E402
+from plumbing.cgroup_counters import PeakMark, detect_version, read_cgroups, read_text  # noqa: E402
 from profiling.sampler import ResourceSampler  # noqa: E402
 from stack.api import read_state, start_stack  # noqa: E402
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgebench.capacity import synthetic_target as st
 from edgebench.capacity.collector_compose import TARGET, collector_compose, write_step_files
 from edgebench.capacity.collectors import ScrapeWatch, measure_collector_step, parse_counter
 from plumbing.errors import EdgebenchError
-from service import synthetic_target as st
 from stack.compose import load_compose
 from stack.scrape_config import scrape_settings
 
@@ -92,7 +92,7 @@ def test_step_compose_keeps_the_collectors_definition_from_docker_compose(tmp_pa
     assert mount.source == str(tmp_path / "scrape.yml") and mount.read_only
     target = step.services[TARGET]
     assert target.limits() == {"mem_limit_bytes": None, "memswap_limit_bytes": None, "cpus": None}
-    assert target.command[:3] == ["python", "-m", "service.synthetic_target"] and "120000" in target.command
+    assert target.command[:3] == ["python", "-m", "edgebench.capacity.synthetic_target"] and "120000" in target.command
     assert target.build["context"] == str(REPO)
     ours, deployment = scrape_settings(tmp_path / "scrape.yml"), scrape_settings(REPO / "stack" / "scrape.yml")
     assert (ours.interval_s, ours.timeout_s) == (deployment.interval_s, deployment.timeout_s)
@@ -151,7 +151,7 @@ def test_parse_counter_sums_the_matching_label_sets():
 @pytest.mark.slow
 def test_target_exposition_passes_promtool_and_records_scrapes(free_ports):
     port = free_ports(1)[0]
-    proc = subprocess.Popen([sys.executable, "-m", "service.synthetic_target", "--series", "3000",
+    proc = subprocess.Popen([sys.executable, "-m", "edgebench.capacity.synthetic_target", "--series", "3000",
                              "--port", str(port), "--shard-series", "1000"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from stack import cgroups
+from stack import cgroup_limits
 from stack.cgroup_view import CgroupMount, check_view, plan_view
 
 V1_SEPARATE = """\
@@ -48,7 +48,7 @@ def test_plan_view_without_cgroups_changes_nothing():
     assert plan_view("22 1 0:21 / /proc rw - proc proc rw\n") is None
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0 or cgroups.detect_version() is None,
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or cgroup_limits.detect_version() is None,
                                 reason="needs root and a cgroup file system")
 
 READ_OWN_LIMITS = r"""
@@ -70,7 +70,7 @@ print(mem, int(quota) / int(period), open("/proc/self/cgroup").read().split("\n"
 def test_a_child_reads_its_own_limits_and_the_host_keeps_its_mounts(tmp_path):
     from stack.native import spawn
     before = open("/proc/self/mountinfo").read()
-    cg = cgroups.ServiceCgroup.create(f"edgebench-test-view-{secrets.token_hex(3)}", 50 * 2**20, None, 0.5)
+    cg = cgroup_limits.ServiceCgroup.create(f"edgebench-test-view-{secrets.token_hex(3)}", 50 * 2**20, None, 0.5)
     try:
         log = tmp_path / "child.log"
         p = spawn([sys.executable, "-c", READ_OWN_LIMITS], {}, str(tmp_path), log, cg, append=False,

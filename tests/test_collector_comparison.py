@@ -281,8 +281,8 @@ def test_generated_compose_files_pass_docker_compose_config(tmp_path):
 
 
 def test_spread_sizes_and_the_target_record_whose_scrape_it_served():
+    from edgebench.capacity import synthetic_target as st
     from plumbing.errors import EdgebenchError
-    from service import synthetic_target as st
     assert st.spread_sizes(1_200, 500, 2_000) == [1_200]
     sizes = st.spread_sizes(10_000, 500, 2_000, seed=3)
     assert sum(sizes) == 10_000 and all(500 <= s <= 2_000 for s in sizes)

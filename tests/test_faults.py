@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from plumbing.cgroup import detect_version
+from plumbing.cgroup_counters import detect_version
 from plumbing.process import pid_alive
 
 ROOT = Path(__file__).resolve().parents[1]

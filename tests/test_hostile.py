@@ -9,9 +9,9 @@ import os
 import pytest
 
 from loadtests import hostile
-from stack import cgroups
+from stack import cgroup_limits
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0 or cgroups.detect_version() is None,
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0 or cgroup_limits.detect_version() is None,
                                                    reason="needs root and a cgroup file system")]
 
 

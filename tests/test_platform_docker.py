@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 import yaml
 
-from plumbing.cgroup import read_cgroups
+from plumbing.cgroup_counters import read_cgroups
 from stack.api import StackError, read_state, start_stack
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]

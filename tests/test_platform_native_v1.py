@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from plumbing.cgroup import PEAK_SINCE_RESET, PeakMark, detect_version, read_cgroups
+from plumbing.cgroup_counters import PEAK_SINCE_RESET, PeakMark, detect_version, read_cgroups
 from stack.api import read_state, start_stack
 from stack.compose import load_compose
 from tests.cgroup2_guest_checks import LEAK_COMPOSE, _hammer, cli, get, wait_for

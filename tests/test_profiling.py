@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import requests
 
-from plumbing.cgroup import (
+from plumbing.cgroup_counters import (
     PEAK_SINCE_CREATION,
     PEAK_SINCE_RESET,
     Counters,

@@ -18,12 +18,12 @@ import urllib.request
 
 import pytest
 
-from stack import cgroups
+from stack import cgroup_limits
 from stack.api import StackError, read_state, start_stack, stop_stack
 from stack.compose import load_compose
 from stack.native import pid_alive
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0 or cgroups.detect_version() is None,
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0 or cgroup_limits.detect_version() is None,
                                 reason="needs root and a cgroup file system")]
 
 CG_ROOT = "/sys/fs/cgroup"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from edgebench.capacity.synthetic_target import DEFAULT_SHARD_SERIES, shard_sizes
 from plumbing.errors import EdgebenchError
 from plumbing.files import write_atomic
-from service.synthetic_target import DEFAULT_SHARD_SERIES, shard_sizes
 from stack.compose import load_compose
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def collector_compose(collector: str, n_series: int, seed: int = 1,
     if build and source.build.get("dockerfile"):
         build["dockerfile"] = source.build["dockerfile"]
     target = {"image": source.image,
-              "command": ["python", "-m", "service.synthetic_target", "--series", str(n_series),
+              "command": ["python", "-m", "edgebench.capacity.synthetic_target", "--series", str(n_series),
                           "--seed", str(seed), "--shard-series", str(shard_series)],
               "environment": {"SENSOR_HOST": "0.0.0.0", "SENSOR_PORT": str(TARGET_PORT)},
               "ports": [f"127.0.0.1:{TARGET_PORT}:{TARGET_PORT}"],

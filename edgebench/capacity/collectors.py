@@ -27,9 +27,10 @@ from edgebench.capacity.collector_compose import (
     check_collector,
     write_step_files,
 )
+from edgebench.capacity.synthetic_target import DEFAULT_SHARD_SERIES, check_series_fits, shard_sizes
 from edgebench.progress import Progress
+from plumbing.wait import WaitTimeout, wait_until
 from reports.contract import write_scenario
-from service.synthetic_target import DEFAULT_SHARD_SERIES, check_series_fits, shard_sizes
 
 # The collector's own count of samples it appended, as each version exposes it
 # (VictoriaMetrics 1.79.5: vm_rows_inserted_total{type="promscrape"}; Prometheus 2.42:
@@ -271,11 +272,16 @@ def _wait(handle, collector: str, watch: ScrapeWatch, target_url: str, scrapes: 
 def _settled_samples(collector: str, url: str, at_least: int, wait_s: float = 10.0) -> float | None:
     """The collector's ingestion counter once the scrapes the target saw are in it: the
     last send finishing precedes the collector's append by its parse and insert time."""
-    deadline = time.monotonic() + wait_s
-    value = samples_appended(collector, url)
-    while (value is None or value < at_least) and time.monotonic() < deadline:
-        time.sleep(POLL_S)
+    value = None
+
+    def caught_up() -> bool:
+        nonlocal value
         value = samples_appended(collector, url) or value
+        return value is not None and value >= at_least
+    try:
+        wait_until(caught_up, wait_s, f"{collector}'s ingestion counter to reach {at_least}", interval=POLL_S)
+    except WaitTimeout:
+        pass  # the figure is what the counter says by then
     return value
 
 

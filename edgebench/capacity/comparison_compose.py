@@ -31,8 +31,8 @@ from edgebench.capacity.collector_compose import (
     check_collector,
     collector_compose,
 )
+from edgebench.capacity.synthetic_target import shard_sizes, spread_sizes
 from plumbing.files import write_atomic
-from service.synthetic_target import shard_sizes, spread_sizes
 
 CONFIGS = ("shipped", "tuned")
 SHAPES = ("one-target", "many-targets")

@@ -21,10 +21,10 @@ from edgebench.bench import tidy_scenario_dir
 from edgebench.capacity.collector_compose import DEPLOYMENT_SCRAPE, TARGET
 from edgebench.capacity.collectors import INGESTION_COUNTERS, ScrapeWatch, get_json, parse_counter
 from edgebench.capacity.comparison_compose import parse_variant, target_sizes, write_step_files
+from edgebench.capacity.synthetic_target import check_series_fits
 from edgebench.progress import Progress
 from reports import collector_stats as cs
 from reports.contract import write_scenario
-from service.synthetic_target import check_series_fits
 
 POLL_S = 0.25
 MEMORY_EVERY_S = 1.0
@@ -90,7 +90,7 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                             settle_scrapes: int = cs.SETTLE_SCRAPES) -> list[dict]:
     """Measure every variant side by side on ``n_series`` series in ``shape``; one record
     per variant. Ctrl-C: teardown, scenario.json 'interrupted', KeyboardInterrupt propagates."""
-    from plumbing.cgroup import read_cgroups
+    from plumbing.cgroup_counters import read_cgroups
     from profiling.sampler import ResourceSampler
     from stack.api import free_port, start_stack
     from stack.scrape_config import scrape_settings

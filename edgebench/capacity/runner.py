@@ -24,7 +24,7 @@ def preflight(params: CapacityParams) -> dict:
     compose = load_compose(COMPOSE_FILE, profiles=("prometheus",))
     check_results_root(params.results_root)
     if "collectors" in params.sweeps:
-        from service.synthetic_target import check_series_fits
+        from edgebench.capacity.synthetic_target import check_series_fits
         check_series_fits(max(params.collector_steps))
     return {n: (s.mem_limit / 2**20 if s.mem_limit else None) for n, s in compose.all_services.items()}
 

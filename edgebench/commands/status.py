@@ -1,6 +1,8 @@
 """`edgebench status`: what runs, limits, memory, CPU, restarts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from stack.api import DEFAULT_STATE_DIR
 
 NAME = "status"
@@ -8,11 +10,13 @@ HELP = "every stack edgebench started here: what runs, limits, memory, CPU, rest
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                    help="one stack's state directory (default: every stack edgebench started here)")
 
 
 def run(args, command: str) -> int:
-    from edgebench.commands._scope import stack_scope
-    from stack.__main__ import main as stack_main
-    return stack_main(["status"] + stack_scope(args.state_dir))
+    from edgebench.commands._scope import every_stack, stack_exit
+    from stack.status_view import show_all_status, show_status
+    if every_stack(args.state_dir):
+        return stack_exit(show_all_status)
+    return stack_exit(lambda: show_status(args.state_dir))

@@ -13,11 +13,11 @@ import errno
 import os
 import secrets
 import signal
-import time
 from pathlib import Path
 
-from plumbing.cgroup import Counters, cgroup_root, detect_version, read_cgroups, read_text
+from plumbing.cgroup_counters import Counters, cgroup_root, detect_version, read_cgroups, read_text
 from plumbing.errors import EdgebenchError
+from plumbing.wait import WaitTimeout, wait_until
 
 PERIOD_US = 100000
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct")
@@ -149,7 +149,7 @@ class ServiceCgroup:
 
     # ------------------------------------------------------------ counters
     def counters(self) -> Counters:
-        """Everything plumbing.cgroup reads (docker-stats memory, CPU, OOM kills, ...)."""
+        """Everything plumbing.cgroup_counters reads (docker-stats memory, CPU, OOM kills, ...)."""
         return read_cgroups({k: str(v) for k, v in self.paths.items()}) or Counters(source="none")
 
     def oom_kills(self) -> int:
@@ -165,17 +165,15 @@ class ServiceCgroup:
 
     def remove(self, timeout: float = 5.0) -> bool:
         """SIGKILL whatever is left inside, then rmdir every directory. True if all gone."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def removed() -> bool:
             self.kill_all()
             for d in reversed(self._dirs()):
                 _rmdir(d)
-            left = [d for d in self._dirs() if d.exists()]
-            if not left:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
+            return not any(d.exists() for d in self._dirs())
+        try:
+            return wait_until(removed, timeout, "its cgroup directories to be removed", interval=0.05)
+        except WaitTimeout:
+            return False
 
 
 def _rmdir(d: Path) -> None:
