@@ -97,19 +97,12 @@ def _readers(state: dict) -> list:
     return []
 
 
-def _load_kwargs(params: RunParams) -> dict:
-    return dict(duration_s=params.duration_s, warmup_s=params.warmup_s,
-                scrapers=params.scrapers, scrape_rate=params.scrape_rate,
-                sensor_users=params.users, sensor_rate=params.sensor_rate,
-                workers=params.workers)
-
-
 def _run_target(run: RunDir, params: RunParams) -> None:
     """An external service (a real robot): load and client-side figures only."""
     from loadtests.runner import run_load
     sdir = run.path / "target"
     progress = Progress("target")
-    result = run_load(params.target, sdir, on_progress=progress.load, **_load_kwargs(params))
+    result = run_load(params.target, sdir, params.load(), on_progress=progress.load)
     info = {"name": "target", "scenario": "target", "repeat": 1, "variant": "external",
             "collector": None, "engine": "external", "limits_enforced": False,
             "target": params.target, **_load_summary(result, params), "status": "complete"}
@@ -125,8 +118,7 @@ def _load_summary(result, params: RunParams) -> dict:
             "loadgen_cpu_seconds": result.loadgen_cpu_seconds,
             "loadgen_bottleneck": result.loadgen_bottleneck,
             "loadgen_cpu_s_per_request": result.loadgen_cpu_s_per_request,
-            "samples": result.samples, "request_counts": result.counts,
-            "phase_seed": result.phase_seed}
+            "samples": result.samples, "phase_seed": result.phase_seed}
 
 
 def _run_scenario(run: RunDir, params: RunParams, scenario: Scenario, repeat: int) -> None:
@@ -200,7 +192,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 progress.memory = _memory_now(sampler)
                 progress.load(p)
 
-            result = run_load(service_url, sdir, on_progress=on_progress, **_load_kwargs(params))
+            result = run_load(service_url, sdir, params.load(), on_progress=on_progress)
             info["peak_reset_at"] = steady.cancel()  # null: mem_peak_bytes covers the cgroup's life
             info["peak_scope"] = sampler.peak_scope  # ... and why, in words (docs/results.md)
             info.update(_load_summary(result, params))
