@@ -197,3 +197,24 @@ def test_service_settings_accept_their_bounds():
                                            "SENSOR_IDLE_TIMEOUT_S": "0.5"})
     assert (c.port, c.seed, c.extra_cpu_ms) == (65535, 0, 0.0)
     assert dict(c.limits) == {"idle_timeout_s": 0.5} and type(c.port) is int
+
+
+@pytest.mark.parametrize("argv, start", [
+    (["bench", "--workers", "9"], "WORKERS=9 exceeds the 4 load users"),
+    (["capacity", "--max-series", "many"], "MAX_SERIES='many' is not a whole number"),
+    (["steps", "--rounds", "1"], "ROUNDS='1' must be >= 2"),
+    (["steps", "--rounds", "x"], "ROUNDS='x' is not a whole number"),
+    (["gate-calibrate", "--runs", "0"], "N='0' must be >= 1"),
+    (["collectors", "--rounds", "-1"], "ROUNDS='-1' must be >= 0"),
+    (["collectors", "--cap", "soon"], "CAP='soon' is not a number"),
+])
+def test_every_command_names_the_make_variable(tmp_path, capsys, argv, start):
+    """What `make bench|capacity|steps|gate-calibrate|collectors VAR=...` refuses names VAR,
+    a variable the Makefile has; one line, exit 2, nothing written."""
+    from edgebench.cli import main
+    code = main([*argv, "--results", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"edgebench: {start}"), err
+    assert err.split(": ", 1)[1].split("=", 1)[0] in MAKE_VARS
+    assert not (tmp_path / "results").exists()
