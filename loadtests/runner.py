@@ -81,10 +81,9 @@ class LoadResult:
     loadgen_warning: str = ""
     exit_code: int | None = None
     interrupted: bool = False
-    users: dict = field(default_factory=dict)
+    spec: LoadSpec | None = None  # the load as checked (users, rates, workers, timeout)
     phase_seed: int = PHASE_SEED
     schedule: list = field(default_factory=list)  # every user's slot, phase_s, interval_s, cap
-    workers: int = 0
     pids: list = field(default_factory=list)  # every Locust process seen (all stopped on return)
     command: list = field(default_factory=list)
 
@@ -563,9 +562,7 @@ def _collect(target: str, paths: _Paths, spec: LoadSpec, proc: subprocess.Popen,
         loadgen_peak_cpu_percent=round(watch.peak_percent, 1),
         loadgen_bottleneck=bool(warning) or watch.hot, loadgen_warning=warning,
         exit_code=proc.returncode, interrupted=run.interrupted,
-        users={"scrapers": spec.scrapers, "scrape_rate": float(spec.scrape_rate),
-               "sensor_users": spec.sensor_users, "sensor_rate": float(spec.sensor_rate)},
-        phase_seed=PHASE_SEED, schedule=schedule, workers=spec.workers, pids=sorted(watch.pids()), command=cmd)
+        spec=spec, phase_seed=PHASE_SEED, schedule=schedule, pids=sorted(watch.pids()), command=cmd)
 
 
 def _check_ended_on_time(proc: subprocess.Popen, result: LoadResult, paths: _Paths) -> None:

@@ -158,6 +158,9 @@ def test_short_run_real_service(service, tmp_path):
     saved = json.loads((res.locust_dir / "load_result.json").read_text())
     assert saved["samples"] == res.samples and saved["interrupted"] is False
     assert "counts" not in saved   # the reports count from requests.csv.gz (docs/figures.md)
+    assert saved["spec"] == {"duration_s": duration, "warmup_s": warmup, "scrapers": scrapers,
+                             "scrape_rate": scrape_rate, "sensor_users": 3, "sensor_rate": 5.0, "workers": 0,
+                             "request_timeout": 10.0}
 
     phases = [p["phase"] for p in progress]
     assert "steady" in phases and len(progress) >= 3
