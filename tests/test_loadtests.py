@@ -84,7 +84,7 @@ def service(tmp_path_factory):
 
 def _steady_counts(res) -> dict:
     """{endpoint: {intended, sent, completed, ok}} in the steady window, as the reports count
-    them (loadtests.samples.counts over requests.csv.gz: docs/figures.md)."""
+    them (reports.figures.request_counts_by_endpoint: loadtests.samples.counts over requests.csv.gz)."""
     return S.counts(S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end))
 
 
@@ -157,7 +157,7 @@ def test_short_run_real_service(service, tmp_path):
     assert sum(res.status_codes.values()) == res.samples
     saved = json.loads((res.locust_dir / "load_result.json").read_text())
     assert saved["samples"] == res.samples and saved["interrupted"] is False
-    assert "counts" not in saved   # the reports count from requests.csv.gz (docs/figures.md)
+    assert "counts" not in saved   # the reports count from requests.csv.gz, nothing stores them
     assert saved["spec"] == {"duration_s": duration, "warmup_s": warmup, "scrapers": scrapers,
                              "scrape_rate": scrape_rate, "sensor_users": 3, "sensor_rate": 5.0, "workers": 0,
                              "request_timeout": 10.0}
