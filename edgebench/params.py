@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgebench.scenarios import ParameterError, Scenario, parse_scenarios
-from loadtests.spec import LoadSpec, check_load, check_target
+from loadtests.spec import LoadSpec, check_load, check_url
 from plumbing.checks import number
 
 # Profile runs trace one warm-up scrape, seconds slower for the baseline at 0.5 CPU:
@@ -76,6 +76,6 @@ def build_params(duration=None, warmup=None, users=None, scenarios=None, repeats
     if engine not in ENGINES:
         raise ParameterError(f"ENGINE={engine!r} is unknown: use auto, native or docker")
     p.engine = engine
-    p.target = check_target(target, "TARGET") if target else None
+    p.target = check_url(target, "TARGET") if target else None
     p.scenarios = parse_scenarios(scenarios)
     return p

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from loadtests.runner import run_load
-from loadtests.spec import FLAGS, LoadError, check_load, check_target
+from loadtests.spec import FLAGS, LoadError, check_load, check_url
 from plumbing.process import sigterm_as_ctrl_c
 
 
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         # the flags are checked here, once, and reach the runner typed
-        target = check_target(args.target, FLAGS["target"])
+        target = check_url(args.target, FLAGS["target"])
         spec = check_load(FLAGS, duration_s=args.duration, warmup_s=args.warmup, scrapers=args.scrapers,
                           scrape_rate=args.scrape_rate, sensor_users=args.sensor_users,
                           sensor_rate=args.sensor_rate, workers=args.workers,

@@ -57,7 +57,7 @@ def example(name: str, value) -> str:
     return f"{name} {value}" if name.startswith("-") else f"{name}={value}"
 
 
-def check_target(raw, name: str) -> str:
+def check_url(raw, name: str) -> str:
     """An http(s) URL with a host, else one line naming the setting."""
     parsed = urllib.parse.urlparse(str(raw or ""))
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
