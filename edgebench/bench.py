@@ -97,19 +97,12 @@ def _readers(state: dict) -> list:
     return []
 
 
-def _load_kwargs(params: RunParams) -> dict:
-    return dict(duration_s=params.duration_s, warmup_s=params.warmup_s,
-                scrapers=params.scrapers, scrape_rate=params.scrape_rate,
-                sensor_users=params.users, sensor_rate=params.sensor_rate,
-                workers=params.workers)
-
-
 def _run_target(run: RunDir, params: RunParams) -> None:
     """An external service (a real robot): load and client-side figures only."""
     from loadtests.runner import run_load
     sdir = run.path / "target"
     progress = Progress("target")
-    result = run_load(params.target, sdir, on_progress=progress.load, **_load_kwargs(params))
+    result = run_load(params.target, sdir, params.load(), on_progress=progress.load)
     info = {"name": "target", "scenario": "target", "repeat": 1, "variant": "external",
             "collector": None, "engine": "external", "limits_enforced": False,
             "target": params.target, **_load_summary(result, params), "status": "complete"}
@@ -125,8 +118,7 @@ def _load_summary(result, params: RunParams) -> dict:
             "loadgen_cpu_seconds": result.loadgen_cpu_seconds,
             "loadgen_bottleneck": result.loadgen_bottleneck,
             "loadgen_cpu_s_per_request": result.loadgen_cpu_s_per_request,
-            "samples": result.samples, "request_counts": result.counts,
-            "phase_seed": result.phase_seed}
+            "samples": result.samples, "phase_seed": result.phase_seed}
 
 
 def _run_scenario(run: RunDir, params: RunParams, scenario: Scenario, repeat: int) -> None:
@@ -148,9 +140,8 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
     Writes scenario.json whatever happens (complete, interrupted or failed) and
     returns its content; exceptions propagate after the teardown. ``compose_file``
     replaces the deployment file (a step measuring another commit's healthcheck)."""
-    from loadtests.runner import run_load
     from profiling.collector_queries import query_collector
-    from profiling.sampler import ResourceSampler, SteadyStart
+    from profiling.sampler import ResourceSampler
     from stack.api import start_stack
 
     sdir.mkdir(parents=True, exist_ok=True)
@@ -159,15 +150,10 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
             "variant": scenario.variant, "collector": scenario.collector_kind,
             "components": {"sensor-service": "service", scenario.collector: "collector"},
             "status": "running"}
-    state_dir = sdir / "stack"
-    # SENSOR_SEED: every run draws the same simulated failures and 5 MB blob answers, so
-    # two runs (and two variants) serve the same work; its randomness was +-17% of CPU.
-    env = {"sensor-service": {"SENSOR_VARIANT": scenario.variant, "SENSOR_SEED": "1",
-                              **(extra_env or {})}}
-    if params.profile:
-        env["sensor-service"]["SENSOR_TRACEMALLOC"] = "1"
     if extra_env:
         info["service_env"] = dict(extra_env)
+    state_dir = sdir / "stack"
+    env = _service_env(params, scenario, extra_env)
     contexts = {"sensor-service": service_context} if service_context else None
     if ports is None:  # free ports: a bench never collides with `make up` or another run
         from stack.api import free_port
@@ -180,30 +166,12 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts,
                 ports=ports))
             state = handle.state()
-            if state.get("counters_source"):  # docker: "cgroup", or "docker stats" where none is readable
-                info["counters_source"] = state["counters_source"]
-            info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
-                        cgroup_version=state.get("cgroup_version"), cgroup_view=state.get("cgroup_view"),
-                        limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"),
-                                    "cpus": s.get("cpus")}
-                                for n, s in state["services"].items()})
+            info.update(_stack_facts(state))
             sampler = stack.enter_context(
                 ResourceSampler(state_dir / "state.json", sdir / "resources.csv", readers=_readers(state)))
             profilers = _start_profilers(stack, params, state_dir, sdir) if params.profile else None
-            service_url = state["services"]["sensor-service"]["url"]
-            progress.phase(f"load: {params.warmup_s:g}s warm-up, {params.duration_s:g}s steady")
-
-            steady = SteadyStart(sampler, params.warmup_s, progress.phase)
-
-            def on_progress(p):
-                steady.on_progress(p)
-                progress.memory = _memory_now(sampler)
-                progress.load(p)
-
-            result = run_load(service_url, sdir, on_progress=on_progress, **_load_kwargs(params))
-            info["peak_reset_at"] = steady.cancel()  # null: mem_peak_bytes covers the cgroup's life
-            info["peak_scope"] = sampler.peak_scope  # ... and why, in words (docs/results.md)
-            info.update(_load_summary(result, params))
+            result = _drive_load(state["services"]["sensor-service"]["url"], sdir, params, sampler,
+                                 progress, info)
             if profilers:
                 profilers.stop()
             if query:
@@ -226,6 +194,49 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
         write_scenario(sdir, info)
         progress.phase(info["status"])
     return info
+
+
+def _service_env(params: RunParams, scenario: Scenario, extra_env: dict | None) -> dict:
+    """The service's environment: its variant, a fixed seed, profile mode, the caller's extras."""
+    # SENSOR_SEED: every run draws the same simulated failures and 5 MB blob answers, so
+    # two runs (and two variants) serve the same work; its randomness was +-17% of CPU.
+    env = {"sensor-service": {"SENSOR_VARIANT": scenario.variant, "SENSOR_SEED": "1",
+                              **(extra_env or {})}}
+    if params.profile:
+        env["sensor-service"]["SENSOR_TRACEMALLOC"] = "1"
+    return env
+
+
+def _stack_facts(state: dict) -> dict:
+    """What scenario.json records of the running stack: engine, limits, cgroup view."""
+    facts = {}
+    if state.get("counters_source"):  # docker: "cgroup", or "docker stats" where none is readable
+        facts["counters_source"] = state["counters_source"]
+    facts.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
+                 cgroup_version=state.get("cgroup_version"), cgroup_view=state.get("cgroup_view"),
+                 limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"), "cpus": s.get("cpus")}
+                         for n, s in state["services"].items()})
+    return facts
+
+
+def _drive_load(service_url: str, sdir: Path, params: RunParams, sampler, progress: Progress, info: dict):
+    """The load against the running service, the sampler's peak reset at the steady start;
+    records the window and the load's facts in ``info``. Returns the LoadResult."""
+    from loadtests.runner import run_load
+    from profiling.sampler import SteadyStart
+    progress.phase(f"load: {params.warmup_s:g}s warm-up, {params.duration_s:g}s steady")
+    steady = SteadyStart(sampler, params.warmup_s, progress.phase)
+
+    def on_progress(p):
+        steady.on_progress(p)
+        progress.memory = _memory_now(sampler)
+        progress.load(p)
+
+    result = run_load(service_url, sdir, params.load(), on_progress=on_progress)
+    info["peak_reset_at"] = steady.cancel()  # null: mem_peak_bytes covers the cgroup's life
+    info["peak_scope"] = sampler.peak_scope  # ... and why, in words (docs/results.md)
+    info.update(_load_summary(result, params))
+    return result
 
 
 def _memory_now(sampler) -> dict:

@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgebench.scenarios import ParameterError, Scenario, parse_scenarios
+from loadtests.spec import LoadSpec, check_load, check_url
+from plumbing.checks import number
 
 # Profile runs trace one warm-up scrape, seconds slower for the baseline at 0.5 CPU:
 # the warm-up must hold it, so that no figure does.
@@ -30,6 +32,12 @@ class RunParams:
     tracemalloc: bool = True       # with profile: one traced scrape's allocation sites
     pyspy_rate: int = 100          # with profile: py-spy samples per second
 
+    def load(self) -> LoadSpec:
+        """The load every scenario offers, typed (checked by build_params, not again)."""
+        return LoadSpec(duration_s=self.duration_s, warmup_s=self.warmup_s, scrapers=self.scrapers,
+                        scrape_rate=self.scrape_rate, sensor_users=self.users, sensor_rate=self.sensor_rate,
+                        workers=self.workers)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["scenarios"] = [s.name for s in self.scenarios]
@@ -37,42 +45,37 @@ class RunParams:
         return d
 
 
-def _number(name: str, value, kind=float, minimum=0.0, strict=False):
-    try:
-        v = kind(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name}={value!r} is not a number: pass e.g. {name}=30") from None
-    if v < minimum or (strict and v == minimum):
-        bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
-        raise ParameterError(f"{name}={value} must be {bound}")
-    return v
+# The make variable (Makefile) each setting comes from: every refusal names the one the user sets.
+MAKE_VARIABLES = {"duration_s": "DURATION", "warmup_s": "WARMUP", "sensor_users": "USERS",
+                  "scrape_rate": "SCRAPE_RATE", "sensor_rate": "SENSOR_RATE", "workers": "WORKERS",
+                  "repeats": "REPEATS", "target": "TARGET", "engine": "ENGINE", "scenarios": "SCENARIOS"}
+ENGINES = ("auto", "native", "docker")
 
 
 def build_params(duration=None, warmup=None, users=None, scenarios=None, repeats=None,
                  workers=None, target=None, engine="auto", results_root="results",
                  profile=False, scrape_rate=None, sensor_rate=None) -> RunParams:
+    """The edge: every setting of a bench or profile run checked once, here, with one line
+    naming its make variable; what returns is typed and is not checked again."""
     p = RunParams(profile=profile, results_root=Path(results_root))
     if profile:
         p.warmup_s = PROFILE_WARMUP_S
-    if duration is not None:
-        p.duration_s = _number("DURATION", duration, minimum=0, strict=True)
-    if warmup is not None:
-        p.warmup_s = _number("WARMUP", warmup, minimum=0)
-    if users is not None:
-        p.users = _number("USERS", users, kind=int, minimum=0)
+
+    def given(value, default):
+        return default if value is None else value
+
+    spec = check_load(MAKE_VARIABLES, duration_s=given(duration, p.duration_s), warmup_s=given(warmup, p.warmup_s),
+                      scrapers=p.scrapers, scrape_rate=given(scrape_rate, p.scrape_rate),
+                      sensor_users=given(users, p.users), sensor_rate=given(sensor_rate, p.sensor_rate),
+                      workers=given(workers, p.workers))
+    p.duration_s, p.warmup_s, p.users, p.workers = spec.duration_s, spec.warmup_s, spec.sensor_users, spec.workers
+    p.scrape_rate, p.sensor_rate = spec.scrape_rate, spec.sensor_rate
     if repeats is not None:
-        p.repeats = _number("REPEATS", repeats, kind=int, minimum=1)
-    if workers is not None:
-        p.workers = _number("WORKERS", workers, kind=int, minimum=0)
-    if scrape_rate is not None:
-        p.scrape_rate = _number("SCRAPE_RATE", scrape_rate, minimum=0, strict=True)
-    if sensor_rate is not None:
-        p.sensor_rate = _number("SENSOR_RATE", sensor_rate, minimum=0, strict=True)
-    if engine not in ("auto", "native", "docker"):
+        p.repeats = number(repeats, "REPEATS", whole=True, at_least=1, error=ParameterError,
+                           fix="pass e.g. REPEATS=3")
+    if engine not in ENGINES:
         raise ParameterError(f"ENGINE={engine!r} is unknown: use auto, native or docker")
     p.engine = engine
-    p.target = target or None
-    if p.target and not p.target.startswith(("http://", "https://")):
-        raise ParameterError(f"TARGET={target!r} is not a URL: pass e.g. TARGET=http://robot.local:8000")
+    p.target = check_url(target, "TARGET") if target else None
     p.scenarios = parse_scenarios(scenarios)
     return p

@@ -7,7 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
-from loadtests.runner import LoadError, run_load
+from loadtests.runner import run_load
+from loadtests.spec import FLAGS, LoadError, check_load, check_url
 from plumbing.process import sigterm_as_ctrl_c
 
 
@@ -22,25 +23,27 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loadtests", description=__doc__)
     ap.add_argument("--target", default="http://127.0.0.1:8000", help="service URL (default %(default)s)")
     ap.add_argument("--out", required=True, type=Path, help="output directory (requests.csv.gz, locust/, logs/)")
-    ap.add_argument("--duration", type=float, default=30.0, help="steady seconds (default %(default)s)")
-    ap.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds, excluded (default %(default)s)")
-    ap.add_argument("--scrapers", type=int, default=1, help="/metrics scrapers (default %(default)s)")
-    ap.add_argument("--scrape-rate", type=float, default=1.0, help="scrapes/s per scraper (default %(default)s)")
-    ap.add_argument("--sensor-users", type=int, default=4, help="/sensor clients (default %(default)s)")
-    ap.add_argument("--sensor-rate", type=float, default=5.0, help="requests/s per client (default %(default)s)")
-    ap.add_argument("--workers", type=int, default=0, help="Locust worker processes, 0 = one process")
-    ap.add_argument("--request-timeout", type=float, default=10.0, help="per-request timeout s (default %(default)s)")
+    ap.add_argument("--duration", default=30.0, help="steady seconds (default %(default)s)")
+    ap.add_argument("--warmup", default=5.0, help="warm-up seconds, excluded (default %(default)s)")
+    ap.add_argument("--scrapers", default=1, help="/metrics scrapers (default %(default)s)")
+    ap.add_argument("--scrape-rate", default=1.0, help="scrapes/s per scraper (default %(default)s)")
+    ap.add_argument("--sensor-users", default=4, help="/sensor clients (default %(default)s)")
+    ap.add_argument("--sensor-rate", default=5.0, help="requests/s per client (default %(default)s)")
+    ap.add_argument("--workers", default=0, help="Locust worker processes, 0 = one process")
+    ap.add_argument("--request-timeout", default=10.0, help="per-request timeout s (default %(default)s)")
     args = ap.parse_args(argv)
     # `kill <pid>` stops a manual run as cleanly as Ctrl-C (Locust stopped, samples kept)
     sigterm_as_ctrl_c()
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        result = run_load(args.target, args.out, duration_s=args.duration, warmup_s=args.warmup,
-                          scrapers=args.scrapers, scrape_rate=args.scrape_rate,
-                          sensor_users=args.sensor_users, sensor_rate=args.sensor_rate,
-                          workers=args.workers, request_timeout=args.request_timeout,
-                          on_progress=_progress if sys.stderr.isatty() else None)
+        # the flags are checked here, once, and reach the runner typed
+        target = check_url(args.target, FLAGS["target"])
+        spec = check_load(FLAGS, duration_s=args.duration, warmup_s=args.warmup, scrapers=args.scrapers,
+                          scrape_rate=args.scrape_rate, sensor_users=args.sensor_users,
+                          sensor_rate=args.sensor_rate, workers=args.workers,
+                          request_timeout=args.request_timeout)
+        result = run_load(target, args.out, spec, on_progress=_progress if sys.stderr.isatty() else None)
     except LoadError as exc:
         print(f"loadtests: {exc}", file=sys.stderr)
         return 2

@@ -18,17 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from loadtests import samples as S
-from loadtests.runner import LoadError, run_load
+from loadtests.runner import run_load
+from loadtests.spec import LoadError, LoadSpec, check_load
 
 
-def one_round(target: str, out: Path, scrapers: int, rate: float, seconds: float) -> dict:
+def one_round(target: str, out: Path, spec: LoadSpec) -> dict:
     probe_csv = out / "probe.csv.gz"
     probe = subprocess.Popen([sys.executable, "-m", "loadtests.probe", "--target", target, "--path", "/metrics",
-                              "--rate", str(scrapers * rate), "--duration", str(seconds + 6),
+                              "--rate", str(spec.scrapers * spec.scrape_rate), "--duration", str(spec.duration_s + 6),
                               "--out", str(probe_csv)], stdout=subprocess.DEVNULL)
     try:
-        res = run_load(target, out / "locust", duration_s=seconds, warmup_s=1.0, scrapers=scrapers,
-                       scrape_rate=rate, sensor_users=0)
+        res = run_load(target, out / "locust", spec)
         probe.wait(timeout=60)
     finally:
         if probe.poll() is None:
@@ -56,9 +56,12 @@ def main(argv=None) -> int:
            " | sent late p50 {late_p50:.3f} p95 {late_p95:.3f} ms | Locust CPU {cpu_ms_per_request:.2f} ms/request")
     rows = []
     try:
+        spec = check_load({"duration_s": "--seconds", "scrapers": "--scrapers", "scrape_rate": "--rate"},
+                          duration_s=args.seconds, warmup_s=1.0, scrapers=args.scrapers, scrape_rate=args.rate,
+                          sensor_users=0)
         with tempfile.TemporaryDirectory(prefix="edgebench-agreement-") as tmp:
             for i in range(args.rounds):
-                rows.append(one_round(args.target, Path(tmp) / str(i), args.scrapers, args.rate, args.seconds))
+                rows.append(one_round(args.target, Path(tmp) / str(i), spec))
                 print(f"round {i + 1}: " + fmt.format(**rows[-1]), flush=True)
     except LoadError as e:
         print(f"agreement: {e}", file=sys.stderr)

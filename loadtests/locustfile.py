@@ -26,10 +26,13 @@ timeout; ``--stop-timeout`` must exceed it so Locust does not cut the cool-down 
   flight is still sent on time (one greenlet per request); in-flight requests are capped
   at ``ceil(timeout · rate) + 1`` per user and what the cap stops is recorded ``sent=0``.
 
-Every option also reads an environment variable (``EDGEBENCH_SCRAPERS``,
-``EDGEBENCH_SCRAPE_RATE``, ``EDGEBENCH_SENSOR_USERS``, ``EDGEBENCH_SENSOR_RATE``,
-``EDGEBENCH_REQUEST_TIMEOUT``, ``EDGEBENCH_SCHEDULE_S``, ``EDGEBENCH_PHASE_SEED``,
-``EDGEBENCH_LOAD_PROCESSES``, ``EDGEBENCH_SAMPLES_DIR``).
+Options
+-------
+The edgebench options above are the one way values reach this file (no environment
+variables): ``loadtests.runner.build_command`` writes them from a ``LoadSpec`` that was
+checked where the user set it. They are read once, at Locust's ``init``, by
+:func:`_read_options`, which also refuses garbage typed by hand (``--scrape-rate 0``) with
+one line and exit 2; nothing else in this file parses or checks them.
 
 Raw samples
 -----------
@@ -52,6 +55,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 
@@ -66,6 +70,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from locust.stats import StatsCSVFileWriter
 
 from loadtests.samples import SAMPLE_COLUMNS
+from plumbing.checks import SettingError, number
 from plumbing.files import write_json_atomic
 
 FLUSH_INTERVAL_S = 1.0
@@ -91,31 +96,44 @@ DEFAULTS = {
 
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser):
+    # text, read by _read_options: one place turns them into numbers (or refuses them)
     group = parser.add_argument_group("edgebench", "edgebench traffic model and raw sample export")
-    group.add_argument("--scrapers", type=int, env_var="EDGEBENCH_SCRAPERS", default=DEFAULTS["scrapers"],
-                       help="Number of /metrics scrapers (ScraperUser fixed_count)")
-    group.add_argument("--scrape-rate", type=float, env_var="EDGEBENCH_SCRAPE_RATE",
-                       default=DEFAULTS["scrape_rate"], help="Scrapes per second per scraper (1 = 1 s interval)")
-    group.add_argument("--sensor-users", type=int, env_var="EDGEBENCH_SENSOR_USERS",
-                       default=DEFAULTS["sensor_users"], help="Number of /sensor clients (SensorUser fixed_count)")
-    group.add_argument("--sensor-rate", type=float, env_var="EDGEBENCH_SENSOR_RATE",
-                       default=DEFAULTS["sensor_rate"], help="/sensor requests per second per client")
-    group.add_argument("--request-timeout", type=float, env_var="EDGEBENCH_REQUEST_TIMEOUT",
-                       default=DEFAULTS["request_timeout"], help="Per-request timeout in seconds (like scrape_timeout)")
-    group.add_argument("--schedule-s", type=float, env_var="EDGEBENCH_SCHEDULE_S", default=DEFAULTS["schedule_s"],
-                       help="Seconds after the test start at which the schedules end (0 = never)")
-    group.add_argument("--phase-seed", type=int, env_var="EDGEBENCH_PHASE_SEED", default=DEFAULTS["phase_seed"],
-                       help="Seed of the users' phases")
-    group.add_argument("--load-processes", type=int, env_var="EDGEBENCH_LOAD_PROCESSES",
-                       default=DEFAULTS["load_processes"], help="Locust processes running users (for the phase slots)")
-    group.add_argument("--samples-dir", type=str, env_var="EDGEBENCH_SAMPLES_DIR", default="",
+    group.add_argument("--scrapers", help="Number of /metrics scrapers (ScraperUser fixed_count)")
+    group.add_argument("--scrape-rate", help="Scrapes per second per scraper (1 = 1 s interval)")
+    group.add_argument("--sensor-users", help="Number of /sensor clients (SensorUser fixed_count)")
+    group.add_argument("--sensor-rate", help="/sensor requests per second per client")
+    group.add_argument("--request-timeout", help="Per-request timeout in seconds (like scrape_timeout)")
+    group.add_argument("--schedule-s", help="Seconds after the test start at which the schedules end (0 = never)")
+    group.add_argument("--phase-seed", help="Seed of the users' phases")
+    group.add_argument("--load-processes", help="Locust processes running users (for the phase slots)")
+    group.add_argument("--samples-dir", default="",
                        help="Directory for raw per-request samples (requests.part-<pid>.csv.gz); empty = off")
 
 
-def _option(environment, name):
-    opts = getattr(environment, "parsed_options", None)
-    value = getattr(opts, name, None) if opts is not None else None
-    return DEFAULTS[name] if value is None else value
+# option -> (flag, bounds for plumbing.checks.number)
+_BOUNDS = {"scrapers": ("--scrapers", {"whole": True, "at_least": 0}),
+           "scrape_rate": ("--scrape-rate", {"above": 0}),
+           "sensor_users": ("--sensor-users", {"whole": True, "at_least": 0}),
+           "sensor_rate": ("--sensor-rate", {"above": 0}),
+           "request_timeout": ("--request-timeout", {"above": 0}),
+           "schedule_s": ("--schedule-s", {"at_least": 0}),
+           "phase_seed": ("--phase-seed", {"whole": True}),
+           "load_processes": ("--load-processes", {"whole": True, "at_least": 1})}
+_OPTIONS = dict(DEFAULTS)   # typed, set once by _read_options
+
+
+def _read_options(parsed) -> dict:
+    """The options as numbers, defaults where not given; garbage is one line (SettingError)."""
+    out = dict(DEFAULTS)
+    for name, (flag, bounds) in _BOUNDS.items():
+        raw = getattr(parsed, name, None) if parsed is not None else None
+        if raw is not None:
+            out[name] = number(raw, flag, **bounds)
+    return out
+
+
+def _option(name):
+    return _OPTIONS[name]
 
 
 def in_flight_cap(timeout_s: float, rate: float) -> int:
@@ -181,13 +199,13 @@ class _OpenLoopUser(User):
         self._in_flight = Group()
         self._done = False
         env = self.environment
-        self.interval_s = 1.0 / float(_option(env, self.rate_option))
-        processes = max(1, int(_option(env, "load_processes")))
+        self.interval_s = 1.0 / _option(self.rate_option)
+        processes = _option("load_processes")
         worker = max(0, int(getattr(env.runner, "worker_index", 0) or 0))
         name = type(self).__name__
         slots = processes * int(math.ceil(max(1, self.fixed_count) / processes))
         self.slot = _PLAN.take_slot(name) * processes + worker
-        self.phase_s = phase_s(int(_option(env, "phase_seed")), name, self.slot, slots, self.interval_s)
+        self.phase_s = phase_s(_option("phase_seed"), name, self.slot, slots, self.interval_s)
         _PLAN.users.append({"user": name, "slot": self.slot, "slots": slots, "phase_s": self.phase_s,
                             "interval_s": self.interval_s, "cap": self.cap})
 
@@ -199,7 +217,7 @@ class _OpenLoopUser(User):
         if self._done:
             return
         origin = _PLAN.origin if _PLAN.origin is not None else time.time()
-        schedule_s = float(_option(self.environment, "schedule_s"))
+        schedule_s = _option("schedule_s")
         end = origin + schedule_s if schedule_s > 0 else math.inf
         k = 0
         while True:
@@ -215,7 +233,7 @@ class _OpenLoopUser(User):
                 self._in_flight.spawn(self._send, intended)
             k += 1
         # cool-down: what was sent is awaited (each request ends by its own timeout)
-        self._in_flight.join(timeout=float(_option(self.environment, "request_timeout")) + 1.0)
+        self._in_flight.join(timeout=_option("request_timeout") + 1.0)
         self._done = True
 
     def _send(self, intended: float) -> None:
@@ -280,10 +298,15 @@ def _configure(environment, **_kw):
     _RUNNER["master"] = isinstance(environment.runner, MasterRunner)
     if isinstance(environment.runner, WorkerRunner):
         _die_with_parent()
-    ScraperUser.fixed_count = int(_option(environment, "scrapers"))
-    SensorUser.fixed_count = int(_option(environment, "sensor_users"))
-    timeout = float(_option(environment, "request_timeout"))
-    SensorUser.cap = in_flight_cap(timeout, float(_option(environment, "sensor_rate")))
+    try:
+        _OPTIONS.update(_read_options(environment.parsed_options))
+    except SettingError as e:   # typed by hand: one line, like every edgebench refusal
+        print(f"locustfile: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    ScraperUser.fixed_count = _option("scrapers")
+    SensorUser.fixed_count = _option("sensor_users")
+    timeout = _option("request_timeout")
+    SensorUser.cap = in_flight_cap(timeout, _option("sensor_rate"))
     for cls in (ScraperUser, SensorUser):
         cls.timeout_s = timeout
     if environment.parsed_options is not None:
@@ -297,7 +320,7 @@ class _SampleWriter:
     """Buffers request samples and appends them as gzip members to a per-process file."""
 
     def __init__(self):
-        self.directory = os.environ.get("EDGEBENCH_SAMPLES_DIR", "")
+        self.directory = ""   # --samples-dir, set at init
         self._rows: list[str] = []
         self._fh = None
         self._pid = None

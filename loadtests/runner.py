@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -39,7 +38,7 @@ import psutil
 
 from loadtests import samples as sample_format
 from loadtests.samples import SAMPLE_COLUMNS
-from plumbing.errors import EdgebenchError
+from loadtests.spec import LoadError, LoadSpec  # noqa: F401 - LoadError: loadtests.runner's refusal
 from plumbing.files import read_json, write_atomic, write_json_atomic
 
 PHASE_SEED = 1  # the users' phases are the same every run
@@ -54,10 +53,6 @@ STOP_GRACE_S = 8.0  # SIGINT -> SIGTERM -> SIGKILL
 # Locust ends its run on its own clock, a fraction of a millisecond around the steady
 # window's computed end: only an end well before it means Locust died early.
 EARLY_END_TOLERANCE_S = 1.0
-
-
-class LoadError(EdgebenchError):
-    """A load run could not be started or its parameters are wrong (one-line message)."""
 
 
 @dataclass
@@ -76,8 +71,6 @@ class LoadResult:
     samples: int  # rows in requests.csv.gz (all, warm-up included; one per intended request)
     steady_samples: int  # rows intended inside the steady window
     failures: int  # sent rows with ok == 0
-    # steady window, per endpoint: {"/metrics": {"intended", "sent", "completed", "ok"}, ...}
-    counts: dict = field(default_factory=dict)
     status_codes: dict = field(default_factory=dict)
     parts: dict = field(default_factory=dict)  # sample rows per Locust process (part file name)
     loadgen_cpu_seconds: float = 0.0
@@ -88,10 +81,9 @@ class LoadResult:
     loadgen_warning: str = ""
     exit_code: int | None = None
     interrupted: bool = False
-    users: dict = field(default_factory=dict)
+    spec: LoadSpec | None = None  # the load as checked (users, rates, workers, timeout)
     phase_seed: int = PHASE_SEED
     schedule: list = field(default_factory=list)  # every user's slot, phase_s, interval_s, cap
-    workers: int = 0
     pids: list = field(default_factory=list)  # every Locust process seen (all stopped on return)
     command: list = field(default_factory=list)
 
@@ -104,35 +96,8 @@ class LoadResult:
 
 
 # ---------------------------------------------------------------------------
-# validation and reachability
+# reachability
 # ---------------------------------------------------------------------------
-def _validate(target, duration_s, warmup_s, scrapers, scrape_rate, sensor_users, sensor_rate, workers):
-    def number(name, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise LoadError(f"load parameter {name}={value!r} is not a finite number: pass a number")
-        return value
-
-    parsed = urllib.parse.urlparse(str(target or ""))
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise LoadError(f"load target {target!r} is not an http(s) URL: pass e.g. TARGET=http://127.0.0.1:8000")
-    if number("duration_s", duration_s) <= 0:
-        raise LoadError(f"load parameter duration_s={duration_s!r} must be > 0 seconds: pass e.g. DURATION=30")
-    if number("warmup_s", warmup_s) < 0:
-        raise LoadError(f"load parameter warmup_s={warmup_s!r} must be >= 0 seconds: pass e.g. WARMUP=5")
-    for name, value in (("scrapers", scrapers), ("sensor_users", sensor_users), ("workers", workers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise LoadError(f"load parameter {name}={value!r} must be an integer >= 0")
-    if scrapers + sensor_users == 0:
-        raise LoadError("load parameters scrapers=0 and sensor_users=0: at least one user is needed (e.g. USERS=4)")
-    if scrapers and number("scrape_rate", scrape_rate) <= 0:
-        raise LoadError(f"load parameter scrape_rate={scrape_rate!r} must be > 0 scrapes/s per scraper (1 = 1 s interval)")
-    if sensor_users and number("sensor_rate", sensor_rate) <= 0:
-        raise LoadError(f"load parameter sensor_rate={sensor_rate!r} must be > 0 requests/s per sensor user")
-    if workers > scrapers + sensor_users:
-        raise LoadError(f"load parameter workers={workers} exceeds the {scrapers + sensor_users} users: "
-                        "use at most one worker per user")
-
-
 def check_target(target: str, timeout: float = 3.0) -> None:
     """Raise LoadError unless something answers HTTP at target (/healthz, then /metrics)."""
     base = target.rstrip("/")
@@ -379,153 +344,206 @@ def _tail_text(path: Path, lines=8) -> str:
 # ---------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------
-def build_command(target, locust_dir: Path, schedule_s: float, scrapers, scrape_rate, sensor_users,
-                  sensor_rate, workers, request_timeout, phase_seed: int = PHASE_SEED) -> list[str]:
-    """The Locust command line. The users' schedules end ``schedule_s`` after the test
+def build_command(target, locust_dir: Path, spec: LoadSpec, phase_seed: int = PHASE_SEED) -> list[str]:
+    """The Locust command line. The users' schedules end ``spec.run_time_s`` after the test
     start; Locust's run time (-t) ends just after, and ``--stop-timeout`` (longer than a
-    request can take) lets the users await their in-flight requests: the cool-down."""
-    users = scrapers + sensor_users
+    request can take) lets the users await their in-flight requests: the cool-down.
+    The locustfile reads every edgebench value from these options (and only from them)."""
+    users = spec.users
+    schedule_s = spec.run_time_s
     run_time_s = max(1, math.ceil(schedule_s))
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
            # spawn everyone at once: the schedule's phases, not the spawn order, set the send times
            "-H", target.rstrip("/"), "-u", str(users), "-r", str(max(100, users)), "-t", f"{run_time_s}s",
-           "--stop-timeout", str(math.ceil(request_timeout) + 3),
+           "--stop-timeout", str(math.ceil(spec.request_timeout) + 3),
            "--csv", str(locust_dir / "locust"), "--html", str(locust_dir / "report.html"),
            "--only-summary", "--exit-code-on-error", "1",
-           "--scrapers", str(scrapers), "--scrape-rate", repr(float(scrape_rate or 1.0)),
-           "--sensor-users", str(sensor_users), "--sensor-rate", repr(float(sensor_rate or 1.0)),
-           "--request-timeout", repr(float(request_timeout)), "--samples-dir", str(locust_dir),
+           "--scrapers", str(spec.scrapers), "--scrape-rate", repr(float(spec.scrape_rate or 1.0)),
+           "--sensor-users", str(spec.sensor_users), "--sensor-rate", repr(float(spec.sensor_rate or 1.0)),
+           "--request-timeout", repr(float(spec.request_timeout)), "--samples-dir", str(locust_dir),
            "--schedule-s", repr(float(schedule_s)), "--phase-seed", str(int(phase_seed)),
-           "--load-processes", str(max(1, workers))]
-    if workers > 0:
+           "--load-processes", str(max(1, spec.workers))]
+    if spec.workers > 0:
         # Locust's own master + forked workers (the master waits for all of them).
-        cmd += ["--processes", str(workers)]
-    classes = [c for c, n in (("ScraperUser", scrapers), ("SensorUser", sensor_users)) if n > 0]
+        cmd += ["--processes", str(spec.workers)]
+    classes = [c for c, n in (("ScraperUser", spec.scrapers), ("SensorUser", spec.sensor_users)) if n > 0]
     return cmd + classes
 
 
-def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.0,
-             scrapers: int = 1, scrape_rate: float = 1.0, sensor_users: int = 1,
-             sensor_rate: float = 5.0, workers: int = 0,
-             on_progress: Callable[[dict], None] | None = None,
-             request_timeout: float = 10.0, check: bool = True) -> LoadResult:
-    """Run Locust headless against ``target`` for ``warmup_s + duration_s`` seconds.
+@dataclass
+class _Paths:
+    """Where one run writes (the layout in this module's docstring)."""
 
-    ``scrapers`` users GET /metrics at ``scrape_rate`` scrapes/s each; ``sensor_users``
-    users GET /sensor at ``sensor_rate`` requests/s each. ``workers`` > 0 runs Locust's
-    master with that many worker processes (``--processes``). ``on_progress(dict)`` is
-    called about once a second with ``elapsed``, ``remaining``, ``phase``
-    (starting/warmup/steady/stopping), ``rps``, ``p95_ms``, ``requests``, ``failures``.
+    out_dir: Path
 
-    Raises LoadError for bad parameters, an unreachable target or a Locust that does
-    not start. On Ctrl-C, Locust is stopped, the samples written so far are merged
-    and KeyboardInterrupt is re-raised with ``.load_result`` attached.
+    @property
+    def locust_dir(self) -> Path:
+        return self.out_dir / "locust"
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / "logs" / "locust.log"
+
+    @property
+    def requests_csv(self) -> Path:
+        return self.out_dir / "requests.csv.gz"
+
+
+@dataclass
+class _Watched:
+    """What watching Locust run left behind: when the test started, how it ended."""
+
+    started_at: float | None = None
+    stop_sent_at: float | None = None   # Locust was stopped for not starting in time
+    rusage_cpu: float = 0.0
+    interrupted: bool = False
+    raise_after: BaseException | None = None   # Ctrl-C (or another exception), re-raised at the end
+    ended_at: float = 0.0
+
+
+def run_load(target: str, out_dir: Path, spec: LoadSpec,
+             on_progress: Callable[[dict], None] | None = None, check: bool = True) -> LoadResult:
+    """Run Locust headless against ``target`` for ``spec.warmup_s + spec.duration_s`` seconds.
+
+    ``spec`` was checked where the user set it (:func:`loadtests.spec.check_load`) and is
+    not checked again. ``on_progress(dict)`` is called about once a second with
+    ``elapsed``, ``remaining``, ``phase`` (starting/warmup/steady/stopping), ``rps``,
+    ``p95_ms``, ``requests``, ``failures``.
+
+    Raises LoadError for an output path that is a file, an unreachable target or a
+    Locust that does not start. On Ctrl-C, Locust is stopped, the samples written so far
+    are merged and KeyboardInterrupt is re-raised with ``.load_result`` attached.
     """
-    _validate(target, duration_s, warmup_s, scrapers, scrape_rate, sensor_users, sensor_rate, workers)
-    if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)) or request_timeout <= 0:
-        raise LoadError(f"load parameter request_timeout={request_timeout!r} must be > 0 seconds")
-    out_dir = Path(out_dir)
+    paths = _prepare(target, Path(out_dir), check)
+    cmd = build_command(target, paths.locust_dir, spec)
+    start_timeout = _start_timeout()
+    proc = _launch(cmd, paths.log_path)
+    watch = _ProcWatch(proc.pid)
+    run = _watch(proc, watch, paths.locust_dir, spec, start_timeout, on_progress)
+    parts = merge_samples(paths.locust_dir, paths.requests_csv)
+    schedule = merge_schedules(paths.locust_dir, paths.locust_dir / "schedule.json")
+    if run.started_at is None and run.raise_after is None:
+        _raise_not_started(proc, run, start_timeout, paths.log_path)
+    result = _collect(target, paths, spec, proc, watch, run, parts, schedule, cmd)
+    write_json_atomic(paths.locust_dir / "load_result.json", result.to_dict())
+    if run.raise_after is not None:
+        try:
+            run.raise_after.load_result = result
+        except Exception:
+            pass
+        raise run.raise_after
+    _check_ended_on_time(proc, result, paths)
+    return result
+
+
+def _prepare(target: str, out_dir: Path, check: bool) -> _Paths:
+    """Refuse what cannot run before anything starts; make the folders, drop stale parts."""
     if out_dir.exists() and not out_dir.is_dir():
         raise LoadError(f"load output {out_dir} is a file, not a directory: pass a directory path")
     if check:
         check_target(target)
-
-    locust_dir = out_dir / "locust"
-    log_dir = out_dir / "logs"
-    locust_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (list(locust_dir.glob("requests.part-*.csv.gz")) + list(locust_dir.glob("schedule.part-*.json"))
-                  + [locust_dir / "test_start.json"]):
+    paths = _Paths(out_dir)
+    paths.locust_dir.mkdir(parents=True, exist_ok=True)
+    paths.log_path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (list(paths.locust_dir.glob("requests.part-*.csv.gz"))
+                  + list(paths.locust_dir.glob("schedule.part-*.json"))
+                  + [paths.locust_dir / "test_start.json"]):
         stale.unlink(missing_ok=True)
-    requests_csv = out_dir / "requests.csv.gz"
-    log_path = log_dir / "locust.log"
-    run_time_s = warmup_s + duration_s
-    cmd = build_command(target, locust_dir, run_time_s, scrapers, scrape_rate, sensor_users,
-                        sensor_rate, workers, request_timeout)
+    return paths
 
+
+def _launch(cmd: list[str], log_path: Path) -> subprocess.Popen:
+    """Locust in its own session (a terminal's Ctrl-C reaches only us), dying with us."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]))
     env.pop("LOCUST_LOCUSTFILE", None)
     env["PYTHONUNBUFFERED"] = "1"
-
-    start_timeout = _start_timeout()
-    launched = time.time()
     with open(log_path, "ab") as log:
         log.write(f"# {' '.join(cmd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=str(PACKAGE_ROOT), env=env, start_new_session=True,
                                 preexec_fn=_die_with_parent)
-    watch = _ProcWatch(proc.pid)
+
+
+def _watch(proc: subprocess.Popen, watch: _ProcWatch, locust_dir: Path, spec: LoadSpec,
+           start_timeout: float, on_progress) -> _Watched:
+    """Follow Locust until it exits: its start, its CPU, live progress; stop it on Ctrl-C
+    or when it does not start in time. Nothing it started outlives this call."""
+    run = _Watched()
+    launched = time.time()
     tail = _LiveTail(locust_dir)
-    started_at = None
-    rusage_cpu = 0.0
-    interrupted = False
     progress_error = False
-    stop_sent_at = None
     try:
         while True:
             pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 proc.returncode = os.waitstatus_to_exitcode(status)
-                rusage_cpu = rusage.ru_utime + rusage.ru_stime
+                run.rusage_cpu = rusage.ru_utime + rusage.ru_stime
                 break
             now = time.time()
             # start-up (imports, forks, connecting workers) is not load: judge the load
             # generator's CPU from the steady phase on
-            watch.sample(count_peaks=started_at is not None and now >= started_at + warmup_s)
-            if started_at is None:
+            watch.sample(count_peaks=run.started_at is not None and now >= run.started_at + spec.warmup_s)
+            if run.started_at is None:
                 info = _read_json(locust_dir / "test_start.json")
                 if info:
-                    started_at = float(info["test_start"])
-                elif now - launched > start_timeout and stop_sent_at is None:
+                    run.started_at = float(info["test_start"])
+                elif now - launched > start_timeout and run.stop_sent_at is None:
                     _signal_pids([proc.pid], signal.SIGINT)
-                    stop_sent_at = now
-            if stop_sent_at is not None and now - stop_sent_at > STOP_GRACE_S:
+                    run.stop_sent_at = now
+            if run.stop_sent_at is not None and now - run.stop_sent_at > STOP_GRACE_S:
                 _signal_pids(watch.alive_pids(), signal.SIGKILL)
             if on_progress is not None and not progress_error:
                 tail.poll()
                 try:
-                    on_progress(_progress(now, started_at, warmup_s, duration_s, run_time_s, tail))
+                    on_progress(_progress(now, run.started_at, spec.warmup_s, spec.duration_s, tail))
                 except Exception as exc:  # a broken display must not break the measurement
                     progress_error = True
                     print(f"edgebench: progress callback failed, disabled: {exc}", file=sys.stderr)
             _sleep_until_tick(proc.pid)
     except BaseException:
-        interrupted = True
-        rusage_cpu = max(rusage_cpu, _stop(proc, watch))
-        raise_after = sys.exc_info()[1]
-    else:
-        raise_after = None
+        run.interrupted = True
+        run.rusage_cpu = max(run.rusage_cpu, _stop(proc, watch))
+        run.raise_after = sys.exc_info()[1]
     finally:
         # whatever happened, nothing we started may outlive us
         leftovers = watch.alive_pids()
         if leftovers:
             _signal_pids(leftovers, signal.SIGKILL)
-    ended_at = time.time()
+    run.ended_at = time.time()
+    return run
 
-    parts = merge_samples(locust_dir, requests_csv)
-    schedule = merge_schedules(locust_dir, locust_dir / "schedule.json")
-    samples = sum(parts.values())
-    log_text = ""
+
+def _raise_not_started(proc: subprocess.Popen, run: _Watched, start_timeout: float, log_path: Path) -> None:
+    if run.stop_sent_at is not None:
+        raise LoadError(f"locust did not start the test within {start_timeout:g} s and was stopped "
+                        f"(log {log_path}): on a slow machine set {START_TIMEOUT_ENV} to more seconds")
+    raise LoadError(f"locust exited with code {proc.returncode} before the test started "
+                    f"(log {log_path}): {_tail_text(log_path)}")
+
+
+def _loadgen_warning(log_path: Path) -> str:
+    """Locust's own CPU warning line, if it logged one."""
     try:
         log_text = log_path.read_text(errors="replace")
     except OSError:
-        pass
-    warning = next((line.strip() for line in log_text.splitlines()
-                    if any(w in line for w in LOCUST_CPU_WARNINGS)), "")
+        return ""
+    return next((line.strip() for line in log_text.splitlines()
+                 if any(w in line for w in LOCUST_CPU_WARNINGS)), "")
 
-    if started_at is None and raise_after is None and stop_sent_at is not None:
-        raise LoadError(f"locust did not start the test within {start_timeout:g} s and was stopped "
-                        f"(log {log_path}): on a slow machine set {START_TIMEOUT_ENV} to more seconds")
-    if started_at is None and raise_after is None:
-        raise LoadError(f"locust exited with code {proc.returncode} before the test started "
-                        f"(log {log_path}): {_tail_text(log_path)}")
-    start = started_at if started_at is not None else ended_at
-    steady_start = start + warmup_s
-    steady_end = min(steady_start + duration_s, ended_at) if interrupted else steady_start + duration_s
+
+def _collect(target: str, paths: _Paths, spec: LoadSpec, proc: subprocess.Popen, watch: _ProcWatch,
+             run: _Watched, parts: dict, schedule: list, cmd: list[str]) -> LoadResult:
+    """The LoadResult: the steady window, the samples' tallies, the load generator's cost."""
+    samples = sum(parts.values())
+    warning = _loadgen_warning(paths.log_path)
+    ended_at = run.ended_at
+    start = run.started_at if run.started_at is not None else ended_at
+    steady_start = start + spec.warmup_s
+    steady_end = min(steady_start + spec.duration_s, ended_at) if run.interrupted else steady_start + spec.duration_s
     steady_end = max(steady_start, steady_end)
-    df = sample_format.read_samples(requests_csv) if samples else sample_format.empty_samples()
+    df = sample_format.read_samples(paths.requests_csv) if samples else sample_format.empty_samples()
     window = sample_format.steady(df, steady_start, steady_end)
     sent = df[df["sent"] == 1]
     failures = int((sent["ok"] == 0).sum())
@@ -533,34 +551,29 @@ def run_load(target: str, out_dir: Path, duration_s: float, warmup_s: float = 0.
     steady_cpu = watch.cpu_between(steady_start, steady_end)
     steady_sent = int(((sent["start"] >= steady_start) & (sent["start"] < steady_end)).sum())
     cpu_per_request = round(steady_cpu / steady_sent, 7) if steady_cpu is not None and steady_sent else None
-    result = LoadResult(
-        target=target.rstrip("/"), out_dir=out_dir, requests_csv=requests_csv, locust_dir=locust_dir,
-        log_path=log_path, started_at=start, steady_start=steady_start, steady_end=steady_end,
-        ended_at=ended_at, warmup_s=float(warmup_s), duration_s=float(duration_s), samples=samples,
-        steady_samples=len(window), failures=failures, counts=sample_format.counts(window),
+    return LoadResult(
+        target=target.rstrip("/"), out_dir=paths.out_dir, requests_csv=paths.requests_csv,
+        locust_dir=paths.locust_dir, log_path=paths.log_path, started_at=start, steady_start=steady_start,
+        steady_end=steady_end, ended_at=ended_at, warmup_s=float(spec.warmup_s),
+        duration_s=float(spec.duration_s), samples=samples, steady_samples=len(window), failures=failures,
         status_codes=codes, parts=parts,
-        loadgen_cpu_seconds=round(max(watch.cpu_seconds(), rusage_cpu), 3),
+        loadgen_cpu_seconds=round(max(watch.cpu_seconds(), run.rusage_cpu), 3),
         loadgen_cpu_s_per_request=cpu_per_request,
         loadgen_peak_cpu_percent=round(watch.peak_percent, 1),
         loadgen_bottleneck=bool(warning) or watch.hot, loadgen_warning=warning,
-        exit_code=proc.returncode, interrupted=interrupted,
-        users={"scrapers": scrapers, "scrape_rate": float(scrape_rate), "sensor_users": sensor_users,
-               "sensor_rate": float(sensor_rate)},
-        phase_seed=PHASE_SEED, schedule=schedule, workers=workers, pids=sorted(watch.pids()), command=cmd)
-    write_json_atomic(locust_dir / "load_result.json", result.to_dict())
-    if raise_after is not None:
-        try:
-            raise_after.load_result = result
-        except Exception:
-            pass
-        raise raise_after
+        exit_code=proc.returncode, interrupted=run.interrupted,
+        spec=spec, phase_seed=PHASE_SEED, schedule=schedule, pids=sorted(watch.pids()), command=cmd)
+
+
+def _check_ended_on_time(proc: subprocess.Popen, result: LoadResult, paths: _Paths) -> None:
+    """A Locust killed, or ended well before the steady window's end, is an error."""
     killed = proc.returncode is not None and proc.returncode < 0
-    if killed or ended_at < steady_end - EARLY_END_TOLERANCE_S:
+    if killed or result.ended_at < result.steady_end - EARLY_END_TOLERANCE_S:
         how = f"was killed by {signal.Signals(-proc.returncode).name}" if killed else \
             f"exited with code {proc.returncode}"
-        raise LoadError(f"locust {how} before the load ended ({ended_at - steady_end:+.1f} s from the end "
-                        f"of the steady window): what it sent is kept in {requests_csv}; see {log_path}")
-    return result
+        raise LoadError(f"locust {how} before the load ended ({result.ended_at - result.steady_end:+.1f} s from "
+                        f"the end of the steady window): what it sent is kept in {paths.requests_csv}; "
+                        f"see {paths.log_path}")
 
 
 def _sleep_until_tick(pid: int, tick=1.0) -> None:
@@ -589,7 +602,7 @@ def _start_timeout() -> float:
     return value
 
 
-def _progress(now, started_at, warmup_s, duration_s, run_time_s, tail: _LiveTail) -> dict:
+def _progress(now, started_at, warmup_s, duration_s, tail: _LiveTail) -> dict:
     figures = tail.figures(now)
     if started_at is None:
         return {"elapsed": 0.0, "remaining": float(warmup_s + duration_s), "phase": "starting", **figures}

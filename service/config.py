@@ -5,10 +5,10 @@ the setting and the fix (edgebench's rule for bad input).
 """
 
 import argparse
-import math
 import os
 from dataclasses import dataclass
 
+from plumbing.checks import number
 from plumbing.errors import EdgebenchError
 from service import VARIANTS
 
@@ -99,27 +99,15 @@ def _pick(cli_value, flag, environ, env_name, default):
     return default, env_name
 
 
+OFF = "(0 turns it off)"
+
+
 def _non_negative_int(raw, name) -> int:
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to an integer >= 0 "
-                          f"(0 turns it off)") from None
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} is negative; set it to an integer >= 0 (0 turns it off)")
-    return value
+    return number(raw, name, whole=True, at_least=0, fix=f"set it to an integer >= 0 {OFF}", error=ConfigError)
 
 
 def _non_negative_float(raw, name) -> float:
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; set it to a number >= 0, "
-                          f"e.g. 0.5 (0 turns it off)") from None
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name}={raw!r} is not a finite number >= 0; set it to a number >= 0, "
-                          f"e.g. 0.5 (0 turns it off)")
-    return value
+    return number(raw, name, at_least=0, fix=f"set it to a number >= 0, e.g. 0.5 {OFF}", error=ConfigError)
 
 
 SERVERS = ("lean", "waitress", "cheroot", "gunicorn", "granian", "prometheus")
@@ -138,10 +126,8 @@ def _limits(environ) -> tuple:
         raw = environ.get(env_name, "").strip()
         if not raw:
             continue
-        value = _non_negative_int(raw, env_name) if whole else _non_negative_float(raw, env_name)
-        if value <= 0:
-            raise ConfigError(f"{env_name}={raw!r} must be above 0; set it to a positive number "
-                              f"or leave it unset for the default (docs/service.md)")
+        value = number(raw, env_name, whole=whole, above=0, error=ConfigError,
+                       fix="set it to a positive number or leave it unset for the default (docs/service.md)")
         found.append((field, value))
     return tuple(found)
 
@@ -160,13 +146,8 @@ def parse_config(argv=None, environ=None) -> Config:
     host, _ = _pick(args.host, "--host", environ, "SENSOR_HOST", "127.0.0.1")
 
     raw_port, name = _pick(args.port, "--port", environ, "SENSOR_PORT", "8000")
-    try:
-        port = int(str(raw_port).strip())
-    except ValueError:
-        port = -1
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{name}={raw_port!r} is not a valid port; use an integer "
-                          f"from 1 to 65535, e.g. 8000")
+    port = number(raw_port, name, whole=True, at_least=1, at_most=65535, error=ConfigError,
+                  fix="use a port number from 1 to 65535, e.g. 8000")
 
     raw, name = _pick(args.extra_cpu_iterations, "--extra-cpu-iterations", environ,
                       "SENSOR_EXTRA_CPU_ITERATIONS", "0")
@@ -191,10 +172,8 @@ def parse_config(argv=None, environ=None) -> Config:
         tm = raw in ("1", "true", "yes", "on")
 
     raw = environ.get("SENSOR_SEED", "").strip()
-    if raw and not raw.isdigit():
-        raise ConfigError(f"SENSOR_SEED={raw!r} is not a whole number; set it to an integer >= 0 "
-                          f"or leave it unset for fresh randomness")
-    seed = int(raw) if raw else None
+    seed = number(raw, "SENSOR_SEED", whole=True, at_least=0, error=ConfigError,
+                  fix="set it to an integer >= 0 or leave it unset for fresh randomness") if raw else None
 
     server = environ.get("SENSOR_SERVER", "").strip().lower()
     if server and server not in SERVERS:

@@ -106,9 +106,10 @@ def test_nothing_left_running_after_a_bench(short_bench):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--duration", "-5"), "DURATION=-5 must be greater than 0"),
+    (("--duration", "-5"), "DURATION='-5' must be > 0 s"),
     (("--scenarios", "nope"), "unknown scenario nope"),
-    (("--repeats", "x"), "REPEATS='x' is not a number"),
+    (("--repeats", "x"), "REPEATS='x' is not a whole number"),
+    (("--workers", "9"), "WORKERS=9 exceeds the 4 load users"),
     (("--target", "http://127.0.0.1:9"), "load target http://127.0.0.1:9 does not answer"),
 ])
 def test_bad_parameters_stop_before_anything_starts(tmp_path, args, message):

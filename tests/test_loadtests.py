@@ -19,6 +19,7 @@ import pytest
 from loadtests import samples as S
 from loadtests.runner import LoadError, check_target, read_part, run_load
 from loadtests.samples import SAMPLE_COLUMNS
+from loadtests.spec import LoadSpec
 from plumbing.process import preexec_die_with_parent
 
 pytestmark = pytest.mark.slow  # real Locust against a real service
@@ -81,6 +82,12 @@ def service(tmp_path_factory):
         _stop(proc)
 
 
+def _steady_counts(res) -> dict:
+    """{endpoint: {intended, sent, completed, ok}} in the steady window, as the reports count
+    them (reports.figures.request_counts_by_endpoint: loadtests.samples.counts over requests.csv.gz)."""
+    return S.counts(S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end))
+
+
 def _locust_totals(locust_dir: Path) -> pd.DataFrame:
     return pd.read_csv(locust_dir / "locust_stats.csv").set_index("Name")
 
@@ -88,8 +95,9 @@ def _locust_totals(locust_dir: Path) -> pd.DataFrame:
 def test_short_run_real_service(service, tmp_path):
     progress = []
     scrapers, scrape_rate, warmup, duration = 2, 2.0, 1.0, 4.0
-    res = run_load(service, tmp_path, duration_s=duration, warmup_s=warmup, scrapers=scrapers,
-                   scrape_rate=scrape_rate, sensor_users=3, sensor_rate=5.0, on_progress=progress.append)
+    res = run_load(service, tmp_path, LoadSpec(duration_s=duration, warmup_s=warmup, scrapers=scrapers,
+                                               scrape_rate=scrape_rate, sensor_users=3, sensor_rate=5.0),
+                   on_progress=progress.append)
     assert not _alive(res.pids), "locust processes left running"
     assert res.exit_code in (0, 1)  # 1 = Locust saw failures (the service's simulated 500s)
     assert "Uncaught exception" not in res.log_path.read_text()   # every event handler ran clean
@@ -124,9 +132,10 @@ def test_short_run_real_service(service, tmp_path):
     # open loop: the schedule fixes the counts exactly (users x rate x window)
     metrics = df[df["name"] == "/metrics"]
     assert len(metrics) == scrapers * scrape_rate * (warmup + duration)
-    assert res.counts["/metrics"] == {"intended": 8 * scrapers, "sent": 8 * scrapers,
-                                      "completed": 8 * scrapers, "ok": 8 * scrapers}
-    assert res.counts["/sensor"]["intended"] == res.counts["/sensor"]["sent"] == 3 * 5 * 4
+    counts = _steady_counts(res)
+    assert counts["/metrics"] == {"intended": 8 * scrapers, "sent": 8 * scrapers,
+                                  "completed": 8 * scrapers, "ok": 8 * scrapers}
+    assert counts["/sensor"]["intended"] == counts["/sensor"]["sent"] == 3 * 5 * 4
     # each scraper keeps its own phase: its intended times are one interval apart
     assert len(res.schedule) == 5 and len({round(u["phase_s"], 6) for u in res.schedule}) == 5
     for u in res.schedule:
@@ -148,6 +157,10 @@ def test_short_run_real_service(service, tmp_path):
     assert sum(res.status_codes.values()) == res.samples
     saved = json.loads((res.locust_dir / "load_result.json").read_text())
     assert saved["samples"] == res.samples and saved["interrupted"] is False
+    assert "counts" not in saved   # the reports count from requests.csv.gz, nothing stores them
+    assert saved["spec"] == {"duration_s": duration, "warmup_s": warmup, "scrapers": scrapers,
+                             "scrape_rate": scrape_rate, "sensor_users": 3, "sensor_rate": 5.0, "workers": 0,
+                             "request_timeout": 10.0}
 
     phases = [p["phase"] for p in progress]
     assert "steady" in phases and len(progress) >= 3
@@ -156,8 +169,8 @@ def test_short_run_real_service(service, tmp_path):
 
 
 def test_workers_mode_merges_parts(service, tmp_path):
-    res = run_load(service, tmp_path, duration_s=2.0, warmup_s=1.0, scrapers=1, scrape_rate=2.0,
-                   sensor_users=3, sensor_rate=5.0, workers=2)
+    res = run_load(service, tmp_path, LoadSpec(duration_s=2.0, warmup_s=1.0, scrapers=1, scrape_rate=2.0,
+                                               sensor_users=3, sensor_rate=5.0, workers=2))
     assert not _alive(res.pids)
     assert len(res.pids) >= 3  # master + 2 workers
     filled = {name: n for name, n in res.parts.items() if n > 0}
@@ -173,7 +186,7 @@ def test_workers_mode_merges_parts(service, tmp_path):
 def test_unreachable_target_is_one_clear_line(tmp_path):
     url = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(LoadError) as err:
-        run_load(url, tmp_path, duration_s=1, warmup_s=0)
+        run_load(url, tmp_path, LoadSpec(duration_s=1, warmup_s=0))
     msg = str(err.value)
     assert url in msg and "\n" not in msg and "TARGET=" in msg
     assert not (tmp_path / "locust").exists()  # nothing started
@@ -181,26 +194,17 @@ def test_unreachable_target_is_one_clear_line(tmp_path):
         check_target(url, timeout=0.5)
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    ({"duration_s": -1}, "duration_s"),
-    ({"duration_s": 0}, "duration_s"),
-    ({"warmup_s": -2}, "warmup_s"),
-    ({"scrapers": 0, "sensor_users": 0}, "at least one user"),
-    ({"scrapers": -1}, "scrapers"),
-    ({"scrape_rate": 0}, "scrape_rate"),
-    ({"sensor_rate": -5}, "sensor_rate"),
-    ({"workers": -1}, "workers"),
-    ({"workers": 9}, "workers"),
-    ({"duration_s": float("nan")}, "duration_s"),
-    ({"target": "127.0.0.1:8000"}, "http"),
-])
-def test_bad_parameters(tmp_path, kwargs, word):
-    args = {"target": "http://127.0.0.1:9", "out_dir": tmp_path, "duration_s": 5, "warmup_s": 1,
-            "scrapers": 1, "scrape_rate": 1.0, "sensor_users": 2, "sensor_rate": 5.0}
-    args.update(kwargs)
-    with pytest.raises(LoadError) as err:
-        run_load(**args)
-    assert word in str(err.value) and "\n" not in str(err.value)
+def test_locustfile_run_by_hand_refuses_garbage_with_one_line(service, tmp_path):
+    """Run with locust directly (no runner), a bad option is one line naming it, exit 2,
+    before any user starts (after Locust's own "Starting Locust" log line)."""
+    out = subprocess.run([sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
+                          "--headless", "-H", service, "-u", "1", "-r", "1", "-t", "2s", "--scrape-rate", "0",
+                          "--samples-dir", str(tmp_path), "ScraperUser"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = [line for line in out.stderr.strip().splitlines() if "/INFO/locust.main: Starting Locust" not in line]
+    assert lines == ["locustfile: --scrape-rate='0' must be > 0: set it to a number > 0"], out.stderr
+    assert not list(tmp_path.glob("requests.part-*"))
 
 
 def test_truncated_part_keeps_complete_members(tmp_path):
@@ -366,8 +370,8 @@ def test_stall_shows_in_latency_from_intended_and_skipped_scrapes(tmp_path):
     staller = threading.Thread(target=stall, daemon=True)
     try:
         staller.start()
-        res = run_load(url, tmp_path / "run", duration_s=duration, warmup_s=warmup, scrapers=2,
-                       scrape_rate=4.0, sensor_users=2, sensor_rate=10.0)
+        res = run_load(url, tmp_path / "run", LoadSpec(duration_s=duration, warmup_s=warmup, scrapers=2,
+                                                       scrape_rate=4.0, sensor_users=2, sensor_rate=10.0))
         staller.join(5)
     finally:
         proc.send_signal(signal.SIGCONT)
@@ -386,11 +390,12 @@ def test_stall_shows_in_latency_from_intended_and_skipped_scrapes(tmp_path):
     assert corrected_p99 >= 900.0, (corrected_p99, service_p99)
     assert service_p99 <= corrected_p99
     # scrapes due during the stall were skipped (interval 0.25 s < 1 s) and counted
-    m = res.counts["/metrics"]
+    counts = _steady_counts(res)
+    m = counts["/metrics"]
     assert m["intended"] == 2 * 4 * duration and m["sent"] < m["intended"]
     assert m["intended"] - m["sent"] >= 4  # about 1 s / 0.25 s per scraper, generously
     # sensor clients are open loop: everything due was still sent on time, and answered
-    s = res.counts["/sensor"]
+    s = counts["/sensor"]
     assert s["intended"] == s["sent"] == s["completed"] == 2 * 10 * duration
     during = df[(df["name"] == "/sensor") & (df["intended"] > stalled["at"] + 0.1)
                 & (df["intended"] < stalled["until"] - 0.1)]
@@ -400,8 +405,9 @@ def test_stall_shows_in_latency_from_intended_and_skipped_scrapes(tmp_path):
 def test_locust_dies_with_the_process_that_ran_it(service, tmp_path):
     out = tmp_path / "run"
     code = ("import sys; from pathlib import Path; from loadtests.runner import run_load; "
-            f"run_load({service!r}, Path({str(out)!r}), duration_s=60, warmup_s=0, scrapers=1, "
-            "sensor_users=2, workers=2)")
+            "from loadtests.spec import LoadSpec; "
+            f"run_load({service!r}, Path({str(out)!r}), LoadSpec(duration_s=60, warmup_s=0, scrapers=1, "
+            "sensor_users=2, workers=2))")
     parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
@@ -441,8 +447,8 @@ def test_metrics_latency_agrees_with_an_independent_client(service, tmp_path):
                "--rate", str(scrapers * rate), "--duration", str(seconds + 6), "--out", str(out)]
         probes.append((subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out))
     try:
-        res = run_load(service, tmp_path / "locust", duration_s=seconds, warmup_s=1.0, scrapers=scrapers,
-                       scrape_rate=rate, sensor_users=0)
+        res = run_load(service, tmp_path / "locust", LoadSpec(duration_s=seconds, warmup_s=1.0, scrapers=scrapers,
+                                                              scrape_rate=rate, sensor_users=0))
         for proc, _ in probes:
             _, err = proc.communicate(timeout=30)
             assert proc.returncode == 0, err
@@ -451,7 +457,7 @@ def test_metrics_latency_agrees_with_an_independent_client(service, tmp_path):
             _stop(proc)
     ours = S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end)
     theirs = [S.steady(S.read_samples(out), res.steady_start, res.steady_end) for _, out in probes]
-    assert res.counts["/metrics"]["ok"] == scrapers * rate * seconds
+    assert _steady_counts(res)["/metrics"]["ok"] == scrapers * rate * seconds
     for t in theirs:
         assert len(t) >= 0.95 * scrapers * rate * seconds and (t["ok"] == 1).all()
     assert res.loadgen_cpu_s_per_request is not None and 0 < res.loadgen_cpu_s_per_request < 0.05

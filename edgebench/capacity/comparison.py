@@ -24,6 +24,7 @@ from edgebench.capacity.collector_compose import DEPLOYMENT_COMPOSE
 from edgebench.capacity.comparison_compose import CONFIGS, SHAPES, tune, variant_name
 from edgebench.results import RunDir
 from edgebench.scenarios import SCENARIOS, ParameterError
+from plumbing.checks import number
 from plumbing.files import write_atomic, write_json_atomic
 from plumbing.process import sigterm_as_ctrl_c
 from reports import collector_stats as cs
@@ -77,12 +78,11 @@ class ComparisonParams:
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
-    try:
-        out = tuple(sorted({int(x.replace("_", "")) for x in str(text).replace(",", " ").split()}))
-    except ValueError:
-        raise ParameterError(f"{name}={text!r} is not a list of whole numbers; fix: e.g. {name}=10000,30000") from None
-    if not out or min(out) < 1:
-        raise ParameterError(f"{name}={text!r}: pass positive series counts, e.g. {name}=10000,30000")
+    fix = f"pass positive series counts, e.g. {name}=10000,30000"
+    out = tuple(sorted({number(x, name, whole=True, at_least=1, fix=fix, error=ParameterError)
+                        for x in str(text).replace(",", " ").split()}))
+    if not out:
+        raise ParameterError(f"{name}={text!r} is an empty list: {fix}")
     return out
 
 
@@ -104,18 +104,10 @@ def build_comparison_params(shapes=None, configs=None, series=None, repeats=None
     for name, value, low in (("REPEATS", repeats, 1), ("ROUNDS", rounds, 0)):
         if value is None:
             continue
-        try:
-            v = int(value)
-        except ValueError:
-            raise ParameterError(f"{name}={value!r} is not a whole number; fix: e.g. {name}=3") from None
-        if v < low:
-            raise ParameterError(f"{name}={value}: pass at least {low}")
-        setattr(p, name.lower(), v)
+        setattr(p, name.lower(), number(value, name, whole=True, at_least=low, error=ParameterError,
+                                        fix=f"pass at least {low}, e.g. {name}=3"))
     if cap is not None:
-        try:
-            p.cap_s = float(cap)
-        except ValueError:
-            raise ParameterError(f"CAP={cap!r} is not a number of seconds; fix: e.g. CAP=150") from None
+        p.cap_s = number(cap, "CAP", above=0, unit="s", error=ParameterError, fix="pass e.g. CAP=150")
         from edgebench.bench import SCRAPE_CONFIG
         from stack.scrape_config import scrape_settings
         need = (p.settle_scrapes + 1) * scrape_settings(SCRAPE_CONFIG).interval_s

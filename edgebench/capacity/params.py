@@ -1,11 +1,11 @@
 """The capacity sweeps' parameters, checked before anything starts, and the time estimate."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgebench.scenarios import ParameterError
+from plumbing.checks import number
 
 SWEEPS = ("load", "series", "collectors")
 VARIANTS = ("baseline", "optimized")
@@ -41,16 +41,8 @@ def _rates(text: str, name: str) -> tuple[float, ...]:
     parts = [p for p in str(text).replace(",", " ").split() if p]
     if not parts:
         raise ParameterError(f"{name}={text!r} is an empty step list: pass rates, e.g. {name}='50,100,200'")
-    out = []
-    for p in parts:
-        try:
-            v = float(p)
-        except ValueError:
-            raise ParameterError(f"{name}: {p!r} is not a rate: pass numbers of requests/s, "
-                                 f"e.g. {name}='50,100,200'") from None
-        if not math.isfinite(v) or v <= 0:
-            raise ParameterError(f"{name}: {p!r} must be a rate above 0 requests/s")
-        out.append(v)
+    out = [number(p, name, above=0, unit="requests/s", what="a rate", error=ParameterError,
+                  fix=f"pass rates above 0, e.g. {name}='50,100,200'") for p in parts]
     return tuple(sorted(set(out)))
 
 
@@ -142,17 +134,9 @@ def build_capacity_params(sweeps=None, steps=None, sensor_steps=None, max_series
         _check_offerable(p.scrape_steps[v], DEFAULT_SENSOR_RATE, "STEPS", "scrapes/s")
         _check_offerable(p.sensor_steps[v], SENSOR_AXIS_SCRAPE_RATE, "SENSOR_STEPS", "requests/s")
     if duration is not None:
-        try:
-            p.duration_s = float(duration)
-        except ValueError:
-            raise ParameterError(f"DURATION={duration!r} is not a number of seconds: pass e.g. DURATION=8") from None
-        if not math.isfinite(p.duration_s) or p.duration_s < 2:
-            raise ParameterError(f"DURATION={duration!r}: a step needs at least 2 s of steady load")
+        p.duration_s = number(duration, "DURATION", at_least=2, unit="s", error=ParameterError,
+                              fix="a step needs at least 2 s of steady load, e.g. DURATION=8")
     if max_series is not None:
-        try:
-            p.max_series = int(str(max_series).replace("_", ""))
-        except ValueError:
-            raise ParameterError(f"MAX_SERIES={max_series!r} is not a whole number: pass e.g. MAX_SERIES=100000") from None
-        if p.max_series < 10:
-            raise ParameterError(f"MAX_SERIES={max_series}: pass at least 10 series")
+        p.max_series = number(max_series, "MAX_SERIES", whole=True, at_least=10, error=ParameterError,
+                              fix="pass at least 10 series, e.g. MAX_SERIES=100000")
     return p

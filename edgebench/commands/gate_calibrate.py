@@ -12,7 +12,7 @@ HELP = "run N gates per condition and tabulate their verdicts and run times"
 
 def add_arguments(p) -> None:
     from edgebench.gate.calibrate import DEFAULT_CONDITIONS
-    p.add_argument("--runs", type=int, default=30, help="gates per condition")
+    p.add_argument("--runs", default=30, help="gates per condition (make N=)")
     p.add_argument("--conditions", default=",".join(DEFAULT_CONDITIONS),
                    help="comma-separated: unchanged, cpu+<N>%%, leak<N>k, sensor<N>ms, revert:<step>")
     p.add_argument("--engine", default="auto")
@@ -24,9 +24,10 @@ def add_arguments(p) -> None:
 def run(args, command: str) -> int:
     from edgebench.gate.calibrate import CalibrationParams, parse_conditions, run_calibration
     from edgebench.scenarios import ParameterError
-    if args.runs < 1:
-        raise ParameterError(f"--runs={args.runs}: pass at least 1 (N=30 for the documented table)")
-    params = CalibrationParams(runs=args.runs, conditions=parse_conditions(args.conditions),
+    from plumbing.checks import number
+    runs = number(args.runs, "N", whole=True, at_least=1, error=ParameterError,
+                  fix="pass at least 1 (N=30 for the documented table)")
+    params = CalibrationParams(runs=runs, conditions=parse_conditions(args.conditions),
                                engine=args.engine, results_root=Path(args.results),
                                budgets_file=Path(args.budgets), against=args.against)
     run_calibration(params, command)
