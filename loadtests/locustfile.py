@@ -235,6 +235,7 @@ class _OpenLoopUser(User):
         # cool-down: what was sent is awaited (each request ends by its own timeout)
         self._in_flight.join(timeout=_option("request_timeout") + 1.0)
         self._done = True
+        _report_to_master_now(self.environment)
 
     def _send(self, intended: float) -> None:
         # gevent's timers wake up to ~1 ms late (epoll's millisecond timeout): the schedule
@@ -280,6 +281,15 @@ class SensorUser(_OpenLoopUser):
     fixed_count = DEFAULTS["sensor_users"]
     rate_option = "sensor_rate"
     path = "/sensor"
+
+
+def _report_to_master_now(environment) -> None:
+    """A worker sends its statistics the moment a user's schedule is done. Its master
+    waits only half a second for the workers' final reports when it quits (Locust's
+    ``MasterRunner.quit``), so on a busy machine the last requests were missing from
+    Locust's own totals, the count edgebench's samples are checked against."""
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner._send_stats()   # a delta: the periodic report sends the rest
 
 
 def _die_with_parent() -> None:
