@@ -14,6 +14,7 @@ from edgebench.results import ROOT, RunDir
 from edgebench.scenarios import Scenario
 from plumbing.process import sigterm_as_ctrl_c
 from reports.contract import write_scenario
+from stack.state import StackState, parse_state
 
 # EDGEBENCH_COMPOSE_FILE: another compose file (the fault suite's broken collector)
 COMPOSE_FILE = Path(os.environ.get("EDGEBENCH_COMPOSE_FILE") or ROOT / "docker-compose.yml")
@@ -89,9 +90,9 @@ def _render(run: RunDir) -> None:
         print(f"edgebench: report not rendered: {e}")
 
 
-def _readers(state: dict) -> list:
+def _readers(state: StackState) -> list:
     """``docker stats`` for a Docker stack whose container cgroups are not readable here."""
-    if state.get("counters_source") == "docker stats":
+    if state.counters_source == "docker stats":
         from stack.docker_engine import docker_stats_reader
         return [docker_stats_reader]
     return []
@@ -179,18 +180,17 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 compose_file or COMPOSE_FILE, state_dir, services=scenario.services,
                 profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts,
                 ports=ports))
-            state = handle.state()
-            if state.get("counters_source"):  # docker: "cgroup", or "docker stats" where none is readable
-                info["counters_source"] = state["counters_source"]
-            info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
-                        cgroup_version=state.get("cgroup_version"), cgroup_view=state.get("cgroup_view"),
-                        limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"),
-                                    "cpus": s.get("cpus")}
-                                for n, s in state["services"].items()})
+            state = parse_state(handle.state())
+            if state.counters_source:  # docker: "cgroup", or "docker stats" where none is readable
+                info["counters_source"] = state.counters_source
+            info.update(engine=state.engine, limits_enforced=state.limits_enforced,
+                        cgroup_version=state.cgroup_version, cgroup_view=state.cgroup_view,
+                        limits={n: {"mem_limit_bytes": s.mem_limit_bytes, "cpus": s.cpus}
+                                for n, s in state.services.items()})
             sampler = stack.enter_context(
                 ResourceSampler(state_dir / "state.json", sdir / "resources.csv", readers=_readers(state)))
             profilers = _start_profilers(stack, params, state_dir, sdir) if params.profile else None
-            service_url = state["services"]["sensor-service"]["url"]
+            service_url = state.services["sensor-service"].url
             progress.phase(f"load: {params.warmup_s:g}s warm-up, {params.duration_s:g}s steady")
 
             steady = SteadyStart(sampler, params.warmup_s, progress.phase)

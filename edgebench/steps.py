@@ -28,6 +28,7 @@ from edgebench.scenarios import ParameterError
 from plumbing.files import read_json, write_atomic, write_json_atomic
 from plumbing.process import sigterm_as_ctrl_c
 from plumbing.schema import Model, ValidationError, refusal
+from stack.state import load_state
 
 STEPS_FILE = ROOT / "docs" / "optimization-steps.yml"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -216,13 +217,12 @@ def side_facts(scenario_dir: Path) -> dict:
                 break
     except OSError:
         pass
-    try:
-        hc = read_json(Path(scenario_dir) / "stack" / "state.json")["services"][SERVICE].get("healthcheck") or {}
-        if hc.get("argv"):
-            facts["healthcheck"] = " ".join([Path(hc["argv"][0]).name, *hc["argv"][1:]])
-            facts["healthcheck_cpu_ms"] = hc.get("cpu_ms_mean")
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    state = load_state(Path(scenario_dir) / "stack" / "state.json")
+    svc = state.services.get(SERVICE) if state else None
+    hc = svc.healthcheck if svc else None
+    if hc is not None and hc.argv:
+        facts["healthcheck"] = " ".join([Path(hc.argv[0]).name, *hc.argv[1:]])
+        facts["healthcheck_cpu_ms"] = hc.cpu_ms_mean
     return facts
 
 

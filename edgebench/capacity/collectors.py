@@ -30,6 +30,7 @@ from edgebench.capacity.collector_compose import (
 from edgebench.progress import Progress
 from reports.contract import write_scenario
 from service.synthetic_target import DEFAULT_SHARD_SERIES, check_series_fits, shard_sizes
+from stack.state import parse_state
 
 # The collector's own count of samples it appended, as each version exposes it
 # (VictoriaMetrics 1.79.5: vm_rows_inserted_total{type="promscrape"}; Prometheus 2.42:
@@ -196,11 +197,11 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
             handle = stack.enter_context(start_stack(
                 compose, state_dir, services=[collector, TARGET], engine=engine,
                 ports={collector: free_port(), TARGET: free_port()}, timeout=60 + n_series / 100_000))
-            state = handle.state()
-            info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
-                        cgroup_version=state.get("cgroup_version"), cgroup_view=state.get("cgroup_view"),
-                        limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"), "cpus": s.get("cpus")}
-                                for n, s in state["services"].items()})
+            state = parse_state(handle.state())
+            info.update(engine=state.engine, limits_enforced=state.limits_enforced,
+                        cgroup_version=state.cgroup_version, cgroup_view=state.cgroup_view,
+                        limits={n: {"mem_limit_bytes": s.mem_limit_bytes, "cpus": s.cpus}
+                                for n, s in state.services.items()})
             sampler = stack.enter_context(ResourceSampler(state_dir / "state.json", step_dir / "resources.csv"))
             target_url, collector_url = handle.url(TARGET), handle.url(collector)
             outcome, error = _wait(handle, collector, watch, target_url, scrapes, progress, sampler)

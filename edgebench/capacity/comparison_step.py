@@ -25,6 +25,7 @@ from edgebench.progress import Progress
 from reports import collector_stats as cs
 from reports.contract import write_scenario
 from service.synthetic_target import check_series_fits
+from stack.state import parse_state
 
 POLL_S = 0.25
 MEMORY_EVERY_S = 1.0
@@ -119,9 +120,8 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
             handle = stack.enter_context(start_stack(
                 compose, state_dir, services=[TARGET, *variants], engine=engine,
                 ports={name: free_port() for name in [TARGET, *variants]}, timeout=60 + n_series / 100_000))
-            state = handle.state()
-            info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
-                        cgroup_view=state.get("cgroup_view"))
+            state = parse_state(handle.state())
+            info.update(engine=state.engine, limits_enforced=state.limits_enforced, cgroup_view=state.cgroup_view)
             stack.enter_context(ResourceSampler(state_dir / "state.json", step_dir / "resources.csv"))
             target_url = handle.url(TARGET)
             urls = {v.name: handle.url(v.name) for v in vs}
