@@ -51,6 +51,12 @@ def test_each_step_changes_what_it_claims():
             assert "docker-compose.yml" not in diff, s.name
 
 
+def test_shipped_steps_file_loads_typed():
+    steps = load_steps(STEPS_FILE)
+    assert len(steps) == 8 and steps[0].name == "blob-bytes" and steps[0].note.startswith("before is 83e3375")
+    assert [s.name for s in steps if s.healthcheck == "commit"] == ["wget-healthcheck"]
+
+
 @pytest.mark.parametrize("doc, what", [
     ("steps: []", "no 'steps:' list"),
     ("steps: [{name: a, change: c, before: x}]", "steps[0]: 'after' is missing: add it"),
