@@ -401,20 +401,21 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
         refresh(state)
         for s in state["services"].values():
             s["health"] = "healthy" if s["health"] in (None, "starting") else s["health"]
+        if any(not s["cgroups"] for s in state["services"].values()):
+            state["counters_source"] = "docker stats"
+            state["counters_note"] = ("no container cgroup is readable here (Docker Desktop or rootless?): memory "
+                                      "from `docker stats`, no CPU, throttling or OOM counters")
+        else:
+            state["counters_source"] = "cgroup"
+        state.update(status="running", healthy_at=time.time())
+        checked(state)    # a key state.json's model does not know: refused before the stack is handed over
     except BaseException:
         try:
             _run(down_cmd(base, cfile, project, profiles), 120)
         except StackError:
             pass
         raise
-    if any(not s["cgroups"] for s in state["services"].values()):
-        state["counters_source"] = "docker stats"
-        state["counters_note"] = ("no container cgroup is readable here (Docker Desktop or rootless?): memory "
-                                  "from `docker stats`, no CPU, throttling or OOM counters")
-    else:
-        state["counters_source"] = "cgroup"
-    state.update(status="running", healthy_at=time.time())
-    return checked(state)
+    return state
 
 
 def refresh(state: dict, oom_events: dict | None = None) -> dict:
