@@ -208,7 +208,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 profilers.stop()
             if query:
                 progress.phase("querying the collector")
-                collector_url = state["services"][scenario.collector]["url"]
+                collector_url = state.services[scenario.collector].url
                 query_collector(collector_url, sdir / "collector",
                                 start=result.steady_start - params.warmup_s,
                                 end=result.steady_end, step=1, job="sensor",
