@@ -213,8 +213,7 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
                                           else _settled_samples(collector, collector_url, watch.rounds_done * n_series))
             stats = get_json(target_url + "/stats")
             record["body_bytes"] = (stats or {}).get("body_bytes")
-            svc = handle.service(collector)
-            record["oom_kills"] = svc.get("oom_kills")
+            record["oom_kills"] = parse_state(handle.state()).services[collector].oom_kills
         info["status"] = "complete"
     except KeyboardInterrupt:
         info["status"] = record["status"] = "interrupted"
@@ -246,11 +245,11 @@ def _wait(handle, collector: str, watch: ScrapeWatch, target_url: str, scrapes: 
     first_deadline = started + 2 * interval + timeout + 30
     while True:
         now = time.time()
-        svc = handle.service(collector)
-        if (svc.get("oom_kills") or 0) > 0:
-            return "oom", f"{collector} was OOM-killed ({svc['oom_kills']} kill(s), {svc.get('restarts') or 0} restart(s))"
-        if (svc.get("restarts") or 0) > 0 or svc.get("status") in ("exited", "failed", "stopped"):
-            return "failed", (f"{collector} exited (code {svc.get('exit_code')}) without an OOM kill; "
+        svc = parse_state(handle.state()).services[collector]
+        if (svc.oom_kills or 0) > 0:
+            return "oom", f"{collector} was OOM-killed ({svc.oom_kills} kill(s), {svc.restarts or 0} restart(s))"
+        if (svc.restarts or 0) > 0 or svc.status in ("exited", "failed", "stopped"):
+            return "failed", (f"{collector} exited (code {svc.exit_code}) without an OOM kill; "
                               f"see {handle.state_dir}/logs")
         watch.update(get_json(target_url + "/stats"))
         why = watch.behind(now)

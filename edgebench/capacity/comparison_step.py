@@ -137,12 +137,12 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                 for v in vs:
                     if v.status is not None:
                         continue
-                    svc = handle.service(v.name)
-                    if (svc.get("oom_kills") or 0) > 0:
-                        v.decide("oom", f"OOM-killed ({svc['oom_kills']} kill(s))")
+                    svc = parse_state(handle.state()).services[v.name]
+                    if (svc.oom_kills or 0) > 0:
+                        v.decide("oom", f"OOM-killed ({svc.oom_kills} kill(s))")
                         continue
-                    if (svc.get("restarts") or 0) > 0 or svc.get("status") in ("exited", "failed", "stopped"):
-                        v.decide("failed", f"exited (code {svc.get('exit_code')}) without an OOM kill; "
+                    if (svc.restarts or 0) > 0 or svc.status in ("exited", "failed", "stopped"):
+                        v.decide("failed", f"exited (code {svc.exit_code}) without an OOM kill; "
                                            f"see {step_dir}/logs")
                         continue
                     v.watch.update(stats)
@@ -187,9 +187,9 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                 name, labels = INGESTION_COUNTERS[v.collector]
                 text = _metrics(urls[v.name]) or ""
                 samples[v.name] = parse_counter(text, name, labels)
-                svc = handle.service(v.name)
-                v.oom_kills = svc.get("oom_kills")
-                c = read_cgroups(svc.get("cgroups"))   # one cgroup for the service's life, restarts included
+                svc = parse_state(handle.state()).services[v.name]
+                v.oom_kills = svc.oom_kills
+                c = read_cgroups(svc.cgroups or None)   # one cgroup for the service's life, restarts included
                 if c is not None and c.mem_peak_bytes is not None:
                     v.peak = c.mem_peak_bytes
     except KeyboardInterrupt:
