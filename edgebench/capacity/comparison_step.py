@@ -156,13 +156,13 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                             v.decide("failed", f"no scrape of every target in {now - started:.0f}s")
                         continue
                     if sample_mem:
-                        c = read_cgroups(svc.get("cgroups"))
+                        c = read_cgroups(svc.cgroups or None)
                         if c is not None and c.rss_bytes is not None:
                             v.anon.append((now, float(c.rss_bytes)))
                             if c.usage_bytes is not None:
                                 v.cache.append((now, float(max(0, c.usage_bytes - c.rss_bytes))))
                             v.peak = c.mem_peak_bytes if c.mem_peak_bytes is not None else v.peak
-                            v.limit = c.mem_limit_bytes or svc.get("mem_limit_bytes") or v.limit
+                            v.limit = c.mem_limit_bytes or svc.mem_limit_bytes or v.limit
                     if now >= v.next_metrics:
                         v.next_metrics = now + settings.interval_s
                         text = _metrics(urls[v.name])
