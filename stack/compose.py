@@ -706,8 +706,41 @@ def _port_num(fail, text: str, what: str) -> int:
     return n
 
 
+class _PortLong(Model):
+    """A port in the long syntax (``mode``, ``name`` and ``app_protocol`` are Docker's own)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    target: Any = None
+    published: Any = None
+    host_ip: Any = None
+    protocol: Any = None
+    mode: Any = None
+    name: Any = None
+    app_protocol: Any = None
+
+
+class _VolumeLong(Model):
+    """A volume in the long syntax (``bind``/``volume`` options and ``consistency`` are Docker's)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Any = None
+    source: Any = None
+    target: Any = None
+    read_only: Any = None
+    bind: Any = None
+    volume: Any = None
+    consistency: Any = None
+
+
+def _known_long_syntax(fail, fld: str, v: dict, model: type[Model]) -> None:
+    try:
+        model.model_validate(v)
+    except ValidationError as e:
+        r = refusal_parts(e, model)
+        fail(fld, r.problem, r.fix)
+
+
 def _parse_port(fail, p: Any) -> Port:
     if isinstance(p, dict):  # long syntax
+        _known_long_syntax(fail, "ports", p, _PortLong)
         tgt = p.get("target")
         pub = p.get("published")
         return Port(container_port=_port_num(fail, str(tgt) if tgt is not None else "", "target"),
@@ -747,6 +780,7 @@ def _parse_port(fail, p: Any) -> Port:
 
 def _parse_volume(fail, project_dir: Path, v: Any, vols: dict) -> Volume:
     if isinstance(v, dict):  # long syntax
+        _known_long_syntax(fail, "volumes", v, _VolumeLong)
         kind = v.get("type", "volume")
         src = v.get("source")
         tgt = v.get("target")

@@ -621,6 +621,10 @@ def test_bad_scrape_config_refused_before_the_collector_starts(tmp_path):
     ("image: x\nscale: 3\n", "scale", "edgebench runs one process per service"),
     ("image: x\nextends: {service: base}\n", "extends", "limits included"),
     ("image: x\ncgroup_parent: robot.slice\n", "cgroup_parent", "does not enforce"),
+    ("image: x\nports: [{target: 80, publised: 8080}]\n", "ports",
+     "unknown key 'publised' (known: target, published, host_ip, protocol, mode, name, app_protocol)"),
+    ("image: x\nvolumes: [{type: bind, source: ., target: /d, readonly: true}]\n", "volumes",
+     "unknown key 'readonly' (known: type, source, target, read_only,"),
 ])
 def test_unknown_or_unread_service_keys_are_refused(tmp_path, body, field, words):
     e = refused(tmp_path, body)
