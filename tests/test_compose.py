@@ -681,3 +681,30 @@ def test_reader_agrees_with_docker_compose_config(repo_root, tmp_path):
         assert (parse_bytes(svc["mem_limit"]), parse_bytes(svc["memswap_limit"]), float(svc["cpus"])) == \
             (mine.mem_limit, mine.memswap_limit, mine.cpus)
         assert [f"{p.host_ip}:{p.host_port}:{p.container_port}/{p.protocol}" for p in mine.ports] == svc["ports"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(DOCKER_COMPOSE), reason="docker-compose is not installed")
+def test_reader_agrees_with_docker_compose_on_the_deploy_spelling_and_interpolation(tmp_path):
+    """The other spelling of the limits, interpolated, and ports docker-compose rewrites into
+    the long syntax: read back, its output gives what our reader gives the file."""
+    p = write(tmp_path, """\
+        services:
+          app:
+            image: x
+            memswap_limit: 128m
+            deploy:
+              resources:
+                limits: {memory: "${MEM:-64M}", cpus: "0.25"}
+            ports: ["${PORT:-9000}:80", "127.0.0.1::81/udp"]
+        """)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MEM": "96M"}
+    out = subprocess.run([DOCKER_COMPOSE, "-f", str(p), "config"], capture_output=True, text=True, timeout=60,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    limits = yaml.safe_load(out.stdout)["services"]["app"]["deploy"]["resources"]["limits"]
+    ours = load_compose(p, env=env)
+    theirs = load_compose(write(tmp_path, out.stdout, "resolved.yml"), env={})
+    assert _limits_and_ports(ours) == _limits_and_ports(theirs) == {
+        "app": ((96 * MiB, 128 * MiB, 0.25), [("", 9000, 80, "tcp"), ("127.0.0.1", None, 81, "udp")])}
+    assert (parse_bytes(limits["memory"]), float(limits["cpus"])) == (96 * MiB, 0.25)
