@@ -1,4 +1,7 @@
-"""budgets.yml, typed: what B must stay within, and how the A/B is judged."""
+"""budgets.yml, typed: what B must stay within, and how the A/B is judged.
+
+``BudgetsFile`` is the file as written (an unknown key or a wrong type is one line, see
+plumbing/schema.py); ``load_budgets`` turns it into the ``GateConfig`` the gate runs on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
