@@ -14,6 +14,7 @@ from edgebench.results import ROOT, RunDir
 from edgebench.scenarios import Scenario
 from plumbing.process import sigterm_as_ctrl_c
 from reports.contract import write_scenario
+from stack.state import StackState, parse_state
 
 # EDGEBENCH_COMPOSE_FILE: another compose file (the fault suite's broken collector)
 COMPOSE_FILE = Path(os.environ.get("EDGEBENCH_COMPOSE_FILE") or ROOT / "docker-compose.yml")
@@ -89,9 +90,9 @@ def _render(run: RunDir) -> None:
         print(f"edgebench: report not rendered: {e}")
 
 
-def _readers(state: dict) -> list:
+def _readers(state: StackState) -> list:
     """``docker stats`` for a Docker stack whose container cgroups are not readable here."""
-    if state.get("counters_source") == "docker stats":
+    if state.counters_source == "docker stats":
         from stack.docker_engine import docker_stats_reader
         return [docker_stats_reader]
     return []
@@ -165,18 +166,18 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 compose_file or COMPOSE_FILE, state_dir, services=scenario.services,
                 profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts,
                 ports=ports))
-            state = handle.state()
+            state = parse_state(handle.state())
             info.update(_stack_facts(state))
             sampler = stack.enter_context(
                 ResourceSampler(state_dir / "state.json", sdir / "resources.csv", readers=_readers(state)))
             profilers = _start_profilers(stack, params, state_dir, sdir) if params.profile else None
-            result = _drive_load(state["services"]["sensor-service"]["url"], sdir, params, sampler,
+            result = _drive_load(state.services["sensor-service"].url, sdir, params, sampler,
                                  progress, info)
             if profilers:
                 profilers.stop()
             if query:
                 progress.phase("querying the collector")
-                collector_url = state["services"][scenario.collector]["url"]
+                collector_url = state.services[scenario.collector].url
                 query_collector(collector_url, sdir / "collector",
                                 start=result.steady_start - params.warmup_s,
                                 end=result.steady_end, step=1, job="sensor",
@@ -207,15 +208,15 @@ def _service_env(params: RunParams, scenario: Scenario, extra_env: dict | None) 
     return env
 
 
-def _stack_facts(state: dict) -> dict:
+def _stack_facts(state: StackState) -> dict:
     """What scenario.json records of the running stack: engine, limits, cgroup view."""
     facts = {}
-    if state.get("counters_source"):  # docker: "cgroup", or "docker stats" where none is readable
-        facts["counters_source"] = state["counters_source"]
-    facts.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
-                 cgroup_version=state.get("cgroup_version"), cgroup_view=state.get("cgroup_view"),
-                 limits={n: {"mem_limit_bytes": s.get("mem_limit_bytes"), "cpus": s.get("cpus")}
-                         for n, s in state["services"].items()})
+    if state.counters_source:  # docker: "cgroup", or "docker stats" where none is readable
+        facts["counters_source"] = state.counters_source
+    facts.update(engine=state.engine, limits_enforced=state.limits_enforced,
+                 cgroup_version=state.cgroup_version, cgroup_view=state.cgroup_view,
+                 limits={n: {"mem_limit_bytes": s.mem_limit_bytes, "cpus": s.cpus}
+                         for n, s in state.services.items()})
     return facts
 
 

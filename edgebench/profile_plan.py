@@ -40,9 +40,10 @@ class Profilers:
         self._stopped = False
 
     def _service_url(self) -> str | None:
-        from profiling.sampler import load_state
-        state = load_state(self.state_file) or {}
-        return (state.get("services", {}).get("sensor-service") or {}).get("url")
+        from stack.state import load_state
+        state = load_state(self.state_file)
+        svc = state.services.get("sensor-service") if state else None
+        return svc.url if svc else None
 
     def start(self) -> "Profilers":
         from profiling import ProfilerError
@@ -72,17 +73,17 @@ class Profilers:
         from profiling.memory import capture_scrape_allocations
         self._capture_started.set()
         from profiling.memory import capture_scrape_allocations_in_container
-        from profiling.sampler import load_state
+        from stack.state import load_state
         url = self._service_url()
         if not url:
             self._error(f"tracemalloc: no service url in {self.state_file}")
             return
-        state = load_state(self.state_file) or {}
-        svc = state.get("services", {}).get("sensor-service") or {}
+        state = load_state(self.state_file)
+        svc = state.services["sensor-service"] if state else None
         try:
-            if state.get("engine") == "docker":  # from inside the container, copied out
+            if state and state.engine == "docker":  # from inside the container, copied out
                 self._capture = capture_scrape_allocations_in_container(
-                    svc["container_id"], svc["container_port"], self.profile_dir, timeout=CAPTURE_TIMEOUT_S)
+                    svc.container_id, svc.container_port, self.profile_dir, timeout=CAPTURE_TIMEOUT_S)
             else:
                 self._capture = capture_scrape_allocations(url, self.profile_dir,
                                                            timeout=CAPTURE_TIMEOUT_S)

@@ -15,8 +15,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import StringConstraints
 
 from edgebench.gitref import worktree
 from edgebench.params import RunParams
@@ -25,6 +27,8 @@ from edgebench.rounds import ROUND_SCENARIO, Side, run_round
 from edgebench.scenarios import ParameterError
 from plumbing.files import read_json, write_atomic, write_json_atomic
 from plumbing.process import sigterm_as_ctrl_c
+from plumbing.schema import Model, ValidationError, refusal
+from stack.state import load_state
 
 STEPS_FILE = ROOT / "docs" / "optimization-steps.yml"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -61,14 +65,21 @@ FIGURES = (
 )
 
 
-@dataclass(frozen=True)
-class Step:
-    name: str
-    change: str
-    before: str
-    after: str
-    healthcheck: str | None = None     # "commit": each side under its own commit's healthcheck
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class Step(Model):
+    """One step as the steps file writes it; any other key is refused."""
+    name: Text
+    change: Text
+    before: Text
+    after: Text
+    healthcheck: Literal["commit"] | None = None     # "commit": each side under its own commit's healthcheck
     note: str | None = None
+
+
+class StepsFile(Model):
+    steps: list[Step]
 
 
 class StepsFileError(ParameterError):
@@ -76,7 +87,7 @@ class StepsFileError(ParameterError):
 
 
 def load_steps(path: Path = STEPS_FILE) -> list[Step]:
-    """The steps in order; one line naming the field and the fix on bad input."""
+    """The steps in order; one line naming the key and the fix on bad input."""
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -86,25 +97,15 @@ def load_steps(path: Path = STEPS_FILE) -> list[Step]:
     if not isinstance(items, list) or not items:
         raise StepsFileError(f"{path}: no 'steps:' list: write steps as a list of "
                              f"{{name, change, before, after}}")
-    steps, seen = [], set()
-    for i, item in enumerate(items, 1):
-        if not isinstance(item, dict):
-            raise StepsFileError(f"{path}: step {i} is not a mapping: write name, change, before, after")
-        for key in ("name", "change", "before", "after"):
-            if not isinstance(item.get(key), str) or not item[key].strip():
-                raise StepsFileError(f"{path}: step {i}: '{key}' is missing or not text: add it")
-        if item["name"] in seen:
-            raise StepsFileError(f"{path}: step name {item['name']!r} appears twice: names must be unique")
-        seen.add(item["name"])
-        hc = item.get("healthcheck")
-        if hc not in (None, "commit"):
-            raise StepsFileError(f"{path}: step {item['name']}: healthcheck={hc!r}: write 'commit' or leave it out")
-        unknown = set(item) - {"name", "change", "before", "after", "healthcheck", "note"}
-        if unknown:
-            raise StepsFileError(f"{path}: step {item['name']}: unknown field(s) {', '.join(sorted(unknown))}: "
-                                 f"use name, change, before, after, healthcheck, note")
-        steps.append(Step(item["name"], item["change"].strip(), str(item["before"]), str(item["after"]),
-                          hc, item.get("note")))
+    try:
+        steps = StepsFile.model_validate(doc).steps
+    except ValidationError as e:
+        raise StepsFileError(refusal(path, e, StepsFile)) from None
+    seen = set()
+    for step in steps:
+        if step.name in seen:
+            raise StepsFileError(f"{path}: step name {step.name!r} appears twice: names must be unique")
+        seen.add(step.name)
     return steps
 
 
@@ -216,13 +217,12 @@ def side_facts(scenario_dir: Path) -> dict:
                 break
     except OSError:
         pass
-    try:
-        hc = read_json(Path(scenario_dir) / "stack" / "state.json")["services"][SERVICE].get("healthcheck") or {}
-        if hc.get("argv"):
-            facts["healthcheck"] = " ".join([Path(hc["argv"][0]).name, *hc["argv"][1:]])
-            facts["healthcheck_cpu_ms"] = hc.get("cpu_ms_mean")
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    state = load_state(Path(scenario_dir) / "stack" / "state.json")
+    svc = state.services.get(SERVICE) if state else None
+    hc = svc.healthcheck if svc else None
+    if hc is not None and hc.argv:
+        facts["healthcheck"] = " ".join([Path(hc.argv[0]).name, *hc.argv[1:]])
+        facts["healthcheck_cpu_ms"] = hc.cpu_ms_mean
     return facts
 
 

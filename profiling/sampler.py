@@ -25,7 +25,8 @@ across restarts and re-created cgroups. An empty cell means "not observable"
 A service without a readable cgroup (``limits_enforced`` false, or a docker
 engine whose cgroups are not visible) falls back to psutil on its pid. Other
 sources (``docker stats``) plug in through ``readers``: callables
-``(name, service_state, state) -> Counters | None`` tried before the built-in ones.
+``(name, ServiceState, StackState) -> Counters | None`` tried before the built-in ones.
+state.json is read through ``stack.state`` (typed; a key its model does not know raises).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from typing import Callable, Iterable
 from plumbing.cgroup_counters import PEAK_SINCE_CREATION, PEAK_SINCE_RESET, Counters, PeakMark, read_cgroups, read_text
 from plumbing.files import write_atomic
 from plumbing.process import proc_start_time
+from stack.state import ServiceState, StackState, load_state
 
 COLUMNS = [
     "t", "component", "mem_bytes", "rss_bytes", "cpu_seconds", "throttled_periods",
@@ -120,29 +122,15 @@ def dir_size_bytes(path: str | os.PathLike) -> int:
     return total
 
 
-def load_state(state_file: str | os.PathLike) -> dict | None:
-    """state.json as a dict, or None when missing/unparsable (it is rewritten atomically,
-    so a parse error means 'not there yet')."""
-    try:
-        with open(state_file) as f:
-            state = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) else None
-
-
 def service_pid(state_file: str | os.PathLike, service: str) -> int | None:
     """The current pid of ``service`` according to state.json (None if not running)."""
     state = load_state(state_file)
-    if not state:
+    svc = state.services.get(service) if state else None
+    if svc is None or svc.pid is None or svc.pid <= 0:
         return None
-    svc = (state.get("services") or {}).get(service) or {}
-    pid = svc.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if svc.status not in (None, "running", "starting", "healthy"):
         return None
-    if svc.get("status") not in (None, "running", "starting", "healthy"):
-        return None
-    return pid
+    return svc.pid
 
 
 def pid_getter(state_file: str | os.PathLike, service: str) -> Callable[[], int | None]:
@@ -233,7 +221,7 @@ class ResourceSampler:
         self.readers = list(readers)
         self.services = set(services) if services is not None else None
         self._components: dict[str, _Component] = {}
-        self._state: dict | None = None
+        self._state: StackState | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._file = None
@@ -287,10 +275,10 @@ class ResourceSampler:
         window); returns the epoch time of the reset, or None where the kernel cannot
         reset it (cgroup v2 before Linux 6.12, or no cgroup): then mem_peak_bytes covers
         the cgroup's whole life, and scenario.json says so with ``peak_reset_at: null``."""
-        state = load_state(self.state_file) or self._state or {}
+        state = load_state(self.state_file) or self._state or StackState()
         times, why = [], []
         with self._lock:
-            for name, svc in sorted((state.get("services") or {}).items()):
+            for name, svc in sorted(state.services.items()):
                 if self.services is not None and name not in self.services:
                     continue
                 comp = self._components.setdefault(name, _Component())
@@ -305,8 +293,8 @@ class ResourceSampler:
         return self.peak_reset_at
 
     @staticmethod
-    def _peak_mark(comp: "_Component", svc: dict) -> PeakMark | None:
-        cg = svc.get("cgroups") or None
+    def _peak_mark(comp: "_Component", svc: ServiceState) -> PeakMark | None:
+        cg = svc.cgroups or None
         if not cg:
             return None
         key = json.dumps(cg, sort_keys=True)
@@ -381,10 +369,8 @@ class ResourceSampler:
         t = time.time()
         rows = []
         with self._lock:
-            for name, svc in sorted((state.get("services") or {}).items()):
+            for name, svc in sorted(state.services.items()):
                 if self.services is not None and name not in self.services:
-                    continue
-                if not isinstance(svc, dict):
                     continue
                 rows.append(self._row(t, name, svc, state))
             if self._file is None:
@@ -397,40 +383,39 @@ class ResourceSampler:
         self.rows += len(rows)
         return rows
 
-    def _read(self, name: str, svc: dict, state: dict) -> tuple[Counters | None, object]:
+    def _read(self, name: str, svc: ServiceState, state: StackState) -> tuple[Counters | None, object]:
         for reader in self.readers:
             c = reader(name, svc, state)
             if c is not None:
                 return c, ("reader", c.source)
-        cg = svc.get("cgroups") or None
+        cg = svc.cgroups or None
         c = read_cgroups(cg) if cg else None
         if c is not None:
             return c, ("cgroup", json.dumps(cg, sort_keys=True))
-        pid = svc.get("pid")
-        if isinstance(pid, int) and pid > 0:
+        pid = svc.pid
+        if pid is not None and pid > 0:
             c = read_process(pid)
             if c is not None:
                 return c, ("pid", pid, proc_start_time(pid))
         return None, None
 
-    def _row(self, t: float, name: str, svc: dict, state: dict) -> dict:
+    def _row(self, t: float, name: str, svc: ServiceState, state: StackState) -> dict:
         comp = self._components.setdefault(name, _Component())
         c, ident = self._read(name, svc, state)
         if c is None:
             c = Counters(source="none")
         comp.sources.add(c.source)
-        pids = c.pids or ([svc["pid"]] if isinstance(svc.get("pid"), int) else [])
+        pids = c.pids or ([svc.pid] if svc.pid is not None else [])
 
         oom = comp.oom.update(ident, c.oom_kills)
-        state_oom = svc.get("oom_kills")
-        if isinstance(state_oom, int):
-            oom = max(oom or 0, state_oom)
+        if svc.oom_kills is not None:
+            oom = max(oom or 0, svc.oom_kills)
         peak = c.mem_peak_bytes
         mark = self._peak_mark(comp, svc)
         if mark is not None and mark.reset_at is not None:
             peak = mark.read()  # through the descriptor the reset was written to (v2)
         now = time.monotonic()
-        volumes = svc.get("volumes") or {}
+        volumes = svc.volumes
         if volumes and (comp.disk_used is None or now - comp.disk_used_at >= self.disk_interval_s):
             comp.disk_used = sum(dir_size_bytes(d) for d in volumes.values() if d and os.path.isdir(d))
             comp.disk_used_at = now
@@ -443,9 +428,9 @@ class ResourceSampler:
             "throttled_periods": comp.thr_periods.update(ident, c.throttled_periods),
             "throttled_seconds": comp.thr_seconds.update(ident, c.throttled_seconds),
             "oom_kills": oom,
-            "restarts": svc.get("restarts"),
-            "mem_limit_bytes": c.mem_limit_bytes if c.mem_limit_bytes is not None else svc.get("mem_limit_bytes"),
-            "cpus": c.cpus if c.cpus is not None else svc.get("cpus"),
+            "restarts": svc.restarts,
+            "mem_limit_bytes": c.mem_limit_bytes if c.mem_limit_bytes is not None else svc.mem_limit_bytes,
+            "cpus": c.cpus if c.cpus is not None else svc.cpus,
             "disk_write_bytes": comp.disk_writes.update(pids),
             "disk_used_bytes": comp.disk_used if volumes else None,
             "nr_periods": comp.nr_periods.update(ident, c.nr_periods),

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+from pydantic import ConfigDict
 
 from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
+from plumbing.schema import Model, ValidationError, refusal_parts
 
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
@@ -260,6 +262,11 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
         raise ComposeError(fname, svc, fld, msg,
                            "quote a literal '$' as '$$' or set the variable / give a default ${VAR:-x}")
 
+    try:
+        ComposeFile.model_validate({k: v for k, v in doc.items() if not str(k).startswith("x-")})
+    except ValidationError as e:
+        r = refusal_parts(e, ComposeFile)
+        raise ComposeError(fname, None, r.where or None, r.problem, r.fix) from None
     doc = _interpolate_tree(doc, env, (), err)
     project_dir = path.resolve().parent
 
@@ -320,13 +327,93 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
 UNENFORCED_LIMITS = ("pids_limit", "cpuset", "cpu_shares", "cpu_quota", "cpu_period", "cpu_count",
                      "cpu_percent", "cpu_rt_runtime", "cpu_rt_period", "mem_reservation", "mem_swappiness",
                      "oom_kill_disable", "oom_score_adj", "ulimits", "shm_size", "blkio_config",
-                     "storage_opt", "device_cgroup_rules")
+                     "storage_opt", "device_cgroup_rules", "cgroup_parent")
 ENFORCED_RESOURCES = {"memory", "cpus"}
+# Service keys of the compose specification that edgebench neither reads nor needs: none sets
+# a limit, so they are left to Docker (the native engine runs without them). Any other key
+# that the service model below does not name is refused: a typo such as `mem_limt` must not
+# leave a service without its limit.
+IGNORED_SERVICE_KEYS = frozenset((
+    "annotations", "attach", "cap_add", "cap_drop", "cgroup", "configs", "container_name",
+    "credential_spec", "develop", "devices", "dns", "dns_opt", "dns_search", "domainname", "driver_opts",
+    "expose", "external_links", "extra_hosts", "gpus", "group_add", "hostname", "init", "ipc", "isolation",
+    "labels", "label_file", "links", "logging", "mac_address", "network_mode", "networks", "platform",
+    "post_start", "pre_stop", "privileged", "pull_policy", "read_only", "runtime", "secrets", "security_opt",
+    "stdin_open", "stop_grace_period", "stop_signal", "sysctls", "tmpfs", "tty", "user", "userns_mode", "uts",
+    "volumes_from", "working_dir"))
+
+
+class ComposeFile(Model):
+    """The top level of a compose file (``x-*`` extension keys aside): ``include`` or a typo
+    would bring in or hide services, so any other key is refused."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: Any = None          # obsolete, ignored as docker compose does
+    name: Any = None
+    services: Any = None
+    volumes: Any = None
+    networks: Any = None         # networks, configs, secrets: Docker's; no limit among them
+    configs: Any = None
+    secrets: Any = None
+
+
+class _Limits(Model):
+    memory: Any = None
+    cpus: Any = None
+
+
+class _Resources(Model):
+    limits: _Limits | None = None
+
+
+class _Deploy(Model):
+    """``deploy``: only ``resources.limits`` sets anything edgebench runs with; the rest is
+    Docker Swarm's (placement, update and rollback policies) and sets no limit."""
+    resources: _Resources | None = None
+    replicas: Any = None
+    mode: Any = None
+    endpoint_mode: Any = None
+    labels: Any = None
+    placement: Any = None
+    restart_policy: Any = None
+    rollback_config: Any = None
+    update_config: Any = None
+
+
+class _HealthcheckSpec(Model):
+    test: Any = None
+    interval: Any = None
+    timeout: Any = None
+    retries: Any = None
+    start_period: Any = None
+    start_interval: Any = None       # Docker's own faster checks while starting; sets no limit
+    disable: Any = None
+
+
+class ServiceSpec(Model):
+    """The keys of a compose service edgebench reads, as the file writes them (values are
+    parsed by the functions below, one per seam, with their own one-line refusals)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    image: Any = None
+    build: Any = None
+    command: Any = None
+    entrypoint: Any = None
+    environment: Any = None
+    ports: Any = None
+    restart: Any = None
+    mem_limit: Any = None
+    memswap_limit: Any = None
+    cpus: Any = None
+    deploy: _Deploy | None = None
+    volumes: Any = None
+    profiles: Any = None
+    depends_on: Any = None
+    healthcheck: _HealthcheckSpec | None = None
 
 
 def _refuse_unenforced(fail, spec: dict) -> None:
     """One line for a limit the engines would drop (and for env_file, whose variables
-    the native engine would not see)."""
+    the native engine would not see, and for keys that would bring in or multiply what
+    edgebench does not read)."""
     for key in UNENFORCED_LIMITS:
         if key in spec:
             fail(key, "is a limit edgebench does not enforce (only mem_limit, memswap_limit and cpus are)",
@@ -334,7 +421,19 @@ def _refuse_unenforced(fail, spec: dict) -> None:
     if "env_file" in spec:
         fail("env_file", "is not read by edgebench's native engine",
              "move its variables into 'environment:'")
-    resources = (spec.get("deploy") or {}).get("resources") or {}
+    if "extends" in spec:
+        fail("extends", "is not read by edgebench: the keys it brings in (limits included) would be lost",
+             "write the service's keys out in full")
+    if spec.get("scale") not in (None, 1):
+        fail("scale", f"{spec['scale']!r} copies: edgebench runs one process per service",
+             "remove 'scale' (or set it to 1)")
+    deploy = spec.get("deploy") or {}
+    if not isinstance(deploy, dict):
+        fail("deploy", "is not a mapping", "write 'deploy: {resources: {limits: {memory: 50M}}}'")
+    if deploy.get("replicas") not in (None, 1):
+        fail("deploy.replicas", f"{deploy['replicas']!r} copies: edgebench runs one process per service",
+             "remove 'deploy.replicas' (or set it to 1)")
+    resources = deploy.get("resources") or {}
     if isinstance(resources, dict):
         for key in resources:
             if key != "limits":
@@ -347,115 +446,140 @@ def _refuse_unenforced(fail, spec: dict) -> None:
                      "(only memory and cpus are)", f"remove 'deploy.resources.limits.{key}'")
 
 
+def _service_spec(fail, spec: dict) -> ServiceSpec:
+    """The keys of ``spec`` checked: a limit edgebench would drop or an unknown key is refused;
+    keys the compose spec allows that set no limit (IGNORED_SERVICE_KEYS, x-*) are left out."""
+    _refuse_unenforced(fail, spec)
+    read = {k: v for k, v in spec.items()
+            if k not in IGNORED_SERVICE_KEYS and k not in ("scale",) and not str(k).startswith("x-")}
+    try:
+        return ServiceSpec.model_validate(read)
+    except ValidationError as e:
+        r = refusal_parts(e, ServiceSpec)
+        fail(r.where or None, r.problem, r.fix)
+
+
 def _parse_service(fname: str, project_dir: Path, name: str, spec: dict, vols: dict) -> Service:
-    def fail(fld: str, problem: str, fix: str):
+    def fail(fld: str | None, problem: str, fix: str):
         raise ComposeError(fname, name, fld, problem, fix)
 
+    sp = _service_spec(fail, spec)
     s = Service(name=name)
+    s.image, s.build = _image_and_build(fail, project_dir, sp.image, sp.build)
+    s.command = _argv(fail, "command", sp.command)
+    s.entrypoint = _argv(fail, "entrypoint", sp.entrypoint)
+    if sp.environment is not None:
+        s.environment = _environment(fail, sp.environment)
+    s.ports = _ports(fail, sp.ports)
+    s.restart, s.restart_max_retries = _restart(fail, sp.restart)
+    s.mem_limit, s.memswap_limit, s.cpus = _limits(fail, sp)
+    vl = sp.volumes or []
+    if not isinstance(vl, list):
+        fail("volumes", "is not a list", "write 'volumes: [\"./host:/container:ro\"]'")
+    s.volumes = [_parse_volume(fail, project_dir, v, vols) for v in vl]
+    s.profiles = _profiles(fail, sp.profiles)
+    s.depends_on = _depends_on(fail, sp.depends_on)
+    s.healthcheck = _parse_healthcheck(
+        fail, sp.healthcheck.model_dump(exclude_unset=True) if sp.healthcheck is not None else None)
+    return s
 
-    # image / build
-    image = spec.get("image")
-    build = spec.get("build")
+
+def _image_and_build(fail, project_dir: Path, image: Any, build: Any) -> tuple[str | None, dict | None]:
     if image is None and build is None:
         fail("image", "neither 'image' nor 'build' is set",
              "add 'image: <name:tag>' or 'build: <context dir>'")
-    if image is not None:
-        if not isinstance(image, str) or not image.strip():
-            fail("image", f"{image!r} is not an image name", "write 'image: name:tag'")
-        s.image = image.strip()
-    if build is not None:
-        if isinstance(build, str):
-            build = {"context": build}
-        if not isinstance(build, dict):
-            fail("build", f"{build!r} is neither a path nor a mapping",
-                 "write 'build: .' or 'build: {context: .}'")
-        ctx = build.get("context", ".")
-        if not isinstance(ctx, str):
-            fail("build.context", f"{ctx!r} is not a path", "write 'context: <dir>'")
-        ctx_path = (project_dir / os.path.expanduser(ctx)).resolve()
-        if not ctx_path.is_dir():
-            fail("build.context", f"directory {ctx_path} does not exist",
-                 "point 'context' at the directory that holds the service's sources")
-        args = build.get("args") or {}
-        if isinstance(args, list):
-            args = dict(a.split("=", 1) if "=" in a else (a, "") for a in map(str, args))
-        s.build = {"context": str(ctx_path), "dockerfile": build.get("dockerfile", "Dockerfile"),
-                   "args": {str(k): ("" if v is None else str(v)) for k, v in args.items()}}
+    if image is not None and (not isinstance(image, str) or not image.strip()):
+        fail("image", f"{image!r} is not an image name", "write 'image: name:tag'")
+    if build is None:
+        return image.strip(), None
+    if isinstance(build, str):
+        build = {"context": build}
+    if not isinstance(build, dict):
+        fail("build", f"{build!r} is neither a path nor a mapping",
+             "write 'build: .' or 'build: {context: .}'")
+    ctx = build.get("context", ".")
+    if not isinstance(ctx, str):
+        fail("build.context", f"{ctx!r} is not a path", "write 'context: <dir>'")
+    ctx_path = (project_dir / os.path.expanduser(ctx)).resolve()
+    if not ctx_path.is_dir():
+        fail("build.context", f"directory {ctx_path} does not exist",
+             "point 'context' at the directory that holds the service's sources")
+    args = build.get("args") or {}
+    if isinstance(args, list):
+        args = dict(a.split("=", 1) if "=" in a else (a, "") for a in map(str, args))
+    return (image.strip() if image is not None else None,
+            {"context": str(ctx_path), "dockerfile": build.get("dockerfile", "Dockerfile"),
+             "args": {str(k): ("" if v is None else str(v)) for k, v in args.items()}})
 
-    # command / entrypoint
-    for key in ("command", "entrypoint"):
-        v = spec.get(key)
-        if v is None:
-            continue
-        if isinstance(v, str):
-            try:
-                v = shlex.split(v)
-            except ValueError as e:
-                fail(key, f"cannot split the string ({e})", "balance the quotes or use the list form")
-        elif isinstance(v, list) and all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
-            v = [str(x) for x in v]
-        else:
-            fail(key, f"{v!r} is neither a string nor a list of strings",
-                 f"write '{key}: [\"prog\", \"arg\"]'")
-        setattr(s, key, v)
 
-    # environment
-    envv = spec.get("environment")
-    if envv is not None:
-        out: dict[str, str] = {}
-        if isinstance(envv, list):
-            for item in envv:
-                if not isinstance(item, str) or not item or item.startswith("="):
-                    fail("environment", f"{item!r} is not 'KEY=value'", "write each entry as 'KEY=value'")
-                if "=" in item:
-                    k, v = item.split("=", 1)
-                    out[k] = v
-                elif item in os.environ:
-                    out[item] = os.environ[item]
-        elif isinstance(envv, dict):
-            for k, v in envv.items():
-                if isinstance(v, bool):
-                    fail(f"environment.{k}", f"{v!r} is a boolean",
-                         f"quote it: {k}: \"{str(v).lower()}\"")
-                if v is None:
-                    if k in os.environ:
-                        out[str(k)] = os.environ[str(k)]
-                    continue
-                if not isinstance(v, (str, int, float)):
-                    fail(f"environment.{k}", f"{v!r} is not a string or number", "quote the value")
-                out[str(k)] = str(v)
-        else:
-            fail("environment", "is neither a list nor a mapping",
-                 "write 'environment: {KEY: value}' or '- KEY=value' items")
-        s.environment = out
+def _argv(fail, key: str, v: Any) -> list[str] | None:
+    """``command`` / ``entrypoint``: a shell-like string or a list, as an argv."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        try:
+            return shlex.split(v)
+        except ValueError as e:
+            fail(key, f"cannot split the string ({e})", "balance the quotes or use the list form")
+    if isinstance(v, list) and all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
+        return [str(x) for x in v]
+    fail(key, f"{v!r} is neither a string nor a list of strings", f"write '{key}: [\"prog\", \"arg\"]'")
 
-    # ports
-    ports = spec.get("ports") or []
+
+def _environment(fail, envv: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(envv, list):
+        for item in envv:
+            if not isinstance(item, str) or not item or item.startswith("="):
+                fail("environment", f"{item!r} is not 'KEY=value'", "write each entry as 'KEY=value'")
+            if "=" in item:
+                k, v = item.split("=", 1)
+                out[k] = v
+            elif item in os.environ:
+                out[item] = os.environ[item]
+    elif isinstance(envv, dict):
+        for k, v in envv.items():
+            if isinstance(v, bool):
+                fail(f"environment.{k}", f"{v!r} is a boolean", f"quote it: {k}: \"{str(v).lower()}\"")
+            if v is None:
+                if k in os.environ:
+                    out[str(k)] = os.environ[str(k)]
+                continue
+            if not isinstance(v, (str, int, float)):
+                fail(f"environment.{k}", f"{v!r} is not a string or number", "quote the value")
+            out[str(k)] = str(v)
+    else:
+        fail("environment", "is neither a list nor a mapping",
+             "write 'environment: {KEY: value}' or '- KEY=value' items")
+    return out
+
+
+def _ports(fail, ports: Any) -> list[Port]:
+    ports = ports or []
     if not isinstance(ports, list):
         fail("ports", "is not a list", 'write \'ports: ["127.0.0.1:8000:8000"]\'')
-    for p in ports:
-        s.ports.append(_parse_port(fail, p))
+    return [_parse_port(fail, p) for p in ports]
 
-    # restart
-    r = spec.get("restart", "no")
-    if r is False:  # YAML 1.1 reads a bare `no` as false
+
+def _restart(fail, r: Any) -> tuple[str, int | None]:
+    """The policy and, for on-failure:N, its retry count."""
+    if r is None or r is False:  # YAML 1.1 reads a bare `no` as false
         r = "no"
     if not isinstance(r, str):
         fail("restart", f"{r!r} is not a restart policy", f"use one of: {', '.join(RESTART_POLICIES)}")
     base, _, count = r.partition(":")
     if base not in RESTART_POLICIES or (count and base != "on-failure"):
         fail("restart", f"unknown policy {r!r}", f"use one of: {', '.join(RESTART_POLICIES)} (or on-failure:N)")
-    if count:
-        if not count.isdigit():
-            fail("restart", f"bad retry count in {r!r}", "write 'on-failure:3'")
-        s.restart_max_retries = int(count)
-    s.restart = base
+    if count and not count.isdigit():
+        fail("restart", f"bad retry count in {r!r}", "write 'on-failure:3'")
+    return base, int(count) if count else None
 
-    # limits: both spellings
-    _refuse_unenforced(fail, spec)
-    limits = ((spec.get("deploy") or {}).get("resources") or {}).get("limits") or {}
-    if not isinstance(limits, dict):
-        fail("deploy.resources.limits", "is not a mapping", "write 'limits: {memory: 50M, cpus: \"0.5\"}'")
+
+def _limits(fail, sp: ServiceSpec) -> tuple[int | None, int | None, float | None]:
+    """mem_limit, memswap_limit and cpus, from either spelling (``mem_limit``/``cpus`` or
+    ``deploy.resources.limits``), which must agree where both are given."""
+    lim = sp.deploy.resources.limits if sp.deploy and sp.deploy.resources and sp.deploy.resources.limits \
+        else _Limits()
 
     def mem(fld: str, v):
         try:
@@ -476,59 +600,52 @@ def _parse_service(fname: str, project_dir: Path, name: str, spec: dict, vols: d
             fail(fld, f"{v!r} is negative", "use a positive number of CPUs, e.g. 0.5")
         return c
 
-    m1 = mem("mem_limit", spec["mem_limit"]) if spec.get("mem_limit") is not None else None
-    m2 = mem("deploy.resources.limits.memory", limits["memory"]) if limits.get("memory") is not None else None
+    m1 = mem("mem_limit", sp.mem_limit) if sp.mem_limit is not None else None
+    m2 = mem("deploy.resources.limits.memory", lim.memory) if lim.memory is not None else None
     if m1 is not None and m2 is not None and m1 != m2:
-        fail("mem_limit", f"mem_limit {spec['mem_limit']!r} ({m1} bytes) disagrees with "
-             f"deploy.resources.limits.memory {limits['memory']!r} ({m2} bytes)",
+        fail("mem_limit", f"mem_limit {sp.mem_limit!r} ({m1} bytes) disagrees with "
+             f"deploy.resources.limits.memory {lim.memory!r} ({m2} bytes)",
              "keep one spelling or make both the same")
-    s.mem_limit = m1 if m1 is not None else m2
-    if s.mem_limit == 0:
-        s.mem_limit = None  # docker: 0 = unlimited
-    c1 = cpu("cpus", spec["cpus"]) if spec.get("cpus") is not None else None
-    c2 = cpu("deploy.resources.limits.cpus", limits["cpus"]) if limits.get("cpus") is not None else None
+    mem_limit = m1 if m1 is not None else m2
+    if mem_limit == 0:
+        mem_limit = None  # docker: 0 = unlimited
+    c1 = cpu("cpus", sp.cpus) if sp.cpus is not None else None
+    c2 = cpu("deploy.resources.limits.cpus", lim.cpus) if lim.cpus is not None else None
     if c1 is not None and c2 is not None and abs(c1 - c2) > 1e-9:
-        fail("cpus", f"cpus {spec['cpus']!r} disagrees with deploy.resources.limits.cpus {limits['cpus']!r}",
+        fail("cpus", f"cpus {sp.cpus!r} disagrees with deploy.resources.limits.cpus {lim.cpus!r}",
              "keep one spelling or make both the same")
-    s.cpus = c1 if c1 is not None else c2
-    if s.cpus == 0:
-        s.cpus = None  # docker: 0 = unlimited
-    if s.cpus is not None and s.cpus < 0.01:
-        fail("cpus", f"{s.cpus} is below docker's minimum 0.01", "use at least 0.01 CPUs")
-    if spec.get("memswap_limit") is not None:
-        sw = mem("memswap_limit", spec["memswap_limit"])
-        if s.mem_limit is None:
+    cpus = c1 if c1 is not None else c2
+    if cpus == 0:
+        cpus = None  # docker: 0 = unlimited
+    if cpus is not None and cpus < 0.01:
+        fail("cpus", f"{cpus} is below docker's minimum 0.01", "use at least 0.01 CPUs")
+    memswap = None
+    if sp.memswap_limit is not None:
+        memswap = mem("memswap_limit", sp.memswap_limit)
+        if mem_limit is None:
             fail("memswap_limit", "is set without a memory limit",
                  "also set mem_limit (or deploy.resources.limits.memory)")
-        if sw != -1 and sw < s.mem_limit:
-            fail("memswap_limit", f"{spec['memswap_limit']!r} ({sw} bytes) is below the memory limit "
-                 f"({s.mem_limit} bytes)",
+        if memswap != -1 and memswap < mem_limit:
+            fail("memswap_limit", f"{sp.memswap_limit!r} ({memswap} bytes) is below the memory limit "
+                 f"({mem_limit} bytes)",
                  "memswap_limit is memory+swap: make it >= mem_limit (equal = no swap) or -1")
-        s.memswap_limit = sw
+    return mem_limit, memswap, cpus
 
-    # volumes
-    vl = spec.get("volumes") or []
-    if not isinstance(vl, list):
-        fail("volumes", "is not a list", "write 'volumes: [\"./host:/container:ro\"]'")
-    for v in vl:
-        s.volumes.append(_parse_volume(fail, project_dir, v, vols))
 
-    # profiles
-    pr = spec.get("profiles") or []
+def _profiles(fail, pr: Any) -> tuple[str, ...]:
+    pr = pr or []
     if isinstance(pr, str) or not isinstance(pr, list) or not all(isinstance(p, str) for p in pr):
         fail("profiles", f"{pr!r} is not a list of names", 'write \'profiles: ["prometheus"]\'')
-    s.profiles = tuple(pr)
+    return tuple(pr)
 
-    # depends_on
-    dep = spec.get("depends_on") or []
+
+def _depends_on(fail, dep: Any) -> list[str]:
+    dep = dep or []
     if isinstance(dep, dict):
         dep = list(dep)
     if not isinstance(dep, list) or not all(isinstance(d, str) for d in dep):
         fail("depends_on", f"{dep!r} is not a list of service names", "write 'depends_on: [other-service]'")
-    s.depends_on = dep
-
-    s.healthcheck = _parse_healthcheck(fail, spec.get("healthcheck"))
-    return s
+    return dep
 
 
 # Docker's healthcheck defaults (docker run reference / compose spec).
@@ -589,8 +706,41 @@ def _port_num(fail, text: str, what: str) -> int:
     return n
 
 
+class _PortLong(Model):
+    """A port in the long syntax (``mode``, ``name`` and ``app_protocol`` are Docker's own)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    target: Any = None
+    published: Any = None
+    host_ip: Any = None
+    protocol: Any = None
+    mode: Any = None
+    name: Any = None
+    app_protocol: Any = None
+
+
+class _VolumeLong(Model):
+    """A volume in the long syntax (``bind``/``volume`` options and ``consistency`` are Docker's)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Any = None
+    source: Any = None
+    target: Any = None
+    read_only: Any = None
+    bind: Any = None
+    volume: Any = None
+    consistency: Any = None
+
+
+def _known_long_syntax(fail, fld: str, v: dict, model: type[Model]) -> None:
+    try:
+        model.model_validate(v)
+    except ValidationError as e:
+        r = refusal_parts(e, model)
+        fail(fld, r.problem, r.fix)
+
+
 def _parse_port(fail, p: Any) -> Port:
     if isinstance(p, dict):  # long syntax
+        _known_long_syntax(fail, "ports", p, _PortLong)
         tgt = p.get("target")
         pub = p.get("published")
         return Port(container_port=_port_num(fail, str(tgt) if tgt is not None else "", "target"),
@@ -630,6 +780,7 @@ def _parse_port(fail, p: Any) -> Port:
 
 def _parse_volume(fail, project_dir: Path, v: Any, vols: dict) -> Volume:
     if isinstance(v, dict):  # long syntax
+        _known_long_syntax(fail, "volumes", v, _VolumeLong)
         kind = v.get("type", "volume")
         src = v.get("source")
         tgt = v.get("target")

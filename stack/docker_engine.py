@@ -41,6 +41,7 @@ from plumbing.wait import WaitTimeout, wait_until
 
 from .compose import Compose, _interpolate_tree
 from .images import StackError, adapter_for, service_port
+from .state import ServiceState, StackState, checked
 
 MIN_V1 = (1, 28)  # profiles arrived in docker-compose 1.28
 COMPOSE_NEEDED = "docker-compose >= 1.28 or the docker compose v2 plugin"
@@ -274,12 +275,12 @@ def container_facts(info: dict) -> dict:
                         if m.get("Type") == "volume" and m.get("Source")}}
 
 
-def docker_stats_reader(name: str, svc: dict, state: dict) -> Counters | None:
+def docker_stats_reader(name: str, svc: ServiceState, state: StackState) -> Counters | None:
     """A ResourceSampler reader for a docker service without a readable cgroup."""
-    if state.get("engine") != "docker" or svc.get("cgroups") or not svc.get("container_id"):
+    if state.engine != "docker" or svc.cgroups or not svc.container_id:
         return None
     try:
-        d = next(iter(parse_stats(_run(stats_cmd([svc["container_id"]]), 30)).values()), None)
+        d = next(iter(parse_stats(_run(stats_cmd([svc.container_id]), 30)).values()), None)
     except StackError:
         return None
     if d is None:
@@ -378,19 +379,20 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
         refresh(state)
         for s in state["services"].values():
             s["health"] = "healthy" if s["health"] in (None, "starting") else s["health"]
+        if any(not s["cgroups"] for s in state["services"].values()):
+            state["counters_source"] = "docker stats"
+            state["counters_note"] = ("no container cgroup is readable here (Docker Desktop or rootless?): memory "
+                                      "from `docker stats`, no CPU, throttling or OOM counters")
+        else:
+            state["counters_source"] = "cgroup"
+        state.update(status="running", healthy_at=time.time())
+        checked(state)    # a key state.json's model does not know: refused before the stack is handed over
     except BaseException:
         try:
             _run(down_cmd(base, cfile, project, profiles), 120)
         except StackError:
             pass
         raise
-    if any(not s["cgroups"] for s in state["services"].values()):
-        state["counters_source"] = "docker stats"
-        state["counters_note"] = ("no container cgroup is readable here (Docker Desktop or rootless?): memory "
-                                  "from `docker stats`, no CPU, throttling or OOM counters")
-    else:
-        state["counters_source"] = "cgroup"
-    state.update(status="running", healthy_at=time.time())
     return state
 
 
@@ -502,7 +504,7 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
         if cur.get("status") != "running":
             return False
         state.update({k: v for k, v in cur.items() if k not in ("services",)})
-        write_json_atomic(state_file, refresh(state, ooms))
+        write_json_atomic(state_file, checked(refresh(state, ooms), state_file))
         return True
 
     def handle(line: bytes) -> bool:
@@ -528,7 +530,7 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
                 down(state)
                 state.update(status="stopped", supervisor_pid=None,
                              stop_reason=f"owner process {owner_pid} is gone; stack torn down")
-                write_json_atomic(state_file, state)
+                write_json_atomic(state_file, checked(state, state_file))
                 from . import registry
                 registry.unregister(state.get("stack_id"))
                 return 0

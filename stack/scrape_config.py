@@ -1,8 +1,9 @@
 """The collectors' scrape config (stack/scrape.yml): checked before a collector starts.
 
 VictoriaMetrics and Prometheus would refuse a broken file only after they started, in their
-own logs; here a malformed file, a missing field or a duration without its unit is one
-line naming the file, the field and the fix. ``scrape_settings`` gives the scrape interval
+own logs; here a malformed file, a missing field, an unknown key or a duration without its
+unit is one line naming the file, the field and the fix (:class:`ScrapeFile` is the subset
+of the Prometheus config edgebench runs with). ``scrape_settings`` gives the scrape interval
 and timeout to whoever needs them, so no figure copies them by hand.
 """
 from __future__ import annotations
@@ -11,12 +12,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
+from plumbing.schema import Model, ValidationError, refusal_parts
 
 
 class ScrapeConfigError(EdgebenchError):
@@ -34,6 +37,51 @@ class ScrapeSettings:
     jobs: tuple[str, ...]
 
 
+def _duration(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise ValueError(f"{e}: write a duration with its unit, e.g. 5s or 1m") from None
+
+
+def _target(value: str) -> str:
+    if not re.fullmatch(r"[\w.-]+:\d+", value):
+        raise ValueError(f"{value!r} is not host:port: write e.g. sensor-service:8000")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+Target = Annotated[str, AfterValidator(_target)]
+
+
+class _Global(Model):
+    scrape_interval: Duration | None = None
+    scrape_timeout: Duration | None = None
+    evaluation_interval: Duration | None = None     # Prometheus' own; VictoriaMetrics skips it
+
+
+class _StaticConfig(Model):
+    targets: list[Target]
+    labels: dict[str, str] = {}
+
+
+class _Job(Model):
+    job_name: Annotated[str, StringConstraints(min_length=1)]
+    metrics_path: str = "/metrics"
+    scheme: Literal["http", "https"] = "http"
+    params: dict[str, list[str]] = {}
+    scrape_interval: Duration | None = None
+    scrape_timeout: Duration | None = None
+    honor_labels: bool = False
+    static_configs: list[_StaticConfig] = []
+
+
+class ScrapeFile(Model):
+    """The part of the Prometheus scrape config both collectors run with; other keys are refused."""
+    global_: _Global = Field(_Global(), alias="global")
+    scrape_configs: list[_Job]
+
+
 def scrape_settings(path: str | os.PathLike) -> ScrapeSettings:
     """Parse and check ``path``; the global interval/timeout and the job names."""
     path = Path(path)
@@ -49,44 +97,28 @@ def scrape_settings(path: str | os.PathLike) -> ScrapeSettings:
                                 "correct the YAML syntax there") from None
     if not isinstance(doc, dict):
         raise ScrapeConfigError(path, None, "not a mapping", "write 'global:' and 'scrape_configs:' sections")
-    glob = doc.get("global") or {}
-    if not isinstance(glob, dict):
-        raise ScrapeConfigError(path, "global", "is not a mapping", "write 'global: {scrape_interval: 5s}'")
-
-    def duration(where: str, value: Any, default: float) -> float:
-        if value is None:
-            return default
-        try:
-            return parse_duration(value)
-        except ValueError as e:
-            raise ScrapeConfigError(path, where, str(e), "write a duration with its unit, e.g. 5s or 1m") from None
-
-    interval = duration("global.scrape_interval", glob.get("scrape_interval"), 60.0)
-    timeout = duration("global.scrape_timeout", glob.get("scrape_timeout"), min(10.0, interval))
-    if timeout > interval:
-        raise ScrapeConfigError(path, "global.scrape_timeout", f"{glob.get('scrape_timeout')} is longer than "
-                                f"the scrape interval {glob.get('scrape_interval')}",
-                                "make scrape_timeout at most scrape_interval")
-    jobs = doc.get("scrape_configs")
-    if not isinstance(jobs, list) or not jobs:
+    if not isinstance(doc.get("scrape_configs"), list) or not doc["scrape_configs"]:
         raise ScrapeConfigError(path, "scrape_configs", "missing or not a list",
                                 "add 'scrape_configs:' with at least one job")
-    names = []
-    for i, job in enumerate(jobs):
-        where = f"scrape_configs[{i}]"
-        if not isinstance(job, dict) or not isinstance(job.get("job_name"), str) or not job["job_name"]:
-            raise ScrapeConfigError(path, f"{where}.job_name", "missing", "give every job a 'job_name'")
-        ji = duration(f"{where}.scrape_interval", job.get("scrape_interval"), interval)
-        jt = duration(f"{where}.scrape_timeout", job.get("scrape_timeout"), min(timeout, ji))
+    if doc.get("global") is None:
+        doc.pop("global", None)
+    try:
+        cfg = ScrapeFile.model_validate(doc)
+    except ValidationError as e:
+        r = refusal_parts(e, ScrapeFile)
+        raise ScrapeConfigError(path, r.where or None, r.problem, r.fix) from None
+    glob = cfg.global_
+    interval = glob.scrape_interval if glob.scrape_interval is not None else 60.0
+    timeout = glob.scrape_timeout if glob.scrape_timeout is not None else min(10.0, interval)
+    if timeout > interval:
+        raise ScrapeConfigError(path, "global.scrape_timeout", f"{timeout:g} s is longer than "
+                                f"the scrape interval {interval:g} s",
+                                "make scrape_timeout at most scrape_interval")
+    for i, job in enumerate(cfg.scrape_configs):
+        ji = job.scrape_interval if job.scrape_interval is not None else interval
+        jt = job.scrape_timeout if job.scrape_timeout is not None else min(timeout, ji)
         if jt > ji:
-            raise ScrapeConfigError(path, f"{where}.scrape_timeout", "is longer than the job's scrape interval",
+            raise ScrapeConfigError(path, f"scrape_configs[{i}].scrape_timeout",
+                                    "is longer than the job's scrape interval",
                                     "make scrape_timeout at most scrape_interval")
-        for k, sc in enumerate(job.get("static_configs") or []):
-            targets = sc.get("targets") if isinstance(sc, dict) else None
-            if not isinstance(targets, list) or not all(
-                    isinstance(t, str) and re.fullmatch(r"[\w.-]+:\d+", t) for t in targets):
-                raise ScrapeConfigError(path, f"{where}.static_configs[{k}].targets",
-                                        f"{targets!r} is not a list of host:port",
-                                        'write targets: ["sensor-service:8000"]')
-        names.append(job["job_name"])
-    return ScrapeSettings(interval, timeout, tuple(names))
+    return ScrapeSettings(interval, timeout, tuple(job.job_name for job in cfg.scrape_configs))

@@ -25,6 +25,7 @@ from . import registry
 from .cgroup_limits import CgroupUnavailable, ServiceCgroup
 from .cgroup_view import ViewPlan, check_view, plan_view
 from .native import http_ok, pid_alive, proc_starttime, signal_group, spawn, tail
+from .state import checked
 
 TICK = 0.05
 BACKOFF_START = 0.1  # docker's restart manager: 100 ms, doubled per quick exit,
@@ -192,7 +193,7 @@ class Supervisor:
 
     def write_state(self) -> None:
         alive = not self.finished
-        write_json_atomic(self.state_dir / "state.json", {
+        write_json_atomic(self.state_dir / "state.json", checked({
             "engine": "native", "stack_id": self.plan["stack_id"],
             "supervisor_pid": os.getpid() if alive else None,
             "supervisor_starttime": proc_starttime(os.getpid()) if alive else None,
@@ -204,7 +205,7 @@ class Supervisor:
             "warnings": self.warnings,
             "compose_file": self.plan.get("compose_file"), "state_dir": str(self.state_dir),
             "started_at": self.started_at, "healthy_at": self.healthy_at, "updated_at": time.time(),
-            "services": {r.name: r.state() for r in self.runners}})
+            "services": {r.name: r.state() for r in self.runners}}))
         self.dirty = False
 
     def warn(self, msg: str) -> None:

@@ -1,4 +1,6 @@
-"""Compose parser: pure tests (no processes)."""
+"""Compose parser: pure tests (no processes), and one slow check against docker-compose's own reading."""
+import os
+import subprocess
 import sys
 import textwrap
 
@@ -569,7 +571,13 @@ def test_the_repository_scrape_config_is_valid():
     ("global:\n  scrape_interval: 5s\n  scrape_timeout: 10s\nscrape_configs: [{job_name: a}]\n",
      "global.scrape_timeout", "at most"),
     ("global:\n  scrape_interval: 5s\n", "scrape_configs", "at least one job"),
-    ("scrape_configs:\n  - metrics_path: /metrics\n", "scrape_configs[0].job_name", "job_name"),
+    ("scrape_configs:\n  - metrics_path: /metrics\n", "scrape_configs[0]", "'job_name' is missing"),
+    ("scrape_configs:\n  - {job_name: a, scrape_intreval: 5s}\n", "scrape_configs[0]",
+     "unknown key 'scrape_intreval' (known: job_name, metrics_path, scheme, params, scrape_interval,"),
+    ("global: {scrape_interval: 5s, timeout: 4s}\nscrape_configs: [{job_name: a}]\n", "global",
+     "unknown key 'timeout' (known: scrape_interval, scrape_timeout, evaluation_interval)"),
+    ("scrape_configs:\n  - {job_name: a, honor_labels: 'yes'}\n", "scrape_configs[0].honor_labels",
+     "input should be a valid boolean"),
     ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: [sensor-service]\n",
      "scrape_configs[0].static_configs[0].targets", "host:port"),
 ])
@@ -592,3 +600,111 @@ def test_bad_scrape_config_refused_before_the_collector_starts(tmp_path):
     with pytest.raises(StackError) as e:
         plan_service(compose, compose.services["vm"], tmp_path, {"vm": 18428}, check_binary=False)
     assert "scrape_interval" in str(e.value) and "vm" in str(e.value) and "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------
+# the service model: unknown keys are refused, keys the spec allows that set no limit are not
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body,field,words", [
+    # a typo would leave the service without its limit
+    ("image: x\nmem_limt: 50m\n", None, "unknown key 'mem_limt' (known: image, build, command, entrypoint, "
+     "environment, ports, restart, mem_limit, memswap_limit, cpus, deploy, volumes, profiles, depends_on, "
+     "healthcheck); fix: fix the spelling or remove it"),
+    ("image: x\nhealthcheck: {test: [CMD, 'true'], intervl: 10s}\n", "healthcheck",
+     "unknown key 'intervl' (known: test, interval, timeout, retries, start_period, start_interval, disable)"),
+    ("image: x\ndeploy: {resources: {limits: {memory: 50m}}, replica: 2}\n", "deploy",
+     "unknown key 'replica' (known: resources, replicas,"),
+    ("image: x\ndeploy: {resources: {limits: 5}}\n", "deploy.resources.limits",
+     "5 is not valid: input should be a valid dictionary"),
+    ("image: x\ndeploy: {replicas: 2}\n", "deploy.replicas", "edgebench runs one process per service"),
+    ("image: x\nscale: 3\n", "scale", "edgebench runs one process per service"),
+    ("image: x\nextends: {service: base}\n", "extends", "limits included"),
+    ("image: x\ncgroup_parent: robot.slice\n", "cgroup_parent", "does not enforce"),
+    ("image: x\nports: [{target: 80, publised: 8080}]\n", "ports",
+     "unknown key 'publised' (known: target, published, host_ip, protocol, mode, name, app_protocol)"),
+    ("image: x\nvolumes: [{type: bind, source: ., target: /d, readonly: true}]\n", "volumes",
+     "unknown key 'readonly' (known: type, source, target, read_only,"),
+])
+def test_unknown_or_unread_service_keys_are_refused(tmp_path, body, field, words):
+    e = refused(tmp_path, body)
+    assert e.service == "app" and e.field == field
+    assert words in str(e)
+
+
+def test_keys_the_spec_allows_that_set_no_limit_are_ignored(tmp_path):
+    s = one(tmp_path, "image: x\nmem_limit: 50m\nstop_signal: SIGINT\nlabels: {a: b}\nx-note: kept for people\n"
+                      "deploy: {replicas: 1, resources: {limits: {cpus: '0.5'}}}\nscale: 1\n")
+    assert (s.mem_limit, s.cpus) == (50 * MiB, 0.5)
+
+
+@pytest.mark.parametrize("top,words", [
+    ("include: [other.yml]\n", "unknown key 'include' (known: version, name, services, volumes, networks,"),
+    ("service: {}\n", "unknown key 'service'"),
+])
+def test_unknown_top_level_keys_are_refused(tmp_path, top, words):
+    p = write(tmp_path, "services:\n  app: {image: x}\n" + top)
+    with pytest.raises(ComposeError) as ei:
+        load_compose(p, env={})
+    assert words in str(ei.value) and "\n" not in str(ei.value) and str(p) in str(ei.value)
+    assert list(load_compose(write(tmp_path, "services:\n  app: {image: x}\nx-common: {a: 1}\n"),
+                             env={}).services) == ["app"]
+
+
+DOCKER_COMPOSE = "/usr/bin/docker-compose"
+
+
+def _limits_and_ports(compose) -> dict:
+    return {n: ((s.mem_limit, s.memswap_limit, s.cpus),
+                sorted((p.host_ip, p.host_port, p.container_port, p.protocol) for p in s.ports))
+            for n, s in compose.all_services.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(DOCKER_COMPOSE), reason="docker-compose is not installed")
+def test_reader_agrees_with_docker_compose_config(repo_root, tmp_path):
+    """docker-compose's own `config` (interpolation, normalised ports; every service, whatever
+    its profile) is the reference: its output, read back, gives the limits and ports our
+    reader gives the file."""
+    argv = [DOCKER_COMPOSE, "-f", str(repo_root / "docker-compose.yml"), "config"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert out.returncode == 0, out.stderr
+    reference = yaml.safe_load(out.stdout)
+    assert reference["services"]["sensor-service"]["mem_limit"] == "50m"   # as written, not resolved
+    ours = load_compose(repo_root / "docker-compose.yml", env={})
+    theirs = load_compose(write(tmp_path, out.stdout, "resolved.yml"), env={})
+    assert set(reference["services"]) == set(ours.all_services) == set(theirs.all_services)
+    assert _limits_and_ports(ours) == _limits_and_ports(theirs)
+    for name, svc in reference["services"].items():
+        mine = ours.all_services[name]
+        assert (parse_bytes(svc["mem_limit"]), parse_bytes(svc["memswap_limit"]), float(svc["cpus"])) == \
+            (mine.mem_limit, mine.memswap_limit, mine.cpus)
+        assert [f"{p.host_ip}:{p.host_port}:{p.container_port}/{p.protocol}" for p in mine.ports] == svc["ports"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(DOCKER_COMPOSE), reason="docker-compose is not installed")
+def test_reader_agrees_with_docker_compose_on_the_deploy_spelling_and_interpolation(tmp_path):
+    """The other spelling of the limits, interpolated, and ports docker-compose rewrites into
+    the long syntax: read back, its output gives what our reader gives the file."""
+    p = write(tmp_path, """\
+        services:
+          app:
+            image: x
+            memswap_limit: 128m
+            deploy:
+              resources:
+                limits: {memory: "${MEM:-64M}", cpus: "0.25"}
+            ports: ["${PORT:-9000}:80", "127.0.0.1::81/udp"]
+        """)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MEM": "96M"}
+    out = subprocess.run([DOCKER_COMPOSE, "-f", str(p), "config"], capture_output=True, text=True, timeout=60,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    limits = yaml.safe_load(out.stdout)["services"]["app"]["deploy"]["resources"]["limits"]
+    ours = load_compose(p, env=env)
+    theirs = load_compose(write(tmp_path, out.stdout, "resolved.yml"), env={})
+    assert _limits_and_ports(ours) == _limits_and_ports(theirs) == {
+        "app": ((96 * MiB, 128 * MiB, 0.25), [("", 9000, 80, "tcp"), ("127.0.0.1", None, 81, "udp")])}
+    assert (parse_bytes(limits["memory"]), float(limits["cpus"])) == (96 * MiB, 0.25)

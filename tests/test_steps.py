@@ -51,12 +51,23 @@ def test_each_step_changes_what_it_claims():
             assert "docker-compose.yml" not in diff, s.name
 
 
+def test_shipped_steps_file_loads_typed():
+    steps = load_steps(STEPS_FILE)
+    assert len(steps) == 8 and steps[0].name == "blob-bytes" and steps[0].note.startswith("before is 83e3375")
+    assert [s.name for s in steps if s.healthcheck == "commit"] == ["wget-healthcheck"]
+
+
 @pytest.mark.parametrize("doc, what", [
     ("steps: []", "no 'steps:' list"),
-    ("steps: [{name: a, change: c, before: x}]", "'after' is missing"),
+    ("steps: [{name: a, change: c, before: x}]", "steps[0]: 'after' is missing: add it"),
+    ("steps: [{name: a, change: c, before: x, after: ' '}]", "steps[0].after: ' ' is not valid: string should have at least 1 character"),
+    ("steps: [{name: a, change: c, before: 1234567, after: y}]",
+     "steps[0].before: 1234567 is not valid: input should be a valid string"),
     ("steps: [{name: a, change: c, before: x, after: y}, {name: a, change: c, before: x, after: y}]", "twice"),
-    ("steps: [{name: a, change: c, before: x, after: y, healthcheck: mine}]", "healthcheck='mine'"),
-    ("steps: [{name: a, change: c, before: x, after: y, colour: red}]", "unknown field"),
+    ("steps: [{name: a, change: c, before: x, after: y, healthcheck: mine}]",
+     "steps[0].healthcheck: 'mine' is not valid: input should be 'commit'"),
+    ("steps: [{name: a, change: c, before: x, after: y, colour: red}]",
+     "steps[0]: unknown key 'colour' (known: name, change, before, after, healthcheck, note): fix the spelling"),
     ("steps: [", "cannot read it"),
 ])
 def test_bad_steps_file_is_one_line(tmp_path, doc, what):

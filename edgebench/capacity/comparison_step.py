@@ -25,6 +25,7 @@ from edgebench.capacity.synthetic_target import check_series_fits
 from edgebench.progress import Progress
 from reports import collector_stats as cs
 from reports.contract import write_scenario
+from stack.state import parse_state
 
 POLL_S = 0.25
 MEMORY_EVERY_S = 1.0
@@ -119,9 +120,8 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
             handle = stack.enter_context(start_stack(
                 compose, state_dir, services=[TARGET, *variants], engine=engine,
                 ports={name: free_port() for name in [TARGET, *variants]}, timeout=60 + n_series / 100_000))
-            state = handle.state()
-            info.update(engine=state.get("engine"), limits_enforced=state.get("limits_enforced"),
-                        cgroup_view=state.get("cgroup_view"))
+            state = parse_state(handle.state())
+            info.update(engine=state.engine, limits_enforced=state.limits_enforced, cgroup_view=state.cgroup_view)
             stack.enter_context(ResourceSampler(state_dir / "state.json", step_dir / "resources.csv"))
             target_url = handle.url(TARGET)
             urls = {v.name: handle.url(v.name) for v in vs}
@@ -137,12 +137,12 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                 for v in vs:
                     if v.status is not None:
                         continue
-                    svc = handle.service(v.name)
-                    if (svc.get("oom_kills") or 0) > 0:
-                        v.decide("oom", f"OOM-killed ({svc['oom_kills']} kill(s))")
+                    svc = parse_state(handle.state()).services[v.name]
+                    if (svc.oom_kills or 0) > 0:
+                        v.decide("oom", f"OOM-killed ({svc.oom_kills} kill(s))")
                         continue
-                    if (svc.get("restarts") or 0) > 0 or svc.get("status") in ("exited", "failed", "stopped"):
-                        v.decide("failed", f"exited (code {svc.get('exit_code')}) without an OOM kill; "
+                    if (svc.restarts or 0) > 0 or svc.status in ("exited", "failed", "stopped"):
+                        v.decide("failed", f"exited (code {svc.exit_code}) without an OOM kill; "
                                            f"see {step_dir}/logs")
                         continue
                     v.watch.update(stats)
@@ -156,13 +156,13 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                             v.decide("failed", f"no scrape of every target in {now - started:.0f}s")
                         continue
                     if sample_mem:
-                        c = read_cgroups(svc.get("cgroups"))
+                        c = read_cgroups(svc.cgroups or None)
                         if c is not None and c.rss_bytes is not None:
                             v.anon.append((now, float(c.rss_bytes)))
                             if c.usage_bytes is not None:
                                 v.cache.append((now, float(max(0, c.usage_bytes - c.rss_bytes))))
                             v.peak = c.mem_peak_bytes if c.mem_peak_bytes is not None else v.peak
-                            v.limit = c.mem_limit_bytes or svc.get("mem_limit_bytes") or v.limit
+                            v.limit = c.mem_limit_bytes or svc.mem_limit_bytes or v.limit
                     if now >= v.next_metrics:
                         v.next_metrics = now + settings.interval_s
                         text = _metrics(urls[v.name])
@@ -187,9 +187,9 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                 name, labels = INGESTION_COUNTERS[v.collector]
                 text = _metrics(urls[v.name]) or ""
                 samples[v.name] = parse_counter(text, name, labels)
-                svc = handle.service(v.name)
-                v.oom_kills = svc.get("oom_kills")
-                c = read_cgroups(svc.get("cgroups"))   # one cgroup for the service's life, restarts included
+                svc = parse_state(handle.state()).services[v.name]
+                v.oom_kills = svc.oom_kills
+                c = read_cgroups(svc.cgroups or None)   # one cgroup for the service's life, restarts included
                 if c is not None and c.mem_peak_bytes is not None:
                     v.peak = c.mem_peak_bytes
     except KeyboardInterrupt:

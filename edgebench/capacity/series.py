@@ -17,7 +17,7 @@ from edgebench.bench import measure_scenario
 from edgebench.capacity.step_figures import SCRAPE_ENDPOINT, service_figures, step_summary
 from edgebench.params import RunParams
 from edgebench.scenarios import SCENARIOS, ParameterError
-from plumbing.files import read_json
+from stack.state import load_state
 
 SCENARIO_OF_VARIANT = {"optimized": "optimized-vm", "baseline": "baseline-vm"}
 
@@ -71,12 +71,10 @@ def series_record(step_dir: Path, n_series: int, variant: str, error: str | None
 def supervisor_oom_kills(step_dir: Path) -> int | None:
     """OOM kills the stack's supervisor counted (state.json, every service): the one count
     left when the service died before any resource sample was taken."""
-    try:
-        state = read_json(step_dir / "stack" / "state.json")
-    except (OSError, ValueError):
+    state = load_state(step_dir / "stack" / "state.json")
+    if state is None:
         return None
-    kills = [s.get("oom_kills") for s in (state.get("services") or {}).values()]
-    kills = [k for k in kills if isinstance(k, int)]
+    kills = [s.oom_kills for s in state.services.values() if s.oom_kills is not None]
     return sum(kills) if kills else None
 
 
