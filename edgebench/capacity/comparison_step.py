@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgebench.bench import tidy_scenario_dir
@@ -86,12 +87,22 @@ def _window_mean(samples, end: float, window_s: float) -> float | None:
     return sum(win) / len(win) if win else None
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """What every look at a variant during one step applies."""
+    interval_s: float
+    settle_scrapes: int
+    cap_s: float
+    step_dir: Path
+    started: float
+    first_deadline: float      # every target scraped once by then, or the variant failed
+
+
 def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, shape: str,
                             engine: str = "auto", seed: int = 1, cap_s: float = DEFAULT_CAP_S,
                             settle_scrapes: int = cs.SETTLE_SCRAPES) -> list[dict]:
     """Measure every variant side by side on ``n_series`` series in ``shape``; one record
     per variant. Ctrl-C: teardown, scenario.json 'interrupted', KeyboardInterrupt propagates."""
-    from plumbing.cgroup_counters import read_cgroups
     from profiling.sampler import ResourceSampler
     from stack.api import free_port, start_stack
     from stack.scrape_config import scrape_settings
@@ -123,75 +134,11 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
             state = parse_state(handle.state())
             info.update(engine=state.engine, limits_enforced=state.limits_enforced, cgroup_view=state.cgroup_view)
             stack.enter_context(ResourceSampler(state_dir / "state.json", step_dir / "resources.csv"))
-            target_url = handle.url(TARGET)
-            urls = {v.name: handle.url(v.name) for v in vs}
             started = time.time()
-            first_deadline = started + 2 * settings.interval_s + settings.timeout_s + 30
-            next_mem = 0.0
-            while any(v.status is None for v in vs):
-                now = time.time()
-                stats = get_json(target_url + "/stats")
-                sample_mem = now >= next_mem
-                if sample_mem:
-                    next_mem = now + MEMORY_EVERY_S
-                for v in vs:
-                    if v.status is not None:
-                        continue
-                    svc = parse_state(handle.state()).services[v.name]
-                    if (svc.oom_kills or 0) > 0:
-                        v.decide("oom", f"OOM-killed ({svc.oom_kills} kill(s))")
-                        continue
-                    if (svc.restarts or 0) > 0 or svc.status in ("exited", "failed", "stopped"):
-                        v.decide("failed", f"exited (code {svc.exit_code}) without an OOM kill; "
-                                           f"see {step_dir}/logs")
-                        continue
-                    v.watch.update(stats)
-                    why = v.watch.behind(now)
-                    if why:
-                        v.decide("behind", why)
-                        continue
-                    first = v.watch.first_round_end
-                    if first is None:
-                        if now > first_deadline:
-                            v.decide("failed", f"no scrape of every target in {now - started:.0f}s")
-                        continue
-                    if sample_mem:
-                        c = read_cgroups(svc.cgroups or None)
-                        if c is not None and c.rss_bytes is not None:
-                            v.anon.append((now, float(c.rss_bytes)))
-                            if c.usage_bytes is not None:
-                                v.cache.append((now, float(max(0, c.usage_bytes - c.rss_bytes))))
-                            v.peak = c.mem_peak_bytes if c.mem_peak_bytes is not None else v.peak
-                            v.limit = c.mem_limit_bytes or svc.mem_limit_bytes or v.limit
-                    if now >= v.next_metrics:
-                        v.next_metrics = now + settings.interval_s
-                        text = _metrics(urls[v.name])
-                        if text:
-                            for key, (name, labels) in (("heap", HEAP), ("active", ACTIVE[v.collector])):
-                                val = parse_counter(text, name, labels)
-                                if val is not None:
-                                    getattr(v, key).append((now, val))
-                    verdict = cs.settled(v.anon, v.limit or 150 * 2**20, settings.interval_s, settle_scrapes)
-                    v.verdict = verdict
-                    if verdict["settled"]:
-                        v.decide("settled")
-                    elif now - first >= cap_s:
-                        v.decide("capped", f"memory still moving after {cap_s:g}s "
-                                           f"({(verdict['slope_bytes_per_min'] or 0) / 2**20:+.2f} MB/min)")
-                left = [v.name for v in vs if v.status is None]
-                progress.load({"phase": "settling " + ", ".join(left) if left else "done",
-                               "elapsed": now - started, "remaining": max(0.0, cap_s - (now - started))})
-                time.sleep(POLL_S)
-            samples = {}
-            for v in vs:
-                name, labels = INGESTION_COUNTERS[v.collector]
-                text = _metrics(urls[v.name]) or ""
-                samples[v.name] = parse_counter(text, name, labels)
-                svc = parse_state(handle.state()).services[v.name]
-                v.oom_kills = svc.oom_kills
-                c = read_cgroups(svc.cgroups or None)   # one cgroup for the service's life, restarts included
-                if c is not None and c.mem_peak_bytes is not None:
-                    v.peak = c.mem_peak_bytes
+            rules = _Rules(settings.interval_s, settle_scrapes, cap_s, step_dir, started,
+                           first_deadline=started + 2 * settings.interval_s + settings.timeout_s + 30)
+            _settle_all(vs, handle, rules, progress)
+            samples = _final_counts(vs, handle)
     except KeyboardInterrupt:
         status = "interrupted"
         info["status"] = "interrupted"
@@ -216,6 +163,98 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                for v in vs]
     progress.phase("; ".join(f"{r['variant']}: {r['status']}" for r in records))
     return records
+
+
+def _settle_all(vs: list[Variant], handle, rules: _Rules, progress: Progress) -> None:
+    """Look at every undecided variant every POLL_S until each is decided (settled, capped,
+    OOM-killed, behind or failed); memory is sampled every MEMORY_EVERY_S."""
+    target_url = handle.url(TARGET)
+    urls = {v.name: handle.url(v.name) for v in vs}
+    next_mem = 0.0
+    while any(v.status is None for v in vs):
+        now = time.time()
+        stats = get_json(target_url + "/stats")
+        sample_memory = now >= next_mem
+        if sample_memory:
+            next_mem = now + MEMORY_EVERY_S
+        for v in vs:
+            if v.status is None:
+                _look(v, parse_state(handle.state()).services[v.name], stats, now, sample_memory,
+                      urls[v.name], rules)
+        left = [v.name for v in vs if v.status is None]
+        progress.load({"phase": "settling " + ", ".join(left) if left else "done",
+                       "elapsed": now - rules.started, "remaining": max(0.0, rules.cap_s - (now - rules.started))})
+        time.sleep(POLL_S)
+
+
+def _look(v: Variant, svc, stats: dict | None, now: float, sample_memory: bool, url: str, rules: _Rules) -> None:
+    """One look at one variant: decide it, or record its memory and its own gauges."""
+    if (svc.oom_kills or 0) > 0:
+        v.decide("oom", f"OOM-killed ({svc.oom_kills} kill(s))")
+        return
+    if (svc.restarts or 0) > 0 or svc.status in ("exited", "failed", "stopped"):
+        v.decide("failed", f"exited (code {svc.exit_code}) without an OOM kill; see {rules.step_dir}/logs")
+        return
+    v.watch.update(stats)
+    why = v.watch.behind(now)
+    if why:
+        v.decide("behind", why)
+        return
+    first = v.watch.first_round_end
+    if first is None:
+        if now > rules.first_deadline:
+            v.decide("failed", f"no scrape of every target in {now - rules.started:.0f}s")
+        return
+    if sample_memory:
+        _sample_memory(v, svc, now)
+    if now >= v.next_metrics:
+        v.next_metrics = now + rules.interval_s
+        _read_gauges(v, url, now)
+    verdict = cs.settled(v.anon, v.limit or 150 * 2**20, rules.interval_s, rules.settle_scrapes)
+    v.verdict = verdict
+    if verdict["settled"]:
+        v.decide("settled")
+    elif now - first >= rules.cap_s:
+        v.decide("capped", f"memory still moving after {rules.cap_s:g}s "
+                           f"({(verdict['slope_bytes_per_min'] or 0) / 2**20:+.2f} MB/min)")
+
+
+def _sample_memory(v: Variant, svc, now: float) -> None:
+    """Anonymous memory and page cache of the variant's cgroup, and the kernel's peak."""
+    from plumbing.cgroup_counters import read_cgroups
+    c = read_cgroups(svc.cgroups or None)
+    if c is not None and c.rss_bytes is not None:
+        v.anon.append((now, float(c.rss_bytes)))
+        if c.usage_bytes is not None:
+            v.cache.append((now, float(max(0, c.usage_bytes - c.rss_bytes))))
+        v.peak = c.mem_peak_bytes if c.mem_peak_bytes is not None else v.peak
+        v.limit = c.mem_limit_bytes or svc.mem_limit_bytes or v.limit
+
+
+def _read_gauges(v: Variant, url: str, now: float) -> None:
+    """The variant's own Go heap and active series, from its /metrics."""
+    text = _metrics(url)
+    if text:
+        for key, (name, labels) in (("heap", HEAP), ("active", ACTIVE[v.collector])):
+            val = parse_counter(text, name, labels)
+            if val is not None:
+                getattr(v, key).append((now, val))
+
+
+def _final_counts(vs: list[Variant], handle) -> dict:
+    """Per variant: the samples it says it appended; its OOM kills and the kernel's peak,
+    read last (one cgroup for the service's life, restarts included)."""
+    from plumbing.cgroup_counters import read_cgroups
+    samples = {}
+    for v in vs:
+        name, labels = INGESTION_COUNTERS[v.collector]
+        samples[v.name] = parse_counter(_metrics(handle.url(v.name)) or "", name, labels)
+        svc = parse_state(handle.state()).services[v.name]
+        v.oom_kills = svc.oom_kills
+        c = read_cgroups(svc.cgroups or None)
+        if c is not None and c.mem_peak_bytes is not None:
+            v.peak = c.mem_peak_bytes
+    return samples
 
 
 def _record(v: Variant, step_dir: Path, n_series: int, shape: str, targets: int, window_s: float,
