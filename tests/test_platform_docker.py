@@ -140,7 +140,10 @@ def test_up_limits_health_status_down(docker_lane, repo_root, tmp_path, free_por
         assert get(f"http://127.0.0.1:{sport}/healthz") and get(f"http://127.0.0.1:{vport}/health")
         # the fallback where no container cgroup is readable: docker stats, same limit
         from stack.docker_engine import docker_stats_reader
-        ds = docker_stats_reader("sensor-service", {**svc, "cgroups": {}}, st)
+        from stack.state import parse_state
+        typed = parse_state(st)
+        unreadable = typed.services["sensor-service"].model_copy(update={"cgroups": {}})
+        ds = docker_stats_reader("sensor-service", unreadable, typed)
         assert ds.source == "docker-stats" and ds.mem_limit_bytes == 50 * MiB and 0 < ds.mem_bytes < 50 * MiB
         # Docker's own healthcheck (first run one interval after start) passes with the same test
         wait_for(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", cid).stdout.strip() == "healthy",
