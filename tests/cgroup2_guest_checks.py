@@ -174,8 +174,12 @@ def check_throttle_and_peak(work: Path) -> dict:
             mark = PeakMark(cg)
             out["peak_mark"] = {"reset": mark.reset(), "read_before_load": mark.read()}
             requests = _hammer("http://127.0.0.1:18200/metrics", 8)
+            # the kernel's own memory.peak just before and just after c1: the service is still
+            # running, so c1's peak lies between the two (and equals them when nothing moved)
+            out["memory.peak.before"] = cg_files(d, ("memory.peak",))["memory.peak"]
             c1 = read_cgroups(cg)
             out["cpu.stat"] = cg_files(d, ("cpu.stat",))["cpu.stat"]  # the same moment as c1
+            out["memory.peak"] = cg_files(d, ("memory.peak",))["memory.peak"]
             out["peak_mark"]["read_after_load"] = mark.read()
             out["peak_mark"]["scope"] = mark.scope()
             out["peak_mark"]["not_reset_because"] = mark.not_reset_because
@@ -190,7 +194,6 @@ def check_throttle_and_peak(work: Path) -> dict:
                       "throttled_seconds": c1.throttled_seconds, "cpu_seconds": c1.cpu_seconds,
                       "mem_peak_bytes": c1.mem_peak_bytes, "usage_bytes": c1.usage_bytes},
         }
-        out["memory.peak"] = cg_files(d, ("memory.peak",))["memory.peak"]
         out["sampler"] = {"reset_peak": reset_at, "meta_peak_reset_at": meta.get("peak_reset_at"),
                           "meta_peak_scope": meta.get("peak_scope"),
                           "rows": meta.get("rows"), "errors": meta.get("errors"), "last_error": meta.get("last_error")}

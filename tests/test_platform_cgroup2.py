@@ -123,7 +123,8 @@ def test_memory_peak_is_read_and_its_scope_said(checks):
     thr = ok(data, "throttle_and_peak")
     peak = int(thr["memory.peak"])
     assert peak >= thr["counters"]["after"]["usage_bytes"] > 0
-    assert thr["counters"]["after"]["mem_peak_bytes"] == peak
+    # read between two reads of the kernel's file (the service still runs: it can grow)
+    assert int(thr["memory.peak.before"]) <= thr["counters"]["after"]["mem_peak_bytes"] <= peak
     mark = thr["peak_mark"]
     assert mark["read_after_load"] >= mark["read_before_load"] > 0
     if _release_at_least(res.kernel_release, 6, 12):
