@@ -299,10 +299,13 @@ def test_unconfined_without_cgroup_permission(repo_root, free_ports):
         pytest.skip("no Python interpreter that an unprivileged user may run")
     (port,) = free_ports(1)
     state_dir = tempfile.mkdtemp(prefix="edgebench-unconfined-")
-    os.chmod(state_dir, 0o777)
+    # the stack registry too: an inherited EDGEBENCH_RUNTIME_DIR is root's, which nobody cannot write
+    runtime_dir = tempfile.mkdtemp(prefix="edgebench-unconfined-runtime-")
+    for d in (state_dir, runtime_dir):
+        os.chmod(d, 0o777)
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     site = [p for p in sys.path if p.endswith("site-packages")]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", EDGEBENCH_RUNTIME_DIR=runtime_dir,
                PYTHONPATH=os.pathsep.join([str(repo_root)] + site))
     try:
         up = subprocess.run(nobody + [py, "-m", "stack", "up", "--state-dir", state_dir,
@@ -323,6 +326,7 @@ def test_unconfined_without_cgroup_permission(repo_root, free_ports):
     finally:
         stop_stack(state_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
