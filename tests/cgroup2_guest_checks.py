@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from plumbing.cgroup_counters import PeakMark, detect_version, read_cgroups, read_text  # noqa: E402
+from plumbing.wait import wait_until  # noqa: E402
 from profiling.sampler import ResourceSampler  # noqa: E402
 from stack.api import read_state, start_stack  # noqa: E402
 
@@ -33,17 +34,6 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def get(url: str, timeout: float = 5) -> bytes:
     with _opener.open(url, timeout=timeout) as r:
         return r.read()
-
-
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def cg_files(d: str, names) -> dict:
@@ -123,7 +113,7 @@ def check_oom(work: Path) -> dict:
             except OSError:
                 break
         out["scrapes_before_failure"] = scrapes
-        s = wait_for(lambda: (lambda x: x if x["restarts"] >= 1 and x["health"] == "healthy" else None)(
+        s = wait_until(lambda: (lambda x: x if x["restarts"] >= 1 and x["health"] == "healthy" else None)(
             h.service("sensor-service")), 120, "a restart after the OOM kill")
         out["after"] = {"pid": s["pid"], "restarts": s["restarts"], "oom_kills": s["oom_kills"],
                         "cgroups_same": s["cgroups"] == s0["cgroups"],

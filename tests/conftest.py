@@ -1,7 +1,15 @@
-"""Shared fixtures. Keep this small: add fixtures that several test files need."""
+"""Shared fixtures and helpers. Keep this small: add what several test files need.
+
+Helpers are plain functions (``from tests.conftest import free_port, running_service``)
+so that module-scoped fixtures and context managers can use them too.
+"""
+import http.client
+import os
 import signal
 import socket
+import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,9 +19,85 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+from plumbing.process import preexec_die_with_parent  # noqa: E402  (needs REPO_ROOT on sys.path)
+from plumbing.wait import wait_until  # noqa: E402
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """One loopback TCP port free right now (for several distinct ones: ``free_ports``)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def service_env(**env) -> dict:
+    """This environment without any ``SENSOR_*`` knob of the caller's, plus ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    clean.update({k: str(v) for k, v in env.items()})
+    return clean
+
+
+def stop_process(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; reaped either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _healthz(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def start_service(log_dir: Path, args=(), *, port: int | None = None, host: str = "127.0.0.1",
+                  timeout: float = 20, **env) -> tuple[subprocess.Popen, int]:
+    """``python -m service`` on ``port`` (a free one by default) with only the ``SENSOR_*``
+    knobs given, healthy on /healthz; it dies with pytest however pytest ends. Returns
+    (process, port); stop it with `stop_process`. A service that exits before it is healthy
+    fails the test with the end of its log."""
+    port = port or free_port()
+    log_path = Path(log_dir) / f"service-{port}-{os.urandom(3).hex()}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--host", host, *args],
+                                cwd=REPO_ROOT, env=service_env(**env), stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=preexec_die_with_parent())
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the service exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+        return _healthz(port)
+    try:
+        wait_until(healthy, timeout, f"the service on port {port} to answer /healthz", interval=0.05)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc, port
+
+
+@contextmanager
+def running_service(log_dir: Path, args=(), host: str = "127.0.0.1", **env):
+    """`start_service` for a ``with`` block: yields (process, port), stops it by pid afterwards."""
+    proc, port = start_service(log_dir, args, host=host, **env)
+    try:
+        yield proc, port
+    finally:
+        stop_process(proc)
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 import gzip
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +18,11 @@ from loadtests import samples as S
 from loadtests.runner import LoadError, check_target, read_part, run_load
 from loadtests.samples import SAMPLE_COLUMNS
 from loadtests.spec import LoadSpec
-from plumbing.process import preexec_die_with_parent
+from tests.conftest import free_port, running_service, start_service, stop_process
 
 pytestmark = pytest.mark.slow  # real Locust against a real service
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen, grace=5.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _alive(pids) -> list[int]:
@@ -58,28 +40,8 @@ def _alive(pids) -> list[int]:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     """The real optimized sensor service on a free loopback port."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("service") / "service.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "service", "--variant", "optimized", "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                preexec_fn=preexec_die_with_parent())
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"sensor service did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        _stop(proc)
+    with running_service(tmp_path_factory.mktemp("service"), ["--variant", "optimized"]) as (_, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _steady_counts(res) -> dict:
@@ -184,7 +146,7 @@ def test_workers_mode_merges_parts(service, tmp_path):
 
 
 def test_unreachable_target_is_one_clear_line(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(LoadError) as err:
         run_load(url, tmp_path, LoadSpec(duration_s=1, warmup_s=0))
     msg = str(err.value)
@@ -240,7 +202,7 @@ def test_interrupted_run_stops_locust_and_keeps_samples(service, tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=25)
     finally:
-        _stop(proc)
+        stop_process(proc)
     assert proc.returncode == 130, err
     assert "interrupted" in err.decode()
     assert not _alive(locust_pids), "locust processes left running after Ctrl-C"
@@ -324,30 +286,11 @@ def test_unreadable_samples_are_one_line(tmp_path):
 # ---------------------------------------------------------------------------
 # real service: a stall, a killed parent, an independent client
 # ---------------------------------------------------------------------------
-def _start_service(log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                env={**__import__("os").environ, "SENSOR_VARIANT": "optimized", "SENSOR_SEED": "1"},
-                                preexec_fn=preexec_die_with_parent())
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            check_target(url, timeout=1)
-            return proc, url
-        except LoadError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                _stop(proc)
-                pytest.fail(f"sensor service did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-
 def test_stall_shows_in_latency_from_intended_and_skipped_scrapes(tmp_path):
     """SIGSTOP the service for 1 s mid-window: open loop keeps the 1 s in the figures."""
     import threading
-    proc, url = _start_service(tmp_path / "service.log")
+    proc, port = start_service(tmp_path, SENSOR_VARIANT="optimized", SENSOR_SEED="1")
+    url = f"http://127.0.0.1:{port}"
     warmup, duration = 1.0, 6.0
     stalled = {}
 
@@ -375,7 +318,7 @@ def test_stall_shows_in_latency_from_intended_and_skipped_scrapes(tmp_path):
         staller.join(5)
     finally:
         proc.send_signal(signal.SIGCONT)
-        _stop(proc)
+        stop_process(proc)
     assert res.steady_start < stalled["at"] < stalled["until"] < res.steady_end
     df = S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end)
     corrected_p99 = S.percentile_ms(S.latency_from_intended_ms(df), 99)
@@ -424,7 +367,7 @@ def test_locust_dies_with_the_process_that_ran_it(service, tmp_path):
             time.sleep(0.1)
         left = _alive(locust)
     finally:
-        _stop(parent)
+        stop_process(parent)
     for pid in left:  # do not leave them behind even when the test fails
         psutil.Process(pid).kill()
     assert not left, "locust outlived the orchestrator"
@@ -454,7 +397,7 @@ def test_metrics_latency_agrees_with_an_independent_client(service, tmp_path):
             assert proc.returncode == 0, err
     finally:
         for proc, _ in probes:
-            _stop(proc)
+            stop_process(proc)
     ours = S.steady(S.read_samples(res.requests_csv), res.steady_start, res.steady_end)
     theirs = [S.steady(S.read_samples(out), res.steady_start, res.steady_end) for _, out in probes]
     assert _steady_counts(res)["/metrics"]["ok"] == scrapers * rate * seconds

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from plumbing.cgroup_counters import read_cgroups
+from plumbing.wait import wait_until
 from stack.api import StackError, read_state, start_stack
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]
@@ -35,17 +36,6 @@ def answers(url) -> bool:
         return bool(get(url))
     except OSError:  # refused or reset while the container restarts
         return False
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def docker(*args, timeout=60):
@@ -146,8 +136,8 @@ def test_up_limits_health_status_down(docker_lane, repo_root, tmp_path, free_por
         ds = docker_stats_reader("sensor-service", unreadable, typed)
         assert ds.source == "docker-stats" and ds.mem_limit_bytes == 50 * MiB and 0 < ds.mem_bytes < 50 * MiB
         # Docker's own healthcheck (first run one interval after start) passes with the same test
-        wait_for(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", cid).stdout.strip() == "healthy",
-                 40, "docker health healthy")
+        wait_until(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", cid).stdout.strip() == "healthy",
+                   40, "docker health healthy")
         assert svc["health"] == "healthy"
         # the watcher is alive and follows the stack
         assert st["supervisor_pid"] and os.path.exists(f"/proc/{st['supervisor_pid']}")
@@ -163,7 +153,7 @@ def test_up_limits_health_status_down(docker_lane, repo_root, tmp_path, free_por
     assert out.returncode == 0, out.stderr
     assert project_containers(st["project"]) == []
     assert docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={st['project']}").stdout == ""
-    wait_for(lambda: not os.path.exists(f"/proc/{st['supervisor_pid']}"), 10, "watcher gone")
+    wait_until(lambda: not os.path.exists(f"/proc/{st['supervisor_pid']}"), 10, "watcher gone")
     assert read_state(state_dir)["status"] == "stopped"
     assert st["stack_id"] not in stack_cli("status", "--all").stdout
 
@@ -182,19 +172,19 @@ def test_oom_kill_counted_and_restarted(docker_lane, repo_root, tmp_path, free_p
                 get(f"http://127.0.0.1:{port}/metrics")
             except OSError:
                 break
-        s = wait_for(lambda: (lambda x: x if x["restarts"] >= 1 and x["oom_kills"] >= 1
-                              and x["status"] == "running" else None)(h.service("sensor-service")),
-                     60, "OOM kill and restart recorded")
+        s = wait_until(lambda: (lambda x: x if x["restarts"] >= 1 and x["oom_kills"] >= 1
+                                and x["status"] == "running" else None)(h.service("sensor-service")),
+                       60, "OOM kill and restart recorded")
         assert s["pid"] != s0["pid"] and os.path.exists(f"/proc/{s['pid']}")
         info = json.loads(docker("inspect", s["container_id"]).stdout)[0]
         assert info["RestartCount"] >= 1
         def kinds():
             return [json.loads(x)["event"] for x in (state_dir / "events.jsonl").read_text().splitlines()]
-        wait_for(lambda: "oom" in kinds() and "die" in kinds() and kinds().count("start") >= 2, 30,
-                 "the oom, die and second start events in events.jsonl")
+        wait_until(lambda: "oom" in kinds() and "die" in kinds() and kinds().count("start") >= 2, 30,
+                   "the oom, die and second start events in events.jsonl")
         # the restarted process is back in a cgroup with the same limit, and serves
         assert s["pid"] in read_cgroups(s["cgroups"]).pids
-        wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30, "healthz after restart")
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30, "healthz after restart")
         project = h.state()["project"]
     assert project_containers(project) == []
 
@@ -265,7 +255,7 @@ def test_owner_gone_tears_the_stack_down(docker_lane, repo_root, tmp_path, free_
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
-    wait_for(lambda: read_state(state_dir)["status"] == "stopped", 60, "watcher takes the stack down")
+    wait_until(lambda: read_state(state_dir)["status"] == "stopped", 60, "watcher takes the stack down")
     assert "owner process" in read_state(state_dir)["stop_reason"]
     assert project_containers(st["project"]) == []
 

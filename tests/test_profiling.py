@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -35,7 +34,7 @@ from plumbing.cgroup_counters import (
     read_cgroups,
     read_v2,
 )
-from plumbing.process import preexec_die_with_parent
+from plumbing.wait import wait_until
 from profiling import ProfilerError
 from profiling.collector_queries import newest_sample_time, parse_flag_duration, parse_vm_flags, query_collector
 from profiling.memory import (
@@ -56,40 +55,22 @@ from profiling.top_functions import (
     write_diff,
     write_top_functions,
 )
+from tests.conftest import free_port, start_service, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_http(url, timeout=20, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until ``url`` answers below 500; a ``proc`` that exits meanwhile fails at once."""
+    def up():
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"{proc.args[0]} exited with {proc.returncode}")
         try:
-            if requests.get(url, timeout=1).status_code < 500:
-                return
+            return requests.get(url, timeout=1).status_code < 500
         except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not up within {timeout}s")
-
-
-def stop(proc, timeout=5):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+            return False
+    wait_until(up, timeout, url)
 
 
 def write_state(path: Path, services: dict, cgroup_version=1, limits_enforced=True):
@@ -559,17 +540,6 @@ def test_missing_pyspy_is_a_profiler_error(monkeypatch, tmp_path):
 # real service: py-spy + mprof across a restart, tracemalloc snapshots
 # ---------------------------------------------------------------------------
 
-def start_service(tmp_path, port, *args, **env):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    e.update({k: str(v) for k, v in env.items()})
-    log = open(tmp_path / f"service-{port}-{time.monotonic_ns()}.log", "wb")
-    p = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), *args],
-                         cwd=ROOT, env=e, stdout=log, stderr=subprocess.STDOUT,
-                         preexec_fn=preexec_die_with_parent())  # gone with pytest, however it ends
-    wait_http(f"http://127.0.0.1:{port}/healthz", proc=p)
-    return p
-
-
 def scrape_loop(port, stop_evt):
     while not stop_evt.is_set():
         try:
@@ -586,7 +556,7 @@ def test_pyspy_and_mprof_follow_a_restart(tmp_path):
     stop_evt = threading.Event()
     loader = threading.Thread(target=scrape_loop, args=(port, stop_evt), daemon=True)
     try:
-        procs.append(start_service(tmp_path, port, "--variant", "baseline"))
+        procs.append(start_service(tmp_path, ["--variant", "baseline"], port=port)[0])
         write_state(state, {"sensor-service": {"pid": procs[0].pid, "status": "running", "restarts": 0}})
         get_pid = pid_getter(state, "sensor-service")
         prof = tmp_path / "profile"
@@ -596,7 +566,7 @@ def test_pyspy_and_mprof_follow_a_restart(tmp_path):
         time.sleep(2.0)
         procs[0].kill()                      # like an OOM kill
         procs[0].wait()
-        procs.append(start_service(tmp_path, port, "--variant", "baseline"))
+        procs.append(start_service(tmp_path, ["--variant", "baseline"], port=port)[0])
         write_state(state, {"sensor-service": {"pid": procs[1].pid, "status": "running", "restarts": 1}})
         time.sleep(2.0)
         mpinfo = mp.stop()
@@ -604,7 +574,7 @@ def test_pyspy_and_mprof_follow_a_restart(tmp_path):
     finally:
         stop_evt.set()
         for p in procs:
-            stop(p)
+            stop_process(p)
     assert meta["processes"] == 2 and meta["processes_with_samples"] == 2, meta
     assert {p["pid"] for p in meta["pids"]} == {procs[0].pid, procs[1].pid}
     assert all(p["samples"] > 20 for p in meta["pids"])
@@ -642,8 +612,7 @@ def test_pyspy_on_a_non_python_pid_is_a_warning_not_a_crash(tmp_path):
 
 @pytest.mark.slow
 def test_scrape_capture_finds_the_leak_knob(tmp_path):
-    port = free_port()
-    p = start_service(tmp_path, port, SENSOR_TRACEMALLOC=1, SENSOR_LEAK_BYTES_PER_SCRAPE=2_000_000)
+    p, port = start_service(tmp_path, SENSOR_TRACEMALLOC=1, SENSOR_LEAK_BYTES_PER_SCRAPE=2_000_000)
     url = f"http://127.0.0.1:{port}"
     stop_evt = threading.Event()
     loader = threading.Thread(target=scrape_loop, args=(port, stop_evt), daemon=True)
@@ -653,7 +622,7 @@ def test_scrape_capture_finds_the_leak_knob(tmp_path):
     finally:
         stop_evt.set()
         loader.join(10)
-        stop(p)
+        stop_process(p)
     peak_df, retained = scrape_allocation_sites(peak, after, tmp_path / "out", top=5)
     burden = ROOT / "service" / "burden.py"
     leak_line = next(i for i, line in enumerate(burden.read_text().splitlines(), 1)
@@ -670,13 +639,12 @@ def test_scrape_capture_finds_the_leak_knob(tmp_path):
 
 @pytest.mark.slow
 def test_scrape_capture_without_profile_mode_names_the_fix(tmp_path):
-    port = free_port()
-    p = start_service(tmp_path, port)
+    p, port = start_service(tmp_path)
     try:
         with pytest.raises(ProfilerError, match="SENSOR_TRACEMALLOC=1"):
             capture_scrape_allocations(f"http://127.0.0.1:{port}", tmp_path / "x", timeout=5)
     finally:
-        stop(p)
+        stop_process(p)
 
 
 def test_memory_per_request_known_answer():
@@ -755,11 +723,9 @@ def test_query_collectors_for_real(tmp_path):
         if have_prom:
             wait_http(f"http://127.0.0.1:{pport}/-/ready", proc=procs[2])
         # Prometheus applies discovered targets ~5 s after start: wait for the first samples
-        deadline = time.monotonic() + 20
         for port, kind in [(vport, "victoriametrics")] + ([(pport, "prometheus")] if have_prom else []):
-            while newest_sample_time(f"http://127.0.0.1:{port}", kind=kind) is None:
-                assert time.monotonic() < deadline, f"{kind} never scraped the metrics server"
-                time.sleep(0.2)
+            wait_until(lambda u=f"http://127.0.0.1:{port}", k=kind: newest_sample_time(u, kind=k) is not None, 20,
+                       f"{kind}'s first sample of the metrics server", interval=0.2)
         start = time.time()
         time.sleep(3.0)
         end = time.time()
@@ -770,7 +736,7 @@ def test_query_collectors_for_real(tmp_path):
                                     step="1s", kind="prometheus", wait_timeout_s=15)
     finally:
         for p in reversed(procs):
-            stop(p, timeout=10)
+            stop_process(p, grace=10)
     assert desc["wait"]["ok"] and desc["wait"]["latency_offset_s"] == 1.0
     assert desc["wait"]["newest_sample"] >= end and desc["warnings"] == []
     for name in ("scrape_duration_buckets", "up", "collector_scrape_duration", "process_resident_memory"):

@@ -2,37 +2,23 @@
 fault knobs, profile mode and start-up errors."""
 
 import http.client
-import os
 import re
 import socket
 import subprocess
 import sys
 import time
 import tracemalloc
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
 
-from plumbing.process import preexec_die_with_parent
+from tests.conftest import free_port, running_service, service_env
 
 pytestmark = pytest.mark.slow  # real service processes
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = "/usr/bin/promtool"
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def service_env(**env):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    clean.update({k: str(v) for k, v in env.items()})
-    return clean
 
 
 def request(port, path, method="GET", host="127.0.0.1", timeout=30):
@@ -44,37 +30,6 @@ def request(port, path, method="GET", host="127.0.0.1", timeout=30):
         return resp.status, dict(resp.getheaders()), resp.read()
     finally:
         conn.close()
-
-
-@contextmanager
-def running_service(tmp_path, args=(), host="127.0.0.1", **env):
-    """Start `python -m service`, wait for /healthz, stop it by pid afterwards."""
-    port = free_port()
-    log = open(tmp_path / f"service-{port}.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port),
-                             "--host", host, *args],
-                            cwd=ROOT, env=service_env(**env), stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=preexec_die_with_parent())
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, (tmp_path / f"service-{port}.log").read_text()
-            try:
-                if request(port, "/healthz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "service never became healthy"
-            time.sleep(0.05)
-        yield proc, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

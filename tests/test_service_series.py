@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from test_service import service_env
 
 from edgebench.capacity.series import measure_series_step, series_record
 from service import extra_series
 from service.config import ConfigError, parse_config
 from service.exposition import CachedExposition
+from tests.conftest import service_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = "/usr/bin/promtool"

@@ -18,6 +18,7 @@ import urllib.request
 
 import pytest
 
+from plumbing.wait import wait_until
 from stack import cgroup_limits
 from stack.api import StackError, read_state, start_stack, stop_stack
 from stack.compose import load_compose
@@ -35,17 +36,6 @@ def get(url, timeout=3):
         return r.read()
 
 
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 def cgroup_dirs(stack_id):
     return glob.glob(f"{CG_ROOT}/*/edgebench-{stack_id}*") + glob.glob(f"{CG_ROOT}/edgebench-{stack_id}*")
 
@@ -57,7 +47,7 @@ def events(state_dir):
 
 def assert_clean(state_dir, stack_id, pids):
     """No process and no cgroup of the stack remain."""
-    wait_for(lambda: not any(pid_alive(p) for p in pids), 10, f"pids {pids} to be gone")
+    wait_until(lambda: not any(pid_alive(p) for p in pids), 10, f"pids {pids} to be gone")
     assert cgroup_dirs(stack_id) == []
     st = read_state(state_dir)
     assert st["status"] == "stopped" and st["supervisor_pid"] is None
@@ -134,8 +124,8 @@ def test_native_stack_from_compose_limits_and_scrape(repo_root, tmp_path, free_p
         assert b"# TYPE sensor_scrape_duration_seconds histogram" in get(f"http://127.0.0.1:{p_svc}/metrics")
         # the mounted scrape config points at the service's loopback port
         assert st["services"]["victoriametrics"]["volumes"]["/storage"] == str(state_dir / "volumes" / "vmdata")
-        wait_for(lambda: query_up(f"http://127.0.0.1:{p_vm}") == "1", 30, "VictoriaMetrics up{job=sensor} == 1")
-        wait_for(lambda: query_up(f"http://127.0.0.1:{p_prom}") == "1", 30, "Prometheus up{job=sensor} == 1")
+        wait_until(lambda: query_up(f"http://127.0.0.1:{p_vm}") == "1", 30, "VictoriaMetrics up{job=sensor} == 1")
+        wait_until(lambda: query_up(f"http://127.0.0.1:{p_prom}") == "1", 30, "Prometheus up{job=sensor} == 1")
         out = cli("status", "--state-dir", state_dir)
         assert out.returncode == 0, out.stderr
         assert "victoriametrics" in out.stdout and "150.0M" in out.stdout
@@ -172,7 +162,7 @@ def test_oom_kill_is_counted_and_restarted(repo_root, tmp_path, free_ports):
                 get(f"http://127.0.0.1:{port}/metrics", timeout=5)
             except OSError:
                 break
-        s = wait_for(lambda: (lambda x: x if x["restarts"] >= 1 and x["health"] == "healthy" else None)(
+        s = wait_until(lambda: (lambda x: x if x["restarts"] >= 1 and x["health"] == "healthy" else None)(
             h.service("sensor-service")), 20, "restart after the OOM kill")
         assert s["oom_kills"] >= 1
         assert s["pid"] != s0["pid"] and pid_alive(s["pid"])
@@ -204,7 +194,7 @@ def test_cli_up_kill_child_restart_then_down(repo_root, tmp_path, free_ports):
     again = cli("up", "--state-dir", state_dir, "--services", "sensor-service", "--port", f"sensor-service={port}")
     assert again.returncode == 1 and "already running" in again.stderr and "stack down" in again.stderr
     os.kill(first, signal.SIGKILL)  # a child dies: restart: always brings it back
-    s = wait_for(lambda: (lambda x: x if x["restarts"] == 1 and x["health"] == "healthy" else None)(
+    s = wait_until(lambda: (lambda x: x if x["restarts"] == 1 and x["health"] == "healthy" else None)(
         read_state(state_dir)["services"]["sensor-service"]), 15, "restart after SIGKILL")
     assert s["pid"] != first and s["oom_kills"] == 0
     kinds = [e["event"] for e in events(state_dir)]
@@ -225,7 +215,7 @@ def test_interrupted_supervisor_cleans_up(repo_root, tmp_path, free_ports, sig):
         st = h.state()
         assert cgroup_dirs(st["stack_id"])
         os.kill(st["supervisor_pid"], sig)
-        wait_for(lambda: read_state(state_dir)["status"] == "stopped", 15, "supervisor to stop")
+        wait_until(lambda: read_state(state_dir)["status"] == "stopped", 15, "supervisor to stop")
         assert_clean(state_dir, st["stack_id"], stack_pids(st))
     finally:
         h.stop()  # idempotent
@@ -309,11 +299,13 @@ def test_unconfined_without_cgroup_permission(repo_root, free_ports):
         pytest.skip("no Python interpreter that an unprivileged user may run")
     (port,) = free_ports(1)
     state_dir = tempfile.mkdtemp(prefix="edgebench-unconfined-")
-    os.chmod(state_dir, 0o777)
+    # the stack registry too: an inherited EDGEBENCH_RUNTIME_DIR is root's, which nobody cannot write
+    runtime_dir = tempfile.mkdtemp(prefix="edgebench-unconfined-runtime-")
+    for d in (state_dir, runtime_dir):
+        os.chmod(d, 0o777)
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     site = [p for p in sys.path if p.endswith("site-packages")]
-    # the unprivileged user's registry is its own (the caller's runtime dir may be root's)
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", EDGEBENCH_RUNTIME_DIR=os.path.join(state_dir, "runtime"),
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", EDGEBENCH_RUNTIME_DIR=runtime_dir,
                PYTHONPATH=os.pathsep.join([str(repo_root)] + site))
     try:
         up = subprocess.run(nobody + [py, "-m", "stack", "up", "--state-dir", state_dir,
@@ -334,6 +326,7 @@ def test_unconfined_without_cgroup_permission(repo_root, free_ports):
     finally:
         stop_stack(state_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +371,7 @@ def test_healthcheck_runs_inside_the_service_cgroup(repo_root, tmp_path, free_po
                      engine="native", timeout=20) as h:
         st = h.state()
         assert st["services"]["sensor-service"]["health"] == "healthy"
-        hc = wait_for(lambda: (lambda c: c if c["runs"] >= 3 else None)(
+        hc = wait_until(lambda: (lambda c: c if c["runs"] >= 3 else None)(
             read_state(h.state_dir)["services"]["sensor-service"]["healthcheck"]), 20, "three checks")
         assert hc["last"]["ok"] and hc["last"]["exit_code"] == 0 and hc["failures_in_a_row"] == 0
         assert hc["argv"][-1].endswith(f"127.0.0.1:{port}/healthz")   # container port -> host port
@@ -432,7 +425,7 @@ def test_stack_dies_with_its_owner_however_it_died(repo_root, tmp_path, free_por
         assert cgroup_dirs(stack_id)
         owner.kill()  # SIGKILL: no handler, no finally
         owner.wait()
-        wait_for(lambda: read_state(state_dir)["status"] == "stopped", 15, "the supervisor to tear down")
+        wait_until(lambda: read_state(state_dir)["status"] == "stopped", 15, "the supervisor to tear down")
         st2 = read_state(state_dir)
         assert "owner process" in st2["stop_reason"]
         assert_clean(state_dir, stack_id, stack_pids(st))
@@ -454,7 +447,7 @@ def test_down_all_finds_every_stack_and_cleans_a_stale_one(repo_root, tmp_path, 
         out = cli("status", "--all")
         assert out.returncode == 0 and sa["stack_id"] in out.stdout and sb["stack_id"] in out.stdout
         os.kill(sb["supervisor_pid"], signal.SIGKILL)   # b is now stale
-        wait_for(lambda: not pid_alive(sb["supervisor_pid"]), 10, "supervisor b to die")
+        wait_until(lambda: not pid_alive(sb["supervisor_pid"]), 10, "supervisor b to die")
         out = cli("status", "--all")
         assert "STALE" in out.stdout and sb["stack_id"] in out.stdout
         out = cli("down", "--all")
@@ -462,7 +455,7 @@ def test_down_all_finds_every_stack_and_cleans_a_stale_one(repo_root, tmp_path, 
         assert f"stopped stack {sa['stack_id']}" in out.stdout
         assert f"stopped stack {sb['stack_id']}" in out.stdout and "already gone" in out.stdout
         assert_clean(tmp_path / "a", sa["stack_id"], stack_pids(sa))
-        wait_for(lambda: not any(pid_alive(p) for p in stack_pids(sb)), 10, "b's processes")
+        wait_until(lambda: not any(pid_alive(p) for p in stack_pids(sb)), 10, "b's processes")
         assert cgroup_dirs(sb["stack_id"]) == []
         again = cli("down", "--all").stdout   # other checkouts' stacks may run: they are left alone
         assert "stopped stack" not in again and sa["stack_id"] not in again
