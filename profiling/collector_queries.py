@@ -69,14 +69,20 @@ def parse_vm_flags(text: str) -> dict[str, str]:
 
 
 def vm_latency_offset(base_url: str, session: requests.Session | None = None, timeout: float = 5.0) -> float:
-    """VM's ``-search.latencyOffset`` in seconds (30 when not set explicitly)."""
+    """VM's ``-search.latencyOffset`` in seconds (30 when not set explicitly). A collector
+    that refuses the connection is gone: CollectorError at once, not after waiting out the
+    default offset for answers that cannot come."""
     s = session or requests
+    url = base_url.rstrip("/") + "/flags"
     try:
-        r = s.get(base_url.rstrip("/") + "/flags", timeout=timeout)
+        r = s.get(url, timeout=timeout)
         if r.ok:
             flags = parse_vm_flags(r.text)
             if "search.latencyOffset" in flags:
                 return parse_flag_duration(flags["search.latencyOffset"])
+    except requests.ConnectionError as e:
+        raise CollectorError(f"collector at {url} not reachable ({type(e).__name__}); fix: query it "
+                             f"before the stack is stopped, and check its URL/port") from e
     except (requests.RequestException, ValueError):
         pass
     return VM_DEFAULT_LATENCY_OFFSET_S

@@ -751,3 +751,14 @@ def test_query_collectors_for_real(tmp_path):
         assert pdesc["wait"]["ok"], pdesc
         assert all(e["series"] >= 1 for e in pdesc["queries"]), \
             [(e["name"], e["series"], (tmp_path / "prom-out" / e["file"]).read_text()[:300]) for e in pdesc["queries"]]
+
+
+def test_a_collector_that_refuses_connections_is_an_error_at_once_not_after_its_offset():
+    """A killed collector's port refuses: the query gives up at once with one line, instead of
+    waiting out VictoriaMetrics' default 30 s latency offset for answers that cannot come."""
+    from profiling.collector_queries import CollectorError, wait_until_visible
+    url = f"http://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(CollectorError, match=r"not reachable.*fix:") as e:
+        wait_until_visible(url, end=time.time(), kind="victoriametrics")
+    assert "\n" not in str(e.value) and time.monotonic() - t0 < 10
