@@ -136,13 +136,3 @@ def _fast_tier_starts_no_process(request, monkeypatch):
         raise AssertionError(f"a fast-tier test started a process ({args!r}); mark it slow")
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
-
-def pytest_collection_modifyitems(config, items):
-    """With test processes side by side (``make test``, pytest-xdist ``--dist loadgroup``),
-    the tests that share a module-scoped fixture (one stack, one suite run, one simulation)
-    stay on one worker, so that fixture runs once; every other test goes where a worker is free."""
-    for item in items:
-        fixture_defs = getattr(item, "_fixtureinfo", None)
-        defs = fixture_defs.name2fixturedefs.values() if fixture_defs else ()
-        if any(d and d[-1].scope == "module" for d in defs):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
