@@ -14,7 +14,7 @@ from edgebench.results import ROOT, RunDir
 from edgebench.scenarios import Scenario
 from plumbing.process import sigterm_as_ctrl_c
 from reports.contract import write_scenario
-from stack.state import StackState, parse_state
+from stack.state import StackState
 
 # EDGEBENCH_COMPOSE_FILE: another compose file (the fault suite's broken collector)
 COMPOSE_FILE = Path(os.environ.get("EDGEBENCH_COMPOSE_FILE") or ROOT / "docker-compose.yml")
@@ -166,7 +166,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 compose_file or COMPOSE_FILE, state_dir, services=scenario.services,
                 profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts,
                 ports=ports))
-            state = parse_state(handle.state())
+            state = handle.typed_state()
             info.update(_stack_facts(state))
             sampler = stack.enter_context(
                 ResourceSampler(state_dir / "state.json", sdir / "resources.csv", readers=_readers(state)))

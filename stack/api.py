@@ -25,6 +25,7 @@ from . import cgroup_limits, registry
 from .compose import Compose, ComposeError, load_compose  # noqa: F401  (re-exported)
 from .images import StackError, host_ports, plan_service
 from .native import http_ok, pid_alive, proc_start_time, signal_group, tail
+from .state import StackState, parse_state
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -90,6 +91,10 @@ class StackHandle:
 
     def state(self) -> dict:
         return read_state(self.state_dir) or {}
+
+    def typed_state(self) -> StackState:
+        """The state as the model reads it (stack.state): what the measuring code uses."""
+        return parse_state(self.state(), self.state_dir / "state.json")
 
     def service(self, name: str) -> dict:
         return self.state()["services"][name]

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from pydantic import ConfigDict
 
 from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
@@ -346,7 +345,6 @@ IGNORED_SERVICE_KEYS = frozenset((
 class ComposeFile(Model):
     """The top level of a compose file (``x-*`` extension keys aside): ``include`` or a typo
     would bring in or hide services, so any other key is refused."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
     version: Any = None          # obsolete, ignored as docker compose does
     name: Any = None
     services: Any = None
@@ -392,7 +390,6 @@ class _HealthcheckSpec(Model):
 class ServiceSpec(Model):
     """The keys of a compose service edgebench reads, as the file writes them (values are
     parsed by the functions below, one per seam, with their own one-line refusals)."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
     image: Any = None
     build: Any = None
     command: Any = None
@@ -708,7 +705,6 @@ def _port_num(fail, text: str, what: str) -> int:
 
 class _PortLong(Model):
     """A port in the long syntax (``mode``, ``name`` and ``app_protocol`` are Docker's own)."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
     target: Any = None
     published: Any = None
     host_ip: Any = None
@@ -720,7 +716,6 @@ class _PortLong(Model):
 
 class _VolumeLong(Model):
     """A volume in the long syntax (``bind``/``volume`` options and ``consistency`` are Docker's)."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
     type: Any = None
     source: Any = None
     target: Any = None

@@ -21,18 +21,12 @@ if str(REPO_ROOT) not in sys.path:
 
 from plumbing.process import preexec_die_with_parent  # noqa: E402  (needs REPO_ROOT on sys.path)
 from plumbing.wait import wait_until  # noqa: E402
+from stack.api import free_port  # noqa: E402,F401  (one free port: the product's own)
 
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """One loopback TCP port free right now (for several distinct ones: ``free_ports``)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def service_env(**env) -> dict:
@@ -63,6 +57,15 @@ def _healthz(port: int) -> bool:
         return False
     finally:
         conn.close()
+
+
+def restarted_and_healthy(handle, name: str, timeout: float, what: str) -> dict:
+    """Wait until service ``name`` of a running stack has restarted at least once and is
+    healthy again; returns its state then."""
+    def after_restart():
+        svc = handle.service(name)
+        return svc if svc["restarts"] >= 1 and svc["health"] == "healthy" else None
+    return wait_until(after_restart, timeout, what)
 
 
 def start_service(log_dir: Path, args=(), *, port: int | None = None, host: str = "127.0.0.1",

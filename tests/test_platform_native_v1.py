@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from plumbing.cgroup_counters import PEAK_SINCE_RESET, PeakMark, detect_version, read_cgroups
-from plumbing.wait import wait_until
 from stack.api import read_state, start_stack
 from stack.compose import load_compose
 from tests.cgroup2_guest_checks import LEAK_COMPOSE, _hammer, cli, get
+from tests.conftest import restarted_and_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,8 +74,7 @@ def test_a_real_oom_kill_is_counted_and_a_restart_follows(tmp_path, free_ports):
                 get(f"http://127.0.0.1:{port}/metrics", timeout=20)
             except OSError:
                 break
-        s = wait_until(lambda: (lambda x: x if x["restarts"] >= 1 and x["health"] == "healthy" else None)(
-            h.service("sensor-service")), 60, "a restart after the OOM kill")
+        s = restarted_and_healthy(h, "sensor-service", 60, "a restart after the OOM kill")
         oom_control = v1_file(s["cgroups"], "memory", "memory.oom_control")
         assert s["oom_kills"] >= 1 and s["cgroups"] == s0["cgroups"] and s["pid"] != s0["pid"]
         assert int(dict(line.split() for line in oom_control.splitlines())["oom_kill"]) >= 1

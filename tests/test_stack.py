@@ -23,6 +23,7 @@ from stack import cgroup_limits
 from stack.api import StackError, read_state, start_stack, stop_stack
 from stack.compose import load_compose
 from stack.native import pid_alive
+from tests.conftest import restarted_and_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0 or cgroup_limits.detect_version() is None,
                                 reason="needs root and a cgroup file system")]
@@ -162,8 +163,7 @@ def test_oom_kill_is_counted_and_restarted(repo_root, tmp_path, free_ports):
                 get(f"http://127.0.0.1:{port}/metrics", timeout=5)
             except OSError:
                 break
-        s = wait_until(lambda: (lambda x: x if x["restarts"] >= 1 and x["health"] == "healthy" else None)(
-            h.service("sensor-service")), 20, "restart after the OOM kill")
+        s = restarted_and_healthy(h, "sensor-service", 20, "restart after the OOM kill")
         assert s["oom_kills"] >= 1
         assert s["pid"] != s0["pid"] and pid_alive(s["pid"])
         assert s["cgroups"] == s0["cgroups"]  # same cgroup across restarts

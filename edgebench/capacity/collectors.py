@@ -31,7 +31,6 @@ from edgebench.capacity.synthetic_target import DEFAULT_SHARD_SERIES, check_seri
 from edgebench.progress import Progress
 from plumbing.wait import WaitTimeout, wait_until
 from reports.contract import write_scenario
-from stack.state import parse_state
 
 # The collector's own count of samples it appended, as each version exposes it
 # (VictoriaMetrics 1.79.5: vm_rows_inserted_total{type="promscrape"}; Prometheus 2.42:
@@ -198,7 +197,7 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
             handle = stack.enter_context(start_stack(
                 compose, state_dir, services=[collector, TARGET], engine=engine,
                 ports={collector: free_port(), TARGET: free_port()}, timeout=60 + n_series / 100_000))
-            state = parse_state(handle.state())
+            state = handle.typed_state()
             info.update(engine=state.engine, limits_enforced=state.limits_enforced,
                         cgroup_version=state.cgroup_version, cgroup_view=state.cgroup_view,
                         limits={n: {"mem_limit_bytes": s.mem_limit_bytes, "cpus": s.cpus}
@@ -214,7 +213,7 @@ def measure_collector_step(step_dir: Path, collector: str, n_series: int, engine
                                           else _settled_samples(collector, collector_url, watch.rounds_done * n_series))
             stats = get_json(target_url + "/stats")
             record["body_bytes"] = (stats or {}).get("body_bytes")
-            record["oom_kills"] = parse_state(handle.state()).services[collector].oom_kills
+            record["oom_kills"] = handle.typed_state().services[collector].oom_kills
         info["status"] = "complete"
     except KeyboardInterrupt:
         info["status"] = record["status"] = "interrupted"
@@ -246,7 +245,7 @@ def _wait(handle, collector: str, watch: ScrapeWatch, target_url: str, scrapes: 
     first_deadline = started + 2 * interval + timeout + 30
     while True:
         now = time.time()
-        svc = parse_state(handle.state()).services[collector]
+        svc = handle.typed_state().services[collector]
         if (svc.oom_kills or 0) > 0:
             return "oom", f"{collector} was OOM-killed ({svc.oom_kills} kill(s), {svc.restarts or 0} restart(s))"
         if (svc.restarts or 0) > 0 or svc.status in ("exited", "failed", "stopped"):

@@ -26,7 +26,6 @@ from edgebench.capacity.synthetic_target import check_series_fits
 from edgebench.progress import Progress
 from reports import collector_stats as cs
 from reports.contract import write_scenario
-from stack.state import parse_state
 
 POLL_S = 0.25
 MEMORY_EVERY_S = 1.0
@@ -131,7 +130,7 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
             handle = stack.enter_context(start_stack(
                 compose, state_dir, services=[TARGET, *variants], engine=engine,
                 ports={name: free_port() for name in [TARGET, *variants]}, timeout=60 + n_series / 100_000))
-            state = parse_state(handle.state())
+            state = handle.typed_state()
             info.update(engine=state.engine, limits_enforced=state.limits_enforced, cgroup_view=state.cgroup_view)
             stack.enter_context(ResourceSampler(state_dir / "state.json", step_dir / "resources.csv"))
             started = time.time()
@@ -177,10 +176,10 @@ def _settle_all(vs: list[Variant], handle, rules: _Rules, progress: Progress) ->
         sample_memory = now >= next_mem
         if sample_memory:
             next_mem = now + MEMORY_EVERY_S
+        services = handle.typed_state().services   # one read of state.json per look
         for v in vs:
             if v.status is None:
-                _look(v, parse_state(handle.state()).services[v.name], stats, now, sample_memory,
-                      urls[v.name], rules)
+                _look(v, services[v.name], stats, now, sample_memory, urls[v.name], rules)
         left = [v.name for v in vs if v.status is None]
         progress.load({"phase": "settling " + ", ".join(left) if left else "done",
                        "elapsed": now - rules.started, "remaining": max(0.0, rules.cap_s - (now - rules.started))})
@@ -246,10 +245,11 @@ def _final_counts(vs: list[Variant], handle) -> dict:
     read last (one cgroup for the service's life, restarts included)."""
     from plumbing.cgroup_counters import read_cgroups
     samples = {}
+    services = handle.typed_state().services
     for v in vs:
         name, labels = INGESTION_COUNTERS[v.collector]
         samples[v.name] = parse_counter(_metrics(handle.url(v.name)) or "", name, labels)
-        svc = parse_state(handle.state()).services[v.name]
+        svc = services[v.name]
         v.oom_kills = svc.oom_kills
         c = read_cgroups(svc.cgroups or None)
         if c is not None and c.mem_peak_bytes is not None:

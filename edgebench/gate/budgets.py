@@ -57,6 +57,13 @@ class GateConfig:
     sensor_rate: float = 0.0     # /sensor requests per second in the rounds (one client); 0: scrapes only
 
 
+def _one_of(name: str, known) -> str:
+    """``name`` if it is one of ``known``; else the refusal that lists them."""
+    if name not in known:
+        raise ValueError(f"{name!r} is unknown: use one of {', '.join(known)}")
+    return name
+
+
 class _Entry(Model):
     """One ``budgets:`` entry as the file spells it."""
     metric: str
@@ -64,12 +71,7 @@ class _Entry(Model):
     why: str = ""
     over: Literal["any", "paired", "median"] = "any"
 
-    @field_validator("metric")
-    @classmethod
-    def _known_figure(cls, v: str) -> str:
-        if v not in FIGURES:
-            raise ValueError(f"{v!r} is unknown: use one of {', '.join(FIGURES)}")
-        return v
+    _known_figure = field_validator("metric")(lambda v: _one_of(v, FIGURES))
 
 
 class _ABMetricEntry(Model):
@@ -81,12 +83,7 @@ class _ABMetricEntry(Model):
     margin: NonNegative = 0.0
     weight: Positive = 1.0
 
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, v: str) -> str:
-        if v not in AB_METRICS:
-            raise ValueError(f"{v!r} is unknown: use one of {', '.join(AB_METRICS)}")
-        return v
+    _known_metric = field_validator("metric")(lambda v: _one_of(v, AB_METRICS))
 
 
 _D = GateConfig((), ())
