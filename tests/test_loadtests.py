@@ -373,6 +373,7 @@ def test_locust_dies_with_the_process_that_ran_it(service, tmp_path):
     assert not left, "locust outlived the orchestrator"
 
 
+@pytest.mark.alone   # beside other tests, Locust's p95 rose 0.95 ms above the probes' (bound 0.5 ms)
 def test_metrics_latency_agrees_with_an_independent_client(service, tmp_path):
     """Locust's /metrics p50/p95 within 10 % (or 0.5 ms) of loadtests.probe, each at
     4 scrapes/s (4 scrapers at 1/s; the probe at 4/s) on one service.
