@@ -95,10 +95,11 @@ class Lifecycle:
     document with its status, the manifest gets the status (complete, interrupted or
     failed) and its end time, ``render()`` writes the report (it reads that status and
     reports its own failures: the measurements stay either way), and a complete run with
-    ``latest`` moves results/latest to itself. Ctrl-C ends the block quietly after saying
-    ``interrupted`` (``exit_code`` 130) unless ``reraise``: a gate run inside a calibration
-    stops the calibration too. Any other exception marks the run failed and propagates.
-    Every command that writes a run directory runs its work in one."""
+    ``latest`` moves results/latest to itself. Ctrl-C prints the ``interrupted`` line and
+    ends the block, the command returning ``exit_code`` (130), or with ``reraise`` reaches
+    the caller (a gate inside a calibration stops the calibration too). Any other exception
+    marks the run failed and propagates. Every command that writes a run directory runs its
+    work in one (docs/results.md)."""
 
     def __init__(self, run: RunDir, *, save: Callable[[str], None] | None = None,
                  render: Callable[[], None] | None = None, latest: bool = False,
