@@ -43,6 +43,8 @@ class GatePlan:
 
 
 def plan_gate(params: GateParams) -> GatePlan:
+    """budgets.yml read, A chosen (a git ref, a stored run, or none) and the looks set;
+    bad input is refused in one line before anything starts."""
     config = load_budgets(params.budgets_file)
     stored_dirs = (check_stored_baseline(params.baseline, params.allow_other_machine)
                    if params.baseline else None)
