@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from edgebench.params import RunParams
 from edgebench.progress import Progress
-from edgebench.results import ROOT, RunDir
+from edgebench.results import ROOT, Lifecycle, RunDir
 from edgebench.scenarios import Scenario
-from plumbing.process import sigterm_as_ctrl_c
 from reports.contract import write_scenario
 from stack.state import StackState
 
@@ -32,9 +30,8 @@ def run_bench(params: RunParams, command: str) -> tuple[RunDir, int]:
     label = "profile" if params.profile else "bench"
     run = RunDir.create(params.results_root, label, command, params.to_dict())
     print(f"edgebench: results in {run.path}")
-    restore_sigterm = sigterm_as_ctrl_c()
-    status = "failed"
-    try:
+    with Lifecycle(run, render=lambda: _render(run), latest=True,
+                   interrupted="edgebench: interrupted; keeping what was measured") as life:
         if params.target:
             _run_target(run, params)
         else:
@@ -48,17 +45,7 @@ def run_bench(params: RunParams, command: str) -> tuple[RunDir, int]:
         if params.profile:
             from edgebench.profile_plan import compare_variants
             compare_variants(run.path)
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        print("\nedgebench: interrupted; keeping what was measured")
-    finally:
-        restore_sigterm()
-        run.update(status=status, finished_at=time.time())
-        _render(run)
-        if status == "complete":
-            run.finish("complete")
-    return run, (0 if status == "complete" else 130)
+    return run, life.exit_code
 
 
 def preflight(params: RunParams) -> None:

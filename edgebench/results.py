@@ -1,4 +1,5 @@
-"""The results directory: one folder per run, never overwritten, with its manifest.
+"""The results directory: one folder per run, never overwritten, with its manifest, and
+the run's life from its start to its status (docs/results.md).
 
 manifest.json is read and written through reports.contract (docs/results.md)."""
 from __future__ import annotations
@@ -9,10 +10,11 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from edgebench import REPO_ROOT
 from edgebench.fingerprint import machine_fingerprint
-from plumbing.process import proc_start_time
+from plumbing.process import proc_start_time, sigterm_as_ctrl_c
 from reports.contract import Manifest, read_manifest, write_manifest
 
 ROOT = REPO_ROOT
@@ -69,10 +71,8 @@ class RunDir:
         m.scenarios[name] = info
         write_manifest(self.path, m)
 
-    def finish(self, status: str, update_latest: bool = True) -> None:
+    def finish(self, status: str) -> None:
         self.update(status=status, finished_at=time.time())
-        if status == "complete" and update_latest:
-            link_latest(self.path)
 
 
 def link_latest(run_path: Path) -> None:
@@ -82,3 +82,58 @@ def link_latest(run_path: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(run_path.name)
     os.replace(tmp, latest)
+
+
+COMPLETE, INTERRUPTED, FAILED = "complete", "interrupted", "failed"
+
+
+class Lifecycle:
+    """The life of a run after ``RunDir.create``, as a ``with`` block around its work.
+
+    Inside the block SIGTERM is handled as Ctrl-C (`kill` and a CI timeout end a run as
+    cleanly). However the block ends, in this order: ``save(status)`` writes the run's own
+    document with its status, the manifest gets the status (complete, interrupted or
+    failed) and its end time, ``render()`` writes the report (it reads that status and
+    reports its own failures: the measurements stay either way), and a complete run with
+    ``latest`` moves results/latest to itself. Ctrl-C prints the ``interrupted`` line and
+    ends the block, the command returning ``exit_code`` (130), or with ``reraise`` reaches
+    the caller (a gate inside a calibration stops the calibration too). Any other exception
+    marks the run failed and propagates. Every command that writes a run directory runs its
+    work in one (docs/results.md)."""
+
+    def __init__(self, run: RunDir, *, save: Callable[[str], None] | None = None,
+                 render: Callable[[], None] | None = None, latest: bool = False,
+                 interrupted: str | None = None, say: Callable[[str], None] = print,
+                 reraise: bool = False):
+        self.run, self.save, self.render, self.latest = run, save, render, latest
+        self.interrupted, self.say, self.reraise = interrupted, say, reraise
+        self.status = "running"
+        self._restore_sigterm = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 complete, 130 interrupted (as a shell reports Ctrl-C), 1 failed."""
+        return {COMPLETE: 0, INTERRUPTED: 130}.get(self.status, 1)
+
+    def __enter__(self) -> "Lifecycle":
+        self._restore_sigterm = sigterm_as_ctrl_c()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._restore_sigterm()
+        if exc_type is None:
+            self.status = COMPLETE
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.status = INTERRUPTED
+            if self.interrupted:
+                self.say(f"\n{self.interrupted}")
+        else:
+            self.status = FAILED
+        if self.save:
+            self.save(self.status)
+        self.run.finish(self.status)
+        if self.render:
+            self.render()
+        if self.status == COMPLETE and self.latest:
+            link_latest(self.run.path)
+        return self.status == INTERRUPTED and not self.reraise

@@ -22,11 +22,10 @@ from pydantic import StringConstraints
 
 from edgebench.gitref import worktree
 from edgebench.params import RunParams
-from edgebench.results import ROOT, RunDir
+from edgebench.results import ROOT, Lifecycle, RunDir
 from edgebench.rounds import ROUND_SCENARIO, Side, run_round
 from edgebench.scenarios import ParameterError
 from plumbing.files import read_json, write_atomic, write_json_atomic
-from plumbing.process import sigterm_as_ctrl_c
 from plumbing.schema import Model, ValidationError, refusal
 from stack.state import load_state
 
@@ -341,10 +340,13 @@ def run_steps(steps: list[Step], rounds: int, engine: str, results_root: Path, c
             f"about {left / 60:.1f} min left")
         write_steps(run, doc)
 
-    restore_sigterm = sigterm_as_ctrl_c()   # stacks torn down, worktrees removed
-    status = "failed"
-    try:
-        for n, step in enumerate(steps, 1):
+    def save(status: str) -> None:
+        doc["status"] = status
+        write_steps(run, doc)
+
+    with Lifecycle(run, save=save, render=lambda: _write_markdown(run, doc, say), say=say,
+                   interrupted="edgebench steps: interrupted; steps.json keeps what was measured") as life:
+        for n, step in enumerate(steps, 1):    # Ctrl-C: stacks torn down, worktrees removed
             say(f"edgebench steps: step {n}/{len(steps)} {step.name}: {step.before} -> {step.after}")
             record = _new_record(step)
             doc["steps"].append(record)
@@ -354,18 +356,14 @@ def run_steps(steps: list[Step], rounds: int, engine: str, results_root: Path, c
             if record["status"] != OK:
                 say(f"edgebench steps: {step.name}: {record['status']}: {record['reason']}")
             write_steps(run, doc)
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        say("\nedgebench steps: interrupted; steps.json keeps what was measured")
-    finally:
-        restore_sigterm()
-        doc["status"] = status
-        write_steps(run, doc)
-        run.finish(status, update_latest=False)
-    if status == "complete":
-        from reports.steps_section import steps_markdown
-        write_atomic(run.path / "steps.md", steps_markdown(doc))
-        say(steps_markdown(doc))
-        say(f"edgebench steps: steps.json and steps.md in {run.path}")
-    return run, (0 if status == "complete" else 130)
+    return run, life.exit_code
+
+
+def _write_markdown(run: RunDir, doc: dict, say) -> None:
+    """steps.md, and the table on the terminal, for a complete run only."""
+    if doc["status"] != "complete":
+        return
+    from reports.steps_section import steps_markdown
+    write_atomic(run.path / "steps.md", steps_markdown(doc))
+    say(steps_markdown(doc))
+    say(f"edgebench steps: steps.json and steps.md in {run.path}")

@@ -286,7 +286,17 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
             raise ComposeError(fname, name, None, "service definition is not a mapping",
                                "indent the service's keys under its name")
         all_services[name] = _parse_service(fname, project_dir, name, spec, vols)
+    _check_between_services(fname, all_services)
 
+    services = {n: s for n, s in all_services.items() if not s.profiles or active & set(s.profiles)}
+    _check_active_dependencies(fname, services, all_services)
+    return Compose(path=path, project_dir=project_dir, services=services, all_services=all_services,
+                   volumes=vols, profiles=tuple(sorted(active)))
+
+
+def _check_between_services(fname: str, all_services: dict[str, Service]) -> None:
+    """What no single service shows: every dependency names another service, and no two
+    services publish the same host port."""
     for s in all_services.values():
         for d in s.depends_on:
             if d not in all_services:
@@ -295,8 +305,6 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
             if d == s.name:
                 raise ComposeError(fname, s.name, "depends_on", "a service cannot depend on itself",
                                    f"remove '{d}' from depends_on")
-
-    # published host ports must not collide
     seen: dict[tuple, str] = {}
     for s in all_services.values():
         for p in s.ports:
@@ -309,16 +317,15 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
                                    "publish a different host port")
             seen[key] = s.name
 
-    services = {n: s for n, s in all_services.items() if not s.profiles or active & set(s.profiles)}
-    c = Compose(path=path, project_dir=project_dir, services=services, all_services=all_services,
-                volumes=vols, profiles=tuple(sorted(active)))
-    for s in services.values():  # active services must not need an inactive one
+
+def _check_active_dependencies(fname: str, services: dict[str, Service], all_services: dict[str, Service]) -> None:
+    """An active service must not need one its profiles leave out."""
+    for s in services.values():
         for d in s.depends_on:
             if d not in services:
                 raise ComposeError(fname, s.name, "depends_on",
                                    f"'{d}' is only enabled with profile(s) {', '.join(all_services[d].profiles)}",
                                    f"activate the profile (--profile {all_services[d].profiles[0]}) or drop the dependency")
-    return c
 
 
 # Limits Docker would enforce that edgebench's engines do not: the compose file is the single

@@ -120,7 +120,8 @@ def test_bad_parameters_stop_before_anything_starts(tmp_path, args, message):
     assert not (tmp_path / "results").exists()
 
 
-def test_interrupted_bench_keeps_its_data_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_interrupted_bench_keeps_its_data_and_leaves_nothing(tmp_path, sig):
     results = tmp_path / "results"
     proc = subprocess.Popen([sys.executable, "-m", "edgebench", "bench", "--duration", "30",
                              "--warmup", "1", "--scenarios", "optimized-vm", "--results", str(results)],
@@ -134,7 +135,7 @@ def test_interrupted_bench_keeps_its_data_and_leaves_nothing(tmp_path):
             break
         time.sleep(0.2)
     assert resources, "the bench never started measuring"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 130, out[-2000:]
     run = resources.parent.parent

@@ -93,3 +93,34 @@ def test_unknown_ref_is_refused_before_anything_starts(tmp_path):
                                   "branch, tag or commit (e.g. AGAINST=main or AGAINST=HEAD~1)")
     assert not list(tmp_path.glob("*-gate"))
 
+
+
+def test_sigterm_ends_a_gate_interrupted_with_its_worktree_and_stacks_removed(tmp_path):
+    """SIGTERM (a CI timeout) is Ctrl-C: exit 130, the run reads interrupted, no verdict is
+    written, and the worktree of A and every stack of the round are gone."""
+    import glob
+    import signal
+    import sys
+    import tempfile
+
+    from plumbing.wait import wait_until
+    proc = subprocess.Popen([sys.executable, "-m", "edgebench", "gate", "--results", str(tmp_path),
+                             "--budgets", str(short_rounds(tmp_path)), "--against", "HEAD"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        states = wait_until(lambda: list(tmp_path.glob("*-gate/*.r1/stack/state.json")), 180,
+                            "the first round's stack")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    run = states[0].parent.parent.parent
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    assert not (run / "gate.json").exists()
+    assert glob.glob(os.path.join(tempfile.gettempdir(), f"edgebench-ref-{proc.pid}-*")) == []
+    for state in run.glob("*/stack/state.json"):
+        st = json.loads(state.read_text())
+        pids = [st.get("supervisor_pid")] + [s.get("pid") for s in st["services"].values()]
+        assert [p for p in pids if p and Path(f"/proc/{p}").exists()] == [], state

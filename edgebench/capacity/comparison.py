@@ -16,17 +16,17 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import yaml
 
 from edgebench.capacity.collector_compose import DEPLOYMENT_COMPOSE
 from edgebench.capacity.comparison_compose import CONFIGS, SHAPES, tune, variant_name
-from edgebench.results import RunDir
+from edgebench.results import Lifecycle, RunDir
 from edgebench.scenarios import SCENARIOS, ParameterError
 from plumbing.checks import number
 from plumbing.files import write_atomic, write_json_atomic
-from plumbing.process import sigterm_as_ctrl_c
 from reports import collector_stats as cs
 
 VERSION = 1
@@ -215,90 +215,104 @@ def boundary_plan(steps: list[dict], repeats: int) -> list[tuple[int, list[str]]
 
 
 def run_comparison(params: ComparisonParams, command: str) -> tuple[RunDir, int]:
-    from edgebench.bench import check_results_root
-    from edgebench.capacity.comparison_step import measure_comparison_step
-    from edgebench.capacity.synthetic_target import check_series_fits
-    from stack.compose import load_compose
-    check_results_root(params.results_root)
-    for s in params.shapes:
-        check_series_fits(max(params.ladders[s]))
-    compose = load_compose(DEPLOYMENT_COMPOSE, profiles=("prometheus",))
-    limits = {n: (s.mem_limit / 2**20 if s.mem_limit else None) for n, s in compose.all_services.items()}
+    """The operating-point rounds, then every shape's ladder, then the boundary runs;
+    returns the run and an exit code (0 complete, 130 interrupted)."""
+    limits = _preflight(params)
     est = params.estimate_s()
     run = RunDir.create(params.results_root, "collectors", command, params.to_dict())
     print(f"edgebench collectors: {params.rounds} operating-point rounds, then {', '.join(params.shapes)} "
           f"ladders with {', '.join(params.variants)} side by side and up to {params.repeats} runs at each "
           f"boundary: about {est['typical_s'] / 60:.0f} min, at most {est['longest_s'] / 60:.0f} min; "
           f"results in {run.path}", file=sys.stderr, flush=True)
-    doc = {"version": VERSION, "run_id": run.path.name, "limits_mb": limits, "params": params.to_dict(),
-           "estimate": est, "operating_point": {"rounds": []}, "sweep": {"steps": []}}
-    path = run.path / "comparison.json"
-    t0 = time.monotonic()
-
-    def save() -> None:
-        doc["analysis"] = cs.analyse(doc)
-        doc["elapsed_s"] = round(time.monotonic() - t0, 1)
-        write_json_atomic(path, doc)
-
-    def tell(text: str) -> None:
-        print(f"[collectors {(time.monotonic() - t0) / 60:.1f} min] {text}", file=sys.stderr, flush=True)
-
-    save()
-    restore = sigterm_as_ctrl_c()
-    status = "failed"
-    try:
-        tuned_file = tuned_compose(run.path / "docker-compose.tuned.yml")
-        for i in range(1, params.rounds + 1):
-            tell(f"operating point: round {i} of {params.rounds}")
-            doc["operating_point"]["rounds"] += operating_point_round(run.path / "operating-point", params, i,
-                                                                      tuned_file)
-            save()
+    comparison = _Comparison(run, params, limits, est)
+    comparison.save()
+    with Lifecycle(run, save=comparison.save, render=lambda: _render(run), say=partial(print, file=sys.stderr),
+                   interrupted="edgebench collectors: interrupted; keeping every step measured") as life:
+        comparison.operating_point()
         for shape in params.shapes:   # every shape's ladder first, then the repeats
-            alive = list(params.variants)
-            for n in params.ladders[shape]:
-                if not alive:
-                    break
-                tell(f"{shape}: {n:,} series: {', '.join(alive)}")
-                recs = measure_comparison_step(run.path / "sweep" / f"{shape}-n{n}-r1", alive, n, shape,
-                                               params.engine, cap_s=params.cap_s,
-                                               settle_scrapes=params.settle_scrapes)
-                for r in recs:
-                    r["run"] = 1
-                doc["sweep"]["steps"] += recs
-                save()
-                tell("; ".join(f"{r['variant']} {r['status']} (anon {r['anon_mb']} MB, peak {r['peak_mb']} MB)"
-                               for r in recs))
-                alive = [r["variant"] for r in recs if cs.held(r)]
+            comparison.ladder(shape)
         for shape in params.shapes:
-            while True:
-                shape_steps = [s for s in doc["sweep"]["steps"] if s["shape"] == shape]
-                plan = boundary_plan(shape_steps, params.repeats)
-                if not plan:
-                    break
-                n, variants = plan[0]
-                k = 1 + max(s.get("run", 1) for s in shape_steps if s["series"] == n)
-                tell(f"{shape}: {n:,} series, run {k} (boundary of {', '.join(variants)})")
-                recs = measure_comparison_step(run.path / "sweep" / f"{shape}-n{n}-r{k}", variants, n, shape,
-                                               params.engine, seed=k, cap_s=params.cap_s,
-                                               settle_scrapes=params.settle_scrapes)
-                for r in recs:
-                    r["run"] = k
-                doc["sweep"]["steps"] += recs
-                save()
-                tell("; ".join(f"{r['variant']} {r['status']}" for r in recs))
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        print("\nedgebench collectors: interrupted; keeping every step measured", file=sys.stderr)
-    finally:
-        restore()
-        doc["status"] = status
-        save()
-        run.update(status=status, finished_at=time.time())
-        _render(run)
-        if status == "complete":
-            run.finish("complete", update_latest=False)
-    return run, (0 if status == "complete" else 130)
+            comparison.boundary_runs(shape)
+    return run, life.exit_code
+
+
+def _preflight(params: ComparisonParams) -> dict:
+    """What can be refused before anything starts; returns each component's memory limit
+    in MB, from the compose file."""
+    from edgebench.bench import check_results_root
+    from edgebench.capacity.synthetic_target import check_series_fits
+    from stack.compose import load_compose
+    check_results_root(params.results_root)
+    for s in params.shapes:
+        check_series_fits(max(params.ladders[s]))
+    compose = load_compose(DEPLOYMENT_COMPOSE, profiles=("prometheus",))
+    return {n: (s.mem_limit / 2**20 if s.mem_limit else None) for n, s in compose.all_services.items()}
+
+
+class _Comparison:
+    """One comparison run's measurements: comparison.json, rewritten after every round and
+    step, so a run cut short keeps what it measured."""
+
+    def __init__(self, run: RunDir, params: ComparisonParams, limits: dict, estimate: dict):
+        self.run, self.params = run, params
+        self.doc = {"version": VERSION, "run_id": run.path.name, "limits_mb": limits, "params": params.to_dict(),
+                    "estimate": estimate, "operating_point": {"rounds": []}, "sweep": {"steps": []}}
+        self.t0 = time.monotonic()
+
+    def save(self, status: str | None = None) -> None:
+        if status:
+            self.doc["status"] = status
+        self.doc["analysis"] = cs.analyse(self.doc)
+        self.doc["elapsed_s"] = round(time.monotonic() - self.t0, 1)
+        write_json_atomic(self.run.path / "comparison.json", self.doc)
+
+    def tell(self, text: str) -> None:
+        print(f"[collectors {(time.monotonic() - self.t0) / 60:.1f} min] {text}", file=sys.stderr, flush=True)
+
+    def operating_point(self) -> None:
+        tuned_file = tuned_compose(self.run.path / "docker-compose.tuned.yml")
+        for i in range(1, self.params.rounds + 1):
+            self.tell(f"operating point: round {i} of {self.params.rounds}")
+            self.doc["operating_point"]["rounds"] += operating_point_round(
+                self.run.path / "operating-point", self.params, i, tuned_file)
+            self.save()
+
+    def ladder(self, shape: str) -> None:
+        """Up the shape's series ladder while any variant still holds."""
+        alive = list(self.params.variants)
+        for n in self.params.ladders[shape]:
+            if not alive:
+                break
+            self.tell(f"{shape}: {n:,} series: {', '.join(alive)}")
+            recs = self._step(shape, n, 1, alive)
+            self.tell("; ".join(f"{r['variant']} {r['status']} (anon {r['anon_mb']} MB, peak {r['peak_mb']} MB)"
+                                for r in recs))
+            alive = [r["variant"] for r in recs if cs.held(r)]
+
+    def boundary_runs(self, shape: str) -> None:
+        """More runs at each variant's boundary counts until each has ``repeats`` there."""
+        while True:
+            shape_steps = [s for s in self.doc["sweep"]["steps"] if s["shape"] == shape]
+            plan = boundary_plan(shape_steps, self.params.repeats)
+            if not plan:
+                return
+            n, variants = plan[0]
+            k = 1 + max(s.get("run", 1) for s in shape_steps if s["series"] == n)
+            self.tell(f"{shape}: {n:,} series, run {k} (boundary of {', '.join(variants)})")
+            recs = self._step(shape, n, k, variants)
+            self.tell("; ".join(f"{r['variant']} {r['status']}" for r in recs))
+
+    def _step(self, shape: str, n: int, k: int, variants: list[str]) -> list[dict]:
+        """``variants`` side by side on ``n`` series, run ``k`` (its seed); recorded and saved."""
+        from edgebench.capacity.comparison_step import measure_comparison_step
+        p = self.params
+        recs = measure_comparison_step(self.run.path / "sweep" / f"{shape}-n{n}-r{k}", variants, n, shape,
+                                       p.engine, seed=k, cap_s=p.cap_s, settle_scrapes=p.settle_scrapes)
+        for r in recs:
+            r["run"] = k
+        self.doc["sweep"]["steps"] += recs
+        self.save()
+        return recs
 
 
 def _render(run: RunDir) -> None:

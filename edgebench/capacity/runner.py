@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 
 from edgebench.capacity.params import DEFAULT_SENSOR_RATE, SENSOR_AXIS_SCRAPE_RATE, CapacityParams
-from edgebench.results import RunDir
+from edgebench.results import Lifecycle, RunDir
 from plumbing.files import write_json_atomic
-from plumbing.process import sigterm_as_ctrl_c
 from reports import capacity_analysis as analysis
 from reports.capacity_analysis import analyse
 
@@ -119,14 +119,16 @@ def run_capacity(params: CapacityParams, command: str) -> tuple[RunDir, int]:
            "load": {"steps": []}, "series": {"steps": []}, "collectors": {"steps": []}}
     path = run.path / "capacity.json"
 
-    def save() -> None:
+    def save(status: str | None = None) -> None:
+        if status:
+            doc["status"] = status
         doc["analysis"] = analyse(doc, limits)
         write_json_atomic(path, doc)
 
     save()
-    restore_sigterm = sigterm_as_ctrl_c()
-    status = "failed"
-    try:
+    # latest=False: results/latest stays a bench run
+    with Lifecycle(run, save=save, render=lambda: _render(run), say=partial(print, file=sys.stderr),
+                   interrupted="edgebench capacity: interrupted; keeping every step measured") as life:
         for sweep, ladder, steps in _ladders(params):
             for i, (name, measure) in enumerate(steps):
                 plan.tell(f"{sweep}: {ladder}: step {name}")
@@ -141,19 +143,7 @@ def run_capacity(params: CapacityParams, command: str) -> tuple[RunDir, int]:
                 if _failed(record):
                     plan.total -= len(steps) - i - 1   # the rest of this ladder is not run
                     break
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        print("\nedgebench capacity: interrupted; keeping every step measured", file=sys.stderr)
-    finally:
-        restore_sigterm()
-        doc["status"] = status
-        save()
-        run.update(status=status, finished_at=time.time())
-        _render(run)
-        if status == "complete":
-            run.finish("complete", update_latest=False)   # results/latest stays a bench run
-    return run, (0 if status == "complete" else 130)
+    return run, life.exit_code
 
 
 def _render(run: RunDir) -> None:

@@ -31,7 +31,7 @@ from edgebench.gate.figures import measure_figures
 from edgebench.gate.params import GateParams
 from edgebench.gate.plan import run_gate
 from edgebench.gitref import resolve_ref, worktree
-from edgebench.results import RunDir
+from edgebench.results import Lifecycle, RunDir
 from edgebench.rounds import Side, round_params, run_round
 from edgebench.scenarios import ParameterError
 from plumbing.files import write_atomic, write_json_atomic
@@ -227,6 +227,8 @@ def markdown_table(results: list, header: str, spreads: dict | None = None) -> s
 
 
 def run_calibration(params: CalibrationParams, command: str) -> Path:
+    """Every condition's gates, interleaved, inside the run's lifecycle: Ctrl-C or SIGTERM
+    stops the gate under way and the calibration, with the tables of the gates done."""
     commit, how = resolve_ref(params.against)
     config = load_budgets(params.budgets_file)
     run = RunDir.create(params.results_root, "calibrate", command,
@@ -236,63 +238,75 @@ def run_calibration(params: CalibrationParams, command: str) -> Path:
           f"({', '.join(c.name for c in params.conditions)}) on {commit[:12]} ({how}); "
           f"results in {run.path}")
     t0 = time.monotonic()
-    status = "failed"
-    try:
-        with ExitStack() as stack:
+    with Lifecycle(run, reraise=True):
+        with ExitStack() as stack:           # the worktrees, removed however it ends
             source = stack.enter_context(worktree(commit))
-            rp = round_params(*CONVERSION_ROUND, params.engine, run.path, config.sensor_rate)
-            rr = run_round(run.path / "conversion", rp, 1, [Side("A", source)])
-            # all of the service's CPU per scrape served: a knob of size x that many ms per
-            # scrape adds x to the whole CPU, /sensor requests in the rounds or not
-            cpu_ms = measure_figures(rr.dirs["A"]).get("cpu_ms_per_scrape")
-            print(f"edgebench gate-calibrate: A's CPU per scrape in a first short round: "
-                  f"{cpu_ms if cpu_ms is None else f'{cpu_ms:.3g} ms'}")
-            results, sides = [], []
-            for cond in params.conditions:
-                env, intended, line = _knob(cond, cpu_ms, source)
-                against, b_source = commit, source
-                if cond.kind == "revert":
-                    from edgebench.steps import resolve_commit
-                    step = _step(cond.step)
-                    against = resolve_commit(step.after)
-                    b_source = stack.enter_context(worktree(resolve_commit(step.before)))
-                results.append(ConditionResult(cond.name, intended, env, line, against=against))
-                sides.append(b_source)
+            cpu_ms = _conversion_cpu_ms(run.path, params, config, source)
+            results, sides = _conditions(params, commit, cpu_ms, source, stack)
             for i in range(1, params.runs + 1):      # conditions interleaved: drift hits all alike
                 for cond, res, b_source in zip(params.conditions, results, sides):
-                    steal0, total0 = _cpu_times()
-                    load0 = os.getloadavg()[0]
-                    g = run_gate(GateParams(against=res.against, engine=params.engine,
-                                            results_root=run.path / _slug(cond.name),
-                                            budgets_file=params.budgets_file, inject=res.knob,
-                                            b_source=b_source, explain=False), command, quiet=True)
-                    steal1, total1 = _cpu_times()
-                    res.load.append((load0, os.getloadavg()[0],
-                                     (steal1 - steal0) / (total1 - total0) if total1 > total0 else None))
-                    by = {c.metric: c for c in g.result.checks if c.name.startswith("A/B")}
-                    res.verdicts.append(g.result.verdict)
-                    res.elapsed_s.append(g.elapsed_s)
-                    res.rounds.append(g.result.rounds)
-                    res.cpu_change.append(getattr(by.get("cpu_ms_per_request"), "change", None))
-                    res.mem_change_mb.append(getattr(by.get("service_mem_steady_mb"), "change", None))
-                    res.round_d.append(round_differences(g.outcome.rounds, config) if g.outcome else {})
-                    res.runs.append(g.path.name)
+                    g, load0 = _gate(run.path, params, cond, res, b_source, command, config)
                     print(f"edgebench gate-calibrate: run {i}/{params.runs} {cond.name}: "
                           f"{g.result.verdict} after {g.result.rounds} rounds in {g.elapsed_s:.0f} s "
                           f"(load {load0:.2f})")
                     _write_tables(run.path, params, commit, cpu_ms, results, t0, command, config,
                                   done=f"{i - 1} of {params.runs} full passes and part of the next")
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        if status != "complete":
-            run.finish(status, update_latest=False)
-    md = _write_tables(run.path, params, commit, cpu_ms, results, t0, command, config, done=None)
-    print(md)
-    run.finish("complete", update_latest=False)
+        print(_write_tables(run.path, params, commit, cpu_ms, results, t0, command, config, done=None))
     return run.path
+
+
+def _conversion_cpu_ms(run_path: Path, params: CalibrationParams, config, source: Path) -> float | None:
+    """A's CPU per scrape in a first short round: what a CPU condition's knob is sized from."""
+    rp = round_params(*CONVERSION_ROUND, params.engine, run_path, config.sensor_rate)
+    rr = run_round(run_path / "conversion", rp, 1, [Side("A", source)])
+    # all of the service's CPU per scrape served: a knob of size x that many ms per
+    # scrape adds x to the whole CPU, /sensor requests in the rounds or not
+    cpu_ms = measure_figures(rr.dirs["A"]).get("cpu_ms_per_scrape")
+    print(f"edgebench gate-calibrate: A's CPU per scrape in a first short round: "
+          f"{cpu_ms if cpu_ms is None else f'{cpu_ms:.3g} ms'}")
+    return cpu_ms
+
+
+def _conditions(params: CalibrationParams, commit: str, cpu_ms: float | None, source: Path,
+                stack: ExitStack) -> tuple[list, list]:
+    """Each condition's result record and its B side's source: the calibrated commit's
+    checkout, or for revert:<step> a checkout of the step's before commit (A its after)."""
+    results, sides = [], []
+    for cond in params.conditions:
+        env, intended, line = _knob(cond, cpu_ms, source)
+        against, b_source = commit, source
+        if cond.kind == "revert":
+            from edgebench.steps import resolve_commit
+            step = _step(cond.step)
+            against = resolve_commit(step.after)
+            b_source = stack.enter_context(worktree(resolve_commit(step.before)))
+        results.append(ConditionResult(cond.name, intended, env, line, against=against))
+        sides.append(b_source)
+    return results, sides
+
+
+def _gate(run_path: Path, params: CalibrationParams, cond: Condition, res: ConditionResult,
+          b_source: Path, command: str, config):
+    """One gate of a condition; its verdict, figures, run time, the machine's load average
+    and CPU steal appended to ``res``. Returns the gate and the load average at its start."""
+    steal0, total0 = _cpu_times()
+    load0 = os.getloadavg()[0]
+    g = run_gate(GateParams(against=res.against, engine=params.engine,
+                            results_root=run_path / _slug(cond.name),
+                            budgets_file=params.budgets_file, inject=res.knob,
+                            b_source=b_source, explain=False), command, quiet=True)
+    steal1, total1 = _cpu_times()
+    res.load.append((load0, os.getloadavg()[0],
+                     (steal1 - steal0) / (total1 - total0) if total1 > total0 else None))
+    by = {c.metric: c for c in g.result.checks if c.name.startswith("A/B")}
+    res.verdicts.append(g.result.verdict)
+    res.elapsed_s.append(g.elapsed_s)
+    res.rounds.append(g.result.rounds)
+    res.cpu_change.append(getattr(by.get("cpu_ms_per_request"), "change", None))
+    res.mem_change_mb.append(getattr(by.get("service_mem_steady_mb"), "change", None))
+    res.round_d.append(round_differences(g.outcome.rounds, config) if g.outcome else {})
+    res.runs.append(g.path.name)
+    return g, load0
 
 
 def _write_tables(path: Path, params, commit: str, cpu_ms, results: list, t0: float, command: str,

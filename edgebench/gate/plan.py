@@ -8,16 +8,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from edgebench.gate.baseline import check_stored_baseline
-from edgebench.gate.budgets import load_budgets
+from edgebench.gate.budgets import GateConfig, load_budgets
 from edgebench.gate.figures import measure_figures
 from edgebench.gate.loop import LoopOutcome, run_rounds
 from edgebench.gate.outputs import table, write_outputs
 from edgebench.gate.params import GateParams
 from edgebench.gate.verdict import GateResult, Round, evaluate
 from edgebench.gitref import resolve_ref, worktree
-from edgebench.results import ROOT, RunDir, git_info
+from edgebench.params import RunParams
+from edgebench.results import ROOT, Lifecycle, RunDir, git_info
 from edgebench.rounds import Side, round_params, run_round
-from plumbing.process import sigterm_as_ctrl_c
 
 
 @dataclass
@@ -29,7 +29,22 @@ class GateRun:
     elapsed_s: float
 
 
-def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
+@dataclass(frozen=True)
+class GatePlan:
+    """What a gate will do, settled before anything starts: A, the looks, the time budget
+    and the rounds' load."""
+    params: GateParams
+    config: GateConfig             # budgets.yml, with the looks --rounds / --max-rounds set
+    commit: str | None             # A's commit; None: a stored baseline, or budgets only
+    how: str                       # how A was chosen, in words
+    stored_dirs: list | None       # a stored baseline's scenario directories
+    budget_s: float
+    rparams: RunParams             # the rounds' load
+
+
+def plan_gate(params: GateParams) -> GatePlan:
+    """budgets.yml read, A chosen (a git ref, a stored run, or none) and the looks set;
+    bad input is refused in one line before anything starts."""
     config = load_budgets(params.budgets_file)
     stored_dirs = (check_stored_baseline(params.baseline, params.allow_other_machine)
                    if params.baseline else None)
@@ -48,66 +63,78 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
     budget_s = params.time_budget_s or config.time_budget_s
     # the design's looks are the loop's: --rounds / --max-rounds move both
     config = replace(config, min_rounds=min_rounds, max_rounds=max_rounds)
+    return GatePlan(params, config, commit, how, stored_dirs, budget_s, rparams)
+
+
+def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
+    """The gate's steps in order, inside the run's lifecycle: an interrupted or failed
+    gate's manifest says so, and Ctrl-C reaches the caller (a calibration stops too)."""
+    plan = plan_gate(params)
+    config = plan.config
     run = RunDir.create(params.results_root, params.label, command,
                         {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(params).items()},
-                         "against_commit": commit, "against_how": how,
-                         "config": asdict(config), "round_load": rparams.to_dict()})
+                         "against_commit": plan.commit, "against_how": plan.how,
+                         "config": asdict(config), "round_load": plan.rparams.to_dict()})
     say = (lambda *a: None) if quiet else print
     say(f"edgebench gate: B = {'working tree' if params.b_source is None else params.b_source}"
         f"{' + ' + str(params.inject) if params.inject else ''}; "
-        f"A = {commit[:12] + ' (' + how + ')' if commit else how}; "
-        f"{min_rounds}-{max_rounds} rounds within {budget_s:g} s; results in {run.path}")
-    restore_sigterm = sigterm_as_ctrl_c()   # every stack torn down, the worktree removed
+        f"A = {plan.commit[:12] + ' (' + plan.how + ')' if plan.commit else plan.how}; "
+        f"{config.min_rounds}-{config.max_rounds} rounds within {plan.budget_s:g} s; results in {run.path}")
     t0 = time.monotonic()
-    status = "failed"
-    try:
-        stored_a = [measure_figures(d) for d in stored_dirs] if stored_dirs is not None else None
-        with (worktree(commit) if commit else nullcontext()) as ref_dir:
-            sides = ([Side("A", ref_dir)] if ref_dir else []) + \
-                    [Side("B", params.b_source or ROOT, dict(params.inject))]
+    # latest=False: results/latest stays the newest bench
+    with Lifecycle(run, reraise=True):   # every stack torn down, the worktree removed
+        outcome = _ab_rounds(run.path, plan, t0, say)
+        elapsed = time.monotonic() - t0
+        _write(run.path, plan, outcome, elapsed, say)
+    return GateRun(run.path, outcome.result, outcome, elapsed)
 
-            def measure(i: int) -> Round:
-                rr = run_round(run.path, rparams, i, sides)
-                r = Round(i, b=measure_figures(rr.dirs["B"]),
-                          a=measure_figures(rr.dirs["A"]) if "A" in rr.dirs else None,
-                          errors=rr.errors, elapsed_s=rr.elapsed_s, order=rr.order)
-                say(f"edgebench gate: round {i} done in {rr.elapsed_s:.0f} s "
-                    f"(started: {', '.join(rr.order)})")
-                return r
 
-            def judge(rounds: list, final: bool) -> GateResult:
-                return evaluate(rounds, config, stored_a, compare=not params.budgets_only, final=final)
+def _ab_rounds(run_path: Path, plan: GatePlan, t0: float, say) -> LoopOutcome:
+    """Side-by-side rounds of B and A (a worktree of A's commit) until the verdict is
+    decided or the budget is spent; on a CPU regression, the top-function diff."""
+    params, config = plan.params, plan.config
+    stored_a = [measure_figures(d) for d in plan.stored_dirs] if plan.stored_dirs is not None else None
+    with (worktree(plan.commit) if plan.commit else nullcontext()) as ref_dir:
+        sides = ([Side("A", ref_dir)] if ref_dir else []) + \
+                [Side("B", params.b_source or ROOT, dict(params.inject))]
 
-            outcome = run_rounds(measure, judge, min_rounds, max_rounds, budget_s)
-            result = outcome.result
-            result.notes.append(f"{len(outcome.rounds)} round(s) in {outcome.elapsed_s:.0f} s; "
-                                f"stopped: {outcome.stopped}")
-            if stored_dirs is not None:
-                result.notes.append(f"A is a stored run ({params.baseline}), measured at another "
-                                    f"time: rounds are compared unpaired, so drift counts as noise")
-            if ref_dir and params.explain and _cpu_regression(result):
-                _explain(run.path, rparams, sides, result, budget_s - (time.monotonic() - t0),
-                         outcome.elapsed_s / len(outcome.rounds))
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        restore_sigterm()
-        if status != "complete":
-            run.finish(status, update_latest=False)
-    elapsed = time.monotonic() - t0
+        def measure(i: int) -> Round:
+            rr = run_round(run_path, plan.rparams, i, sides)
+            r = Round(i, b=measure_figures(rr.dirs["B"]),
+                      a=measure_figures(rr.dirs["A"]) if "A" in rr.dirs else None,
+                      errors=rr.errors, elapsed_s=rr.elapsed_s, order=rr.order)
+            say(f"edgebench gate: round {i} done in {rr.elapsed_s:.0f} s "
+                f"(started: {', '.join(rr.order)})")
+            return r
+
+        def judge(rounds: list, final: bool) -> GateResult:
+            return evaluate(rounds, config, stored_a, compare=not params.budgets_only, final=final)
+
+        outcome = run_rounds(measure, judge, config.min_rounds, config.max_rounds, plan.budget_s)
+        result = outcome.result
+        result.notes.append(f"{len(outcome.rounds)} round(s) in {outcome.elapsed_s:.0f} s; "
+                            f"stopped: {outcome.stopped}")
+        if plan.stored_dirs is not None:
+            result.notes.append(f"A is a stored run ({params.baseline}), measured at another "
+                                f"time: rounds are compared unpaired, so drift counts as noise")
+        if ref_dir and params.explain and _cpu_regression(result):
+            _explain(run_path, plan.rparams, sides, result, plan.budget_s - (time.monotonic() - t0),
+                     outcome.elapsed_s / len(outcome.rounds))
+    return outcome
+
+
+def _write(run_path: Path, plan: GatePlan, outcome: LoopOutcome, elapsed: float, say) -> None:
+    """gate.md, junit.xml and gate.json, and the table on the terminal."""
+    params, result = plan.params, outcome.result
     header = (f"B: {'working tree of `' + _head() + '`' if params.b_source is None else params.b_source}"
               f"{' with ' + str(params.inject) if params.inject else ''}; "
-              f"A: `{commit[:12] if commit else 'none'}` ({how}). Run `{run.path.name}`.")
-    write_outputs(run.path, result, header, {
-        "elapsed_s": elapsed, "against": commit, "inject": params.inject,
+              f"A: `{plan.commit[:12] if plan.commit else 'none'}` ({plan.how}). Run `{run_path.name}`.")
+    write_outputs(run_path, result, header, {
+        "elapsed_s": elapsed, "against": plan.commit, "inject": params.inject,
         "stopped": outcome.stopped, "round_elapsed_s": [r.elapsed_s for r in outcome.rounds],
         "round_order": [list(r.order) for r in outcome.rounds]})
     say(table(result))
-    say(f"edgebench gate: gate.md, junit.xml and gate.json in {run.path}")
-    run.finish("complete", update_latest=False)  # results/latest stays the newest bench
-    return GateRun(run.path, result, outcome, elapsed)
+    say(f"edgebench gate: gate.md, junit.xml and gate.json in {run_path}")
 
 
 def _cpu_regression(result: GateResult) -> bool:
