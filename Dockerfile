@@ -2,7 +2,7 @@
 # Runs under mem_limit 50m / cpus 0.5, so the image stays small and one process.
 
 # BASE_IMAGE: the official slim image by default; where no registry answers,
-# `python -m stack.images_offline` imports a local stand-in under this same tag.
+# `make images-offline` imports a local stand-in under this same tag.
 ARG BASE_IMAGE=python:3.11.11-alpine3.21
 FROM ${BASE_IMAGE} AS build
 WORKDIR /build

@@ -342,25 +342,31 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
        extra_args: dict | None = None) -> dict:
     """Start with compose, wait until healthy and return the state dict (the caller writes
     it). On any failure the project is taken down before the error is raised."""
-    from .images_offline import base_build_arg, check_images
+    from .images_offline import base_build_arg, check_missing, python_base_tag
 
     base = compose_base()
     project = project_name(stack_id)
-    check_images(compose.path)
     raw = yaml.safe_load(compose.path.read_text())
-    bargs = {"BASE_IMAGE": b} if (b := base_build_arg()) else None
+    build = any(compose.all_services[n].build is not None for n in services)
+    bargs = {"BASE_IMAGE": b} if build and (b := base_build_arg()) else None
     doc = resolved_doc(compose, raw, env, ports, contexts, extra_args, bargs)
     cfile = state_dir / "compose.yml"
     cfile.write_text("# written by edgebench for this stack: " + str(compose.path) + " resolved\n"
                      + yaml.safe_dump(doc, sort_keys=False))
-    build = any(compose.all_services[n].build is not None for n in services)
+    # the images compose pulls: a missing one is named only if `up` fails (no check on the way)
+    pulled = [s.image for n in services if (s := compose.all_services[n]).build is None and s.image]
+    pulled += [python_base_tag()] if build and bargs is None else []
     state = {"engine": "docker", "stack_id": stack_id, "project": project, "compose_file": str(compose.path),
              "resolved_compose_file": str(cfile), "profiles": list(profiles), "compose_cmd": base,
              "supervisor_pid": None, "status": "starting", "cgroup_version": cgroup_version,
              "limits_enforced": True, "cgroup_view": "own", "started_at": time.time(), "services": {}}
     try:
-        _run(up_cmd(base, cfile, project, services, profiles, build), timeout + 600,
-             hint=f"see `{' '.join(base)} -p {project} logs`")
+        try:
+            _run(up_cmd(base, cfile, project, services, profiles, build), timeout + 600,
+                 hint=f"see `{' '.join(base)} -p {project} logs`")
+        except StackError as e:
+            check_missing(pulled, str(e).partition(" failed: ")[2].rpartition("; fix:")[0] or str(e))
+            raise
         for name in services:
             svc = compose.all_services[name]
             hp = (ports or {}).get(name) or next((p.host_port for p in svc.ports if p.host_port), None)
