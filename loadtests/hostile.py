@@ -1,6 +1,6 @@
 """Hostile and broken clients against a real stack under the compose limits.
 
-``python -m loadtests.hostile --variant optimized [--server lean] [--cases a,b]`` starts
+``python -m loadtests.hostile --variant optimized [--cases a,b]`` starts
 the service and VictoriaMetrics natively (50 MB / 0.5 CPU for the service), then runs
 each attack for a bounded window on loopback while the collector scrapes as usual and a
 probe scraper asks for /metrics on a fresh connection twice a second (a collector that
@@ -493,7 +493,7 @@ def collector_samples(vm_url: str, start: float, end: float) -> dict:
     return out
 
 
-def run_suite(variant: str = "optimized", server: str | None = None, cases: list[str] | None = None,
+def run_suite(variant: str = "optimized", cases: list[str] | None = None,
               progress=print, extra_env: dict | None = None, source: Path | None = None) -> list[dict]:
     """Run the attacks against one stack; one record per case. ``source``: another
     checkout's service tree (e.g. the commit before the hardening)."""
@@ -502,8 +502,6 @@ def run_suite(variant: str = "optimized", server: str | None = None, cases: list
 
     chosen = [c for c in CASES if not cases or c.name in cases or any(n in c.name for n in cases)]
     env = {"SENSOR_VARIANT": variant, "SENSOR_SEED": "7", **(extra_env or {})}
-    if server:
-        env["SENSOR_SERVER"] = server
     records = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eb-hostile-")))
@@ -628,7 +626,6 @@ def _fmt_ms(v):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.hostile", description=__doc__.split("\n")[0])
     parser.add_argument("--variant", default="optimized", choices=("optimized", "baseline"))
-    parser.add_argument("--server", help="optimized only: a SENSOR_SERVER candidate (default lean)")
     parser.add_argument("--cases", help="comma-separated parts of case names (default: all)")
     parser.add_argument("--source", help="run this checkout's service tree instead (e.g. a git archive "
                                          "of the commit before)")
@@ -638,7 +635,7 @@ def main(argv=None) -> int:
     from plumbing.process import sigterm_as_ctrl_c
     undo = sigterm_as_ctrl_c()
     try:
-        records = run_suite(args.variant, args.server, args.cases.split(",") if args.cases else None,
+        records = run_suite(args.variant, args.cases.split(",") if args.cases else None,
                             progress=lambda m: print(m, file=sys.stderr, flush=True),
                             source=Path(args.source).resolve() if args.source else None)
     except EdgebenchError as exc:
