@@ -89,7 +89,7 @@ gate-calibrate: setup
 steps: setup
 	$(EDGEBENCH) steps $(call opt,ROUNDS,rounds) $(call opt,ONLY,only) --engine '$(ENGINE)'
 
-# Where each variant and collector breaks: load, series and collector sweeps (<= 12 min).
+# Where each variant breaks: the load and series sweeps.
 capacity: setup
 	$(EDGEBENCH) capacity $(call opt,STEPS,steps) $(call opt,SENSOR_STEPS,sensor-steps) \
 	  $(call opt,MAX_SERIES,max-series) $(call opt,SWEEPS,sweeps) $(call opt,VARIANTS,variants) \

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from edgebench.capacity.collector_compose import DEPLOYMENT_COMPOSE
-from edgebench.capacity.comparison_compose import CONFIGS, SHAPES, tune, variant_name
+from edgebench.capacity.comparison_compose import CONFIGS, DEPLOYMENT_COMPOSE, SHAPES, tune, variant_name
 from edgebench.results import RunDir
 from edgebench.scenarios import SCENARIOS, ParameterError
 from plumbing.checks import number
