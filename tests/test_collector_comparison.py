@@ -177,7 +177,7 @@ def test_a_step_keeps_each_collectors_definition_from_docker_compose(tmp_path):
         assert (ours.interval_s, ours.timeout_s) == (deployment.interval_s, deployment.timeout_s)
     target = step[TARGET]
     assert target.limits() == {"mem_limit_bytes": None, "memswap_limit_bytes": None, "cpus": None}
-    assert target.command[:3] == ["python", "-m", "edgebench.capacity.synthetic_target"]
+    assert target.command[:3] == ["python", "-m", "loadtests.synthetic_target"]
     assert target.command[3:] == ["--series", "120000", "--seed", "1", "--shard-series", "120000"]
     assert target.build["context"] == str(repo)
 
@@ -328,7 +328,7 @@ def test_generated_compose_files_pass_docker_compose_config(tmp_path):
 
 
 def test_spread_sizes_and_the_target_record_whose_scrape_it_served():
-    from edgebench.capacity import synthetic_target as st
+    from loadtests import synthetic_target as st
     from plumbing.errors import EdgebenchError
     assert st.spread_sizes(1_200, 500, 2_000) == [1_200]
     sizes = st.spread_sizes(10_000, 500, 2_000, seed=3)

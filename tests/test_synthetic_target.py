@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgebench.capacity import synthetic_target as st
+from loadtests import synthetic_target as st
 from plumbing.errors import EdgebenchError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def test_target_command_line_refusal_is_one_line(capsys):
 @pytest.mark.slow
 def test_target_exposition_passes_promtool_and_records_scrapes(free_ports):
     port = free_ports(1)[0]
-    proc = subprocess.Popen([sys.executable, "-m", "edgebench.capacity.synthetic_target", "--series", "3000",
+    proc = subprocess.Popen([sys.executable, "-m", "loadtests.synthetic_target", "--series", "3000",
                              "--port", str(port), "--shard-series", "1000"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"

@@ -216,7 +216,7 @@ def boundary_plan(steps: list[dict], repeats: int) -> list[tuple[int, list[str]]
 def run_comparison(params: ComparisonParams, command: str) -> tuple[RunDir, int]:
     from edgebench.bench import check_results_root
     from edgebench.capacity.comparison_step import measure_comparison_step
-    from edgebench.capacity.synthetic_target import check_series_fits
+    from loadtests.synthetic_target import check_series_fits
     from stack.compose import load_compose
     check_results_root(params.results_root)
     for s in params.shapes:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from edgebench.capacity.synthetic_target import shard_sizes, spread_sizes
+from loadtests.synthetic_target import shard_sizes, spread_sizes
 from plumbing.errors import EdgebenchError
 from plumbing.files import write_atomic
 from stack.compose import load_compose
@@ -80,7 +80,7 @@ def deployed_collector(collector: str, compose_path: Path = DEPLOYMENT_COMPOSE) 
     spec["volumes"] = volumes
     spec["depends_on"] = [TARGET]
     target = {"image": source.image,
-              "command": ["python", "-m", "edgebench.capacity.synthetic_target"],
+              "command": ["python", "-m", "loadtests.synthetic_target"],
               "environment": {"SENSOR_HOST": "0.0.0.0", "SENSOR_PORT": str(TARGET_PORT)},
               "ports": [f"127.0.0.1:{TARGET_PORT}:{TARGET_PORT}"],
               "restart": "no"}

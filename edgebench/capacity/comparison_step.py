@@ -27,8 +27,8 @@ from edgebench.capacity.comparison_compose import (
     target_sizes,
     write_step_files,
 )
-from edgebench.capacity.synthetic_target import check_series_fits
 from edgebench.progress import Progress
+from loadtests.synthetic_target import check_series_fits
 from reports import collector_stats as cs
 from reports.contract import write_scenario
 
