@@ -61,7 +61,7 @@ os-packages:
 
 # The stack's images without an image registry (docs/stack.md, "Docker engine").
 images-offline: venv
-	$(PY) -m stack.images_offline
+	$(EDGEBENCH) images-offline
 
 bench: setup
 	$(EDGEBENCH) bench $(LOAD_OPTS)

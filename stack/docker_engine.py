@@ -14,7 +14,8 @@ its host pid, ``/proc/<pid>/cgroup`` its groups, ``/proc/self/mountinfo`` where 
 are mounted. Where none is readable (Docker Desktop, rootless), counters come from
 ``docker stats`` and ``state.json`` says ``"counters_source": "docker stats"``.
 
-A watcher process (``python -m stack docker-watch``) follows ``docker events`` for the
+A watcher process (``python -m stack.docker_engine --state-dir DIR``, started by ``up``,
+never by hand) follows ``docker events`` for the
 project: it keeps pids, restart counts (RestartCount), OOM kills (``oom`` events) and
 health in ``state.json`` current, and tears the stack down when its owner is gone,
 as the native supervisor does. The command builders are pure and unit-tested.
@@ -475,11 +476,11 @@ def _wait_container_healthy(compose: Compose, state: dict, name: str, s: dict, t
 
 
 def spawn_watcher(state_dir: Path, owner_pid: int | None) -> subprocess.Popen:
-    """Start ``python -m stack docker-watch`` detached; it follows the stack until it is down."""
+    """Start the watcher (this module's ``__main__``) detached; it follows the stack until it is down."""
     repo = Path(__file__).resolve().parent.parent
     penv = dict(os.environ)
     penv["PYTHONPATH"] = str(repo) + (os.pathsep + penv["PYTHONPATH"] if penv.get("PYTHONPATH") else "")
-    argv = [sys.executable, "-m", "stack", "docker-watch", "--state-dir", str(state_dir)]
+    argv = [sys.executable, "-m", "stack.docker_engine", "--state-dir", str(state_dir)]
     if owner_pid:
         argv += ["--owner", str(owner_pid)]
     with open(state_dir / "watcher.log", "ab") as log:
@@ -557,3 +558,13 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
         ev.wait()
         log.close()
     return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m stack.docker_engine",
+                                 description="internal: the docker stack's watcher, started by up")
+    ap.add_argument("--state-dir", type=Path, required=True)
+    ap.add_argument("--owner", type=int, default=None, help="tear the stack down when this pid is gone")
+    a = ap.parse_args()
+    sys.exit(watch(a.state_dir, a.owner))

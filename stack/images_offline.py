@@ -19,13 +19,11 @@ Every docker call honours ``DOCKER_HOST``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -282,22 +280,3 @@ def build_all(compose_path: Path, force: bool = False, log=print) -> list[str]:
         build_collector(tag, binary, log)
         made.append(tag)
     return made
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=OFFLINE_COMMAND, description=__doc__.split("\n\n")[0])
-    p.add_argument("-f", "--compose", default=str(REPO_ROOT / "docker-compose.yml"))
-    p.add_argument("--force", action="store_true", help="rebuild images that exist")
-    args = p.parse_args(argv)
-    try:
-        t0 = time.monotonic()
-        made = build_all(Path(args.compose), args.force)
-        print(f"offline images ready ({', '.join(made) or 'all existed'}) in {time.monotonic() - t0:.0f} s")
-    except StackError as e:
-        print(f"edgebench images: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
