@@ -2,7 +2,7 @@
 # Runs under mem_limit 50m / cpus 0.5, so the image stays small and one process.
 
 # BASE_IMAGE: the official slim image by default; where no registry answers,
-# `python -m stack.images_offline` imports a local stand-in under this same tag.
+# `make images-offline` imports a local stand-in under this same tag.
 ARG BASE_IMAGE=python:3.11.11-alpine3.21
 FROM ${BASE_IMAGE} AS build
 WORKDIR /build
@@ -20,10 +20,9 @@ COPY --from=build /install /usr/local
 WORKDIR /app
 COPY --chown=root:root plumbing/ ./plumbing/
 COPY --chown=root:root service/ ./service/
-# the collector sweep's scrape target (edgebench/capacity/synthetic_target.py) runs from
-# this image too: it alone of edgebench's own package, stdlib and plumbing only
-COPY --chown=root:root edgebench/__init__.py ./edgebench/
-COPY --chown=root:root edgebench/capacity/__init__.py edgebench/capacity/synthetic_target.py ./edgebench/capacity/
+# the collector comparison's scrape target (loadtests/synthetic_target.py) runs from this
+# image too: it and the package's __init__ and spec.py, stdlib and plumbing only
+COPY --chown=root:root loadtests/__init__.py loadtests/spec.py loadtests/synthetic_target.py ./loadtests/
 USER 10001
 EXPOSE 8000
 # busybox wget, not a second Python interpreter inside the 50 MB / 0.5 CPU limit

@@ -61,7 +61,7 @@ os-packages:
 
 # The stack's images without an image registry (docs/stack.md, "Docker engine").
 images-offline: venv
-	$(PY) -m stack.images_offline
+	$(EDGEBENCH) images-offline
 
 bench: setup
 	$(EDGEBENCH) bench $(LOAD_OPTS)
@@ -89,7 +89,7 @@ gate-calibrate: setup
 steps: setup
 	$(EDGEBENCH) steps $(call opt,ROUNDS,rounds) $(call opt,ONLY,only) --engine '$(ENGINE)'
 
-# Where each variant and collector breaks: load, series and collector sweeps (<= 12 min).
+# Where each variant breaks: the load and series sweeps.
 capacity: setup
 	$(EDGEBENCH) capacity $(call opt,STEPS,steps) $(call opt,SENSOR_STEPS,sensor-steps) \
 	  $(call opt,MAX_SERIES,max-series) $(call opt,SWEEPS,sweeps) $(call opt,VARIANTS,variants) \

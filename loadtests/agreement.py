@@ -5,11 +5,10 @@ at the same total rate, at the same time, and prints both clients' /metrics p50 
 over the steady window, how late Locust's requests left (start − intended) and Locust's
 CPU per request::
 
-    .venv/bin/python -m loadtests.agreement --target http://127.0.0.1:8000 --rounds 3 --seconds 15
+    bin/edgebench agreement --target http://127.0.0.1:8000 --rounds 3 --seconds 15
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import numpy as np
 
 from loadtests import samples as S
 from loadtests.runner import run_load
-from loadtests.spec import LoadError, LoadSpec, check_load
+from loadtests.spec import LoadSpec
 
 
 def one_round(target: str, out: Path, spec: LoadSpec) -> dict:
@@ -43,33 +42,17 @@ def one_round(target: str, out: Path, spec: LoadSpec) -> dict:
             "cpu_ms_per_request": (res.loadgen_cpu_s_per_request or float("nan")) * 1000.0}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtests.agreement", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", default="http://127.0.0.1:8000")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=15.0)
-    ap.add_argument("--scrapers", type=int, default=4)
-    ap.add_argument("--rate", type=float, default=1.0, help="scrapes/s per scraper (default %(default)s)")
-    args = ap.parse_args(argv)
-    fmt = ("locust p50 {locust_p50:.2f} p95 {locust_p95:.2f} | probe p50 {probe_p50:.2f} p95 {probe_p95:.2f} ms"
-           " | sent late p50 {late_p50:.3f} p95 {late_p95:.3f} ms | Locust CPU {cpu_ms_per_request:.2f} ms/request")
+FORMAT = ("locust p50 {locust_p50:.2f} p95 {locust_p95:.2f} | probe p50 {probe_p50:.2f} p95 {probe_p95:.2f} ms"
+          " | sent late p50 {late_p50:.3f} p95 {late_p95:.3f} ms | Locust CPU {cpu_ms_per_request:.2f} ms/request")
+
+
+def agreement(target: str, rounds: int, spec: LoadSpec, say=print) -> dict:
+    """``rounds`` rounds side by side; says each round's figures and returns their medians."""
     rows = []
-    try:
-        spec = check_load({"duration_s": "--seconds", "scrapers": "--scrapers", "scrape_rate": "--rate"},
-                          duration_s=args.seconds, warmup_s=1.0, scrapers=args.scrapers, scrape_rate=args.rate,
-                          sensor_users=0)
-        with tempfile.TemporaryDirectory(prefix="edgebench-agreement-") as tmp:
-            for i in range(args.rounds):
-                rows.append(one_round(args.target, Path(tmp) / str(i), spec))
-                print(f"round {i + 1}: " + fmt.format(**rows[-1]), flush=True)
-    except LoadError as e:
-        print(f"agreement: {e}", file=sys.stderr)
-        return 2
+    with tempfile.TemporaryDirectory(prefix="edgebench-agreement-") as tmp:
+        for i in range(rounds):
+            rows.append(one_round(target, Path(tmp) / str(i), spec))
+            say(f"round {i + 1}: " + FORMAT.format(**rows[-1]))
     med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
-    print("median:  " + fmt.format(**med))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    say("median:  " + FORMAT.format(**med))
+    return med

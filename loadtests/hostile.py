@@ -1,6 +1,6 @@
 """Hostile and broken clients against a real stack under the compose limits.
 
-``python -m loadtests.hostile --variant optimized [--server lean] [--cases a,b]`` starts
+``bin/edgebench hostile --variant optimized [--cases a,b]`` starts
 the service and VictoriaMetrics natively (50 MB / 0.5 CPU for the service), then runs
 each attack for a bounded window on loopback while the collector scrapes as usual and a
 probe scraper asks for /metrics on a fresh connection twice a second (a collector that
@@ -11,11 +11,9 @@ limit, and what the attacking client got back. Every socket is closed when its w
 ends and the stack is stopped on success, error and Ctrl-C."""
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -493,7 +491,7 @@ def collector_samples(vm_url: str, start: float, end: float) -> dict:
     return out
 
 
-def run_suite(variant: str = "optimized", server: str | None = None, cases: list[str] | None = None,
+def run_suite(variant: str = "optimized", cases: list[str] | None = None,
               progress=print, extra_env: dict | None = None, source: Path | None = None) -> list[dict]:
     """Run the attacks against one stack; one record per case. ``source``: another
     checkout's service tree (e.g. the commit before the hardening)."""
@@ -502,8 +500,6 @@ def run_suite(variant: str = "optimized", server: str | None = None, cases: list
 
     chosen = [c for c in CASES if not cases or c.name in cases or any(n in c.name for n in cases)]
     env = {"SENSOR_VARIANT": variant, "SENSOR_SEED": "7", **(extra_env or {})}
-    if server:
-        env["SENSOR_SERVER"] = server
     records = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eb-hostile-")))
@@ -623,39 +619,3 @@ def table(records: list[dict]) -> str:
 
 def _fmt_ms(v):
     return "—" if v is None else f"{v:g} ms"
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.hostile", description=__doc__.split("\n")[0])
-    parser.add_argument("--variant", default="optimized", choices=("optimized", "baseline"))
-    parser.add_argument("--server", help="optimized only: a SENSOR_SERVER candidate (default lean)")
-    parser.add_argument("--cases", help="comma-separated parts of case names (default: all)")
-    parser.add_argument("--source", help="run this checkout's service tree instead (e.g. a git archive "
-                                         "of the commit before)")
-    parser.add_argument("--json", help="also write the records to this file")
-    args = parser.parse_args(argv)
-    from plumbing.errors import EdgebenchError
-    from plumbing.process import sigterm_as_ctrl_c
-    undo = sigterm_as_ctrl_c()
-    try:
-        records = run_suite(args.variant, args.server, args.cases.split(",") if args.cases else None,
-                            progress=lambda m: print(m, file=sys.stderr, flush=True),
-                            source=Path(args.source).resolve() if args.source else None)
-    except EdgebenchError as exc:
-        print(f"loadtests.hostile: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        undo()
-    if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=1))
-    print(table(records))
-    failed = [(r["case"], verdict(r)) for r in records if verdict(r)]
-    for name, problems in failed:
-        print(f"FAILED {name}: {'; '.join(problems)}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

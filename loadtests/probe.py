@@ -6,8 +6,9 @@ One process, one thread, one keep-alive connection per client slot, ``http.clien
 ``loadtests.samples`` format. A request due while the previous one is still running is
 sent as soon as the connection is free (its lateness is in ``start - intended``).
 
-    python -m loadtests.probe --target http://127.0.0.1:8000 --path /metrics \\
-        --rate 4 --duration 10 --out /tmp/probe.csv.gz
+Its own process, beside Locust's: ``edgebench agreement`` (loadtests/agreement.py) and the
+agreement test start it as ``python -m loadtests.probe --target URL --path /metrics
+--rate 4 --duration 10 --out FILE``.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What one load run offers, typed and checked once where the user set it.
 
-The edges (``edgebench bench``'s make variables, ``python -m loadtests``'s flags) call
+The edges (``edgebench bench``'s make variables, ``edgebench load``'s flags) call
 :func:`check_load` with the names their user types; :func:`loadtests.runner.run_load`
 takes the resulting :class:`LoadSpec` and does not check it again.
 """
@@ -46,7 +46,7 @@ class LoadSpec:
         return asdict(self)
 
 
-# How `python -m loadtests` names each setting (edgebench.params names the make variables).
+# How `edgebench load` names each setting (edgebench.params names the make variables).
 FLAGS = {"target": "--target", "duration_s": "--duration", "warmup_s": "--warmup", "scrapers": "--scrapers",
          "scrape_rate": "--scrape-rate", "sensor_users": "--sensor-users", "sensor_rate": "--sensor-rate",
          "workers": "--workers", "request_timeout": "--request-timeout"}

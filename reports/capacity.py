@@ -9,8 +9,6 @@ from pathlib import Path
 from plumbing.files import read_json, write_atomic
 from reports.numbers import NOT_MEASURED, fmt, human
 
-NAMES = {"victoriametrics": "VictoriaMetrics", "prometheus": "Prometheus"}
-
 
 def _rate(c: dict | None, unit: str) -> tuple[str, str]:
     """(the capacity, what happened above it) as words."""
@@ -81,31 +79,6 @@ def series_sentences(doc: dict) -> list[str]:
     return out
 
 
-def collector_sentences(doc: dict) -> list[str]:
-    a = (doc.get("analysis") or {}).get("collectors")
-    if not a:
-        return []
-    limit = a.get("limit_mb")
-    held = []
-    for c, h in (a.get("holds") or {}).items():
-        t = f"{NAMES.get(c, c)} held {fmt(h.get('series'))} series"
-        if h.get("first_failing") is not None:
-            t += f" ({'OOM-killed' if h.get('why') == 'oom' else h.get('why')} at {fmt(h['first_failing'])})"
-        elif h.get("series") is not None:
-            t += " (every step offered; a larger MAX_SERIES would tell more)"
-        held.append(t)
-    out = [f"Scraping one target every 5 s in {fmt(limit, ' MB')} / 0.5 CPU: {'; '.join(held)}."] if held else []
-    ratios = a.get("memory_ratio") or []
-    if ratios:
-        r = ratios[-1]
-        out.append(f"At {fmt(r['series'])} series VictoriaMetrics' steady memory was "
-                   f"{fmt(r['victoriametrics'], ' MB')} against Prometheus' {fmt(r['prometheus'], ' MB')}: "
-                   f"{fmt(r['change'] * 100, ' %', sign=True)} (the seed document claims −66 %); at every "
-                   f"count both held: " + ", ".join(f"{fmt(x['series'])}: {fmt(x['change'] * 100, ' %', sign=True)}"
-                                                   for x in ratios) + ".")
-    return out
-
-
 # (header, capacity.json key, catalogue unit): each cell in the unit that fits (reports.numbers.human)
 LOAD_COLUMNS = (("offered scrapes/s", "scrape_rate", ""), ("/sensor/s", "sensor_rate", ""),
                 ("p50", "scrape_p50_ms", "ms"), ("p99", "scrape_p99_ms", "ms"),
@@ -117,10 +90,6 @@ SERIES_COLUMNS = (("series", "series", ""), ("answer size", "exposition_bytes", 
                   ("CPU per scrape", "cpu_ms_per_scrape", "ms"), ("p99", "scrape_p99_ms", "ms"),
                   ("failed", "failed_scrapes", ""), ("at rest", "mem_rest_mb", "MB"),
                   ("peak", "mem_peak_mb", "MB"), ("OOM kills", "oom_kills", ""))
-COLLECTOR_COLUMNS = (("series", "series", ""), ("peak", "mem_peak_mb", "MB"),
-                     ("steady", "mem_steady_mb", "MB"), ("CPU", "cpu_cores", "cores"),
-                     ("disk writes", "disk_write_bytes_per_s", "bytes/s"), ("bytes/sample", "bytes_per_sample", ""),
-                     ("scrapes done", "scrapes_done", ""), ("OOM kills", "oom_kills", ""))
 
 
 RATE_KEYS = ("scrape_rate", "sensor_rate")   # settings, shown as given (1024, not 1,020)
@@ -137,7 +106,7 @@ def _table(steps, columns, first=None):
     rows = []
     for s in steps:
         verdict = ("load generator was the bottleneck" if s.get("loadgen_bottleneck") else
-                   (s.get("status") if s.get("sweep") == "collectors" else (slo_problem(s) or "meets the SLO")))
+                   (slo_problem(s) or "meets the SLO"))
         rows.append(([first[1](s)] if first else []) + [_cell(s, k, u) for _, k, u in columns] + [verdict])
     return ("table", headers, rows)
 
@@ -175,7 +144,7 @@ def capacity_blocks(doc: dict, images: list[dict] | None = None, level: int = 2)
                     f"(p99 from the intended start under 1 s, no failed or omitted scrape, no OOM kill). "
                     f"Machine: {m.get('cpu_model') or NOT_MEASURED}, {m.get('cores') or '?'} cores. "
                     f"Definitions: docs/capacity.md."),
-              ("ul", load_sentences(doc) + series_sentences(doc) + collector_sentences(doc)
+              ("ul", load_sentences(doc) + series_sentences(doc)
                or ["No step was measured."])]
     load = doc["load"]["steps"]
     if load:
@@ -184,10 +153,6 @@ def capacity_blocks(doc: dict, images: list[dict] | None = None, level: int = 2)
     if doc["series"]["steps"]:
         blocks += [("h", level + 1, "Series sweep (optimized service, scrape-only load)"),
                    _table(doc["series"]["steps"], SERIES_COLUMNS)]
-    if doc["collectors"]["steps"]:
-        blocks += [("h", level + 1, "Collector sweep (a synthetic target outside the limits)"),
-                   _table(doc["collectors"]["steps"], COLLECTOR_COLUMNS,
-                          ("collector", lambda s: NAMES.get(s["collector"], s["collector"])))]
     for im in images or []:
         blocks.append(("img", im["title"], im["path"]))
     glance = glance_sentence(doc)       # offered to the first screen; the serialisers skip it

@@ -146,35 +146,6 @@ def largest_series_within(steps: list[dict], mem_limit_mb: float | None) -> dict
     return {"series": best, "first_failing": first_fail, "why": why}
 
 
-def collector_holds(steps: list[dict]) -> dict:
-    """Per collector: the largest N it held (status ok) before the first step it did not
-    (OOM-killed or behind), and that step."""
-    out = {}
-    for coll in sorted({s.get("collector") for s in steps if s.get("collector")}):
-        best, fail, why = None, None, None
-        for s in sorted((s for s in steps if s.get("collector") == coll), key=lambda s: s.get("series") or 0):
-            if s.get("status") == "ok":
-                best = s.get("series")
-                continue
-            fail, why = s.get("series"), s.get("status")
-            break
-        out[coll] = {"series": best, "first_failing": fail, "why": why}
-    return out
-
-
-def collector_memory_ratio(steps: list[dict], a: str = "victoriametrics", b: str = "prometheus",
-                           key: str = "mem_steady_mb") -> list[dict]:
-    """At every series count both collectors held: a's memory against b's (−66 % = a uses
-    a third of b's)."""
-    by = {(s.get("collector"), s.get("series")): s for s in steps if s.get("status") == "ok"}
-    out = []
-    for n in sorted({n for c, n in by if c == a} & {n for c, n in by if c == b}):
-        va, vb = _num(by[(a, n)].get(key)), _num(by[(b, n)].get(key))
-        if va is not None and vb:
-            out.append({"series": n, a: va, b: vb, "change": va / vb - 1.0})
-    return out
-
-
 def analyse(doc: dict, limits: dict) -> dict:
     """Every conclusion of the document's steps (docs/capacity.md)."""
     out: dict = {"slo": {"scrape_p99_ms_below": SLO_P99_MS, "failed_scrapes": 0},
@@ -194,9 +165,4 @@ def analyse(doc: dict, limits: dict) -> dict:
     if series:
         out["series"] = {"costs": series_costs(series),
                          "largest": largest_series_within(series, limits.get("sensor-service"))}
-    coll = doc["collectors"]["steps"]
-    if coll:
-        out["collectors"] = {"holds": collector_holds(coll),
-                             "memory_ratio": collector_memory_ratio(coll),
-                             "limit_mb": limits.get("victoriametrics")}
     return out

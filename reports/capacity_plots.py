@@ -1,6 +1,6 @@
 """The capacity run's graphs: latency against offered load with the knee and capacity
-marked, cost against series on log axes with the fit, collector memory against series
-with the limit line and the OOM point. Each returns the PNG path, or None without data."""
+marked, cost against series on log axes with the fit. Each returns the PNG path, or None
+without data."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +12,6 @@ from reports.plots import SCENARIO_COLOURS, _save, plt
 
 VARIANT_COLOURS = {"baseline": SCENARIO_COLOURS[("baseline", "vm")],
                    "optimized": SCENARIO_COLOURS[("optimized", "vm")]}
-COLLECTOR_COLOURS = {"victoriametrics": "#17becf", "prometheus": "#8c564b"}
-COLLECTOR_NAMES = {"victoriametrics": "VictoriaMetrics", "prometheus": "Prometheus"}
 
 
 def _num(x):
@@ -142,44 +140,8 @@ def plot_series(doc: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_collectors(doc: dict, path: Path) -> Path | None:
-    steps = doc["collectors"]["steps"]
-    limit = (doc.get("limits_mb") or {}).get("victoriametrics")
-    if not steps:
-        return None
-    fig, ax = plt.subplots(figsize=(10, 4.8))
-    for c in sorted({s["collector"] for s in steps}):
-        pts = sorted((s for s in steps if s["collector"] == c), key=lambda s: s["series"])
-        colour = COLLECTOR_COLOURS.get(c, "0.4")
-        ok = [s for s in pts if s.get("status") == "ok"]
-        ax.plot([s["series"] for s in ok if _num(s.get("mem_peak_mb"))],
-                [s["mem_peak_mb"] for s in ok if _num(s.get("mem_peak_mb"))], "o-", color=colour,
-                label=f"{COLLECTOR_NAMES.get(c, c)}: peak (kernel)")
-        ax.plot([s["series"] for s in ok if _num(s.get("mem_steady_mb"))],
-                [s["mem_steady_mb"] for s in ok if _num(s.get("mem_steady_mb"))], "s--", color=colour, mfc="none",
-                label=f"{COLLECTOR_NAMES.get(c, c)}: steady")
-        for s in pts:
-            if s.get("status") != "ok":
-                y = s.get("mem_peak_mb") if _num(s.get("mem_peak_mb")) else (limit or 1)
-                ax.plot(s["series"], y, "X", color=colour, ms=13, mec="black",
-                        label=f"{COLLECTOR_NAMES.get(c, c)}: {s['status']} at {s['series']:,}")
-    if limit:
-        ax.axhline(limit, color="black", ls="--", lw=1, label=f"{limit:g} MB limit")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xticks(sorted({s["series"] for s in steps}))
-    ax.set_ylim(0, (limit or ax.get_ylim()[1]) * 1.1)
-    ax.set_xlabel("series scraped every 5 s (log)")
-    ax.set_ylabel("collector memory, MB")
-    ax.set_title("Collector memory against series, each under 150 MB / 0.5 CPU")
-    ax.legend(loc="upper left")
-    return _save(fig, path)
-
-
 GRAPHS = (("capacity_load", "Capacity: scrape latency against offered load", plot_load),
-          ("capacity_series", "Capacity: service cost against series", plot_series),
-          ("capacity_collectors", "Capacity: collector memory against series", plot_collectors))
+          ("capacity_series", "Capacity: service cost against series", plot_series))
 
 
 def make_capacity_plots(doc: dict, out_dir: Path) -> list[dict]:

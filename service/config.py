@@ -29,15 +29,12 @@ class Config:
     tracemalloc: bool = False
     extra_series: int = 0     # SENSOR_EXTRA_SERIES: labelled sensor series added to /metrics
     seed: int | None = None   # SENSOR_SEED: the same sequence of simulated outcomes every run
-    server_choice: str = ""   # SENSOR_SERVER: optimized only, a measured candidate (docs/service.md)
     limits: tuple = ()        # SENSOR_MAX_* / SENSOR_*_TIMEOUT_S overrides: (field, value) pairs
 
     @property
     def server(self) -> str:
         """The HTTP server each variant runs under (see docs/service.md)."""
-        if self.variant == "baseline":
-            return "werkzeug"
-        return self.server_choice or "lean"
+        return "werkzeug" if self.variant == "baseline" else "lean"
 
     @property
     def server_limits(self):
@@ -110,7 +107,6 @@ def _non_negative_float(raw, name) -> float:
     return number(raw, name, at_least=0, fix=f"set it to a number >= 0, e.g. 0.5 {OFF}", error=ConfigError)
 
 
-SERVERS = ("lean", "waitress", "cheroot", "gunicorn", "granian", "prometheus")
 # server limits: setting -> (Limits field, whole number?); defaults in service/lean_server.Limits
 LIMIT_SETTINGS = {"SENSOR_MAX_HEADER_BYTES": ("max_header_bytes", True),
                   "SENSOR_MAX_BODY_BYTES": ("max_body_bytes", True),
@@ -175,16 +171,8 @@ def parse_config(argv=None, environ=None) -> Config:
     seed = number(raw, "SENSOR_SEED", whole=True, at_least=0, error=ConfigError,
                   fix="set it to an integer >= 0 or leave it unset for fresh randomness") if raw else None
 
-    server = environ.get("SENSOR_SERVER", "").strip().lower()
-    if server and server not in SERVERS:
-        raise ConfigError(f"SENSOR_SERVER={server!r} is not a known server; use one of: "
-                          f"{', '.join(SERVERS)} (or leave it unset for lean)")
-    if server and variant == "baseline":
-        raise ConfigError("SENSOR_SERVER applies to the optimized variant only; unset it for "
-                          "the baseline (which runs Werkzeug's development server)")
-
     return Config(variant=variant, host=host, port=port, extra_cpu_iterations=extra,
                   extra_cpu_ms=extra_ms, leak_bytes_per_scrape=leak,
                   extra_sensor_cpu_ms=extra_sensor_ms, tracemalloc=tm,
-                  extra_series=extra_series, seed=seed, server_choice=server,
+                  extra_series=extra_series, seed=seed,
                   limits=_limits(environ))

@@ -96,17 +96,5 @@ class SensorApp:
         return self._answer(start_response, 202, JSON, body)
 
 
-_made: list[SensorApp] = []
-
-
 def create_app(config: Config) -> SensorApp:
-    _made.append(SensorApp(config))
-    return _made[-1]
-
-
-def from_environment() -> SensorApp:
-    """The app from the SENSOR_* environment: for servers that import their app (granian)."""
-    if _made:       # a forked worker: the app was made before the fork
-        return _made[-1]
-    from service.config import parse_config
-    return create_app(parse_config([]))
+    return SensorApp(config)

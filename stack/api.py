@@ -2,8 +2,8 @@
 
 ``start_stack`` parses and validates the compose file and checks ports and binaries in
 the caller's process (so bad input fails at once with one line), then spawns the same
-detached supervisor as ``python -m stack up`` and waits until every service answers its
-health endpoint.
+detached supervisor (``python -m stack.supervisor``) and waits until every service
+answers its health endpoint.
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def _claim_state_dir(state_dir: Path) -> None:
     old = read_state(state_dir)
     if supervisor_alive(old) or (old and old.get("engine") == "docker" and old.get("status") == "running"):
         raise StackError(f"a stack is already running in {state_dir} (supervisor pid {old.get('supervisor_pid')}); "
-                         f"fix: python -m stack down --state-dir {state_dir}")
+                         f"fix: bin/edgebench down --state-dir {state_dir}")
     if old and old.get("status") not in ("stopped", "failed", None):
         _cleanup_leftovers(old)  # a supervisor that died hard: remove what it left
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -243,11 +243,11 @@ def _write_plan(state_dir: Path, plan: dict) -> None:
 
 
 def _spawn_supervisor(state_dir: Path) -> subprocess.Popen:
-    """``python -m stack supervise``, detached in its own session, logging beside its state."""
+    """``python -m stack.supervisor``, detached in its own session, logging beside its state."""
     penv = dict(os.environ)
     penv["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + penv["PYTHONPATH"] if penv.get("PYTHONPATH") else "")
     with open(state_dir / "supervisor.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "stack", "supervise", "--state-dir", str(state_dir)],
+        return subprocess.Popen([sys.executable, "-m", "stack.supervisor", "--state-dir", str(state_dir)],
                                 cwd=str(REPO_ROOT), env=penv, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
 

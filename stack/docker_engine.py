@@ -14,7 +14,8 @@ its host pid, ``/proc/<pid>/cgroup`` its groups, ``/proc/self/mountinfo`` where 
 are mounted. Where none is readable (Docker Desktop, rootless), counters come from
 ``docker stats`` and ``state.json`` says ``"counters_source": "docker stats"``.
 
-A watcher process (``python -m stack docker-watch``) follows ``docker events`` for the
+A watcher process (``python -m stack.docker_engine --state-dir DIR``, started by ``up``,
+never by hand) follows ``docker events`` for the
 project: it keeps pids, restart counts (RestartCount), OOM kills (``oom`` events) and
 health in ``state.json`` current, and tears the stack down when its owner is gone,
 as the native supervisor does. The command builders are pure and unit-tested.
@@ -342,25 +343,31 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
        extra_args: dict | None = None) -> dict:
     """Start with compose, wait until healthy and return the state dict (the caller writes
     it). On any failure the project is taken down before the error is raised."""
-    from .images_offline import base_build_arg, check_images
+    from .images_offline import base_build_arg, check_missing, python_base_tag
 
     base = compose_base()
     project = project_name(stack_id)
-    check_images(compose.path)
     raw = yaml.safe_load(compose.path.read_text())
-    bargs = {"BASE_IMAGE": b} if (b := base_build_arg()) else None
+    build = any(compose.all_services[n].build is not None for n in services)
+    bargs = {"BASE_IMAGE": b} if build and (b := base_build_arg()) else None
     doc = resolved_doc(compose, raw, env, ports, contexts, extra_args, bargs)
     cfile = state_dir / "compose.yml"
     cfile.write_text("# written by edgebench for this stack: " + str(compose.path) + " resolved\n"
                      + yaml.safe_dump(doc, sort_keys=False))
-    build = any(compose.all_services[n].build is not None for n in services)
+    # the images compose pulls: a missing one is named only if `up` fails (no check on the way)
+    pulled = [s.image for n in services if (s := compose.all_services[n]).build is None and s.image]
+    pulled += [python_base_tag()] if build and bargs is None else []
     state = {"engine": "docker", "stack_id": stack_id, "project": project, "compose_file": str(compose.path),
              "resolved_compose_file": str(cfile), "profiles": list(profiles), "compose_cmd": base,
              "supervisor_pid": None, "status": "starting", "cgroup_version": cgroup_version,
              "limits_enforced": True, "cgroup_view": "own", "started_at": time.time(), "services": {}}
     try:
-        _run(up_cmd(base, cfile, project, services, profiles, build), timeout + 600,
-             hint=f"see `{' '.join(base)} -p {project} logs`")
+        try:
+            _run(up_cmd(base, cfile, project, services, profiles, build), timeout + 600,
+                 hint=f"see `{' '.join(base)} -p {project} logs`")
+        except StackError as e:
+            check_missing(pulled, str(e).partition(" failed: ")[2].rpartition("; fix:")[0] or str(e))
+            raise
         for name in services:
             svc = compose.all_services[name]
             hp = (ports or {}).get(name) or next((p.host_port for p in svc.ports if p.host_port), None)
@@ -469,11 +476,11 @@ def _wait_container_healthy(compose: Compose, state: dict, name: str, s: dict, t
 
 
 def spawn_watcher(state_dir: Path, owner_pid: int | None) -> subprocess.Popen:
-    """Start ``python -m stack docker-watch`` detached; it follows the stack until it is down."""
+    """Start the watcher (this module's ``__main__``) detached; it follows the stack until it is down."""
     repo = Path(__file__).resolve().parent.parent
     penv = dict(os.environ)
     penv["PYTHONPATH"] = str(repo) + (os.pathsep + penv["PYTHONPATH"] if penv.get("PYTHONPATH") else "")
-    argv = [sys.executable, "-m", "stack", "docker-watch", "--state-dir", str(state_dir)]
+    argv = [sys.executable, "-m", "stack.docker_engine", "--state-dir", str(state_dir)]
     if owner_pid:
         argv += ["--owner", str(owner_pid)]
     with open(state_dir / "watcher.log", "ab") as log:
@@ -551,3 +558,13 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
         ev.wait()
         log.close()
     return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m stack.docker_engine",
+                                 description="internal: the docker stack's watcher, started by up")
+    ap.add_argument("--state-dir", type=Path, required=True)
+    ap.add_argument("--owner", type=int, default=None, help="tear the stack down when this pid is gone")
+    a = ap.parse_args()
+    sys.exit(watch(a.state_dir, a.owner))

@@ -1,4 +1,4 @@
-"""Build the stack's images without an image registry: ``python -m stack.images_offline``.
+"""Build the stack's images without an image registry: ``make images-offline``.
 
 Where no registry answers (an air-gapped CI runner, this project's test machines), the
 Dockerfile's ``python:*`` base and the collectors' ``victoriametrics/*`` and ``prom/*``
@@ -19,12 +19,11 @@ Every docker call honours ``DOCKER_HOST``.
 """
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = ("python3", "python3-pip", "python3-venv", "python-is-python3", "wget", "ca-certificates")
-OFFLINE_COMMAND = "python -m stack.images_offline"
+OFFLINE_COMMAND = "make images-offline"
 # The local stand-in for the Dockerfile's python base (passed as build argument BASE_IMAGE)
 OFFLINE_BASE = f"edgebench/python-offline:{DEBIAN_SUITE}"
 
@@ -221,45 +220,47 @@ def compose_images(compose_path: Path) -> list[str]:
     return [s.image for s in c.all_services.values() if s.image and s.build is None]
 
 
-def missing_images(compose_path: Path) -> list[str]:
-    """Pulled images the stack needs that the engine does not have: the compose file's
-    collectors and the Dockerfile's base."""
-    want = compose_images(compose_path)
-    miss = [t for t in want if not image_exists(t)]
-    df = REPO_ROOT / "Dockerfile"
-    if df.exists() and base_build_arg(df) is None and not image_exists(python_base_tag(df)):
-        miss.append(python_base_tag(df))
-    return miss
+def _tag(ref: str) -> str:
+    """``ref`` as ``docker image inspect`` lists it in RepoTags (``:latest`` when untagged)."""
+    return ref if ":" in ref.rsplit("/", 1)[-1] else ref + ":latest"
+
+
+def present_images(tags: list[str]) -> set[str]:
+    """The tags among ``tags`` the engine has, from one ``docker image inspect``."""
+    if not tags:
+        return set()
+    r = _docker("image", "inspect", "--format", "{{json .RepoTags}}", *tags, check=False, timeout=30)
+    found: set[str] = set()
+    for line in r.stdout.decode(errors="replace").splitlines():
+        try:
+            found.update(json.loads(line) or [])
+        except ValueError:
+            continue
+    return {t for t in tags if _tag(t) in found}
 
 
 def base_build_arg(dockerfile: Path | None = None) -> str | None:
     """``OFFLINE_BASE`` when the Dockerfile's own base is absent and the offline one is
     present (the build then gets ``BASE_IMAGE=OFFLINE_BASE``), else None."""
-    if image_exists(python_base_tag(dockerfile)) or not image_exists(OFFLINE_BASE):
-        return None
-    return OFFLINE_BASE
+    base = python_base_tag(dockerfile)
+    have = present_images([base, OFFLINE_BASE])
+    return OFFLINE_BASE if base not in have and OFFLINE_BASE in have else None
 
 
-def registry_answers(timeout: float = 5.0) -> bool:
-    """True if Docker Hub's registry answers HTTPS (any HTTP status counts)."""
-    import urllib.error
-    import urllib.request
-    try:
-        urllib.request.urlopen("https://registry-1.docker.io/v2/", timeout=timeout)
-    except urllib.error.HTTPError:
-        return True
-    except (OSError, ValueError):
-        return False
-    return True
+def missing_refusal(missing: list[str], docker_said: str) -> StackError:
+    """The one line for images the engine lacks and could not pull."""
+    return StackError(f"image(s) {', '.join(missing)} are not in the Docker engine and could not be pulled "
+                      f"(docker: {docker_said}); fix: run `{OFFLINE_COMMAND}` (builds them without a "
+                      f"registry) or `docker load` them")
 
 
-def check_images(compose_path: Path) -> None:
-    """Before a build: a missing image with no registry to pull it from is one line naming
-    the offline command (else the build would fail minutes later in docker's words)."""
-    miss = missing_images(compose_path)
-    if miss and not registry_answers():
-        raise StackError(f"image(s) {', '.join(miss)} are not in the Docker engine and no image registry "
-                         f"answers; fix: run `{OFFLINE_COMMAND}` (builds them locally) or `docker load` them")
+def check_missing(images: list[str], docker_said: str) -> None:
+    """After ``compose up`` failed: raise ``missing_refusal`` if any of ``images`` (the
+    pulled ones the stack names) is absent, one ``docker image inspect`` for all."""
+    have = present_images(images)
+    missing = [t for t in images if t not in have]
+    if missing:
+        raise missing_refusal(missing, docker_said)
 
 
 def build_all(compose_path: Path, force: bool = False, log=print) -> list[str]:
@@ -279,22 +280,3 @@ def build_all(compose_path: Path, force: bool = False, log=print) -> list[str]:
         build_collector(tag, binary, log)
         made.append(tag)
     return made
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=OFFLINE_COMMAND, description=__doc__.split("\n\n")[0])
-    p.add_argument("-f", "--compose", default=str(REPO_ROOT / "docker-compose.yml"))
-    p.add_argument("--force", action="store_true", help="rebuild images that exist")
-    args = p.parse_args(argv)
-    try:
-        t0 = time.monotonic()
-        made = build_all(Path(args.compose), args.force)
-        print(f"offline images ready ({', '.join(made) or 'all existed'}) in {time.monotonic() - t0:.0f} s")
-    except StackError as e:
-        print(f"edgebench images: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

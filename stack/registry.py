@@ -91,7 +91,7 @@ def _supervisor_of(pid: int) -> int | None:
     except (IndexError, ValueError):
         return None
     cmd = (read_text(f"/proc/{ppid}/cmdline") or "").split("\0")
-    return ppid if "stack" in cmd and "supervise" in cmd else None
+    return ppid if "stack.supervisor" in cmd else None
 
 
 YOUNG_S = 60.0  # an empty cgroup this young may belong to a stack that is starting

@@ -1,6 +1,6 @@
 """What `status` and `up` print: one stack's table (limits, memory, CPU, restarts) or every
 registered stack's, read from state.json and the services' cgroups. Display only: the
-stack is started, stopped and recorded by stack.api; `python -m stack` and edgebench's
+stack is started, stopped and recorded by stack.api; edgebench's
 `up`/`status` both print through here."""
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-"""The native supervisor: a detached process (``python -m stack supervise``) that starts the
+"""The native supervisor: a detached process (``python -m stack.supervisor --state-dir DIR``,
+started by stack.api, never by hand) that starts the
 planned services in their cgroups, applies docker's restart policy, runs the compose
 healthcheck, counts restarts and OOM kills, keeps ``<state-dir>/state.json`` current and
 tears everything down on SIGTERM/SIGINT/SIGHUP, or as soon as its owner (the process that
 started the stack, recorded in plan.json by pid and start time) is gone, however it died.
 It registers the stack in the machine-wide registry (stack/registry.py) while it runs.
 
-Input: ``<state-dir>/plan.json`` written by ``stack.api.start_stack`` (or ``stack up``).
+Input: ``<state-dir>/plan.json`` written by ``stack.api.start_stack``.
 Single-threaded on purpose: children are forked with a ``preexec_fn``.
 """
 from __future__ import annotations
@@ -96,8 +97,7 @@ class HealthcheckRun:
     ``interval``, killed after ``timeout``, unhealthy after ``retries`` failures in a row,
     failures inside ``start_period`` not counted. Until the first success it runs every
     HEALTH_RETRY_WHILE_STARTING s once the service answers, so a start-up waits for one
-    check, not one interval. The CPU of each run (wait4's rusage) is kept in state.json;
-    ``python -m stack.healthcheck_cost`` measures memory too."""
+    check, not one interval. The CPU of each run (wait4's rusage) is kept in state.json."""
 
     def __init__(self, spec: dict | None, out_path: Path):
         self.spec = spec
@@ -468,3 +468,11 @@ def _fmt(detail: dict) -> str:
 
 def main(state_dir: str) -> int:
     return Supervisor(Path(state_dir)).run()
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m stack.supervisor",
+                                 description="internal: started detached by stack.api.start_stack")
+    ap.add_argument("--state-dir", required=True)
+    sys.exit(main(ap.parse_args().state_dir))

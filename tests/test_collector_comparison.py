@@ -156,6 +156,53 @@ def test_step_files_mark_each_variants_scrapes(tmp_path):
         assert doc["global"]["scrape_interval"] == "5s"
 
 
+def test_a_step_keeps_each_collectors_definition_from_docker_compose(tmp_path):
+    from pathlib import Path
+
+    from edgebench.capacity.comparison_compose import TARGET, write_step_files
+    from stack.compose import load_compose
+    from stack.scrape_config import scrape_settings
+    repo = Path(__file__).resolve().parent.parent
+    deployed = load_compose(repo / "docker-compose.yml", profiles=("prometheus",)).all_services
+    variants = ["victoriametrics-shipped", "prometheus-shipped"]
+    step = load_compose(write_step_files(tmp_path, variants, 120_000, "one-target")).all_services
+    for v, collector in zip(variants, ("victoriametrics", "prometheus")):
+        svc, dep = step[v], deployed[collector]
+        assert svc.limits() == dep.limits() and svc.limits()["mem_limit_bytes"] == 150 * 2**20
+        assert (svc.image, svc.command, svc.restart) == (dep.image, dep.command, dep.restart)
+        assert svc.depends_on == [TARGET] and not svc.profiles
+        mount = next(m for m in svc.volumes if m.kind == "bind")
+        assert mount.source == str(tmp_path / f"scrape-{v}.yml") and mount.read_only
+        ours, deployment = scrape_settings(tmp_path / f"scrape-{v}.yml"), scrape_settings(repo / "stack" / "scrape.yml")
+        assert (ours.interval_s, ours.timeout_s) == (deployment.interval_s, deployment.timeout_s)
+    target = step[TARGET]
+    assert target.limits() == {"mem_limit_bytes": None, "memswap_limit_bytes": None, "cpus": None}
+    assert target.command[:3] == ["python", "-m", "loadtests.synthetic_target"]
+    assert target.command[3:] == ["--series", "120000", "--seed", "1", "--shard-series", "120000"]
+    assert target.build["context"] == str(repo)
+
+
+def test_a_step_follows_an_edited_limit(tmp_path):
+    """The limits are read from the compose file, never copied: change one, the step follows."""
+    from pathlib import Path
+
+    import yaml
+
+    from edgebench.capacity.comparison_compose import deployed_collector
+    from plumbing.errors import EdgebenchError
+    repo = Path(__file__).resolve().parent.parent
+    doc = yaml.safe_load((repo / "docker-compose.yml").read_text())
+    doc["services"]["victoriametrics"]["mem_limit"] = doc["services"]["victoriametrics"]["memswap_limit"] = "99m"
+    doc["services"]["victoriametrics"]["cpus"] = 0.3
+    doc["services"]["victoriametrics"]["volumes"][0] = f"{repo}/stack/scrape.yml:/etc/victoriametrics/scrape.yml:ro"
+    edited = tmp_path / "docker-compose.yml"
+    edited.write_text(yaml.safe_dump(doc))
+    spec, _ = deployed_collector("victoriametrics", compose_path=edited)
+    assert (spec["mem_limit"], spec["cpus"]) == ("99m", 0.3)
+    with pytest.raises(EdgebenchError, match="collector 'influxdb' is unknown"):
+        deployed_collector("influxdb")
+
+
 def test_boundary_plan_asks_for_repeats_at_each_variants_two_boundary_counts():
     from edgebench.capacity.comparison import boundary_plan
     steps = ([{"variant": "a", "series": n, "status": "settled"} for n in (10, 20)]
@@ -281,7 +328,7 @@ def test_generated_compose_files_pass_docker_compose_config(tmp_path):
 
 
 def test_spread_sizes_and_the_target_record_whose_scrape_it_served():
-    from edgebench.capacity import synthetic_target as st
+    from loadtests import synthetic_target as st
     from plumbing.errors import EdgebenchError
     assert st.spread_sizes(1_200, 500, 2_000) == [1_200]
     sizes = st.spread_sizes(10_000, 500, 2_000, seed=3)
@@ -306,6 +353,39 @@ def test_client_watch_judges_each_collector_on_its_own_scrapes():
         w.update({"scrapes": scrapes})
     assert a.rounds_done == 3 and a.behind(11.0) is None
     assert b.rounds_done == 2 and "9.0s between two scrapes" in b.behind(11.0)
+
+
+def _scrape(path, start, send=0.01, ok=True, client="a"):
+    return {"path": path, "start": start, "send_s": send, "bytes": 1, "ok": ok, "client": client}
+
+
+def test_client_watch_counts_rounds_and_finds_a_collector_behind():
+    from edgebench.capacity.comparison_step import ClientWatch
+    w = ClientWatch("a", ["/metrics/0", "/metrics/1"], interval_s=5, timeout_s=4)
+    w.update({"scrapes": [_scrape("/metrics/0", 100), _scrape("/metrics/1", 102), _scrape("/metrics/0", 105),
+                          _scrape("/healthz", 1)]})
+    assert w.rounds_done == 1 and w.first_round_end == pytest.approx(102.01)
+    assert w.behind(now=106) is None
+    assert "no completed scrape" in w.behind(now=102 + 7.5 + 4 + 0.1)      # /metrics/1's slot passed
+    w.update({"scrapes": [_scrape("/metrics/0", 100), _scrape("/metrics/0", 108)]})
+    assert w.behind(now=108.1) is None                                      # /metrics/1 never scraped yet
+    w.update({"scrapes": [_scrape("/metrics/0", 100), _scrape("/metrics/1", 101), _scrape("/metrics/0", 108)]})
+    assert "8.0s between two scrapes" in w.behind(now=108.1)
+    w.update({"scrapes": [_scrape("/metrics/0", 100, send=4.2)]})
+    assert "over the 4s timeout" in w.behind(now=104.3)
+    w.update({"scrapes": [_scrape("/metrics/0", 100, send=1.0, ok=False)]})
+    assert "abandoned" in w.behind(now=101)
+
+
+def test_parse_counter_sums_the_matching_label_sets():
+    from edgebench.capacity.comparison_step import parse_counter
+    text = ('# TYPE vm_rows_inserted_total counter\nvm_rows_inserted_total{type="influx"} 7\n'
+            'vm_rows_inserted_total{type="promscrape"} 4012\nvm_rows_inserted_total_x 1\n'
+            'prometheus_tsdb_head_samples_appended_total{type="float"} 10\n'
+            'prometheus_tsdb_head_samples_appended_total{type="histogram"} 2\n')
+    assert parse_counter(text, "vm_rows_inserted_total", {"type": "promscrape"}) == 4012
+    assert parse_counter(text, "prometheus_tsdb_head_samples_appended_total", {}) == 12
+    assert parse_counter(text, "vm_new_timeseries_created_total", {}) is None
 
 
 @pytest.mark.slow

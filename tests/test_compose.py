@@ -399,6 +399,21 @@ def test_docker_command_lines(repo_root):
     assert docker_engine.events_cmd("p", 12.5)[-2:] == ["--filter", "label=com.docker.compose.project=p"]
 
 
+def test_a_missing_image_is_one_line_naming_make_images_offline():
+    from stack.images_offline import _tag, missing_refusal
+    e = missing_refusal(["victoriametrics/victoria-metrics:v0.0.1-absent", "prom/prometheus"],
+                        "pull access denied for victoriametrics/victoria-metrics")
+    msg = str(e)
+    assert isinstance(e, StackError) and "\n" not in msg
+    assert msg.startswith("image(s) victoriametrics/victoria-metrics:v0.0.1-absent, prom/prometheus are not in")
+    assert "(docker: pull access denied" in msg and msg.endswith(
+        "fix: run `make images-offline` (builds them without a registry) or `docker load` them")
+    # RepoTags spell an untagged reference with :latest, a registry port is not a tag
+    assert _tag("prom/prometheus") == "prom/prometheus:latest"
+    assert _tag("localhost:5000/vm") == "localhost:5000/vm:latest"
+    assert _tag("python:3.11.11-alpine3.21") == "python:3.11.11-alpine3.21"
+
+
 def test_docker_compose_version_pick():
     assert docker_engine.pick_compose("2.29.1", "1.29.2") == ["docker", "compose"]
     assert docker_engine.pick_compose(None, "1.29.2") == ["docker-compose"]

@@ -154,8 +154,7 @@ def test_limit_settings_come_from_the_environment_and_bad_ones_are_refused():
     config = parse_config([], environ={"SENSOR_MAX_CONNECTIONS": "10", "SENSOR_IDLE_TIMEOUT_S": "2.5"})
     assert config.server_limits == Limits(max_connections=10, idle_timeout_s=2.5)
     assert "max_connections=10" in config.describe()
-    for env in ({"SENSOR_MAX_BODY_BYTES": "lots"}, {"SENSOR_REQUEST_TIMEOUT_S": "0"},
-                {"SENSOR_SERVER": "nginx"}, {"SENSOR_SERVER": "waitress", "SENSOR_VARIANT": "baseline"}):
+    for env in ({"SENSOR_MAX_BODY_BYTES": "lots"}, {"SENSOR_REQUEST_TIMEOUT_S": "0"}):
         with pytest.raises(ConfigError) as info:
             parse_config([], environ=env)
         assert "\n" not in str(info.value) and list(env)[0] in str(info.value)

@@ -183,7 +183,7 @@ def test_truncated_part_keeps_complete_members(tmp_path):
 
 def test_interrupted_run_stops_locust_and_keeps_samples(service, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "loadtests", "--target", service, "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "edgebench", "load", "--target", service, "--out", str(out),
                              "--duration", "60", "--warmup", "1", "--scrapers", "1", "--sensor-users", "3",
                              "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -408,8 +408,8 @@ def test_not_a_run_raises_one_line_error(tmp_path):
     assert "not an edgebench run" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(ReportError):
         load_run(tmp_path / "nope")
-    out = subprocess.run([sys.executable, "-m", "reports", str(tmp_path)], capture_output=True, text=True,
-                         cwd=ROOT, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "edgebench", "report", "--run", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "not an edgebench run" in out.stderr
     assert not (tmp_path / "summary.json").exists() and not (tmp_path / "report").exists()
@@ -595,11 +595,10 @@ def test_nothing_measured_is_refused_with_one_line(tmp_path):
     run = tmp_path / "20240101T000000Z-bench"
     run.mkdir()
     (run / "manifest.json").write_text("{corrupt")
-    for args in (("-m", "reports", str(run)), ("-m", "edgebench", "report", "--run", str(run))):
-        out = _run_cli(*args)
-        assert out.returncode == 2, out
-        assert out.stderr.strip().count("\n") == 0 and "nothing was measured" in out.stderr
-        assert "Traceback" not in out.stderr
+    out = _run_cli("-m", "edgebench", "report", "--run", str(run))
+    assert out.returncode == 2, out
+    assert out.stderr.strip().count("\n") == 0 and "nothing was measured" in out.stderr
+    assert "Traceback" not in out.stderr
     assert not (run / "summary.json").exists() and not (run / "report").exists()
     (run / "baseline-vm").mkdir()
     (run / "baseline-vm" / "scenario.json").write_text(json.dumps({"name": "baseline-vm"}))
@@ -633,7 +632,7 @@ def test_newer_results_are_refused_and_older_read(tmp_path):
     assert any("guessed from the component names" in m for m in s["missing"])
     mf = run_dir / "manifest.json"
     mf.write_text(json.dumps({**json.loads(mf.read_text()), "manifest_version": 99}))
-    out = _run_cli("-m", "reports", str(run_dir))
+    out = _run_cli("-m", "edgebench", "report", "--run", str(run_dir))
     assert out.returncode == 2 and "manifest version 99 is newer" in out.stderr
 
 

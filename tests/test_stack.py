@@ -60,7 +60,8 @@ def stack_pids(st):
 
 
 def cli(*args, timeout=60, **kw):
-    return subprocess.run([sys.executable, "-m", "stack", *map(str, args)], capture_output=True, text=True,
+    """The front door, bin/edgebench (as `make up|status|down` call it)."""
+    return subprocess.run([sys.executable, "-m", "edgebench", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, **kw)
 
 
@@ -192,7 +193,8 @@ def test_cli_up_kill_child_restart_then_down(repo_root, tmp_path, free_ports):
     assert open(f"/proc/{first}/environ").read().split("\0").count("SENSOR_VARIANT=baseline") == 1
     # a second `up` on the same state dir is refused
     again = cli("up", "--state-dir", state_dir, "--services", "sensor-service", "--port", f"sensor-service={port}")
-    assert again.returncode == 1 and "already running" in again.stderr and "stack down" in again.stderr
+    assert again.returncode == 1 and "already running" in again.stderr
+    assert f"fix: bin/edgebench down --state-dir {state_dir}" in again.stderr
     os.kill(first, signal.SIGKILL)  # a child dies: restart: always brings it back
     s = wait_until(lambda: (lambda x: x if x["restarts"] == 1 and x["health"] == "healthy" else None)(
         read_state(state_dir)["services"]["sensor-service"]), 15, "restart after SIGKILL")
@@ -308,7 +310,7 @@ def test_unconfined_without_cgroup_permission(repo_root, free_ports):
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", EDGEBENCH_RUNTIME_DIR=runtime_dir,
                PYTHONPATH=os.pathsep.join([str(repo_root)] + site))
     try:
-        up = subprocess.run(nobody + [py, "-m", "stack", "up", "--state-dir", state_dir,
+        up = subprocess.run(nobody + [py, "-m", "edgebench", "up", "--state-dir", state_dir,
                                       "--services", "sensor-service", "--port", f"sensor-service={port}",
                                       "--engine", "native"], cwd=repo_root, env=env, capture_output=True,
                             text=True, timeout=60)
@@ -319,7 +321,7 @@ def test_unconfined_without_cgroup_permission(repo_root, free_ports):
         assert st["services"]["sensor-service"]["cgroups"] == {}
         assert cgroup_dirs(st["stack_id"]) == []
         get(f"http://127.0.0.1:{port}/healthz")
-        down = subprocess.run(nobody + [py, "-m", "stack", "down", "--state-dir", state_dir],
+        down = subprocess.run(nobody + [py, "-m", "edgebench", "down", "--state-dir", state_dir],
                               cwd=repo_root, env=env, capture_output=True, text=True, timeout=60)
         assert down.returncode == 0, down.stderr
         assert_clean(state_dir, st["stack_id"], stack_pids(st))
@@ -353,7 +355,7 @@ def compose_copy(repo_root, tmp_path, healthcheck=None, **service_changes):
 
 @pytest.fixture
 def private_registry(tmp_path, monkeypatch):
-    """A registry of this test's own: `down --all` then sees only the stacks it started."""
+    """A registry of this test's own: `down` then sees only the stacks it started."""
     d = tmp_path / "runtime"
     monkeypatch.setenv("EDGEBENCH_RUNTIME_DIR", str(d))
     return d
@@ -444,20 +446,20 @@ def test_down_all_finds_every_stack_and_cleans_a_stale_one(repo_root, tmp_path, 
                     ports={"sensor-service": p2}, engine="native", timeout=20, detach=True)
     sa, sb = a.state(), b.state()
     try:
-        out = cli("status", "--all")
+        out = cli("status")
         assert out.returncode == 0 and sa["stack_id"] in out.stdout and sb["stack_id"] in out.stdout
         os.kill(sb["supervisor_pid"], signal.SIGKILL)   # b is now stale
         wait_until(lambda: not pid_alive(sb["supervisor_pid"]), 10, "supervisor b to die")
-        out = cli("status", "--all")
+        out = cli("status")
         assert "STALE" in out.stdout and sb["stack_id"] in out.stdout
-        out = cli("down", "--all")
+        out = cli("down")
         assert out.returncode == 0, out.stderr
         assert f"stopped stack {sa['stack_id']}" in out.stdout
         assert f"stopped stack {sb['stack_id']}" in out.stdout and "already gone" in out.stdout
         assert_clean(tmp_path / "a", sa["stack_id"], stack_pids(sa))
         wait_until(lambda: not any(pid_alive(p) for p in stack_pids(sb)), 10, "b's processes")
         assert cgroup_dirs(sb["stack_id"]) == []
-        again = cli("down", "--all").stdout   # other checkouts' stacks may run: they are left alone
+        again = cli("down").stdout   # other checkouts' stacks may run: they are left alone
         assert "stopped stack" not in again and sa["stack_id"] not in again
     finally:
         a.stop()

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from edgebench.capacity.collector_compose import DEPLOYMENT_COMPOSE
-from edgebench.capacity.comparison_compose import CONFIGS, SHAPES, tune, variant_name
+from edgebench.capacity.comparison_compose import CONFIGS, DEPLOYMENT_COMPOSE, SHAPES, tune, variant_name
 from edgebench.results import Lifecycle, RunDir
 from edgebench.scenarios import SCENARIOS, ParameterError
 from plumbing.checks import number
@@ -240,7 +239,7 @@ def _preflight(params: ComparisonParams) -> dict:
     """What can be refused before anything starts; returns each component's memory limit
     in MB, from the compose file."""
     from edgebench.bench import check_results_root
-    from edgebench.capacity.synthetic_target import check_series_fits
+    from loadtests.synthetic_target import check_series_fits
     from stack.compose import load_compose
     check_results_root(params.results_root)
     for s in params.shapes:

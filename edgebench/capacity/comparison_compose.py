@@ -22,24 +22,74 @@ from pathlib import Path
 
 import yaml
 
-from edgebench.capacity.collector_compose import (
-    DEPLOYMENT_COMPOSE,
-    DEPLOYMENT_SCRAPE,
-    TARGET,
-    TARGET_PORT,
-    CollectorStepError,
-    check_collector,
-    collector_compose,
-)
-from edgebench.capacity.synthetic_target import shard_sizes, spread_sizes
+from loadtests.synthetic_target import shard_sizes, spread_sizes
+from plumbing.errors import EdgebenchError
 from plumbing.files import write_atomic
+from stack.compose import load_compose
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOYMENT_COMPOSE = REPO_ROOT / "docker-compose.yml"
+DEPLOYMENT_SCRAPE = REPO_ROOT / "stack" / "scrape.yml"
+COLLECTORS = ("victoriametrics", "prometheus")
+TARGET = "synthetic-target"
+TARGET_PORT = 8000
+IMAGE_SOURCE = "sensor-service"   # the service whose image (and build) runs the target
+# what a collector keeps from the deployment file, as written there
+KEPT_KEYS = ("image", "command", "entrypoint", "environment", "ports", "restart", "mem_limit",
+             "memswap_limit", "cpus", "deploy", "healthcheck")
 CONFIGS = ("shipped", "tuned")
 SHAPES = ("one-target", "many-targets")
 SPREAD = (500, 2000)        # many-targets: each target 500 to 2,000 series
 GOMEMLIMIT_FRACTION = 0.9
 TUNED_FLAGS = {"victoriametrics": ["-promscrape.streamParse=true"], "prometheus": []}
 TUNED_GOGC = {"victoriametrics": "30", "prometheus": "75"}
+
+
+class CollectorStepError(EdgebenchError):
+    """A collector step that cannot be set up; one line naming the fix."""
+
+
+def check_collector(collector: str) -> None:
+    if collector not in COLLECTORS:
+        raise CollectorStepError(f"collector {collector!r} is unknown; fix: use one of {', '.join(COLLECTORS)}")
+
+
+def deployed_collector(collector: str, compose_path: Path = DEPLOYMENT_COMPOSE) -> tuple[dict, dict]:
+    """(the collector's compose service as docker-compose.yml writes it, its scrape config
+    mounted from ``./scrape.yml``; the synthetic target's service): the collector keeps
+    the deployment's image, command, limits and restart policy; the target runs from the
+    sensor-service image (built from this checkout) with no limits, outside them."""
+    check_collector(collector)
+    compose_path = Path(compose_path)
+    raw = yaml.safe_load(compose_path.read_text())
+    deployed = load_compose(compose_path, profiles=("prometheus",))
+    svc = deployed.all_services.get(collector)
+    source = deployed.all_services.get(IMAGE_SOURCE)
+    if svc is None or source is None:
+        raise CollectorStepError(f"{compose_path}: service '{collector if svc is None else IMAGE_SOURCE}' "
+                                 f"is missing; fix: restore it from git (the collector comparison reads it)")
+    spec = {k: copy.deepcopy(v) for k, v in raw["services"][collector].items() if k in KEPT_KEYS}
+    volumes = []
+    for v in svc.volumes:
+        if v.kind == "bind" and Path(v.source).is_file() and Path(v.source).suffix in (".yml", ".yaml"):
+            volumes.append(f"./scrape.yml:{v.target}:ro")   # the step's scrape config, beside this file
+        elif v.kind == "bind":
+            volumes.append(f"{v.source}:{v.target}" + (":ro" if v.read_only else ""))
+        else:
+            volumes.append(f"{v.source or collector + '-data'}:{v.target}")
+    spec["volumes"] = volumes
+    spec["depends_on"] = [TARGET]
+    target = {"image": source.image,
+              "command": ["python", "-m", "loadtests.synthetic_target"],
+              "environment": {"SENSOR_HOST": "0.0.0.0", "SENSOR_PORT": str(TARGET_PORT)},
+              "ports": [f"127.0.0.1:{TARGET_PORT}:{TARGET_PORT}"],
+              "restart": "no"}
+    if source.build:
+        build = {"context": source.build["context"]}
+        if source.build.get("dockerfile"):
+            build["dockerfile"] = source.build["dockerfile"]
+        target = {"build": build, **target}
+    return spec, target
 
 
 def variant_name(collector: str, config: str) -> str:
@@ -110,9 +160,7 @@ def comparison_compose(variants: list[str], n_series: int, shape: str, seed: int
     target = None
     for i, v in enumerate(variants):
         collector, config = parse_variant(v)
-        doc = collector_compose(collector, n_series, seed, compose_path)
-        target = target or doc["services"][TARGET]
-        spec = doc["services"][collector]
+        spec, target = deployed_collector(collector, compose_path)
         if config == "tuned":
             spec = tune(collector, spec)
         spec["volumes"] = [f"./scrape-{v}.yml:{vol.split(':', 2)[1]}:ro" if vol.startswith("./scrape.yml:")
@@ -121,8 +169,7 @@ def comparison_compose(variants: list[str], n_series: int, shape: str, seed: int
         # one host port each (the step passes free ones; a file must not publish one twice)
         spec["ports"] = [_other_host_port(p, i) for p in spec.get("ports") or []]
         services[v] = spec
-    cmd = list(target["command"])
-    cmd = cmd[:cmd.index("--shard-series")] if "--shard-series" in cmd else cmd
+    cmd = list(target["command"]) + ["--series", str(n_series), "--seed", str(seed)]
     if shape == "many-targets":
         cmd = cmd + ["--spread", f"{SPREAD[0]}-{SPREAD[1]}"]
     else:

@@ -11,6 +11,7 @@ from its ``/metrics``. The settle rule is reports.collector_stats.settled.
 """
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
@@ -19,11 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgebench.bench import tidy_scenario_dir
-from edgebench.capacity.collector_compose import DEPLOYMENT_SCRAPE, TARGET
-from edgebench.capacity.collectors import INGESTION_COUNTERS, ScrapeWatch, get_json, parse_counter
-from edgebench.capacity.comparison_compose import parse_variant, target_sizes, write_step_files
-from edgebench.capacity.synthetic_target import check_series_fits
+from edgebench.capacity.comparison_compose import (
+    DEPLOYMENT_SCRAPE,
+    TARGET,
+    parse_variant,
+    target_sizes,
+    write_step_files,
+)
 from edgebench.progress import Progress
+from loadtests.synthetic_target import check_series_fits
 from reports import collector_stats as cs
 from reports.contract import write_scenario
 
@@ -34,19 +39,107 @@ HEAP = ("go_memstats_heap_inuse_bytes", {})
 ACTIVE = {"prometheus": ("prometheus_tsdb_head_series", {}),
           "victoriametrics": ("vm_cache_entries", {"type": "storage/hour_metric_ids"})}
 DONE = ("settled", "capped", "oom", "behind", "failed")
+# The collector's own count of samples it appended, as each version exposes it
+# (VictoriaMetrics 1.79.5: vm_rows_inserted_total{type="promscrape"}; Prometheus 2.42:
+# prometheus_tsdb_head_samples_appended_total, summed over its label sets).
+INGESTION_COUNTERS = {
+    "victoriametrics": ("vm_rows_inserted_total", {"type": "promscrape"}),
+    "prometheus": ("prometheus_tsdb_head_samples_appended_total", {}),
+}
+# A scrape slot is missed when two completed scrapes of a target start further apart than
+# this many intervals: the collectors schedule one scrape per interval, with little jitter.
+MISSED_SLOT_INTERVALS = 1.5
 
 
-class ClientWatch(ScrapeWatch):
-    """The target's scrapes served to one collector (``?c=<variant>``)."""
+def get_json(url: str, timeout: float = 5.0) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
 
-    def __init__(self, client: str, paths, interval_s, timeout_s):
-        super().__init__(paths, interval_s, timeout_s)
+
+def parse_counter(text: str, name: str, labels: dict) -> float | None:
+    """Sum of ``name``'s samples whose labels include ``labels`` in a text exposition."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, lab = head.partition("{")
+        if metric.strip() != name:
+            continue
+        if any(f'{k}="{v}"' not in lab for k, v in labels.items()):
+            continue
+        try:
+            total += float(value)
+            found = True
+        except ValueError:
+            continue
+    return total if found else None
+
+
+class ClientWatch:
+    """What the target's /stats says about one collector's scrapes (``?c=<variant>``)
+    of every target path."""
+
+    def __init__(self, client: str, paths: list[str], interval_s: float, timeout_s: float):
         self.client = client
+        self.paths = paths
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.scrapes: list[dict] = []
 
     def update(self, stats: dict | None) -> None:
         if stats:
             self.scrapes = [s for s in stats.get("scrapes", [])
                             if s.get("client") == self.client and s["path"] in self.paths]
+
+    def done_per_path(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {p: [] for p in self.paths}
+        for s in self.scrapes:
+            if s["ok"]:
+                out[s["path"]].append(s)
+        return out
+
+    @property
+    def rounds_done(self) -> int:
+        """Completed scrapes of the least-scraped target."""
+        return min(len(v) for v in self.done_per_path().values())
+
+    @property
+    def first_round_end(self) -> float | None:
+        """When every target had one completed scrape: the steady window's start."""
+        ends = []
+        for v in self.done_per_path().values():
+            if not v:
+                return None
+            ends.append(v[0]["start"] + v[0]["send_s"])
+        return max(ends)
+
+    @property
+    def send_max_s(self) -> float | None:
+        return max((s["send_s"] for s in self.scrapes), default=None)
+
+    def behind(self, now: float) -> str | None:
+        """Why the collector is behind, or None: a send over the scrape timeout, a scrape
+        the collector abandoned, or a target whose scrape slot passed without a scrape."""
+        for s in self.scrapes:
+            if not s["ok"]:
+                return f"a scrape of {s['path']} was abandoned after {s['send_s']:.2f}s (the collector closed it)"
+            if s["send_s"] > self.timeout_s:
+                return f"a scrape of {s['path']} took {s['send_s']:.2f}s to send, over the {self.timeout_s:g}s timeout"
+        if self.first_round_end is None:
+            return None
+        gap = MISSED_SLOT_INTERVALS * self.interval_s
+        for path, done in self.done_per_path().items():
+            starts = [s["start"] for s in done]
+            for a, b in zip(starts, starts[1:]):
+                if b - a > gap:
+                    return f"{path}: {b - a:.1f}s between two scrapes at a {self.interval_s:g}s interval"
+            if now - starts[-1] > gap + self.timeout_s:
+                return f"{path}: no completed scrape for {now - starts[-1]:.1f}s at a {self.interval_s:g}s interval"
+        return None
 
 
 def _metrics(url: str) -> str | None:

@@ -7,9 +7,8 @@ from pathlib import Path
 from edgebench.scenarios import ParameterError
 from plumbing.checks import number
 
-SWEEPS = ("load", "series", "collectors")
+SWEEPS = ("load", "series")
 VARIANTS = ("baseline", "optimized")
-COLLECTORS = ("victoriametrics", "prometheus")
 
 # Offered scrapes/s per variant, doubling; each ladder stops at its first step that misses
 # the scrape SLO. The baseline burns ~0.12 s of CPU per scrape (at most ~4/s in 0.5 CPU).
@@ -20,10 +19,8 @@ SENSOR_LADDERS = {"baseline": (4.0, 16.0, 64.0, 256.0, 1024.0), "optimized": (4.
 SENSOR_AXIS_SCRAPE_RATE = 1.0
 DEFAULT_SENSOR_RATE = 4.0     # beside the scrape axis: the default bench's sensor load
 SERIES_LADDER = (10, 100, 1_000, 3_000, 10_000, 20_000, 30_000, 100_000, 200_000, 1_000_000)
-# Both collectors were OOM-killed between 20,000 and 100,000 series in 150 MB: finer there.
-COLLECTOR_LADDER = (10_000, 20_000, 30_000, 50_000, 70_000, 100_000, 200_000, 500_000, 1_000_000)
-# The service was OOM-killed at 20,000 series in 50 MB, both collectors below 100,000 in
-# 150 MB: 200,000 keeps the default run's worst case (every ladder to its end) near 11 min.
+# The service was OOM-killed at 20,000 series in 50 MB: 200,000 bounds the default
+# run's worst case (every ladder to its end).
 DEFAULT_MAX_SERIES = 200_000
 # One Locust process spends 0.37-0.45 ms of CPU per request here (loadgen_cpu_s_per_request
 # at 400-800 scrapes/s): a core offers ~2,200 requests/s; a third of it is left to the
@@ -34,7 +31,6 @@ LOADGEN_MAX_RPS = 1500.0
 # start and teardown, cool-down, the figures; the series step also queries its collector).
 STEP_OVERHEAD_S = 4.0
 SERIES_QUERY_S = 3.0
-COLLECTOR_STEP_OVERHEAD_S = 5.0
 
 
 def _rates(text: str, name: str) -> tuple[float, ...]:
@@ -65,14 +61,12 @@ def _check_offerable(rates: tuple, beside: float, name: str, unit: str) -> None:
 class CapacityParams:
     sweeps: tuple = SWEEPS
     variants: tuple = VARIANTS
-    collectors: tuple = COLLECTORS
     scrape_steps: dict = field(default_factory=lambda: dict(SCRAPE_LADDERS))
     sensor_steps: dict = field(default_factory=lambda: dict(SENSOR_LADDERS))
     max_series: int = DEFAULT_MAX_SERIES
     duration_s: float = 8.0       # steady window of a load or series step
     warmup_s: float = 2.0
     series_scrape_rate: float = 1.0   # the series sweep's scrape-only load
-    collector_scrapes: int = 3        # completed collector scrapes per collector step
     engine: str = "auto"
     results_root: Path = Path("results")
 
@@ -80,33 +74,22 @@ class CapacityParams:
     def series_steps(self) -> tuple:
         return tuple(n for n in SERIES_LADDER if n < self.max_series) + (self.max_series,)
 
-    @property
-    def collector_steps(self) -> tuple:
-        low = tuple(n for n in COLLECTOR_LADDER if n < self.max_series)
-        return low + (self.max_series,) if self.max_series >= COLLECTOR_LADDER[0] else (self.max_series,)
-
     def to_dict(self) -> dict:
         d = asdict(self)
         d["results_root"] = str(self.results_root)
-        d["series_steps"], d["collector_steps"] = list(self.series_steps), list(self.collector_steps)
+        d["series_steps"] = list(self.series_steps)
         return d
 
     def planned_steps(self) -> dict:
         """Steps per sweep if no ladder stops early (each stops at its first failing step)."""
-        n = {"load": 0, "series": 0, "collectors": 0}
+        n = {"load": 0, "series": 0}
         if "load" in self.sweeps:
             n["load"] = sum(len(self.scrape_steps[v]) + len(self.sensor_steps[v]) for v in self.variants)
         if "series" in self.sweeps:
             n["series"] = len(self.series_steps)
-        if "collectors" in self.sweeps:
-            n["collectors"] = len(self.collector_steps) * len(self.collectors)
         return n
 
     def step_seconds(self, sweep: str) -> float:
-        if sweep == "collectors":
-            from edgebench.bench import SCRAPE_CONFIG
-            from stack.scrape_config import scrape_settings
-            return COLLECTOR_STEP_OVERHEAD_S + self.collector_scrapes * scrape_settings(SCRAPE_CONFIG).interval_s
         extra = SERIES_QUERY_S if sweep == "series" else 0.0
         return STEP_OVERHEAD_S + extra + self.warmup_s + self.duration_s
 

@@ -1,4 +1,4 @@
-"""`edgebench capacity`: the three sweeps one step after another, capacity.json rewritten
+"""`edgebench capacity`: the load and series sweeps one step after another, capacity.json rewritten
 after every step (a run cut short keeps every step it measured), then the report."""
 from __future__ import annotations
 
@@ -16,16 +16,12 @@ CAPACITY_VERSION = 1
 
 
 def preflight(params: CapacityParams) -> dict:
-    """What can be refused before anything starts: the compose file, the results folder,
-    a series count the synthetic target could not hold in this machine's memory.
+    """What can be refused before anything starts: the compose file, the results folder.
     Returns each component's memory limit in MB, from the compose file."""
     from edgebench.bench import COMPOSE_FILE, check_results_root
     from stack.compose import load_compose
     compose = load_compose(COMPOSE_FILE, profiles=("prometheus",))
     check_results_root(params.results_root)
-    if "collectors" in params.sweeps:
-        from edgebench.capacity.synthetic_target import check_series_fits
-        check_series_fits(max(params.collector_steps))
     return {n: (s.mem_limit / 2**20 if s.mem_limit else None) for n, s in compose.all_services.items()}
 
 
@@ -50,8 +46,6 @@ class _Plan:
 
 
 def _verdict(step: dict) -> str:
-    if step.get("sweep") == "collectors":
-        return step.get("status") if step.get("status") != "ok" else "held"
     if step.get("loadgen_bottleneck"):
         return "load generator was the bottleneck"
     return analysis.slo_problem(step) or analysis.saturation(step) or "meets the scrape SLO"
@@ -65,12 +59,9 @@ def _describe(step: dict) -> str:
         head = (f"{step['variant']} {step['scrape_rate']:g} scrapes/s + {step['sensor_rate']:g} /sensor/s: "
                 f"p99 {f('scrape_p99_ms', 'ms')}, {step.get('failed_scrapes')} failed, "
                 f"CPU {f('cpu_cores', 'cores')}")
-    elif step["sweep"] == "series":
+    else:
         head = (f"{step['series']:,} series: {f('cpu_ms_per_scrape', 'ms')}/scrape, "
                 f"p99 {f('scrape_p99_ms', 'ms')}, peak {f('mem_peak_mb', 'MB')}")
-    else:
-        head = (f"{step['collector']} {step['series']:,} series: peak {f('mem_peak_mb', 'MB')}, "
-                f"CPU {f('cpu_cores', 'cores')}")
     return f"{head} -> {_verdict(step)}"
 
 
@@ -94,17 +85,9 @@ def _ladders(params: CapacityParams):
             (f"n{n}", lambda d, n=n: measure_series_step(d, n, "optimized", p.engine, p.duration_s,
                                                          p.warmup_s, p.series_scrape_rate))
             for n in p.series_steps]
-    if "collectors" in p.sweeps:
-        from edgebench.capacity.collectors import measure_collector_step
-        for c in p.collectors:
-            yield "collectors", c, [
-                (f"{c}-n{n}", lambda d, c=c, n=n: measure_collector_step(d, c, n, p.engine, p.collector_scrapes))
-                for n in p.collector_steps]
 
 
 def _failed(step: dict) -> bool:
-    if step.get("sweep") == "collectors":
-        return step.get("status") != "ok"
     return bool(step.get("loadgen_bottleneck") or not analysis.meets_slo(step) or analysis.saturation(step))
 
 
@@ -116,7 +99,7 @@ def run_capacity(params: CapacityParams, command: str) -> tuple[RunDir, int]:
     print(f"edgebench capacity: {plan.total} steps at most (each ladder stops at its first failing step), "
           f"at most ~{params.estimate_s() / 60:.1f} min; results in {run.path}", file=sys.stderr, flush=True)
     doc = {"version": CAPACITY_VERSION, "run_id": run.path.name, "limits_mb": limits,
-           "load": {"steps": []}, "series": {"steps": []}, "collectors": {"steps": []}}
+           "load": {"steps": []}, "series": {"steps": []}}
     path = run.path / "capacity.json"
 
     def save(status: str | None = None) -> None:

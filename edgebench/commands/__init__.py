@@ -3,12 +3,16 @@ run(args, command) -> exit code. edgebench/cli.py only collects them."""
 from __future__ import annotations
 
 from edgebench.commands import (
+    agreement,
     bench,
     capacity,
     collectors,
     down,
     gate,
     gate_calibrate,
+    hostile,
+    images_offline,
+    load,
     profile,
     report,
     status,
@@ -16,4 +20,5 @@ from edgebench.commands import (
     up,
 )
 
-COMMANDS = (bench, profile, report, gate, gate_calibrate, steps, capacity, collectors, up, down, status)
+COMMANDS = (bench, profile, report, gate, gate_calibrate, steps, capacity, collectors, load, agreement, hostile,
+            up, down, status, images_offline)

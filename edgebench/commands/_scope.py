@@ -17,7 +17,7 @@ def every_stack(state_dir) -> bool:
 
 def stack_exit(action: Callable[[], int]) -> int:
     """Run a stack action; a StackError (a stack that cannot start or stop) prints its one
-    line and exits 1, as `python -m stack` does. A ComposeError (bad compose file) is an
+    line and exits 1. A ComposeError (bad compose file) is an
     EdgebenchError: the command line prints it and exits 2."""
     from stack.api import StackError
     try:

@@ -1,20 +1,19 @@
-"""`edgebench capacity`: each variant's sustainable scrape and /sensor rates, the cost per
-series in the exposition, and how many series each collector holds in its limit."""
+"""`edgebench capacity`: each variant's sustainable scrape and /sensor rates and the cost
+per series in the exposition (how many series each collector holds: `edgebench collectors`)."""
 from __future__ import annotations
 
 from edgebench import REPO_ROOT as ROOT
 
 NAME = "capacity"
-HELP = "sweep load, series and collectors until each breaks; capacity.json, graphs, Capacity section"
+HELP = "sweep load and series until each breaks; capacity.json, graphs, Capacity section"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--sweeps", help="subset of load,series,collectors (default: all three)")
+    p.add_argument("--sweeps", help="subset of load,series (default: both)")
     p.add_argument("--steps", help="offered scrapes/s for every variant, e.g. '50,100,200' "
                                    "(default: a doubling ladder per variant)")
     p.add_argument("--sensor-steps", help="offered /sensor requests/s beside 4 scrapes/s, e.g. '4,16,64'")
-    p.add_argument("--max-series", help="largest series count of the series and collector sweeps "
-                                        "(default 1000000)")
+    p.add_argument("--max-series", help="largest series count of the series sweep (default 200000)")
     p.add_argument("--variants", help="subset of baseline,optimized for the load sweep")
     p.add_argument("--duration", help="seconds of steady load per load or series step (default 8)")
     p.add_argument("--engine", default="auto", help="auto | native | docker")

@@ -12,6 +12,7 @@ HELP = "re-render graphs and summary from a results directory"
 
 def add_arguments(p) -> None:
     p.add_argument("--run", default=str(ROOT / "results" / "latest"))
+    p.add_argument("--out", default=None, help="output directory (default: RUN/report)")
     p.add_argument("--example", action="store_true",
                    help="also write the committed example (OPTIMIZATION_SUMMARY.md, docs/example/)")
     p.add_argument("--capacity", help="with --example: the capacity run whose section it carries "
@@ -38,17 +39,17 @@ def run(args, command: str) -> int:
     run_dir = Path(args.run)
     if _is_labelled_run(run_dir, "comparison.json", "collectors"):
         from reports.comparison import render_comparison
-        paths = render_comparison(run_dir)
-        print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
+        paths = render_comparison(run_dir, args.out)
+        print(f"edgebench: wrote {len(paths)} files under {args.out or run_dir / 'report'}")
         return 0
     if _is_labelled_run(run_dir, "capacity.json", "capacity"):
         from reports.capacity import render_capacity
-        paths = render_capacity(run_dir)
-        print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
+        paths = render_capacity(run_dir, args.out)
+        print(f"edgebench: wrote {len(paths)} files under {args.out or run_dir / 'report'}")
         return 0
     from reports.render import render_run
-    paths = render_run(run_dir)
-    print(f"edgebench: wrote {len(paths)} files under {run_dir / 'report'}")
+    paths = render_run(run_dir, args.out)
+    print(f"edgebench: wrote {len(paths)} files under {args.out or run_dir / 'report'}")
     if args.example:
         from edgebench.example import write_example
         paths = write_example(run_dir, capacity_run=Path(args.capacity) if args.capacity else None,

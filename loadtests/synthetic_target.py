@@ -1,6 +1,6 @@
 """A cheap scrape target with N labelled gauge series, for the collector capacity sweep.
 
-``python -m edgebench.capacity.synthetic_target --series N [--port P] [--host H] [--seed S]`` serves
+``python -m loadtests.synthetic_target --series N [--port P] [--host H] [--seed S]`` serves
 
 * ``/metrics``: all N series (one ``robot_sensor_value`` family, realistic label sets);
 * ``/metrics/<i>``: shard i alone (at most ``--shard-series`` series each): the collectors
@@ -240,9 +240,9 @@ def make_handler(target: Target):
 def _args(argv: list[str] | None) -> argparse.Namespace:
     class OneLine(argparse.ArgumentParser):
         def error(self, message):
-            raise SeriesError(f"bad command line: {message}; see `python -m edgebench.capacity.synthetic_target --help`")
+            raise SeriesError(f"bad command line: {message}; see `python -m loadtests.synthetic_target --help`")
 
-    p = OneLine(prog="python -m edgebench.capacity.synthetic_target", description=__doc__.split("\n")[0])
+    p = OneLine(prog="python -m loadtests.synthetic_target", description=__doc__.split("\n")[0])
     p.add_argument("--series", type=int, required=True, help="number of series N")
     p.add_argument("--port", type=int, default=None, help="listen port (env SENSOR_PORT, default 8000)")
     p.add_argument("--host", default=None, help="listen address (env SENSOR_HOST, default 127.0.0.1)")
