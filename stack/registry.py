@@ -91,7 +91,14 @@ def _supervisor_of(pid: int) -> int | None:
     except (IndexError, ValueError):
         return None
     cmd = (read_text(f"/proc/{ppid}/cmdline") or "").split("\0")
-    return ppid if "stack.supervisor" in cmd else None
+    return ppid if is_supervisor(cmd) else None
+
+
+def is_supervisor(argv: list[str]) -> bool:
+    """A stack supervisor's command line: ``python -m stack.supervisor ...``, or an older
+    checkout's ``python -m stack supervise ...``, so that another checkout's live stack on
+    the same machine is left alone whichever edgebench started it."""
+    return "stack.supervisor" in argv or ("stack" in argv and "supervise" in argv)
 
 
 YOUNG_S = 60.0  # an empty cgroup this young may belong to a stack that is starting

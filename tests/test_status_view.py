@@ -48,7 +48,18 @@ def test_edgebench_status_and_down_for_one_state_dir(tmp_path, capsys):
     assert edgebench(["status", "--state-dir", str(d)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("stack 0badcafe engine=native") and "\nsensor-service " in out
+    assert edgebench(["status", "--state-dir", str(d), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == STATE
     assert edgebench(["status", "--state-dir", str(tmp_path / "none")]) == 1
     assert capsys.readouterr().out == f"no stack in {tmp_path / 'none'}\n"
     assert edgebench(["down", "--state-dir", str(tmp_path / "none")]) == 0
     assert capsys.readouterr().out == f"no stack in {tmp_path / 'none'}\n"
+
+
+def test_a_supervisor_is_known_by_its_command_line_from_this_checkout_or_an_older_one():
+    """`down` leaves alone a live stack another checkout started, whichever version started it."""
+    from stack.registry import is_supervisor
+    assert is_supervisor(["/venv/bin/python", "-m", "stack.supervisor", "--state-dir", "/s"])
+    assert is_supervisor(["/venv/bin/python", "-m", "stack", "supervise", "--state-dir", "/s"])
+    assert not is_supervisor(["/venv/bin/python", "-m", "service"])
+    assert not is_supervisor(["/venv/bin/python", "-m", "stack.docker_engine", "--state-dir", "/s"])
