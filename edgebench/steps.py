@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from edgebench.gitref import worktree
 from edgebench.params import RunParams
@@ -27,7 +27,7 @@ from edgebench.rounds import ROUND_SCENARIO, Side, run_round
 from edgebench.scenarios import ParameterError
 from plumbing.files import read_json, write_atomic, write_json_atomic
 from plumbing.process import sigterm_as_ctrl_c
-from plumbing.schema import Model, ValidationError, refusal
+from plumbing.schema import Model, load_model
 from stack.state import load_state
 
 STEPS_FILE = ROOT / "docs" / "optimization-steps.yml"
@@ -79,7 +79,7 @@ class Step(Model):
 
 
 class StepsFile(Model):
-    steps: list[Step]
+    steps: Annotated[list[Step], Field(min_length=1)]
 
 
 class StepsFileError(ParameterError):
@@ -88,19 +88,9 @@ class StepsFileError(ParameterError):
 
 def load_steps(path: Path = STEPS_FILE) -> list[Step]:
     """The steps in order; one line naming the key and the fix on bad input."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise StepsFileError(f"{path}: cannot read it ({type(e).__name__}): fix the file or pass "
-                             f"--steps-file FILE") from None
-    items = doc.get("steps") if isinstance(doc, dict) else None
-    if not isinstance(items, list) or not items:
-        raise StepsFileError(f"{path}: no 'steps:' list: write steps as a list of "
-                             f"{{name, change, before, after}}")
-    try:
-        steps = StepsFile.model_validate(doc).steps
-    except ValidationError as e:
-        raise StepsFileError(refusal(path, e, StepsFile)) from None
+    steps = load_model(path, StepsFile, lambda r: StepsFileError(r.line(path)), needs="steps",
+                       shape_fix="write steps as a list of {name, change, before, after}",
+                       missing_fix="fix the path or pass --steps-file FILE").steps
     seen = set()
     for step in steps:
         if step.name in seen:
