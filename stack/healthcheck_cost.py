@@ -61,8 +61,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="edgebench-hc-") as tmp, \
             start_stack(args.compose, Path(tmp) / "state", services=["sensor-service"],
                         ports={"sensor-service": port}, engine="native") as h:
-        own = h.state()["services"]["sensor-service"]["healthcheck"]
-        tests = {"compose file": own["argv"] if own else None}
+        own = h.service("sensor-service").healthcheck
+        tests = {"compose file": own.argv if own else None}
         for label, test in TESTS.items():
             test = [a.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for a in test]
             tests[label] = [sys.executable] + test[1:] if test[0] == "python" else test
