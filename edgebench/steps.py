@@ -25,10 +25,12 @@ from edgebench.params import RunParams
 from edgebench.results import ROOT, RunDir
 from edgebench.rounds import ROUND_SCENARIO, Side, run_round
 from edgebench.scenarios import ParameterError
-from plumbing.files import read_json, write_atomic, write_json_atomic
+from plumbing.files import write_atomic, write_json_atomic
 from plumbing.process import sigterm_as_ctrl_c
 from plumbing.schema import Model, load_model
-from stack.state import load_state
+from reports.contract import read_document
+from stack.compose import load_compose
+from stack.state import read_state
 
 STEPS_FILE = ROOT / "docs" / "optimization-steps.yml"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -179,11 +181,13 @@ def compose_with_healthcheck_of(commit: str, out_path: Path, repo: Path = ROOT) 
                            capture_output=True, text=True)
     if shown.returncode != 0:
         raise ParameterError(f"{commit[:12]} has no docker-compose.yml to take the healthcheck from")
-    theirs = yaml.safe_load(shown.stdout) or {}
-    hc = ((theirs.get("services") or {}).get(SERVICE) or {}).get("healthcheck")
+    theirs_path = out_path.with_name(f"docker-compose-{commit[:12]}.yml")
+    write_atomic(theirs_path, shown.stdout)
+    theirs = load_compose(theirs_path).document()
+    hc = (theirs["services"].get(SERVICE) or {}).get("healthcheck")
     if not hc:
         raise ParameterError(f"{commit[:12]}: docker-compose.yml has no {SERVICE} healthcheck")
-    ours = yaml.safe_load(COMPOSE_FILE.read_text())
+    ours = load_compose(COMPOSE_FILE).document()
     base = COMPOSE_FILE.parent
     for svc in ours["services"].values():
         if isinstance(svc.get("build"), dict):
@@ -207,7 +211,7 @@ def side_facts(scenario_dir: Path) -> dict:
                 break
     except OSError:
         pass
-    state = load_state(Path(scenario_dir) / "stack" / "state.json")
+    state = read_state(Path(scenario_dir) / "stack")
     svc = state.services.get(SERVICE) if state else None
     hc = svc.healthcheck if svc else None
     if hc is not None and hc.argv:
@@ -295,7 +299,7 @@ def write_steps(run: RunDir, doc: dict) -> None:
 
 
 def read_steps(run_dir: Path) -> dict:
-    return read_json(Path(run_dir) / STEPS_JSON)
+    return read_document(Path(run_dir) / STEPS_JSON)
 
 
 def run_steps(steps: list[Step], rounds: int, engine: str, results_root: Path, command: str,

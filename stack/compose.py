@@ -7,6 +7,7 @@ file, the service, the field and the fix. Pure: no processes, no network.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shlex
@@ -90,6 +91,11 @@ class Compose:
     all_services: dict[str, Service]
     volumes: dict[str, dict]
     profiles: tuple[str, ...] = ()
+    raw: dict = field(default_factory=dict)   # the document as written (x-* aside), not interpolated
+
+    def document(self) -> dict:
+        """A copy of the document as written: what a derived compose file starts from."""
+        return copy.deepcopy(self.raw)
 
     def select(self, names: list[str] | tuple[str, ...] | None = None) -> list[Service]:
         """Services to start, in dependency order. Like ``docker compose up NAMES``: a
@@ -241,7 +247,7 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
     cfg = load_model(path, ComposeFile, lambda r: ComposeError(fname, None, r.where or None, r.problem, r.fix),
                      needs="services", shape_fix="add a top-level 'services:' mapping with at least one service",
                      missing_fix="pass the path of an existing docker-compose.yml")
-    doc = {k: v for k, v in cfg.model_dump(exclude_unset=True).items() if v is not None}
+    raw = {k: v for k, v in cfg.model_dump(exclude_unset=True).items() if v is not None}
 
     def err(p: tuple, msg: str):
         svc = p[1] if len(p) > 1 and p[0] == "services" else None
@@ -249,7 +255,7 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
         raise ComposeError(fname, svc, fld, msg,
                            "quote a literal '$' as '$$' or set the variable / give a default ${VAR:-x}")
 
-    doc = _interpolate_tree(doc, env, (), err)
+    doc = _interpolate_tree(raw, env, (), err)
     project_dir = path.resolve().parent
 
     vols = doc.get("volumes") or {}
@@ -294,7 +300,7 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
 
     services = {n: s for n, s in all_services.items() if not s.profiles or active & set(s.profiles)}
     c = Compose(path=path, project_dir=project_dir, services=services, all_services=all_services,
-                volumes=vols, profiles=tuple(sorted(active)))
+                volumes=vols, profiles=tuple(sorted(active)), raw=raw)
     for s in services.values():  # active services must not need an inactive one
         for d in s.depends_on:
             if d not in services:

@@ -3,8 +3,10 @@
 VictoriaMetrics and Prometheus would refuse a broken file only after they started, in their
 own logs; here a malformed file, a missing field, an unknown key or a duration without its
 unit is one line naming the file, the field and the fix (:class:`ScrapeFile` is the subset
-of the Prometheus config edgebench runs with). ``scrape_settings`` gives the scrape interval
-and timeout to whoever needs them, so no figure copies them by hand.
+of the Prometheus config edgebench runs with). :func:`load_scrape` is the one reader, and its
+model writes back as the file would (``model_dump(by_alias=True, exclude_unset=True)``);
+``scrape_settings`` gives the scrape interval and timeout to whoever needs them, so no
+figure copies them by hand.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, StringConstraints
 
 from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
@@ -48,7 +50,12 @@ def _target(value: str) -> str:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
+def _written(seconds: float) -> str:
+    """Seconds as Prometheus writes a duration (whole units only): 5 -> '5s', 1.5 -> '1500ms'."""
+    return f"{seconds:.0f}s" if float(seconds).is_integer() else f"{round(seconds * 1000)}ms"
+
+
+Duration = Annotated[float, BeforeValidator(_duration), PlainSerializer(_written)]
 Target = Annotated[str, AfterValidator(_target)]
 
 
