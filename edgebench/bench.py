@@ -153,7 +153,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 compose_file or COMPOSE_FILE, state_dir, services=scenario.services,
                 profiles=scenario.profiles, env=env, engine=params.engine, contexts=contexts,
                 ports=ports))
-            state = handle.typed_state()
+            state = handle.state()
             info.update(_stack_facts(state))
             sampler = stack.enter_context(
                 ResourceSampler(state_dir / "state.json", sdir / "resources.csv", readers=_readers(state)))

@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 from edgebench.results import ROOT
-from plumbing.files import read_json, write_json_atomic
+from plumbing.files import write_json_atomic
+from reports.contract import ContractError, read_document, read_manifest
 
 EXAMPLE_DIR = ROOT / "docs" / "example"
 KEEP = ("flamegraph.svg", "top_functions.csv", "top_functions_diff.csv",
@@ -22,9 +23,9 @@ def newest_complete(results_root: Path, label: str) -> Path | None:
     """The newest results/<id>-<label> whose manifest says complete."""
     for d in sorted(Path(results_root).glob(f"*-{label}"), reverse=True):
         try:
-            if read_json(d / "manifest.json").get("status") == "complete":
+            if read_manifest(d).status == "complete":
                 return d
-        except (OSError, ValueError):
+        except ContractError:
             continue
     return None
 
@@ -36,7 +37,7 @@ def _section_doc(label: str, run: Path | None, results_root: Path, example_dir: 
     if run is not None:
         return read(run)
     kept = example_dir / f"{label}.json"
-    return read_json(kept) if kept.exists() else None
+    return read_document(kept) if kept.exists() else None
 
 
 def _comparison_doc(run: Path | None, results_root: Path, example_dir: Path) -> dict | None:
@@ -47,7 +48,7 @@ def _comparison_doc(run: Path | None, results_root: Path, example_dir: Path) -> 
     if run is not None:
         return read_comparison(run)
     kept = example_dir / "comparison.json"
-    return read_json(kept) if kept.exists() else None
+    return read_document(kept) if kept.exists() else None
 
 
 def write_example(run_dir: Path, capacity_run: Path | None = None, results_root: Path = ROOT / "results",
@@ -102,7 +103,7 @@ def write_example(run_dir: Path, capacity_run: Path | None = None, results_root:
     written.append(render_html(summary, example_dir, images, run_dir, extra=extra))
     written.append(render_markdown(summary, summary_dir, images, run_dir=example_dir, extra=extra))
     for doc in sorted(example_dir.glob("*.json")):
-        write_json_atomic(doc, portable_paths(read_json(doc)))
+        write_json_atomic(doc, portable_paths(read_document(doc)))
     return written
 
 

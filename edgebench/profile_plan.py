@@ -40,8 +40,8 @@ class Profilers:
         self._stopped = False
 
     def _service_url(self) -> str | None:
-        from stack.state import load_state
-        state = load_state(self.state_file)
+        from stack.state import read_state
+        state = read_state(self.state_file.parent)
         svc = state.services.get("sensor-service") if state else None
         return svc.url if svc else None
 
@@ -73,12 +73,12 @@ class Profilers:
         from profiling.memory import capture_scrape_allocations
         self._capture_started.set()
         from profiling.memory import capture_scrape_allocations_in_container
-        from stack.state import load_state
+        from stack.state import read_state
         url = self._service_url()
         if not url:
             self._error(f"tracemalloc: no service url in {self.state_file}")
             return
-        state = load_state(self.state_file)
+        state = read_state(self.state_file.parent)
         svc = state.services["sensor-service"] if state else None
         try:
             if state and state.engine == "docker":  # from inside the container, copied out

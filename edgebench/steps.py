@@ -18,16 +18,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from edgebench.gitref import worktree
 from edgebench.params import RunParams
 from edgebench.results import ROOT, Lifecycle, RunDir
 from edgebench.rounds import ROUND_SCENARIO, Side, run_round
 from edgebench.scenarios import ParameterError
-from plumbing.files import read_json, write_atomic, write_json_atomic
-from plumbing.schema import Model, ValidationError, refusal
-from stack.state import load_state
+from plumbing.files import write_atomic, write_json_atomic
+from plumbing.schema import Model, load_model
+from reports.contract import read_document
+from stack.compose import load_compose
+from stack.state import read_state
 
 STEPS_FILE = ROOT / "docs" / "optimization-steps.yml"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -78,7 +80,7 @@ class Step(Model):
 
 
 class StepsFile(Model):
-    steps: list[Step]
+    steps: Annotated[list[Step], Field(min_length=1)]
 
 
 class StepsFileError(ParameterError):
@@ -87,19 +89,9 @@ class StepsFileError(ParameterError):
 
 def load_steps(path: Path = STEPS_FILE) -> list[Step]:
     """The steps in order; one line naming the key and the fix on bad input."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise StepsFileError(f"{path}: cannot read it ({type(e).__name__}): fix the file or pass "
-                             f"--steps-file FILE") from None
-    items = doc.get("steps") if isinstance(doc, dict) else None
-    if not isinstance(items, list) or not items:
-        raise StepsFileError(f"{path}: no 'steps:' list: write steps as a list of "
-                             f"{{name, change, before, after}}")
-    try:
-        steps = StepsFile.model_validate(doc).steps
-    except ValidationError as e:
-        raise StepsFileError(refusal(path, e, StepsFile)) from None
+    steps = load_model(path, StepsFile, lambda r: StepsFileError(r.line(path)), needs="steps",
+                       shape_fix="write steps as a list of {name, change, before, after}",
+                       missing_fix="fix the path or pass --steps-file FILE").steps
     seen = set()
     for step in steps:
         if step.name in seen:
@@ -188,11 +180,13 @@ def compose_with_healthcheck_of(commit: str, out_path: Path, repo: Path = ROOT) 
                            capture_output=True, text=True)
     if shown.returncode != 0:
         raise ParameterError(f"{commit[:12]} has no docker-compose.yml to take the healthcheck from")
-    theirs = yaml.safe_load(shown.stdout) or {}
-    hc = ((theirs.get("services") or {}).get(SERVICE) or {}).get("healthcheck")
+    theirs_path = out_path.with_name(f"docker-compose-{commit[:12]}.yml")
+    write_atomic(theirs_path, shown.stdout)
+    theirs = load_compose(theirs_path).document()
+    hc = (theirs["services"].get(SERVICE) or {}).get("healthcheck")
     if not hc:
         raise ParameterError(f"{commit[:12]}: docker-compose.yml has no {SERVICE} healthcheck")
-    ours = yaml.safe_load(COMPOSE_FILE.read_text())
+    ours = load_compose(COMPOSE_FILE).document()
     base = COMPOSE_FILE.parent
     for svc in ours["services"].values():
         if isinstance(svc.get("build"), dict):
@@ -216,7 +210,7 @@ def side_facts(scenario_dir: Path) -> dict:
                 break
     except OSError:
         pass
-    state = load_state(Path(scenario_dir) / "stack" / "state.json")
+    state = read_state(Path(scenario_dir) / "stack")
     svc = state.services.get(SERVICE) if state else None
     hc = svc.healthcheck if svc else None
     if hc is not None and hc.argv:
@@ -304,7 +298,7 @@ def write_steps(run: RunDir, doc: dict) -> None:
 
 
 def read_steps(run_dir: Path) -> dict:
-    return read_json(Path(run_dir) / STEPS_JSON)
+    return read_document(Path(run_dir) / STEPS_JSON)
 
 
 def run_steps(steps: list[Step], rounds: int, engine: str, results_root: Path, command: str,

@@ -510,13 +510,13 @@ def run_suite(variant: str = "optimized", cases: list[str] | None = None,
             engine="native", timeout=60,
             contexts={"sensor-service": source} if source else None))
         svc = handle.service("sensor-service")
-        limit = svc.get("mem_limit_bytes")
+        limit = svc.mem_limit_bytes
         vm_url = handle.url("victoriametrics")
         for case in chosen:
             progress(f"hostile: {case.name} ({case.window_s:.0f} s)")
             recovered = _wait_healthy(port)
             before = handle.service("sensor-service")
-            mark = PeakMark(before.get("cgroups") or {})
+            mark = PeakMark(before.cgroups)
             mark.reset()
             probe, stop = Probe(port), threading.Event()
             timer = threading.Timer(case.window_s, stop.set)
@@ -532,7 +532,7 @@ def run_suite(variant: str = "optimized", cases: list[str] | None = None,
                 probe.join()
             t1 = time.time()
             after = handle.service("sensor-service")
-            counters = read_cgroups(after.get("cgroups") or {})
+            counters = read_cgroups(after.cgroups)
             peak = mark.read() or (counters.mem_peak_bytes if counters else None)
             mark.close()
             ok_times = [t for ok, t in probe.results if ok]
@@ -541,8 +541,8 @@ def run_suite(variant: str = "optimized", cases: list[str] | None = None,
                 "client_ok": case.expect(got), "healthy_before": recovered,
                 "probe_answered": len(ok_times), "probe_failed": len(probe.results) - len(ok_times),
                 "probe_p99_ms": _ms(p99(ok_times)),
-                "oom_kills": (after.get("oom_kills") or 0) - (before.get("oom_kills") or 0),
-                "restarts": (after.get("restarts") or 0) - (before.get("restarts") or 0),
+                "oom_kills": (after.oom_kills or 0) - (before.oom_kills or 0),
+                "restarts": (after.restarts or 0) - (before.restarts or 0),
                 "peak_mb": round(peak / 2**20, 1) if peak else None,
                 "limit_mb": round(limit / 2**20) if limit else None})
         _wait_healthy(port)

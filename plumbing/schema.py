@@ -8,6 +8,10 @@ edgebench's one line: file, key path, problem, fix; for an unknown key, the keys
 there::
 
     budgets.yml: budgets[2]: unknown key 'min_efect' (known: metric, max, why, over): fix the spelling or remove it
+
+:func:`load_model` is the one way a YAML file becomes its model: read, parse (a syntax
+error names its line and column), check the shape, validate; each step's refusal is one
+:class:`Refusal`, which the caller turns into its own error.
 """
 from __future__ import annotations
 
@@ -16,11 +20,15 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-__all__ = ["Model", "Refusal", "refusal", "refusal_parts", "known_keys", "ValidationError"]
+__all__ = ["Model", "Refusal", "refusal", "refusal_parts", "known_keys", "load_model", "ValidationError"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Model(BaseModel):
@@ -73,6 +81,32 @@ def refusal_parts(err: ValidationError, model: type[BaseModel]) -> Refusal:
     msg = re.sub(r" or instance of \w+", "", e["msg"])
     msg = msg[0].lower() + msg[1:]
     return Refusal(path, f"{_short(e.get('input'))} is not valid: {msg}", "correct the value")
+
+
+def load_model(path: str | os.PathLike, model: type[M], error: Callable[[Refusal], Exception], *,
+               needs: str, shape_fix: str, missing_fix: str = "pass the path of an existing file") -> M:
+    """``path`` (YAML) as ``model``, or ``error(refusal)`` raised: the file cannot be read, is
+    not YAML (with the line and column), is not a mapping with a ``needs`` key (``shape_fix``
+    says what to write), or does not validate. A top-level key left empty
+    (``ab:`` with nothing under it) counts as absent, so it takes its default."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise error(Refusal("", f"cannot read the file ({e.strerror})", missing_fix)) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise error(Refusal("", f"invalid YAML{where}: {what}", "correct the YAML syntax there")) from None
+    if not isinstance(doc, dict) or doc.get(needs) is None:
+        raise error(Refusal("", f"no '{needs}:' section", shape_fix))
+    try:
+        return model.model_validate({k: v for k, v in doc.items() if v is not None})
+    except ValidationError as e:
+        raise error(refusal_parts(e, model)) from None
 
 
 def _split(text: str) -> tuple[str, str]:

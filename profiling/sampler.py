@@ -41,7 +41,7 @@ from typing import Callable, Iterable
 from plumbing.cgroup_counters import PEAK_SINCE_CREATION, PEAK_SINCE_RESET, Counters, PeakMark, read_cgroups, read_text
 from plumbing.files import write_atomic
 from plumbing.process import proc_start_time
-from stack.state import ServiceState, StackState, load_state
+from stack.state import ServiceState, StackState, read_state
 
 COLUMNS = [
     "t", "component", "mem_bytes", "rss_bytes", "cpu_seconds", "throttled_periods",
@@ -124,7 +124,7 @@ def dir_size_bytes(path: str | os.PathLike) -> int:
 
 def service_pid(state_file: str | os.PathLike, service: str) -> int | None:
     """The current pid of ``service`` according to state.json (None if not running)."""
-    state = load_state(state_file)
+    state = read_state(Path(state_file).parent)
     svc = state.services.get(service) if state else None
     if svc is None or svc.pid is None or svc.pid <= 0:
         return None
@@ -275,7 +275,7 @@ class ResourceSampler:
         window); returns the epoch time of the reset, or None where the kernel cannot
         reset it (cgroup v2 before Linux 6.12, or no cgroup): then mem_peak_bytes covers
         the cgroup's whole life, and scenario.json says so with ``peak_reset_at: null``."""
-        state = load_state(self.state_file) or self._state or StackState()
+        state = read_state(self.state_file.parent) or self._state or StackState()
         times, why = [], []
         with self._lock:
             for name, svc in sorted(state.services.items()):
@@ -360,7 +360,7 @@ class ResourceSampler:
         """Take one sample of every service and append the rows; returns them."""
         if self._file is None:
             self._open()
-        state = load_state(self.state_file)
+        state = read_state(self.state_file.parent)
         if state is not None:
             self._state = state
         state = self._state

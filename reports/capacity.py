@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plumbing.files import read_json, write_atomic
+from plumbing.files import write_atomic
+from reports.contract import read_document, read_manifest
 from reports.numbers import NOT_MEASURED, fmt, human
 
 
@@ -169,12 +170,12 @@ def read_capacity(run_dir) -> dict:
     """capacity.json with the run's machine (from its manifest) attached."""
     from reports.capacity_analysis import analyse
     run_dir = Path(run_dir)
-    doc = read_json(run_dir / "capacity.json")
+    doc = read_document(run_dir / "capacity.json")
     # the conclusions follow from the steps: re-derived, so a report always reads them
     # with today's definitions (docs/capacity.md)
     doc["analysis"] = analyse(doc, doc.get("limits_mb") or {})
     if (run_dir / "manifest.json").exists():
-        doc.setdefault("machine", read_json(run_dir / "manifest.json").get("machine"))
+        doc.setdefault("machine", read_manifest(run_dir).machine)
     return doc
 
 

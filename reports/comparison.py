@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plumbing.files import read_json, write_atomic
+from plumbing.files import write_atomic
+from reports.contract import read_document, read_manifest
 from reports.numbers import NOT_MEASURED, fmt, human
 
 NAMES = {"victoriametrics": "VictoriaMetrics", "prometheus": "Prometheus"}
@@ -239,10 +240,10 @@ def read_comparison(run_dir) -> dict:
     """comparison.json, re-analysed with today's definitions, with the run's machine."""
     from reports.collector_stats import analyse
     run_dir = Path(run_dir)
-    doc = read_json(run_dir / "comparison.json")
+    doc = read_document(run_dir / "comparison.json")
     doc["analysis"] = analyse(doc)
     if (run_dir / "manifest.json").exists():
-        doc.setdefault("machine", read_json(run_dir / "manifest.json").get("machine"))
+        doc.setdefault("machine", read_manifest(run_dir).machine)
     return doc
 
 

@@ -1,8 +1,9 @@
-"""The results contract: the one owner of manifest.json, scenario.json and summary.json.
+"""The results contract: the one owner of manifest.json, scenario.json and summary.json,
+and the one reader of a run's own documents (capacity.json, comparison.json, steps.json).
 
 Every writer (edgebench's run directory, the scenario runner, the report) and every
-reader (reports/, the gate) goes through this module, so the three files have one
-typed definition each and one schema version each, checked on load:
+reader (reports/, the gate, the example, the capacity sweeps) goes through this module, so
+the three files have one typed definition each and one schema version each, checked on load:
 
 * a file written by a newer edgebench (version above what this code knows) is refused
   with one line (:class:`ContractError`, exit 2);
@@ -59,6 +60,13 @@ def _load_object(path: Path, what: str) -> dict:
         raise ContractError(f"{path}: the {what} is not a JSON object: the file is corrupt; "
                             f"re-run the measurement")
     return data
+
+
+def read_document(path) -> dict:
+    """A run's own results document (capacity.json, comparison.json, steps.json): the JSON
+    object in ``path``, or ContractError (one line) when it is missing or not one."""
+    path = Path(path)
+    return _load_object(path, path.name)
 
 
 def _split(cls, data: dict) -> tuple[dict, dict]:

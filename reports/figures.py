@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -37,7 +36,6 @@ PEAK_SINCE_CREATION = "since the cgroup was created"
 HIGHER_WORSE = "higher is worse"
 HIGHER_BETTER = "higher is better"
 NEUTRAL = "neither"
-BUDGETS_FILE = Path(__file__).resolve().parent.parent / "budgets.yml"
 PERCENTILE_KEYS = ("p50", "p95", "p99", "max")
 
 
@@ -61,19 +59,6 @@ class Figure:
 
 PERCENTILE_FIGURES = ("latency_ms", "scrape_latency_ms", "latency_from_intended_ms",
                       "scrape_latency_from_intended_ms")
-
-
-def stack_budget_mb(path: Path = BUDGETS_FILE) -> float | None:
-    """The stack memory budget, from budgets.yml (its one home); None when absent."""
-    import yaml
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        for b in data.get("budgets") or []:
-            if b.get("metric") == "stack_mem_peak_mb" and b.get("max") is not None:
-                return float(b["max"])
-    except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):
-        return None
-    return None
 
 
 # --------------------------------------------------------------------------- client side

@@ -16,6 +16,7 @@ import pandas as pd
 from reports import contract
 from reports import figures as FIG
 from reports import stats as S
+from reports.budgets import stack_budget_mb
 from reports.load import Run, Scenario, collector_kind
 from reports.view import SCRAPE_ENDPOINT, ScenarioView
 
@@ -274,7 +275,7 @@ def summarize_scenario(sc: Scenario, run_status: str | None = None) -> dict:
     out.update(FIG.evaluate(v))
     out.update(component_breakdown(v))
     out.update(labels(v))
-    out["budget_mb"] = FIG.stack_budget_mb()
+    out["budget_mb"] = stack_budget_mb()
     out["has_profile"] = sc.top_functions is not None or bool(sc.profile_files)
     out["profile_files"] = [f"{sc.dir_name}/profile/{p.name}" for p in sc.profile_files]
     missing = list(v.missing)
@@ -446,7 +447,7 @@ def build_summary(run: Run, now: float | None = None) -> dict:
         "run_dir": str(run.dir),
         "status": run.status,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now or time.time())),
-        "budget_mb": FIG.stack_budget_mb(),
+        "budget_mb": stack_budget_mb(),
         "manifest": man,
         "scenarios": scenarios,
         "comparisons": comps,

@@ -1,4 +1,5 @@
-"""Python API for the orchestrator: start_stack / stop_stack / read_state / wait_healthy.
+"""Python API for the orchestrator: start_stack / stop_stack / wait_healthy (state.json is
+read by stack.state.read_state).
 
 ``start_stack`` parses and validates the compose file and checks ports and binaries in
 the caller's process (so bad input fails at once with one line), then spawns the same
@@ -7,14 +8,12 @@ answers its health endpoint.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -25,30 +24,18 @@ from . import cgroup_limits, registry
 from .compose import Compose, ComposeError, load_compose  # noqa: F401  (re-exported)
 from .images import StackError, host_ports, plan_service
 from .native import http_ok, pid_alive, proc_start_time, signal_group, tail
-from .state import StackState, parse_state
+from .state import ServiceState, StackState, checked, read_state
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"
 DEFAULT_STATE_DIR = REPO_ROOT / ".edgebench" / "stack"
 
-__all__ = ["start_stack", "stop_stack", "stop_all_stacks", "read_state", "wait_healthy", "StackHandle",
+__all__ = ["start_stack", "stop_stack", "stop_all_stacks", "wait_healthy", "StackHandle",
            "StackError", "ComposeError", "DEFAULT_STATE_DIR", "DEFAULT_COMPOSE", "choose_engine"]
 
 
-def read_state(state_dir: str | os.PathLike = DEFAULT_STATE_DIR) -> dict | None:
-    p = Path(state_dir) / "state.json"
-    for _ in range(3):
-        try:
-            return json.loads(p.read_text())
-        except FileNotFoundError:
-            return None
-        except json.JSONDecodeError:  # never happens with atomic writes; be tolerant anyway
-            time.sleep(0.05)
-    return None
-
-
-def supervisor_alive(state: dict | None) -> bool:
-    return bool(state) and pid_alive(state.get("supervisor_pid"), state.get("supervisor_starttime"))
+def supervisor_alive(state: StackState | None) -> bool:
+    return state is not None and pid_alive(state.supervisor_pid, state.supervisor_starttime)
 
 
 def free_port() -> int:
@@ -89,25 +76,22 @@ class StackHandle:
         self.state_dir = Path(state_dir)
         self._proc = proc
 
-    def state(self) -> dict:
-        return read_state(self.state_dir) or {}
+    def state(self) -> StackState:
+        """state.json as the model; an empty state before its first write."""
+        return read_state(self.state_dir) or StackState()
 
-    def typed_state(self) -> StackState:
-        """The state as the model reads it (stack.state): what the measuring code uses."""
-        return parse_state(self.state(), self.state_dir / "state.json")
-
-    def service(self, name: str) -> dict:
-        return self.state()["services"][name]
+    def service(self, name: str) -> ServiceState:
+        return self.state().services[name]
 
     def url(self, name: str) -> str:
-        return self.service(name)["url"]
+        return self.service(name).url
 
     def pid(self, name: str) -> int | None:
-        return self.service(name).get("pid")
+        return self.service(name).pid
 
     @property
     def stack_id(self) -> str:
-        return self.state().get("stack_id")
+        return self.state().stack_id
 
     def stop(self, timeout: float = 30) -> None:
         stop_stack(self.state_dir, timeout=timeout, proc=self._proc)
@@ -175,10 +159,10 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
 def _claim_state_dir(state_dir: Path) -> None:
     """Refuse a state directory whose stack still runs; clean what a dead one left."""
     old = read_state(state_dir)
-    if supervisor_alive(old) or (old and old.get("engine") == "docker" and old.get("status") == "running"):
-        raise StackError(f"a stack is already running in {state_dir} (supervisor pid {old.get('supervisor_pid')}); "
+    if supervisor_alive(old) or (old and old.engine == "docker" and old.status == "running"):
+        raise StackError(f"a stack is already running in {state_dir} (supervisor pid {old.supervisor_pid}); "
                          f"fix: bin/edgebench down --state-dir {state_dir}")
-    if old and old.get("status") not in ("stopped", "failed", None):
+    if old and old.status not in ("stopped", "failed", None):
         _cleanup_leftovers(old)  # a supervisor that died hard: remove what it left
     state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -253,24 +237,24 @@ def _spawn_supervisor(state_dir: Path) -> subprocess.Popen:
 
 
 def wait_healthy(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float = 30,
-                 proc: subprocess.Popen | None = None) -> dict:
+                 proc: subprocess.Popen | None = None) -> StackState:
     """Wait until the supervisor reports every service healthy, then confirm each health URL
     answers. Raises StackError with the supervisor's one-line reason on failure/timeout."""
     state_dir = Path(state_dir)
     last: dict = {}
 
-    def healthy() -> dict | None:
+    def healthy() -> StackState | None:
         st = last["state"] = read_state(state_dir)
-        if st and st.get("status") == "running":
-            if all(http_ok(s["health_url"], 2) for s in st["services"].values() if s.get("health_url")):
+        if st and st.status == "running":
+            if all(http_ok(s.health_url, 2) for s in st.services.values() if s.health_url):
                 return st
-        if st and st.get("status") == "failed":
-            raise StackError(st.get("error") or "the stack failed to start")
+        if st and st.status == "failed":
+            raise StackError(st.error or "the stack failed to start")
         dead = proc.poll() is not None if proc is not None else (st is not None and not supervisor_alive(st))
         if dead:
             st = read_state(state_dir)
-            if st and st.get("error"):
-                raise StackError(st["error"])
+            if st and st.error:
+                raise StackError(st.error)
             raise StackError(f"the stack supervisor exited during start-up: "
                              f"{tail(state_dir / 'supervisor.log', 2) or 'no output'}; fix: see {state_dir}/supervisor.log")
         return None
@@ -278,48 +262,48 @@ def wait_healthy(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: floa
     try:
         return wait_until(healthy, timeout, "every service to be healthy", interval=0.05)
     except WaitTimeout:
-        bad = [n for n, s in ((last.get("state") or {}).get("services") or {}).items() if s.get("health") != "healthy"]
+        bad = [n for n, s in (last.get("state") or StackState()).services.items() if s.health != "healthy"]
         raise StackError(f"services not healthy after {timeout:g}s: {', '.join(bad) or '?'}; "
                          f"fix: see the logs in {state_dir}/logs") from None
 
 
-def _cleanup_leftovers(state: dict) -> None:
+def _cleanup_leftovers(state: StackState) -> None:
     """What a supervisor killed with SIGKILL leaves: service processes and cgroups."""
-    for s in (state.get("services") or {}).values():
-        if s.get("pid") and pid_alive(s["pid"], s.get("pid_starttime")):
-            signal_group(s["pid"], signal.SIGKILL)
-        if s.get("cgroups"):
-            cgroup_limits.remove_paths(s["cgroups"])
+    for s in state.services.values():
+        if s.pid and pid_alive(s.pid, s.pid_starttime):
+            signal_group(s.pid, signal.SIGKILL)
+        if s.cgroups:
+            cgroup_limits.remove_paths(s.cgroups)
 
 
 def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float = 30,
-               proc: subprocess.Popen | None = None) -> dict | None:
+               proc: subprocess.Popen | None = None) -> StackState | None:
     """Stop the stack recorded in ``state_dir``: SIGTERM to the supervisor, wait for it to
     stop every service and remove its cgroups. Idempotent. Returns the final state."""
     state_dir = Path(state_dir)
     st = read_state(state_dir)
-    if st and st.get("engine") == "docker":
-        wpid = st.get("supervisor_pid")
-        if wpid and pid_alive(wpid, st.get("supervisor_starttime")):  # the watcher first: it writes state.json
+    if st and st.engine == "docker":
+        wpid = st.supervisor_pid
+        if wpid and pid_alive(wpid, st.supervisor_starttime):  # the watcher first: it writes state.json
             try:
                 os.kill(wpid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             try:
-                wait_until(lambda: not pid_alive(wpid, st.get("supervisor_starttime")), 10,
+                wait_until(lambda: not pid_alive(wpid, st.supervisor_starttime), 10,
                            "the docker watcher to exit", interval=0.05)
             except WaitTimeout:
                 pass  # it would not go: the stack is taken down below all the same
         st = read_state(state_dir) or st
-        if st.get("status") == "running":
+        if st.status == "running":
             from . import docker_engine
             docker_engine.down(st)
-            st["status"] = "stopped"
-        st["supervisor_pid"] = None
-        write_json_atomic(state_dir / "state.json", st)
-        registry.unregister(st.get("stack_id"))
+            st = st.model_copy(update={"status": "stopped"})
+        st = st.model_copy(update={"supervisor_pid": None})
+        _write_state(state_dir, st)
+        registry.unregister(st.stack_id)
         return st
-    pid = st.get("supervisor_pid") if st else (proc.pid if proc else None)
+    pid = st.supervisor_pid if st else (proc.pid if proc else None)
     if proc is None and st and not supervisor_alive(st):
         pid = None
     if pid is None and proc is not None and proc.poll() is None:
@@ -344,14 +328,17 @@ def stop_stack(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float 
     st = read_state(state_dir)
     if st:
         _cleanup_leftovers(st)
-        registry.unregister(st.get("stack_id"))
-        if st.get("status") not in ("stopped", "failed") or st.get("supervisor_pid"):
-            st["status"] = "stopped"
-            st["supervisor_pid"] = None
-            for s in st.get("services", {}).values():
-                s.update(pid=None, status="stopped")
-            write_json_atomic(state_dir / "state.json", st)
+        registry.unregister(st.stack_id)
+        if st.status not in ("stopped", "failed") or st.supervisor_pid:
+            st = st.model_copy(update={"status": "stopped", "supervisor_pid": None, "services": {
+                n: s.model_copy(update={"pid": None, "status": "stopped"}) for n, s in st.services.items()}})
+            _write_state(state_dir, st)
     return st
+
+
+def _write_state(state_dir: Path, st: StackState) -> None:
+    """``st`` back to state.json, with the keys its writer wrote and those changed since."""
+    write_json_atomic(state_dir / "state.json", checked(st.model_dump(exclude_unset=True)))
 
 
 def stop_all_stacks(timeout: float = 30, say: Callable[[str], None] = print) -> int:
@@ -365,7 +352,7 @@ def stop_all_stacks(timeout: float = 30, say: Callable[[str], None] = print) -> 
         st = read_state(e["state_dir"])
         stop_stack(e["state_dir"], timeout=timeout)
         registry.unregister(e["stack_id"])
-        names = ", ".join((st or {}).get("services", {})) or "no service"
+        names = ", ".join(st.services if st else ()) or "no service"
         say(f"stopped stack {e['stack_id']} ({names}; state {e['state_dir']})"
             + ("" if alive else " - its supervisor was already gone: cleaned what it left"))
         stopped += 1

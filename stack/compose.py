@@ -7,18 +7,19 @@ file, the service, the field and the fix. Pure: no processes, no network.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
-import yaml
+from pydantic import Field, model_validator
 
 from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
-from plumbing.schema import Model, ValidationError, refusal_parts
+from plumbing.schema import Model, ValidationError, load_model, refusal_parts
 
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
@@ -90,6 +91,11 @@ class Compose:
     all_services: dict[str, Service]
     volumes: dict[str, dict]
     profiles: tuple[str, ...] = ()
+    raw: dict = field(default_factory=dict)   # the document as written (x-* aside), not interpolated
+
+    def document(self) -> dict:
+        """A copy of the document as written: what a derived compose file starts from."""
+        return copy.deepcopy(self.raw)
 
     def select(self, names: list[str] | tuple[str, ...] | None = None) -> list[Service]:
         """Services to start, in dependency order. Like ``docker compose up NAMES``: a
@@ -238,22 +244,10 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
     path = Path(path)
     fname = str(path)
     env = dict(os.environ if env is None else env)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ComposeError(fname, None, None, f"cannot read the file ({e.strerror})",
-                           "pass the path of an existing docker-compose.yml") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        what = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ComposeError(fname, None, None, f"invalid YAML{where}: {what}",
-                           "correct the YAML syntax there") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict) or not doc["services"]:
-        raise ComposeError(fname, None, "services", "no 'services' mapping",
-                           "add a top-level 'services:' mapping with at least one service")
+    cfg = load_model(path, ComposeFile, lambda r: ComposeError(fname, None, r.where or None, r.problem, r.fix),
+                     needs="services", shape_fix="add a top-level 'services:' mapping with at least one service",
+                     missing_fix="pass the path of an existing docker-compose.yml")
+    raw = {k: v for k, v in cfg.model_dump(exclude_unset=True).items() if v is not None}
 
     def err(p: tuple, msg: str):
         svc = p[1] if len(p) > 1 and p[0] == "services" else None
@@ -261,12 +255,7 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
         raise ComposeError(fname, svc, fld, msg,
                            "quote a literal '$' as '$$' or set the variable / give a default ${VAR:-x}")
 
-    try:
-        ComposeFile.model_validate({k: v for k, v in doc.items() if not str(k).startswith("x-")})
-    except ValidationError as e:
-        r = refusal_parts(e, ComposeFile)
-        raise ComposeError(fname, None, r.where or None, r.problem, r.fix) from None
-    doc = _interpolate_tree(doc, env, (), err)
+    doc = _interpolate_tree(raw, env, (), err)
     project_dir = path.resolve().parent
 
     vols = doc.get("volumes") or {}
@@ -291,7 +280,7 @@ def load_compose(path: str | os.PathLike, profiles=(), env: Mapping[str, str] | 
     services = {n: s for n, s in all_services.items() if not s.profiles or active & set(s.profiles)}
     _check_active_dependencies(fname, services, all_services)
     return Compose(path=path, project_dir=project_dir, services=services, all_services=all_services,
-                   volumes=vols, profiles=tuple(sorted(active)))
+                   volumes=vols, profiles=tuple(sorted(active)), raw=raw)
 
 
 def _check_between_services(fname: str, all_services: dict[str, Service]) -> None:
@@ -351,14 +340,21 @@ IGNORED_SERVICE_KEYS = frozenset((
 
 class ComposeFile(Model):
     """The top level of a compose file (``x-*`` extension keys aside): ``include`` or a typo
-    would bring in or hide services, so any other key is refused."""
+    would bring in or hide services, so any other key is refused. The sections stay as
+    written (``Any``): load_compose interpolates and checks them service by service."""
     version: Any = None          # obsolete, ignored as docker compose does
     name: Any = None
-    services: Any = None
+    services: Annotated[dict[str, Any], Field(min_length=1)]
     volumes: Any = None
     networks: Any = None         # networks, configs, secrets: Docker's; no limit among them
     configs: Any = None
     secrets: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_extensions(cls, data: Any) -> Any:
+        """``x-*`` keys hold YAML anchors for people; the engines ignore them."""
+        return {k: v for k, v in data.items() if not str(k).startswith("x-")} if isinstance(data, dict) else data
 
 
 class _Limits(Model):

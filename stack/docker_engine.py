@@ -42,7 +42,7 @@ from plumbing.wait import WaitTimeout, wait_until
 
 from .compose import Compose, _interpolate_tree
 from .images import StackError, adapter_for, service_port
-from .state import ServiceState, StackState, checked
+from .state import ServiceState, StackState, checked, parse_state, read_state
 
 MIN_V1 = (1, 28)  # profiles arrived in docker-compose 1.28
 COMPOSE_NEEDED = "docker-compose >= 1.28 or the docker compose v2 plugin"
@@ -316,8 +316,8 @@ def parse_stats(text: str) -> dict[str, dict]:
     return out
 
 
-def stats(state: dict) -> dict:
-    ids = [s["container_id"] for s in state["services"].values() if s.get("container_id")]
+def stats(state: StackState) -> dict:
+    ids = [s.container_id for s in state.services.values() if s.container_id]
     return parse_stats(_run(stats_cmd(ids), 30)) if ids else {}
 
 
@@ -347,10 +347,9 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
 
     base = compose_base()
     project = project_name(stack_id)
-    raw = yaml.safe_load(compose.path.read_text())
     build = any(compose.all_services[n].build is not None for n in services)
     bargs = {"BASE_IMAGE": b} if build and (b := base_build_arg()) else None
-    doc = resolved_doc(compose, raw, env, ports, contexts, extra_args, bargs)
+    doc = resolved_doc(compose, compose.document(), env, ports, contexts, extra_args, bargs)
     cfile = state_dir / "compose.yml"
     cfile.write_text("# written by edgebench for this stack: " + str(compose.path) + " resolved\n"
                      + yaml.safe_dump(doc, sort_keys=False))
@@ -428,9 +427,9 @@ def refresh(state: dict, oom_events: dict | None = None) -> dict:
     return state
 
 
-def down(state: dict) -> None:
-    _run(down_cmd(state["compose_cmd"], state.get("resolved_compose_file") or state["compose_file"],
-                  state["project"], state.get("profiles", ())), 120)
+def down(state: StackState) -> None:
+    _run(down_cmd(state.compose_cmd, state.resolved_compose_file or state.compose_file,
+                  state.project, state.profiles or ()), 120)
 
 
 # ------------------------------------------------------------------ the watcher
@@ -492,7 +491,7 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
     """Follow ``docker events`` for the stack in ``state_dir``: keep state.json current,
     append events.jsonl, and take the stack down if the owner process is gone."""
     state_file = state_dir / "state.json"
-    state = json.loads(state_file.read_text())
+    state = read_state(state_dir).model_dump(exclude_unset=True)    # the watcher rewrites it as a dict
     # the owner's start time as the starter recorded it: the owner may be gone before this runs
     owner_start = state.get("owner_starttime") if owner_pid == state.get("owner_pid") else None
     if owner_pid and owner_start is None:
@@ -507,10 +506,10 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
     log = open(state_dir / "events.jsonl", "a", buffering=1)
 
     def write():
-        cur = json.loads(state_file.read_text())
-        if cur.get("status") != "running":
+        cur = read_state(state_dir)
+        if cur is None or cur.status != "running":
             return False
-        state.update({k: v for k, v in cur.items() if k not in ("services",)})
+        state.update({k: v for k, v in cur.model_dump(exclude_unset=True).items() if k not in ("services",)})
         write_json_atomic(state_file, checked(refresh(state, ooms), state_file))
         return True
 
@@ -534,7 +533,7 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
     try:
         while not stop["now"]:
             if owner_pid and proc_start_time(owner_pid) != owner_start:
-                down(state)
+                down(parse_state(state, state_file))
                 state.update(status="stopped", supervisor_pid=None,
                              stop_reason=f"owner process {owner_pid} is gone; stack torn down")
                 write_json_atomic(state_file, checked(state, state_file))

@@ -3,23 +3,23 @@
 VictoriaMetrics and Prometheus would refuse a broken file only after they started, in their
 own logs; here a malformed file, a missing field, an unknown key or a duration without its
 unit is one line naming the file, the field and the fix (:class:`ScrapeFile` is the subset
-of the Prometheus config edgebench runs with). ``scrape_settings`` gives the scrape interval
-and timeout to whoever needs them, so no figure copies them by hand.
+of the Prometheus config edgebench runs with). :func:`load_scrape` is the one reader, and its
+model writes back as the file would (``model_dump(by_alias=True, exclude_unset=True)``);
+``scrape_settings`` gives the scrape interval and timeout to whoever needs them, so no
+figure copies them by hand.
 """
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, StringConstraints
 
 from plumbing.durations import parse_duration
 from plumbing.errors import EdgebenchError
-from plumbing.schema import Model, ValidationError, refusal_parts
+from plumbing.schema import Model, load_model
 
 
 class ScrapeConfigError(EdgebenchError):
@@ -50,7 +50,12 @@ def _target(value: str) -> str:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
+def _written(seconds: float) -> str:
+    """Seconds as Prometheus writes a duration (whole units only): 5 -> '5s', 1.5 -> '1500ms'."""
+    return f"{seconds:.0f}s" if float(seconds).is_integer() else f"{round(seconds * 1000)}ms"
+
+
+Duration = Annotated[float, BeforeValidator(_duration), PlainSerializer(_written)]
 Target = Annotated[str, AfterValidator(_target)]
 
 
@@ -79,34 +84,19 @@ class _Job(Model):
 class ScrapeFile(Model):
     """The part of the Prometheus scrape config both collectors run with; other keys are refused."""
     global_: _Global = Field(_Global(), alias="global")
-    scrape_configs: list[_Job]
+    scrape_configs: Annotated[list[_Job], Field(min_length=1)]
+
+
+def load_scrape(path: str | os.PathLike) -> ScrapeFile:
+    """``path`` as the model: the one reader of a scrape config."""
+    return load_model(path, ScrapeFile, lambda r: ScrapeConfigError(path, r.where or None, r.problem, r.fix),
+                      needs="scrape_configs", shape_fix="add 'scrape_configs:' with at least one job",
+                      missing_fix="pass the path of an existing scrape config")
 
 
 def scrape_settings(path: str | os.PathLike) -> ScrapeSettings:
     """Parse and check ``path``; the global interval/timeout and the job names."""
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ScrapeConfigError(path, None, f"cannot read the file ({e.strerror})",
-                                "pass the path of an existing scrape config") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ScrapeConfigError(path, None, f"invalid YAML{where}: {getattr(e, 'problem', None) or e}",
-                                "correct the YAML syntax there") from None
-    if not isinstance(doc, dict):
-        raise ScrapeConfigError(path, None, "not a mapping", "write 'global:' and 'scrape_configs:' sections")
-    if not isinstance(doc.get("scrape_configs"), list) or not doc["scrape_configs"]:
-        raise ScrapeConfigError(path, "scrape_configs", "missing or not a list",
-                                "add 'scrape_configs:' with at least one job")
-    if doc.get("global") is None:
-        doc.pop("global", None)
-    try:
-        cfg = ScrapeFile.model_validate(doc)
-    except ValidationError as e:
-        r = refusal_parts(e, ScrapeFile)
-        raise ScrapeConfigError(path, r.where or None, r.problem, r.fix) from None
+    cfg = load_scrape(path)
     glob = cfg.global_
     interval = glob.scrape_interval if glob.scrape_interval is not None else 60.0
     timeout = glob.scrape_timeout if glob.scrape_timeout is not None else min(10.0, interval)

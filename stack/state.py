@@ -1,9 +1,9 @@
 """state.json, typed: what a running stack's supervisor (native) or watcher (docker) records.
 
 Both engines write it (``stack/supervisor.py``, ``stack/docker_engine.py``, ``stack/api.py``)
-and the samplers, the bench and the reports read it. Writers pass their dict through
-:func:`checked` before writing, and readers get a :class:`StackState`; both refuse a key the
-model does not name, so a writer cannot add a key its readers do not know (docs/internals.md
+and the samplers, the bench and the reports read it, all through :func:`read_state`.
+Writers pass their dict through :func:`checked` before writing, and readers get a
+:class:`StackState`; both refuse a key the model does not name, so a writer cannot add a key its readers do not know (docs/internals.md
 documents every key). Fields a partial state may lack (a stack still starting, a docker
 service before ``docker inspect``) default to None.
 """
@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Literal
 
 from plumbing.errors import EdgebenchError
 from plumbing.schema import Model, ValidationError, refusal
+
+STATE_FILE = "state.json"     # in the stack's state directory
 
 
 class StateError(EdgebenchError):
@@ -119,9 +122,11 @@ def checked(data: dict, where: str | os.PathLike = "state.json") -> dict:
     return data
 
 
-def load_state(path: str | os.PathLike) -> StackState | None:
-    """The state in ``path``; None when it is missing or not JSON yet (it is rewritten
-    atomically, so that means 'not written yet'). A document the model refuses raises."""
+def read_state(state_dir: str | os.PathLike) -> StackState | None:
+    """The state of the stack whose state directory is ``state_dir``: the one reader of
+    state.json. None when the file is missing or not JSON yet (it is rewritten atomically,
+    so that means 'not written yet'). A document the model refuses raises StateError."""
+    path = Path(state_dir) / STATE_FILE
     try:
         with open(path) as f:
             data = json.load(f)

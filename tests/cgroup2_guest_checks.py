@@ -25,7 +25,8 @@ sys.path.insert(0, str(REPO))
 from plumbing.cgroup_counters import PeakMark, detect_version, read_cgroups, read_text  # noqa: E402
 from plumbing.wait import wait_until  # noqa: E402
 from profiling.sampler import ResourceSampler  # noqa: E402
-from stack.api import read_state, start_stack  # noqa: E402
+from stack.api import start_stack  # noqa: E402
+from stack.state import StackState, read_state  # noqa: E402
 
 PY = sys.executable
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -60,14 +61,14 @@ def check_up(work: Path) -> dict:
     """`edgebench up --engine native` (make up), its limits in memory.max / cpu.max, status, down."""
     state_dir = work / "up-state"
     out: dict = {"up": cli("up", "--engine", "native", "--state-dir", state_dir)}
-    st = read_state(state_dir) or {}
-    out["state"] = {k: st.get(k) for k in ("engine", "status", "limits_enforced", "stack_id")}
+    st = read_state(state_dir) or StackState()
+    out["state"] = {k: getattr(st, k) for k in ("engine", "status", "limits_enforced", "stack_id")}
     services = {}
-    for name, s in (st.get("services") or {}).items():
-        d = (s.get("cgroups") or {}).get("unified")
-        c = read_cgroups(s.get("cgroups"))
+    for name, s in st.services.items():
+        d = s.cgroups.get("unified")
+        c = read_cgroups(s.cgroups)
         services[name] = {
-            "cgroups": s.get("cgroups"), "pid": s.get("pid"), "health": s.get("health"),
+            "cgroups": s.cgroups, "pid": s.pid, "health": s.health,
             "files": cg_files(d, ("memory.max", "memory.swap.max", "cpu.max", "cgroup.procs")) if d else None,
             "counters": {"mem_limit_bytes": c.mem_limit_bytes, "cpus": c.cpus, "mem_bytes": c.mem_bytes,
                          "cpu_seconds": c.cpu_seconds, "source": c.source} if c else None,
@@ -103,8 +104,8 @@ def check_oom(work: Path) -> dict:
     with start_stack(compose, work / "oom-state", ports={"sensor-service": 18100}, engine="native",
                      timeout=120) as h:
         s0 = h.service("sensor-service")
-        d = s0["cgroups"]["unified"]
-        out["before"] = {"pid": s0["pid"], "memory.events": cg_files(d, ("memory.events",))["memory.events"]}
+        d = s0.cgroups["unified"]
+        out["before"] = {"pid": s0.pid, "memory.events": cg_files(d, ("memory.events",))["memory.events"]}
         scrapes = 0
         for _ in range(60):  # bounded: each scrape retains 4 MB until the kernel steps in
             try:
@@ -113,12 +114,12 @@ def check_oom(work: Path) -> dict:
             except OSError:
                 break
         out["scrapes_before_failure"] = scrapes
-        s = wait_until(lambda: (lambda x: x if x["restarts"] >= 1 and x["health"] == "healthy" else None)(
+        s = wait_until(lambda: (lambda x: x if x.restarts >= 1 and x.health == "healthy" else None)(
             h.service("sensor-service")), 120, "a restart after the OOM kill")
-        out["after"] = {"pid": s["pid"], "restarts": s["restarts"], "oom_kills": s["oom_kills"],
-                        "cgroups_same": s["cgroups"] == s0["cgroups"],
+        out["after"] = {"pid": s.pid, "restarts": s.restarts, "oom_kills": s.oom_kills,
+                        "cgroups_same": s.cgroups == s0.cgroups,
                         "memory.events": cg_files(d, ("memory.events",))["memory.events"],
-                        "counters_oom_kills": read_cgroups(s["cgroups"]).oom_kills}
+                        "counters_oom_kills": read_cgroups(s.cgroups).oom_kills}
         events_file = work / "oom-state" / "events.jsonl"
         out["events"] = [json.loads(x) for x in events_file.read_text().splitlines()] if events_file.exists() else []
         out["healthz_after_restart"] = get("http://127.0.0.1:18100/healthz", timeout=20).decode()[:200]
@@ -153,7 +154,7 @@ def check_throttle_and_peak(work: Path) -> dict:
                      env={"sensor-service": {"SENSOR_VARIANT": "baseline"}}, ports={"sensor-service": 18200},
                      engine="native", timeout=120) as h:
         s = h.service("sensor-service")
-        cg = s["cgroups"]
+        cg = s.cgroups
         d = cg["unified"]
         out["cpu.max"] = cg_files(d, ("cpu.max",))["cpu.max"]
         sampler = ResourceSampler(work / "thr-state" / "state.json", work / "thr-resources.csv", interval_s=0.5)

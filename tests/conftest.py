@@ -59,12 +59,12 @@ def _healthz(port: int) -> bool:
         conn.close()
 
 
-def restarted_and_healthy(handle, name: str, timeout: float, what: str) -> dict:
+def restarted_and_healthy(handle, name: str, timeout: float, what: str):
     """Wait until service ``name`` of a running stack has restarted at least once and is
     healthy again; returns its state then."""
     def after_restart():
         svc = handle.service(name)
-        return svc if svc["restarts"] >= 1 and svc["health"] == "healthy" else None
+        return svc if (svc.restarts or 0) >= 1 and svc.health == "healthy" else None
     return wait_until(after_restart, timeout, what)
 
 

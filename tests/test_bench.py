@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from loadtests.samples import read_samples, steady
+from stack.state import read_state
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="the native engine's limits need root")]
@@ -33,7 +34,7 @@ def edgebench(*args, timeout=600, **kw):
 def leftover_cgroups(run_dir: Path) -> list[str]:
     ids = set()
     for state in run_dir.glob("*/stack/state.json"):
-        ids.add(json.loads(state.read_text())["stack_id"])
+        ids.add(read_state(state.parent).stack_id)
     return [d for sid in ids for c in ("memory", "cpu", "cpuacct")
             for d in map(str, Path(f"/sys/fs/cgroup/{c}").glob(f"edgebench-{sid}-*"))]
 
@@ -41,8 +42,8 @@ def leftover_cgroups(run_dir: Path) -> list[str]:
 def pids_alive(run_dir: Path) -> list[int]:
     alive = []
     for state in run_dir.glob("*/stack/state.json"):
-        st = json.loads(state.read_text())
-        for pid in [st.get("supervisor_pid")] + [s.get("pid") for s in st["services"].values()]:
+        st = read_state(state.parent)
+        for pid in [st.supervisor_pid] + [s.pid for s in st.services.values()]:
             if pid and Path(f"/proc/{pid}").exists():
                 alive.append(pid)
     return alive

@@ -12,6 +12,7 @@ import pytest
 from edgebench.capacity.params import LOADGEN_MAX_RPS, build_capacity_params
 from edgebench.scenarios import ParameterError
 from reports import capacity_analysis as A
+from stack.state import read_state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -256,12 +257,11 @@ def test_ctrl_c_keeps_every_step_measured_and_leaves_nothing_running(tmp_path):
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     assert (run / "report" / "CAPACITY.md").exists()
     for state in run.glob("load/*/stack/state.json"):   # every stack it started is down
-        s = json.loads(state.read_text())
-        assert s.get("status") in ("stopped", "failed"), (state, s.get("status"))
-        for svc in (s.get("services") or {}).values():
-            cgroups = svc.get("cgroups") or {}
-            for path in (cgroups.values() if isinstance(cgroups, dict) else cgroups):
+        s = read_state(state.parent)
+        assert s.status in ("stopped", "failed"), (state, s.status)
+        for svc in s.services.values():
+            for path in svc.cgroups.values():
                 assert not Path(str(path)).exists(), f"cgroup {path} left behind"
-            pid = svc.get("pid")
+            pid = svc.pid
             if pid:
                 assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()

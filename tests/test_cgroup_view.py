@@ -98,7 +98,7 @@ def test_victoriametrics_sizes_itself_from_its_own_limits(free_ports):
     with tempfile.TemporaryDirectory() as d:
         with start_stack(state_dir=d, services=["victoriametrics"], engine="native",
                          ports={"victoriametrics": port}) as h:
-            assert h.state()["cgroup_view"] == "own"
+            assert h.state().cgroup_view == "own"
             text = urllib.request.urlopen(h.url("victoriametrics") + "/metrics", timeout=5).read().decode()
     gauges = dict(line.split(" ", 1) for line in text.splitlines()
                   if line.startswith(("process_memory_limit_bytes ", "process_cpu_cores_available ", "go_gomaxprocs ")))
@@ -115,7 +115,7 @@ def test_the_host_view_is_kept_on_request(free_ports):
     env = dict(os.environ, EDGEBENCH_CGROUP_VIEW="host")
     code = ("import sys; from stack.api import start_stack\n"
             f"with start_stack(state_dir=sys.argv[1], services=['victoriametrics'], engine='native', "
-            f"ports={{'victoriametrics': {port}}}) as h: print(h.state()['cgroup_view'])")
+            f"ports={{'victoriametrics': {port}}}) as h: print(h.state().cgroup_view)")
     with tempfile.TemporaryDirectory() as d:
         r = subprocess.run([sys.executable, "-c", code, d], env=env, capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stderr

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from reports import collector_stats as cs
+from stack.state import read_state
 
 LIMIT = 150 * 2**20
 
@@ -418,10 +419,10 @@ def test_ctrl_c_during_a_step_tears_it_down_and_keeps_the_run(tmp_path):
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     step = next(run.glob("sweep/*"))
     assert json.loads((step / "scenario.json").read_text())["status"] == "interrupted"
-    state = json.loads((step / "stack" / "state.json").read_text())
-    for svc in state["services"].values():
-        for path in (svc.get("cgroups") or {}).values():
+    state = read_state(step / "stack")
+    for svc in state.services.values():
+        for path in svc.cgroups.values():
             assert not Path(str(path)).exists(), f"cgroup {path} left behind"
-        pid = svc.get("pid")
+        pid = svc.pid
         if pid:
             assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()

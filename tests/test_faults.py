@@ -27,6 +27,7 @@ import yaml
 
 from plumbing.cgroup_counters import detect_version
 from plumbing.process import pid_alive
+from stack.state import StackState, read_state
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = "optimized-vm"
@@ -92,14 +93,11 @@ class Bench:
         run = self.run_dir()
         return run / SCENARIO if run else None
 
-    def state(self) -> dict | None:
+    def state(self) -> StackState | None:
         sdir = self.scenario_dir()
-        try:
-            return json.loads((sdir / "stack" / "state.json").read_text())
-        except (OSError, ValueError, TypeError):
-            return None
+        return read_state(sdir / "stack") if sdir else None
 
-    def wait_state(self, pred, timeout=60) -> dict:
+    def wait_state(self, pred, timeout=60) -> StackState:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             st = self.state()
@@ -137,12 +135,12 @@ def run_processes(marker: str) -> list[tuple[int, str]]:
 
 
 def stack_leftovers(bench: Bench) -> list[str]:
-    st = bench.state() or {}
-    sid = st.get("stack_id")
+    st = bench.state() or StackState()
+    sid = st.stack_id
     left = []
     if sid:
         left += glob.glob(f"/sys/fs/cgroup/*/edgebench-{sid}-*") + glob.glob(f"/sys/fs/cgroup/edgebench-{sid}-*")
-    pids = [st.get("supervisor_pid")] + [s.get("pid") for s in (st.get("services") or {}).values()]
+    pids = [st.supervisor_pid] + [s.pid for s in st.services.values()]
     left += [f"pid {p}" for p in pids if p and pid_alive(p)]
     return left
 
@@ -184,7 +182,7 @@ def test_orchestrator_killed_in_each_phase(tmp_path, sig, phase):
     try:
         b.wait_line(PHASES[phase])
         if phase == "startup":
-            b.wait_state(lambda st: st.get("supervisor_pid"))   # the supervisor runs
+            b.wait_state(lambda st: st.supervisor_pid)   # the supervisor runs
         b.kill(sig)
         rc = b.wait()
     finally:
@@ -202,8 +200,8 @@ def test_orchestrator_killed_in_each_phase(tmp_path, sig, phase):
     else:
         assert rc == -signal.SIGKILL
         # the supervisor noticed its owner was gone and tore the stack down by itself
-        st = b.wait_state(lambda s: s.get("status") in ("stopped", "failed") and not s.get("supervisor_pid"), 30)
-        assert "owner process" in (st.get("stop_reason") or ""), st
+        st = b.wait_state(lambda s: s.status in ("stopped", "failed") and not s.supervisor_pid, 30)
+        assert "owner process" in (st.stop_reason or ""), st
     assert_nothing_left(b, tmp_path)
     assert_measured_is_readable(b)
     r = assert_report_renders_or_refuses(b.run_dir())
@@ -225,8 +223,8 @@ def test_component_killed_mid_run(tmp_path, victim):
     try:
         b.wait_line(PHASES["steady"])
         st = b.state()
-        pid = {"supervisor": lambda: st["supervisor_pid"],
-               "collector": lambda: st["services"]["victoriametrics"]["pid"],
+        pid = {"supervisor": lambda: st.supervisor_pid,
+               "collector": lambda: st.services["victoriametrics"].pid,
                "locust": lambda: _pid_of(b, "locust")}[victim]()
         os.kill(pid, signal.SIGKILL)
         rc = b.wait()

@@ -9,20 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from edgebench.gate.budgets import ABMetric, Budget, BudgetError, GateConfig, load_budgets
 from edgebench.gate.figures import FIGURES, figures_from_summary
 from edgebench.gate.loop import BUDGET, DECIDED, FAILED, MAX_ROUNDS, run_rounds
 from edgebench.gate.outputs import junit, markdown, table
 from edgebench.gate.verdict import Round, evaluate
+from reports.budgets import AB, ABMetric, Budget, BudgetError, GateConfig, load_budgets
 
 ROOT = Path(__file__).resolve().parent.parent
 
 CONFIG = GateConfig(
-    budgets=(Budget("service_mem_peak_mb", 45), Budget("oom_kills", 0), Budget("restarts", 0),
-             Budget("metrics_failure_ratio", 0.0, over="paired"), Budget("mem_slope_kb_per_request", 5.0, over="median")),
-    ab_metrics=(ABMetric("cpu_ms_per_request", 0.10, spread=0.05), ABMetric("scrape_latency_ms", 0.10, spread=0.06),
-                ABMetric("service_mem_steady_mb", 3.0, relative=False, spread=0.2)),
-    alpha=0.05, min_rounds=3, max_rounds=8, time_budget_s=100)
+    budgets=[Budget(metric="service_mem_peak_mb", max=45), Budget(metric="oom_kills", max=0),
+             Budget(metric="restarts", max=0), Budget(metric="metrics_failure_ratio", max=0.0, over="paired"),
+             Budget(metric="mem_slope_kb_per_request", max=5.0, over="median")],
+    ab=AB(metrics=[ABMetric(metric="cpu_ms_per_request", min_effect=0.10, spread=0.05),
+                   ABMetric(metric="scrape_latency_ms", min_effect=0.10, spread=0.06),
+                   ABMetric(metric="service_mem_steady_mb", min_effect=3.0, relative=False, spread=0.2)],
+          alpha=0.05, min_rounds=3, max_rounds=8, time_budget_s=100))
 
 
 def figures(cpu=2.0, lat=5.0, mem=27.0, **over):
@@ -237,14 +239,22 @@ def test_repository_budgets_file_loads():
         "cpu_ms_per_request", "scrape_latency_ms", "service_mem_steady_mb"]
 
 
+def test_every_budget_metric_is_a_figure_the_gate_reads():
+    """budgets.yml's metric names (reports.figures) are the gate's round figures: a budget
+    the file accepts is never 'not measured' for want of a name."""
+    from reports.figures import BUDGET_FIGURES, GATE_FIGURES
+    assert set(BUDGET_FIGURES) | set(GATE_FIGURES) <= set(FIGURES)
+
+
 @pytest.mark.parametrize("text, message", [
-    ("budgets: [", "not valid YAML"),
-    ("nothing: 1", "needs a 'budgets:' list"),
+    ("budgets: [", "invalid YAML at line 1 column 11: expected the node content"),
+    ("nothing: 1", "no 'budgets:' section: write a 'budgets:' list"),
+    ("budgets: {}", "budgets: {} is not valid: input should be a valid list"),
     ("budgets:\n  - metric: nope\n    max: 1", "budgets[0].metric: 'nope' is unknown: use one of "),
     ("budgets:\n  - metric: oom_kills", "budgets[0]: 'max' is missing: add it"),
     ("budgets:\n  - {metric: oom_kills, max: 0, over: mean}", "budgets[0].over: 'mean' is not valid: "
      "input should be 'any', 'paired' or 'median'"),
-    ("budgets: []\nab: {alpha: 0.7}", "ab.alpha=0.7 must be between"),
+    ("budgets: []\nab: {alpha: 0.7}", "ab: alpha=0.7 must be between 0 and 0.5: use e.g. 0.01"),
     ("budgets: []\nab: {min_rounds: 1}", "min_rounds must be at least 2"),
     ("budgets: []\nab: {metrics: [{metric: throughput, min_effect: 0.1}]}",
      "ab.metrics[0].metric: 'throughput' is unknown: use one of cpu_ms_per_request"),
@@ -410,7 +420,7 @@ def test_no_import_cycle_and_no_private_cross_module_import():
     (("--rounds", "1"), "--rounds=1: the statistics need at least 2 rounds"),
     (("--time-budget", "0"), "--time-budget=0: pass a positive number of seconds"),
     (("--inject", "NOEQUALS"), "--inject 'NOEQUALS': expected KEY=VALUE"),
-    (("--budgets", "/nonexistent/budgets.yml"), "budgets file not found"),
+    (("--budgets", "/nonexistent/budgets.yml"), "/nonexistent/budgets.yml: cannot read the file"),
 ])
 @pytest.mark.slow
 def test_bad_gate_parameters_are_one_line_exit_2(tmp_path, args, message):

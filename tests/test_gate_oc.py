@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edgebench.gate.budgets import load_budgets
 from edgebench.gate.simulate import QUIET, simulate
+from reports.budgets import load_budgets
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = load_budgets(ROOT / "budgets.yml")

@@ -18,7 +18,8 @@ import yaml
 
 from plumbing.cgroup_counters import read_cgroups
 from plumbing.wait import wait_until
-from stack.api import StackError, read_state, start_stack
+from stack.api import StackError, start_stack
+from stack.state import read_state
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]
 
@@ -114,49 +115,47 @@ def test_up_limits_health_status_down(docker_lane, repo_root, tmp_path, free_por
     assert out.returncode == 0, out.stderr
     st = read_state(state_dir)
     try:
-        assert st["engine"] == "docker" and st["counters_source"] == "cgroup"
-        svc, vm = st["services"]["sensor-service"], st["services"]["victoriametrics"]
-        cid = svc["container_id"]
+        assert st.engine == "docker" and st.counters_source == "cgroup"
+        svc, vm = st.services["sensor-service"], st.services["victoriametrics"]
+        cid = svc.container_id
         # inside: the container's own view of its cgroup
         inside = docker("exec", cid, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
                         "/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
         assert inside.returncode == 0, inside.stderr
         assert inside.stdout.split() == [str(50 * MiB), "50000", "100000"]
         # outside: the cgroup edgebench located from the container's pid
-        c = read_cgroups(svc["cgroups"])
+        c = read_cgroups(svc.cgroups)
         assert (c.mem_limit_bytes, c.cpus) == (50 * MiB, 0.5)
-        assert svc["pid"] in c.pids and cid in svc["cgroups"]["memory"]
-        cv = read_cgroups(vm["cgroups"])
-        assert (cv.mem_limit_bytes, cv.cpus) == (150 * MiB, 0.5) and vm["pid"] in cv.pids
+        assert svc.pid in c.pids and cid in svc.cgroups["memory"]
+        cv = read_cgroups(vm.cgroups)
+        assert (cv.mem_limit_bytes, cv.cpus) == (150 * MiB, 0.5) and vm.pid in cv.pids
         assert get(f"http://127.0.0.1:{sport}/healthz") and get(f"http://127.0.0.1:{vport}/health")
         # the fallback where no container cgroup is readable: docker stats, same limit
         from stack.docker_engine import docker_stats_reader
-        from stack.state import parse_state
-        typed = parse_state(st)
-        unreadable = typed.services["sensor-service"].model_copy(update={"cgroups": {}})
-        ds = docker_stats_reader("sensor-service", unreadable, typed)
+        unreadable = svc.model_copy(update={"cgroups": {}})
+        ds = docker_stats_reader("sensor-service", unreadable, st)
         assert ds.source == "docker-stats" and ds.mem_limit_bytes == 50 * MiB and 0 < ds.mem_bytes < 50 * MiB
         # Docker's own healthcheck (first run one interval after start) passes with the same test
         wait_until(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", cid).stdout.strip() == "healthy",
                    40, "docker health healthy")
-        assert svc["health"] == "healthy"
+        assert svc.health == "healthy"
         # the watcher is alive and follows the stack
-        assert st["supervisor_pid"] and os.path.exists(f"/proc/{st['supervisor_pid']}")
+        assert st.supervisor_pid and os.path.exists(f"/proc/{st.supervisor_pid}")
         status = stack_cli("status", "--state-dir", state_dir)
         assert status.returncode == 0, status.stderr
         line = next(x for x in status.stdout.splitlines() if x.startswith("sensor-service"))
-        assert "running" in line and "healthy" in line and "50.0M" in line and str(svc["pid"]) in line
+        assert "running" in line and "healthy" in line and "50.0M" in line and str(svc.pid) in line
         assert "M " in line.split("http://")[1]  # a live memory figure, not "-"
         allst = stack_cli("status")
-        assert st["stack_id"] in allst.stdout
+        assert st.stack_id in allst.stdout
     finally:
         out = stack_cli("down", "--state-dir", state_dir)
     assert out.returncode == 0, out.stderr
-    assert project_containers(st["project"]) == []
-    assert docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={st['project']}").stdout == ""
-    wait_until(lambda: not os.path.exists(f"/proc/{st['supervisor_pid']}"), 10, "watcher gone")
-    assert read_state(state_dir)["status"] == "stopped"
-    assert st["stack_id"] not in stack_cli("status").stdout
+    assert project_containers(st.project) == []
+    assert docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={st.project}").stdout == ""
+    wait_until(lambda: not os.path.exists(f"/proc/{st.supervisor_pid}"), 10, "watcher gone")
+    assert read_state(state_dir).status == "stopped"
+    assert st.stack_id not in stack_cli("status").stdout
 
 
 def test_oom_kill_counted_and_restarted(docker_lane, repo_root, tmp_path, free_ports):
@@ -167,26 +166,26 @@ def test_oom_kill_counted_and_restarted(docker_lane, repo_root, tmp_path, free_p
     state_dir = tmp_path / "state"
     with start_stack(compose, state_dir, ports={"sensor-service": port}, engine="docker", timeout=60) as h:
         s0 = h.service("sensor-service")
-        assert read_cgroups(s0["cgroups"]).mem_limit_bytes == 40 * MiB
+        assert read_cgroups(s0.cgroups).mem_limit_bytes == 40 * MiB
         for _ in range(60):  # bounded: each scrape retains 4 MB until the kernel steps in
             try:
                 get(f"http://127.0.0.1:{port}/metrics")
             except OSError:
                 break
-        s = wait_until(lambda: (lambda x: x if x["restarts"] >= 1 and x["oom_kills"] >= 1
-                                and x["status"] == "running" else None)(h.service("sensor-service")),
+        s = wait_until(lambda: (lambda x: x if x.restarts >= 1 and x.oom_kills >= 1
+                                and x.status == "running" else None)(h.service("sensor-service")),
                        60, "OOM kill and restart recorded")
-        assert s["pid"] != s0["pid"] and os.path.exists(f"/proc/{s['pid']}")
-        info = json.loads(docker("inspect", s["container_id"]).stdout)[0]
+        assert s.pid != s0.pid and os.path.exists(f"/proc/{s.pid}")
+        info = json.loads(docker("inspect", s.container_id).stdout)[0]
         assert info["RestartCount"] >= 1
         def kinds():
             return [json.loads(x)["event"] for x in (state_dir / "events.jsonl").read_text().splitlines()]
         wait_until(lambda: "oom" in kinds() and "die" in kinds() and kinds().count("start") >= 2, 30,
                    "the oom, die and second start events in events.jsonl")
         # the restarted process is back in a cgroup with the same limit, and serves
-        assert s["pid"] in read_cgroups(s["cgroups"]).pids
+        assert s.pid in read_cgroups(s.cgroups).pids
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30, "healthz after restart")
-        project = h.state()["project"]
+        project = h.state().project
     assert project_containers(project) == []
 
 
@@ -199,13 +198,13 @@ def test_cpu_quota_throttles(docker_lane, repo_root, tmp_path, free_ports):
     (port,) = free_ports(1)
     with start_stack(compose, tmp_path / "state", ports={"sensor-service": port}, engine="docker") as h:
         s = h.service("sensor-service")
-        before = read_cgroups(s["cgroups"])
+        before = read_cgroups(s.cgroups)
         t0 = time.monotonic()
         loop = "python -c 'import time\nwhile time.process_time() < 0.5: pass'"
-        r = docker("exec", s["container_id"], "sh", "-c", f"{loop} & {loop} & {loop} & {loop}; wait", timeout=120)
+        r = docker("exec", s.container_id, "sh", "-c", f"{loop} & {loop} & {loop} & {loop}; wait", timeout=120)
         wall = time.monotonic() - t0
         assert r.returncode == 0, r.stderr
-        after = read_cgroups(s["cgroups"])
+        after = read_cgroups(s.cgroups)
         assert after.throttled_periods - before.throttled_periods >= 3
         assert after.nr_periods > before.nr_periods
         used = after.cpu_seconds - before.cpu_seconds
@@ -254,13 +253,13 @@ def test_owner_gone_tears_the_stack_down(docker_lane, repo_root, tmp_path, free_
     try:
         assert owner.stdout.readline().strip() == "up"
         st = read_state(state_dir)
-        assert project_containers(st["project"])
+        assert project_containers(st.project)
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
-    wait_until(lambda: read_state(state_dir)["status"] == "stopped", 60, "watcher takes the stack down")
-    assert "owner process" in read_state(state_dir)["stop_reason"]
-    assert project_containers(st["project"]) == []
+    wait_until(lambda: read_state(state_dir).status == "stopped", 60, "watcher takes the stack down")
+    assert "owner process" in read_state(state_dir).stop_reason
+    assert project_containers(st.project) == []
 
 
 def _edgebench(cmd, results, timeout=600):

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from plumbing.cgroup_counters import PEAK_SINCE_RESET, PeakMark, detect_version, read_cgroups
-from stack.api import read_state, start_stack
+from stack.api import start_stack
 from stack.compose import load_compose
+from stack.state import read_state
 from tests.cgroup2_guest_checks import LEAK_COMPOSE, _hammer, cli, get
 from tests.conftest import restarted_and_healthy
 
@@ -43,23 +44,23 @@ def test_make_up_enforces_the_compose_limits_and_each_service_reads_its_own(tmp_
     try:
         assert up["rc"] == 0, up["stderr"]
         st = read_state(state_dir)
-        assert st["engine"] == "native" and st["limits_enforced"] is True and st["cgroup_view"] == "own"
+        assert st.engine == "native" and st.limits_enforced is True and st.cgroup_view == "own"
         compose = load_compose(REPO / "docker-compose.yml")
-        for name, s in st["services"].items():
-            svc, cg = compose.services[name], s["cgroups"]
+        for name, s in st.services.items():
+            svc, cg = compose.services[name], s.cgroups
             assert int(v1_file(cg, "memory", "memory.limit_in_bytes")) == svc.mem_limit
             assert int(v1_file(cg, "cpu", "cpu.cfs_quota_us")) == int(svc.cpus * 100000)
             assert int(v1_file(cg, "cpu", "cpu.cfs_period_us")) == 100000
-            assert str(s["pid"]) in v1_file(cg, "memory", "cgroup.procs").split()
-            assert int(inside(s["pid"], "/sys/fs/cgroup/memory/memory.limit_in_bytes")) == svc.mem_limit
-            assert int(inside(s["pid"], "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")) == int(svc.cpus * 100000)
+            assert str(s.pid) in v1_file(cg, "memory", "cgroup.procs").split()
+            assert int(inside(s.pid, "/sys/fs/cgroup/memory/memory.limit_in_bytes")) == svc.mem_limit
+            assert int(inside(s.pid, "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")) == int(svc.cpus * 100000)
         status = cli("status", "--state-dir", state_dir)
         assert status["rc"] == 0 and "limits_enforced=True" in status["stdout"]
     finally:
         down = cli("down", "--state-dir", state_dir)
     assert down["rc"] == 0, down["stderr"]
     left = [p for c in ("memory", "cpu", "cpuacct")
-            for p in Path(f"/sys/fs/cgroup/{c}").glob(f"edgebench-{st['stack_id']}-*")]
+            for p in Path(f"/sys/fs/cgroup/{c}").glob(f"edgebench-{st.stack_id}-*")]
     assert left == []
 
 
@@ -75,10 +76,10 @@ def test_a_real_oom_kill_is_counted_and_a_restart_follows(tmp_path, free_ports):
             except OSError:
                 break
         s = restarted_and_healthy(h, "sensor-service", 60, "a restart after the OOM kill")
-        oom_control = v1_file(s["cgroups"], "memory", "memory.oom_control")
-        assert s["oom_kills"] >= 1 and s["cgroups"] == s0["cgroups"] and s["pid"] != s0["pid"]
+        oom_control = v1_file(s.cgroups, "memory", "memory.oom_control")
+        assert s.oom_kills >= 1 and s.cgroups == s0.cgroups and s.pid != s0.pid
         assert int(dict(line.split() for line in oom_control.splitlines())["oom_kill"]) >= 1
-        assert read_cgroups(s["cgroups"]).oom_kills >= 1
+        assert read_cgroups(s.cgroups).oom_kills >= 1
         events = [json.loads(x) for x in (tmp_path / "oom" / "events.jsonl").read_text().splitlines()]
         assert any(e["event"] == "oom_kill" for e in events) and any(e["event"] == "restart" for e in events)
 
@@ -88,7 +89,7 @@ def test_a_throttled_baseline_shows_in_cpu_stat_and_the_peak_is_read_and_reset(t
     with start_stack(REPO / "docker-compose.yml", tmp_path / "thr", services=["sensor-service"],
                      env={"sensor-service": {"SENSOR_VARIANT": "baseline"}}, ports={"sensor-service": port},
                      engine="native", timeout=60) as h:
-        cg = h.service("sensor-service")["cgroups"]
+        cg = h.service("sensor-service").cgroups
         c0 = read_cgroups(cg)
         mark = PeakMark(cg)
         assert mark.reset() is not None and mark.not_reset_because is None

@@ -548,12 +548,15 @@ def test_scrape_timeout_is_read_from_the_scrape_config(tmp_path):
 def test_stack_budget_comes_from_budgets_yml(rendered, tmp_path):
     import yaml
 
-    from reports.figures import stack_budget_mb
+    from reports.budgets import BudgetError, stack_budget_mb
     budgets = yaml.safe_load((ROOT / "budgets.yml").read_text())["budgets"]
     want = next(b["max"] for b in budgets if b["metric"] == "stack_mem_peak_mb")
     assert rendered[3]["budget_mb"] == want == stack_budget_mb()
     (tmp_path / "b.yml").write_text("budgets:\n  - metric: stack_mem_peak_mb\n    max: 123\n")
     assert stack_budget_mb(tmp_path / "b.yml") == 123.0
+    (tmp_path / "b.yml").write_text("budgets:\n  - metric: stack_mem_peak_mb\n    maks: 123\n")
+    with pytest.raises(BudgetError, match=r"budgets\[0\]: unknown key 'maks'"):   # a typo fails the report
+        stack_budget_mb(tmp_path / "b.yml")
 
 
 # ---------------------------------------------------------------- presentation

@@ -4,7 +4,7 @@ from typing import Literal
 import pytest
 from pydantic import Field
 
-from plumbing.schema import Model, ValidationError, refusal
+from plumbing.schema import Model, ValidationError, load_model, refusal
 
 
 class Inner(Model):
@@ -42,3 +42,36 @@ def line(data) -> str:
 ])
 def test_refusal_names_the_key_path_and_the_known_keys(data, expected):
     assert line(data).startswith(expected)
+
+
+class Doc(Model):
+    items: list[Inner]
+    extra: Inner = Inner()
+
+
+class Refused(Exception):
+    pass
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("items:\n  - {rate: 1}\n  - {rate: 2\n", "f.yml: invalid YAML at line 4 column 1: expected ',' or '}'"),
+    ("- 1\n", "f.yml: no 'items:' section: write items"),
+    ("extra: {}\n", "f.yml: no 'items:' section: write items"),
+    ("items: [{rat: 2}]\n", "f.yml: items[0]: unknown key 'rat' (known: rate, mode): fix the spelling"),
+])
+def test_load_model_refuses_with_one_line(tmp_path, text, expected):
+    p = tmp_path / "f.yml"
+    p.write_text(text)
+    with pytest.raises(Refused) as e:
+        load_model(p, Doc, lambda r: Refused(r.line("f.yml")), needs="items", shape_fix="write items")
+    assert str(e.value).startswith(expected) and "\n" not in str(e.value)
+
+
+def test_load_model_reads_the_model_and_an_empty_section_is_its_default(tmp_path):
+    p = tmp_path / "f.yml"
+    p.write_text("items: [{rate: 2.5, mode: b}]\nextra:\n")
+    doc = load_model(p, Doc, Refused, needs="items", shape_fix="")
+    assert doc == Doc(items=[Inner(rate=2.5, mode="b")])
+    with pytest.raises(Refused) as e:
+        load_model(tmp_path / "nope.yml", Doc, lambda r: Refused(r.line("nope.yml")), needs="items", shape_fix="")
+    assert str(e.value).startswith("nope.yml: cannot read the file (No such file or directory)")

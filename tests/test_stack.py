@@ -20,9 +20,10 @@ import pytest
 
 from plumbing.wait import wait_until
 from stack import cgroup_limits
-from stack.api import StackError, read_state, start_stack, stop_stack
+from stack.api import StackError, start_stack, stop_stack
 from stack.compose import load_compose
 from stack.native import pid_alive
+from stack.state import read_state
 from tests.conftest import restarted_and_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0 or cgroup_limits.detect_version() is None,
@@ -51,12 +52,12 @@ def assert_clean(state_dir, stack_id, pids):
     wait_until(lambda: not any(pid_alive(p) for p in pids), 10, f"pids {pids} to be gone")
     assert cgroup_dirs(stack_id) == []
     st = read_state(state_dir)
-    assert st["status"] == "stopped" and st["supervisor_pid"] is None
-    assert all(s["pid"] is None for s in st["services"].values())
+    assert st.status == "stopped" and st.supervisor_pid is None
+    assert all(s.pid is None for s in st.services.values())
 
 
 def stack_pids(st):
-    return [st["supervisor_pid"]] + [s["pid"] for s in st["services"].values()]
+    return [st.supervisor_pid] + [s.pid for s in st.services.values()]
 
 
 def cli(*args, timeout=60, **kw):
@@ -71,8 +72,8 @@ def read_cg(path, name):
 
 def assert_limits(svc_state, svc):
     """The cgroup files hold exactly what the compose service declares (docker's settings)."""
-    cg = svc_state["cgroups"]
-    pid = str(svc_state["pid"])
+    cg = svc_state.cgroups
+    pid = str(svc_state.pid)
     if "unified" in cg:
         assert read_cg(cg["unified"], "memory.max") == str(svc.mem_limit)
         swap = svc.memswap_limit - svc.mem_limit if svc.memswap_limit is not None else svc.mem_limit
@@ -115,24 +116,24 @@ def test_native_stack_from_compose_limits_and_scrape(repo_root, tmp_path, free_p
                      engine="native", timeout=30) as h:
         up_s = time.monotonic() - t0
         st = h.state()
-        assert st["engine"] == "native" and st["status"] == "running" and st["limits_enforced"] is True
-        assert list(st["services"]) == ["sensor-service", "victoriametrics", "prometheus"]
+        assert st.engine == "native" and st.status == "running" and st.limits_enforced is True
+        assert list(st.services) == ["sensor-service", "victoriametrics", "prometheus"]
         assert up_s < 20
-        for name, s in st["services"].items():
-            assert s["health"] == "healthy"
+        for name, s in st.services.items():
+            assert s.health == "healthy"
             assert_limits(s, compose.services[name])
-            assert all(f"edgebench-{st['stack_id']}-{name}" == os.path.basename(p) for p in s["cgroups"].values())
-        assert st["services"]["sensor-service"]["url"] == f"http://127.0.0.1:{p_svc}"
+            assert all(f"edgebench-{st.stack_id}-{name}" == os.path.basename(p) for p in s.cgroups.values())
+        assert st.services["sensor-service"].url == f"http://127.0.0.1:{p_svc}"
         assert b"# TYPE sensor_scrape_duration_seconds histogram" in get(f"http://127.0.0.1:{p_svc}/metrics")
         # the mounted scrape config points at the service's loopback port
-        assert st["services"]["victoriametrics"]["volumes"]["/storage"] == str(state_dir / "volumes" / "vmdata")
+        assert st.services["victoriametrics"].volumes["/storage"] == str(state_dir / "volumes" / "vmdata")
         wait_until(lambda: query_up(f"http://127.0.0.1:{p_vm}") == "1", 30, "VictoriaMetrics up{job=sensor} == 1")
         wait_until(lambda: query_up(f"http://127.0.0.1:{p_prom}") == "1", 30, "Prometheus up{job=sensor} == 1")
         out = cli("status", "--state-dir", state_dir)
         assert out.returncode == 0, out.stderr
         assert "victoriametrics" in out.stdout and "150.0M" in out.stdout
         pids = stack_pids(st)
-    assert_clean(state_dir, st["stack_id"], pids)
+    assert_clean(state_dir, st.stack_id, pids)
 
 
 def test_oom_kill_is_counted_and_restarted(repo_root, tmp_path, free_ports):
@@ -157,7 +158,7 @@ def test_oom_kill_is_counted_and_restarted(repo_root, tmp_path, free_ports):
     state_dir = tmp_path / "state"
     with start_stack(compose_file, state_dir, ports={"sensor-service": port}, engine="native", timeout=20) as h:
         st = h.state()
-        s0 = st["services"]["sensor-service"]
+        s0 = st.services["sensor-service"]
         assert_limits(s0, load_compose(compose_file).services["sensor-service"])
         for _ in range(60):  # bounded: each scrape retains 4 MB until the kernel steps in
             try:
@@ -165,19 +166,19 @@ def test_oom_kill_is_counted_and_restarted(repo_root, tmp_path, free_ports):
             except OSError:
                 break
         s = restarted_and_healthy(h, "sensor-service", 20, "restart after the OOM kill")
-        assert s["oom_kills"] >= 1
-        assert s["pid"] != s0["pid"] and pid_alive(s["pid"])
-        assert s["cgroups"] == s0["cgroups"]  # same cgroup across restarts
-        oom_control = open(os.path.join(s["cgroups"].get("memory") or s["cgroups"]["unified"],
-                                        "memory.oom_control" if "memory" in s["cgroups"] else "memory.events")).read()
+        assert s.oom_kills >= 1
+        assert s.pid != s0.pid and pid_alive(s.pid)
+        assert s.cgroups == s0.cgroups  # same cgroup across restarts
+        oom_control = open(os.path.join(s.cgroups.get("memory") or s.cgroups["unified"],
+                                        "memory.oom_control" if "memory" in s.cgroups else "memory.events")).read()
         assert int(oom_control.split("oom_kill ")[1].split()[0]) >= 1  # the kernel's own count
         kinds = [e["event"] for e in events(state_dir)]
         assert "oom_kill" in kinds and "restart" in kinds
         ev = next(e for e in events(state_dir) if e["event"] == "exit")
-        assert ev["pid"] == s0["pid"] and ev["detail"] == {"signal": "SIGKILL"}
+        assert ev["pid"] == s0.pid and ev["detail"] == {"signal": "SIGKILL"}
         get(f"http://127.0.0.1:{port}/healthz")
         pids = stack_pids(h.state())
-    assert_clean(state_dir, st["stack_id"], pids)
+    assert_clean(state_dir, st.stack_id, pids)
 
 
 def test_cli_up_kill_child_restart_then_down(repo_root, tmp_path, free_ports):
@@ -188,23 +189,23 @@ def test_cli_up_kill_child_restart_then_down(repo_root, tmp_path, free_ports):
               "--env", "sensor-service:SENSOR_VARIANT=baseline", "--engine", "native")
     assert out.returncode == 0, out.stderr
     st = read_state(state_dir)
-    assert list(st["services"]) == ["sensor-service"]
-    first = st["services"]["sensor-service"]["pid"]
+    assert list(st.services) == ["sensor-service"]
+    first = st.services["sensor-service"].pid
     assert open(f"/proc/{first}/environ").read().split("\0").count("SENSOR_VARIANT=baseline") == 1
     # a second `up` on the same state dir is refused
     again = cli("up", "--state-dir", state_dir, "--services", "sensor-service", "--port", f"sensor-service={port}")
     assert again.returncode == 1 and "already running" in again.stderr
     assert f"fix: bin/edgebench down --state-dir {state_dir}" in again.stderr
     os.kill(first, signal.SIGKILL)  # a child dies: restart: always brings it back
-    s = wait_until(lambda: (lambda x: x if x["restarts"] == 1 and x["health"] == "healthy" else None)(
-        read_state(state_dir)["services"]["sensor-service"]), 15, "restart after SIGKILL")
-    assert s["pid"] != first and s["oom_kills"] == 0
+    s = wait_until(lambda: (lambda x: x if x.restarts == 1 and x.health == "healthy" else None)(
+        read_state(state_dir).services["sensor-service"]), 15, "restart after SIGKILL")
+    assert s.pid != first and s.oom_kills == 0
     kinds = [e["event"] for e in events(state_dir)]
     assert kinds[:2] == ["start", "healthy"] and "exit" in kinds and "restart" in kinds
     st = read_state(state_dir)
     out = cli("down", "--state-dir", state_dir)
     assert out.returncode == 0, out.stderr
-    assert_clean(state_dir, st["stack_id"], stack_pids(st) + [first])
+    assert_clean(state_dir, st.stack_id, stack_pids(st) + [first])
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -215,13 +216,13 @@ def test_interrupted_supervisor_cleans_up(repo_root, tmp_path, free_ports, sig):
                     ports={"sensor-service": port}, engine="native", timeout=20)
     try:
         st = h.state()
-        assert cgroup_dirs(st["stack_id"])
-        os.kill(st["supervisor_pid"], sig)
-        wait_until(lambda: read_state(state_dir)["status"] == "stopped", 15, "supervisor to stop")
-        assert_clean(state_dir, st["stack_id"], stack_pids(st))
+        assert cgroup_dirs(st.stack_id)
+        os.kill(st.supervisor_pid, sig)
+        wait_until(lambda: read_state(state_dir).status == "stopped", 15, "supervisor to stop")
+        assert_clean(state_dir, st.stack_id, stack_pids(st))
     finally:
         h.stop()  # idempotent
-    assert_clean(state_dir, st["stack_id"], stack_pids(st))
+    assert_clean(state_dir, st.stack_id, stack_pids(st))
 
 
 def test_down_after_supervisor_sigkill(repo_root, tmp_path, free_ports):
@@ -230,9 +231,9 @@ def test_down_after_supervisor_sigkill(repo_root, tmp_path, free_ports):
     h = start_stack(repo_root / "docker-compose.yml", state_dir, services=["sensor-service"],
                     ports={"sensor-service": port}, engine="native", timeout=20)
     st = h.state()
-    os.kill(st["supervisor_pid"], signal.SIGKILL)
+    os.kill(st.supervisor_pid, signal.SIGKILL)
     h.stop()  # the supervisor cannot clean up: stop_stack does it from the state file
-    assert_clean(state_dir, st["stack_id"], stack_pids(st))
+    assert_clean(state_dir, st.stack_id, stack_pids(st))
 
 
 def test_busy_port_is_refused_before_anything_starts(repo_root, tmp_path, free_ports):
@@ -273,16 +274,16 @@ def test_health_timeout_is_a_clear_error_and_tears_down(tmp_path):
     assert time.monotonic() - t0 < 10
     assert "service 'app' not healthy at http://127.0.0.1:" in str(ei.value) and "after 1.5s" in str(ei.value)
     st = read_state(state_dir)
-    assert st["status"] == "failed" and st["supervisor_pid"] is None
+    assert st.status == "failed" and st.supervisor_pid is None
     pid = next(e["pid"] for e in events(state_dir) if e["event"] == "start")
-    assert not pid_alive(pid) and cgroup_dirs(st["stack_id"]) == []
+    assert not pid_alive(pid) and cgroup_dirs(st.stack_id) == []
 
 
 def test_service_exiting_at_start_is_a_clear_error(tmp_path):
     compose_file = _compose_with(tmp_path, ["python", "-c", "import sys; print('boom'); sys.exit(3)"])
     with pytest.raises(StackError, match=r"service 'app' exited \(exit_code 3\) before it became healthy.*boom"):
         start_stack(compose_file, tmp_path / "state", engine="native", timeout=10)
-    assert cgroup_dirs(read_state(tmp_path / "state")["stack_id"]) == []
+    assert cgroup_dirs(read_state(tmp_path / "state").stack_id) == []
 
 
 def test_unconfined_without_cgroup_permission(repo_root, free_ports):
@@ -317,14 +318,14 @@ def test_unconfined_without_cgroup_permission(repo_root, free_ports):
         assert up.returncode == 0, up.stderr
         assert "warning:" in up.stderr and "NOT enforced" in up.stderr
         st = read_state(state_dir)
-        assert st["limits_enforced"] is False
-        assert st["services"]["sensor-service"]["cgroups"] == {}
-        assert cgroup_dirs(st["stack_id"]) == []
+        assert st.limits_enforced is False
+        assert st.services["sensor-service"].cgroups == {}
+        assert cgroup_dirs(st.stack_id) == []
         get(f"http://127.0.0.1:{port}/healthz")
         down = subprocess.run(nobody + [py, "-m", "edgebench", "down", "--state-dir", state_dir],
                               cwd=repo_root, env=env, capture_output=True, text=True, timeout=60)
         assert down.returncode == 0, down.stderr
-        assert_clean(state_dir, st["stack_id"], stack_pids(st))
+        assert_clean(state_dir, st.stack_id, stack_pids(st))
     finally:
         stop_stack(state_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -372,22 +373,22 @@ def test_healthcheck_runs_inside_the_service_cgroup(repo_root, tmp_path, free_po
     with start_stack(cf, tmp_path / "state", services=["sensor-service"], ports={"sensor-service": port},
                      engine="native", timeout=20) as h:
         st = h.state()
-        assert st["services"]["sensor-service"]["health"] == "healthy"
-        hc = wait_until(lambda: (lambda c: c if c["runs"] >= 3 else None)(
-            read_state(h.state_dir)["services"]["sensor-service"]["healthcheck"]), 20, "three checks")
-        assert hc["last"]["ok"] and hc["last"]["exit_code"] == 0 and hc["failures_in_a_row"] == 0
-        assert hc["argv"][-1].endswith(f"127.0.0.1:{port}/healthz")   # container port -> host port
-        assert 0 < hc["cpu_ms_mean"] < 2000
+        assert st.services["sensor-service"].health == "healthy"
+        hc = wait_until(lambda: (lambda c: c if c.runs >= 3 else None)(
+            read_state(h.state_dir).services["sensor-service"].healthcheck), 20, "three checks")
+        assert hc.last.ok and hc.last.exit_code == 0 and hc.failures_in_a_row == 0
+        assert hc.argv[-1].endswith(f"127.0.0.1:{port}/healthz")   # container port -> host port
+        assert 0 < hc.cpu_ms_mean < 2000
         # as in a container: the check reads the service's own limit at /sys/fs/cgroup, and its
         # cgroup namespace is rooted at the service's cgroup ("/"), not at the host's root
         seen = marker.read_text().splitlines()
         assert int(seen[0]) == 50 * 2**20
         assert all(line.rsplit(":", 1)[1] == "/" for line in seen[1:] if line)
-        cg = st["services"]["sensor-service"]["cgroups"]
-        assert all(os.path.basename(p) == f"edgebench-{st['stack_id']}-sensor-service" for p in cg.values())
-        assert (private_registry / "stacks" / f"{st['stack_id']}.json").exists()
-    assert not (private_registry / "stacks" / f"{st['stack_id']}.json").exists()
-    assert_clean(tmp_path / "state", st["stack_id"], stack_pids(st))
+        cg = st.services["sensor-service"].cgroups
+        assert all(os.path.basename(p) == f"edgebench-{st.stack_id}-sensor-service" for p in cg.values())
+        assert (private_registry / "stacks" / f"{st.stack_id}.json").exists()
+    assert not (private_registry / "stacks" / f"{st.stack_id}.json").exists()
+    assert_clean(tmp_path / "state", st.stack_id, stack_pids(st))
 
 
 def test_failing_healthcheck_holds_start_up_then_fails_in_one_line(repo_root, tmp_path, free_ports,
@@ -400,9 +401,9 @@ def test_failing_healthcheck_holds_start_up_then_fails_in_one_line(repo_root, tm
                     engine="native", timeout=4)
     assert "sensor-service" in str(e.value) and "\n" not in str(e.value)
     st = read_state(tmp_path / "state")
-    assert st["services"]["sensor-service"]["healthcheck"]["runs"] >= 2   # it kept trying
-    assert st["status"] == "failed" and st["supervisor_pid"] is None
-    assert cgroup_dirs(st["stack_id"]) == []
+    assert st.services["sensor-service"].healthcheck.runs >= 2   # it kept trying
+    assert st.status == "failed" and st.supervisor_pid is None
+    assert cgroup_dirs(st.stack_id) == []
 
 
 OWNER = textwrap.dedent("""
@@ -410,7 +411,7 @@ OWNER = textwrap.dedent("""
     from stack.api import start_stack
     h = start_stack(sys.argv[1], sys.argv[2], services=["sensor-service"],
                     ports={"sensor-service": int(sys.argv[3])}, engine="native", timeout=20)
-    print(h.state()["stack_id"], flush=True)
+    print(h.state().stack_id, flush=True)
     sys.stdin.readline()
 """)
 
@@ -423,13 +424,13 @@ def test_stack_dies_with_its_owner_however_it_died(repo_root, tmp_path, free_por
     try:
         stack_id = owner.stdout.readline().strip()
         st = read_state(state_dir)
-        assert st["stack_id"] == stack_id and st["owner_pid"] == owner.pid
+        assert st.stack_id == stack_id and st.owner_pid == owner.pid
         assert cgroup_dirs(stack_id)
         owner.kill()  # SIGKILL: no handler, no finally
         owner.wait()
-        wait_until(lambda: read_state(state_dir)["status"] == "stopped", 15, "the supervisor to tear down")
+        wait_until(lambda: read_state(state_dir).status == "stopped", 15, "the supervisor to tear down")
         st2 = read_state(state_dir)
-        assert "owner process" in st2["stop_reason"]
+        assert "owner process" in st2.stop_reason
         assert_clean(state_dir, stack_id, stack_pids(st))
         assert not list((private_registry / "stacks").glob("*.json"))
     finally:
@@ -447,20 +448,20 @@ def test_down_all_finds_every_stack_and_cleans_a_stale_one(repo_root, tmp_path, 
     sa, sb = a.state(), b.state()
     try:
         out = cli("status")
-        assert out.returncode == 0 and sa["stack_id"] in out.stdout and sb["stack_id"] in out.stdout
-        os.kill(sb["supervisor_pid"], signal.SIGKILL)   # b is now stale
-        wait_until(lambda: not pid_alive(sb["supervisor_pid"]), 10, "supervisor b to die")
+        assert out.returncode == 0 and sa.stack_id in out.stdout and sb.stack_id in out.stdout
+        os.kill(sb.supervisor_pid, signal.SIGKILL)   # b is now stale
+        wait_until(lambda: not pid_alive(sb.supervisor_pid), 10, "supervisor b to die")
         out = cli("status")
-        assert "STALE" in out.stdout and sb["stack_id"] in out.stdout
+        assert "STALE" in out.stdout and sb.stack_id in out.stdout
         out = cli("down")
         assert out.returncode == 0, out.stderr
-        assert f"stopped stack {sa['stack_id']}" in out.stdout
-        assert f"stopped stack {sb['stack_id']}" in out.stdout and "already gone" in out.stdout
-        assert_clean(tmp_path / "a", sa["stack_id"], stack_pids(sa))
+        assert f"stopped stack {sa.stack_id}" in out.stdout
+        assert f"stopped stack {sb.stack_id}" in out.stdout and "already gone" in out.stdout
+        assert_clean(tmp_path / "a", sa.stack_id, stack_pids(sa))
         wait_until(lambda: not any(pid_alive(p) for p in stack_pids(sb)), 10, "b's processes")
-        assert cgroup_dirs(sb["stack_id"]) == []
+        assert cgroup_dirs(sb.stack_id) == []
         again = cli("down").stdout   # other checkouts' stacks may run: they are left alone
-        assert "stopped stack" not in again and sa["stack_id"] not in again
+        assert "stopped stack" not in again and sa.stack_id not in again
     finally:
         a.stop()
         b.stop()

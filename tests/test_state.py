@@ -11,7 +11,7 @@ from plumbing.files import write_json_atomic
 from profiling.sampler import service_pid
 from stack.compose import load_compose
 from stack.images import plan_service
-from stack.state import StackState, StateError, checked, load_state, parse_state
+from stack.state import StackState, StateError, checked, parse_state, read_state
 from stack.supervisor import Supervisor
 
 
@@ -37,7 +37,7 @@ def test_the_native_supervisors_state_is_typed(repo_root, tmp_path):
         sup.write_state()
     finally:
         sup.events.close()
-    state = load_state(tmp_path / "state.json")
+    state = read_state(tmp_path)
     assert isinstance(state, StackState)
     assert (state.engine, state.stack_id, state.status) == ("native", "0123abcd", "running")
     svc = state.services["sensor-service"]
@@ -84,7 +84,7 @@ def test_drift_is_refused_in_one_line(tmp_path, doc, words):
     p = tmp_path / "state.json"
     p.write_text(json.dumps(doc))
     with pytest.raises(StateError) as e:
-        load_state(p)
+        read_state(tmp_path)
     assert words in str(e.value) and str(e.value).startswith(str(p)) and "\n" not in str(e.value)
     with pytest.raises(StateError):
         checked(doc)
@@ -93,6 +93,6 @@ def test_drift_is_refused_in_one_line(tmp_path, doc, words):
 
 
 def test_missing_or_half_written_state_is_none(tmp_path):
-    assert load_state(tmp_path / "nope.json") is None
+    assert read_state(tmp_path / "nope") is None
     (tmp_path / "state.json").write_text('{"engine": "nat')
-    assert load_state(tmp_path / "state.json") is None
+    assert read_state(tmp_path) is None

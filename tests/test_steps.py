@@ -58,7 +58,8 @@ def test_shipped_steps_file_loads_typed():
 
 
 @pytest.mark.parametrize("doc, what", [
-    ("steps: []", "no 'steps:' list"),
+    ("steps: []", "steps: [] is not valid: list should have at least 1 item"),
+    ("name: a", "no 'steps:' section: write steps as a list of {name, change, before, after}"),
     ("steps: [{name: a, change: c, before: x}]", "steps[0]: 'after' is missing: add it"),
     ("steps: [{name: a, change: c, before: x, after: ' '}]", "steps[0].after: ' ' is not valid: string should have at least 1 character"),
     ("steps: [{name: a, change: c, before: 1234567, after: y}]",
@@ -68,7 +69,7 @@ def test_shipped_steps_file_loads_typed():
      "steps[0].healthcheck: 'mine' is not valid: input should be 'commit'"),
     ("steps: [{name: a, change: c, before: x, after: y, colour: red}]",
      "steps[0]: unknown key 'colour' (known: name, change, before, after, healthcheck, note): fix the spelling"),
-    ("steps: [", "cannot read it"),
+    ("steps: [", "invalid YAML at line 1 column 9: expected the node content"),
 ])
 def test_bad_steps_file_is_one_line(tmp_path, doc, what):
     p = tmp_path / "steps.yml"

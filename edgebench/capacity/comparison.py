@@ -27,6 +27,7 @@ from edgebench.scenarios import SCENARIOS, ParameterError
 from plumbing.checks import number
 from plumbing.files import write_atomic, write_json_atomic
 from reports import collector_stats as cs
+from stack.compose import load_compose
 
 VERSION = 1
 COLLECTORS = ("victoriametrics", "prometheus")
@@ -118,7 +119,7 @@ def build_comparison_params(shapes=None, configs=None, series=None, repeats=None
 def tuned_compose(out: Path, compose_path: Path = DEPLOYMENT_COMPOSE) -> Path:
     """docker-compose.yml with both collectors tuned, written to ``out`` (relative paths
     made absolute, so it runs from any folder)."""
-    raw = yaml.safe_load(Path(compose_path).read_text())
+    raw = load_compose(compose_path).document()
     base = Path(compose_path).resolve().parent
     for name, spec in raw["services"].items():
         if name in COLLECTORS:

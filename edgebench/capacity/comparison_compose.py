@@ -138,10 +138,11 @@ def tune(collector: str, spec: dict) -> dict:
 def scrape_config(variant: str, sizes: list[int], scrape_path: Path = DEPLOYMENT_SCRAPE) -> dict:
     """One job per target at ``synthetic-target:8000`` (the deployment's interval and
     timeout), each scrape marked ``?c=<variant>``."""
-    doc = yaml.safe_load(Path(scrape_path).read_text()) or {}
+    from stack.scrape_config import load_scrape
+    glob = load_scrape(scrape_path).global_.model_dump(exclude_unset=True)
     jobs = [{"job_name": f"synthetic-{i}", "metrics_path": f"/metrics/{i}", "params": {"c": [variant]},
              "static_configs": [{"targets": [f"{TARGET}:{TARGET_PORT}"]}]} for i in range(len(sizes))]
-    return {"global": dict(doc.get("global") or {}), "scrape_configs": jobs}
+    return {"global": glob, "scrape_configs": jobs}
 
 
 def _other_host_port(port: str, index: int) -> str:

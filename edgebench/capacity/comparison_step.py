@@ -223,7 +223,7 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
             handle = stack.enter_context(start_stack(
                 compose, state_dir, services=[TARGET, *variants], engine=engine,
                 ports={name: free_port() for name in [TARGET, *variants]}, timeout=60 + n_series / 100_000))
-            state = handle.typed_state()
+            state = handle.state()
             info.update(engine=state.engine, limits_enforced=state.limits_enforced, cgroup_view=state.cgroup_view)
             stack.enter_context(ResourceSampler(state_dir / "state.json", step_dir / "resources.csv"))
             started = time.time()
@@ -269,7 +269,7 @@ def _settle_all(vs: list[Variant], handle, rules: _Rules, progress: Progress) ->
         sample_memory = now >= next_mem
         if sample_memory:
             next_mem = now + MEMORY_EVERY_S
-        services = handle.typed_state().services   # one read of state.json per look
+        services = handle.state().services   # one read of state.json per look
         for v in vs:
             if v.status is None:
                 _look(v, services[v.name], stats, now, sample_memory, urls[v.name], rules)
@@ -338,7 +338,7 @@ def _final_counts(vs: list[Variant], handle) -> dict:
     read last (one cgroup for the service's life, restarts included)."""
     from plumbing.cgroup_counters import read_cgroups
     samples = {}
-    services = handle.typed_state().services
+    services = handle.state().services
     for v in vs:
         name, labels = INGESTION_COUNTERS[v.collector]
         samples[v.name] = parse_counter(_metrics(handle.url(v.name)) or "", name, labels)

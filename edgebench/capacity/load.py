@@ -48,7 +48,7 @@ def measure_load_step(step_dir: Path, variant: str, scrape_rate: float, sensor_r
     A failed step is a record with its error; Ctrl-C propagates after the teardown."""
     from edgebench.bench import measure_scenario
     from edgebench.capacity.step_figures import service_figures, step_summary
-    from plumbing.files import read_json
+    from reports.contract import read_scenario
 
     step_dir = Path(step_dir)
     params = step_params(scrape_rate, sensor_rate, variant, engine, duration_s, warmup_s,
@@ -68,7 +68,7 @@ def measure_load_step(step_dir: Path, variant: str, scrape_rate: float, sensor_r
         if (step_dir / "scenario.json").exists():
             try:
                 record.update(service_figures(step_summary(step_dir)))
-                meta = read_json(step_dir / "scenario.json")
+                meta, _ = read_scenario(step_dir)
                 record["loadgen_bottleneck"] = bool(meta.get("loadgen_bottleneck"))
             except Exception as e:  # noqa: BLE001 - figures of a broken step: say so
                 record["error"] = record["error"] or f"figures: {type(e).__name__}: {e}"

@@ -17,7 +17,7 @@ from edgebench.bench import measure_scenario
 from edgebench.capacity.step_figures import SCRAPE_ENDPOINT, service_figures, step_summary
 from edgebench.params import RunParams
 from edgebench.scenarios import SCENARIOS, ParameterError
-from stack.state import load_state
+from stack.state import read_state
 
 SCENARIO_OF_VARIANT = {"optimized": "optimized-vm", "baseline": "baseline-vm"}
 
@@ -71,7 +71,7 @@ def series_record(step_dir: Path, n_series: int, variant: str, error: str | None
 def supervisor_oom_kills(step_dir: Path) -> int | None:
     """OOM kills the stack's supervisor counted (state.json, every service): the one count
     left when the service died before any resource sample was taken."""
-    state = load_state(step_dir / "stack" / "state.json")
+    state = read_state(step_dir / "stack")
     if state is None:
         return None
     kills = [s.oom_kills for s in state.services.values() if s.oom_kills is not None]

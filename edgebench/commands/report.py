@@ -27,10 +27,10 @@ def _is_labelled_run(run_dir: Path, document: str, label: str) -> bool:
     """A `make capacity` / `make collectors` run: its own document and a run id with that
     label (the committed example carries capacity.json and comparison.json too, beside a
     profile run's manifest, and is still refused as a run without raw samples)."""
-    from plumbing.files import read_json
+    from reports.contract import ContractError, read_manifest
     try:
-        run_id = read_json(run_dir / "manifest.json").get("run_id") or ""
-    except (OSError, ValueError):
+        run_id = read_manifest(run_dir).run_id or ""
+    except ContractError:
         run_id = run_dir.name
     return (run_dir / document).exists() and run_id.endswith(f"-{label}")
 

@@ -2,9 +2,9 @@
 (A), budgets checked per round on B, an A/B judged over rounds, a verdict with an exit
 code (0 pass, 1 regression, 2 error, 3 could not measure). docs/gate.md explains it.
 
-Modules: params (typed parameters), budgets (budgets.yml), figures (a round's figures
+Modules: params (typed parameters), figures (a round's figures
 from the report), stats (the closed sequential design over rounds), verdict (budgets +
 A/B), loop (rounds and looks), plan (the command), outputs, baseline (stored runs),
 faults (knobs), explain (py-spy on a CPU regression), calibrate (error rates measured),
-simulate (error rates simulated).
+simulate (error rates simulated). budgets.yml is read by reports.budgets.
 """

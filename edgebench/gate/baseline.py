@@ -7,7 +7,7 @@ from pathlib import Path
 from edgebench.bench import COMPOSE_FILE
 from edgebench.fingerprint import comparable_key, machine_fingerprint
 from edgebench.scenarios import ParameterError
-from plumbing.files import read_json
+from reports.contract import read_manifest, read_scenario
 
 
 def check_stored_baseline(path: Path, allow_other_machine: bool = False) -> list[Path]:
@@ -24,10 +24,10 @@ def check_stored_baseline(path: Path, allow_other_machine: bool = False) -> list
     if not dirs:
         raise ParameterError(f"BASELINE={path}: has no measured rounds (B.r*/scenario.json): "
                              f"pass a complete gate run")
-    theirs = comparable_key(read_json(path / "manifest.json").get("machine", {}))
+    theirs = comparable_key(read_manifest(path).machine)
     ours = comparable_key(machine_fingerprint())
     differ = [f"{k}: {theirs.get(k)!r} vs {ours.get(k)!r}" for k in ours if theirs.get(k) != ours.get(k)]
-    limits = read_json(dirs[0] / "scenario.json").get("limits", {})
+    limits = read_scenario(dirs[0])[0].limits
     compose = load_compose(COMPOSE_FILE)
     for name, lim in limits.items():
         svc = compose.all_services.get(name)

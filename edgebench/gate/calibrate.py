@@ -25,7 +25,6 @@ from pathlib import Path
 
 from scipy import stats as sps
 
-from edgebench.gate.budgets import load_budgets
 from edgebench.gate.faults import LEAK_KNOB, cpu_regression_knob
 from edgebench.gate.figures import measure_figures
 from edgebench.gate.params import GateParams
@@ -35,6 +34,7 @@ from edgebench.results import Lifecycle, RunDir
 from edgebench.rounds import Side, round_params, run_round
 from edgebench.scenarios import ParameterError
 from plumbing.files import write_atomic, write_json_atomic
+from reports.budgets import load_budgets
 
 DEFAULT_CONDITIONS = ("unchanged", "cpu+10%", "cpu+20%", "leak4k", "leak16k", "leak64k", "sensor1ms",
                       "revert:cached-exposition", "revert:lean-server")

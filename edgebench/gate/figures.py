@@ -31,11 +31,13 @@ def figures_from_summary(summary: dict) -> dict[str, float | None]:
         "service_mem_steady_mb": get("service_mem_steady_mb"),
         # budgets
         "service_mem_peak_mb": get("service_mem_peak_mb"),
+        "service_mem_peak_kernel_mb": get("service_mem_peak_kernel_mb"),
         "stack_mem_peak_mb": get("stack_mem_peak_mb"),
         # the whole scenario, warm-up included: an OOM kill in the warm-up is one too
         "oom_kills": get("oom_kills_total"),
         "restarts": get("restarts_total"),
         "metrics_failure_ratio": finite_or_none(_failure_ratio(summary, SCRAPE_ENDPOINT)),
+        "sensor_failure_ratio": get("sensor_failure_ratio"),
         "scrape_p95_ms": get("scrape_latency_ms", "p95"),
         "cpu_ms_per_scrape": get("cpu_ms_per_scrape"),
         "mem_slope_kb_per_request": get("mem_slope_kb_per_request"),

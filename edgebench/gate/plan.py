@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgebench.gate.baseline import check_stored_baseline
-from edgebench.gate.budgets import GateConfig, load_budgets
 from edgebench.gate.figures import measure_figures
 from edgebench.gate.loop import LoopOutcome, run_rounds
 from edgebench.gate.outputs import table, write_outputs
@@ -18,6 +17,7 @@ from edgebench.gitref import resolve_ref, worktree
 from edgebench.params import RunParams
 from edgebench.results import ROOT, Lifecycle, RunDir, git_info
 from edgebench.rounds import Side, round_params, run_round
+from reports.budgets import GateConfig, load_budgets
 
 
 @dataclass
@@ -62,7 +62,7 @@ def plan_gate(params: GateParams) -> GatePlan:
         max_rounds = min_rounds        # nothing to decide by adding rounds
     budget_s = params.time_budget_s or config.time_budget_s
     # the design's looks are the loop's: --rounds / --max-rounds move both
-    config = replace(config, min_rounds=min_rounds, max_rounds=max_rounds)
+    config = config.with_rounds(min_rounds, max_rounds)
     return GatePlan(params, config, commit, how, stored_dirs, budget_s, rparams)
 
 
@@ -74,7 +74,7 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
     run = RunDir.create(params.results_root, params.label, command,
                         {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(params).items()},
                          "against_commit": plan.commit, "against_how": plan.how,
-                         "config": asdict(config), "round_load": plan.rparams.to_dict()})
+                         "config": config.model_dump(), "round_load": plan.rparams.to_dict()})
     say = (lambda *a: None) if quiet else print
     say(f"edgebench gate: B = {'working tree' if params.b_source is None else params.b_source}"
         f"{' + ' + str(params.inject) if params.inject else ''}; "

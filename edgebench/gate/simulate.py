@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
-from edgebench.gate.budgets import GateConfig
 from edgebench.gate.loop import run_rounds
 from edgebench.gate.verdict import Round, evaluate
+from reports.budgets import GateConfig
 
 # One round's SD of log(B/A) (CPU, latency) and of B - A in MB (memory) on the quiet
 # machine, as docs/gate.md records them (the calibration's A/A rounds of 3 s + 20 s).
@@ -119,7 +119,7 @@ def oc_table(config: GateConfig, gates: int, seed: int = 1, round_s: float = ROU
 if __name__ == "__main__":      # python -m edgebench.gate.simulate [GATES] [budgets.yml] [ROUND_S]
     import sys
 
-    from edgebench.gate.budgets import load_budgets
+    from reports.budgets import load_budgets
     print(oc_table(load_budgets(sys.argv[2] if len(sys.argv) > 2 else "budgets.yml"),
                    int(sys.argv[1]) if len(sys.argv) > 1 else 4000,
                    round_s=float(sys.argv[3]) if len(sys.argv) > 3 else ROUND_S))

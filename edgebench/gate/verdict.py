@@ -11,8 +11,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 
 from edgebench.gate import stats
-from edgebench.gate.budgets import Budget, GateConfig
 from edgebench.gate.stats import INCONCLUSIVE, PASS, REGRESSION
+from reports.budgets import Budget, GateConfig
 
 ERROR = "error"
 NOISIER = 1.3        # rounds' SD over the calibrated spread by this factor: said in the detail
