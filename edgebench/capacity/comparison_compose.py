@@ -61,8 +61,8 @@ def deployed_collector(collector: str, compose_path: Path = DEPLOYMENT_COMPOSE) 
     sensor-service image (built from this checkout) with no limits, outside them."""
     check_collector(collector)
     compose_path = Path(compose_path)
-    raw = yaml.safe_load(compose_path.read_text())
     deployed = load_compose(compose_path, profiles=("prometheus",))
+    raw = deployed.document()
     svc = deployed.all_services.get(collector)
     source = deployed.all_services.get(IMAGE_SOURCE)
     if svc is None or source is None:
