@@ -21,9 +21,6 @@ READERS = {
 PARSERS = {("json", "load"), ("json", "loads"), ("yaml", "safe_load"), ("yaml", "load"), ("yaml", "full_load"),
            (None, "read_json")}
 # the old collector sweep, retired with its two modules: they go, and this entry with them
-RETIRING = {"edgebench/capacity/collector_compose.py", "edgebench/capacity/collectors.py"}
-
-
 def _parser(call: ast.Call) -> tuple | None:
     f = call.func
     if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and (f.value.id, f.attr) in PARSERS:
@@ -39,8 +36,6 @@ def parses() -> list[tuple[str, int, tuple, str]]:
     found = []
     for p in (f for pkg in PACKAGES for f in sorted((ROOT / pkg).rglob("*.py"))):
         rel = str(p.relative_to(ROOT))
-        if rel in RETIRING:
-            continue
         text = p.read_text()
         if not any(word in text for word in ("json.", "yaml.", "read_json")):
             continue
