@@ -30,18 +30,22 @@ def edgebench(*args, timeout=600, **kw):
                           text=True, timeout=timeout, **kw)
 
 
+def stack_states(run_dir: Path) -> list[dict]:
+    """The state.json of every stack the run started; a run that started none fails the test."""
+    states = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/stack/state.json"))]
+    assert states, f"no stack state under {run_dir}"
+    return states
+
+
 def leftover_cgroups(run_dir: Path) -> list[str]:
-    ids = set()
-    for state in run_dir.glob("*/stack/state.json"):
-        ids.add(json.loads(state.read_text())["stack_id"])
+    ids = {st["stack_id"] for st in stack_states(run_dir)}
     return [d for sid in ids for c in ("memory", "cpu", "cpuacct")
             for d in map(str, Path(f"/sys/fs/cgroup/{c}").glob(f"edgebench-{sid}-*"))]
 
 
 def pids_alive(run_dir: Path) -> list[int]:
     alive = []
-    for state in run_dir.glob("*/stack/state.json"):
-        st = json.loads(state.read_text())
+    for st in stack_states(run_dir):
         for pid in [st.get("supervisor_pid")] + [s.get("pid") for s in st["services"].values()]:
             if pid and Path(f"/proc/{pid}").exists():
                 alive.append(pid)

@@ -266,7 +266,9 @@ def test_ctrl_c_keeps_every_step_measured_and_leaves_nothing_running(tmp_path):
     assert doc["load"]["steps"][0]["status"] == "ok"
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     assert (run / "report" / "CAPACITY.md").exists()
-    for state in run.glob("load/*/stack/state.json"):   # every stack it started is down
+    states = sorted(run.glob("load/*/stack/state.json"))
+    assert len(states) >= len(doc["load"]["steps"]), states   # one stack per step started
+    for state in states:   # every stack it started is down
         s = json.loads(state.read_text())
         assert s.get("status") in ("stopped", "failed"), (state, s.get("status"))
         for svc in (s.get("services") or {}).values():
