@@ -205,6 +205,7 @@ def _capacity_run(root: Path, run_id: str, status: str = "complete") -> Path:
     return d
 
 
+@pytest.mark.slow  # writes the whole example, every graph drawn
 def test_the_example_carries_the_newest_complete_steps_and_capacity_runs_and_keeps_them_without_one(tmp_path):
     sys.path.insert(0, str(ROOT / "tests"))
     from fixtures_results import build_run
