@@ -774,7 +774,8 @@ def test_glance_cells_are_summary_figures(summarised):
     assert md.index("## At a glance") < md.index("## Findings")
     rows = {label: cells for section, label, cells in _table_cells(md) if section == "At a glance"}
     a, b = summary["scenarios"]["baseline-vm"], summary["scenarios"]["optimized-vm"]
-    keys = {"CPU per request": "cpu_ms_per_request", "CPU per scrape": "cpu_ms_per_scrape",
+    assert "CPU per scrape" not in rows   # the load mixes /sensor in: no per-scrape quotient on the first screen
+    keys = {"CPU per request": "cpu_ms_per_request",
             "Service peak memory": "service_mem_peak_mb", "Stack peak, service + collector": "stack_mem_peak_mb"}
     for label, key in keys.items():
         for cell, s in zip(rows[label][:2], (a, b)):
@@ -789,6 +790,20 @@ def test_glance_cells_are_summary_figures(summarised):
     counts = b["request_counts_by_endpoint"]["/metrics"]
     assert rows["Failed or omitted scrapes"][1] == f"{counts['intended'] - counts['ok']:,d} of {counts['intended']:,d}"
     assert "Sections: [Findings](#findings)" in md
+
+
+def test_glance_shows_cpu_per_scrape_only_under_a_scrape_only_load():
+    from reports.glance import glance_table
+
+    def summary(sensor_due: int) -> dict:
+        counts = {"/metrics": {"intended": 80, "ok": 80}, "/sensor": {"intended": sensor_due, "ok": sensor_due}}
+        scen = {"collector": "victoriametrics", "request_counts_by_endpoint": counts}
+        return {"scenarios": {"base": {**scen, "cpu_ms_per_scrape": 2.0}, "opt": {**scen, "cpu_ms_per_scrape": 1.0}},
+                "comparisons": {"v": {"kind": "variant", "a": "base", "b": "opt",
+                                      "metrics": {"cpu_ms_per_scrape": {"a": 2.0, "b": 1.0, "change_pct": -50.0}}}}}
+    rows = {r[0]: r for r in glance_table(summary(0))[2]}
+    assert rows["CPU per scrape"][1:] == ["2.00 ms", "1.00 ms", "-50.0 %"]
+    assert "CPU per scrape" not in {r[0] for r in glance_table(summary(40))[2]}
 
 
 # ---------------------------------------------------------------- units a person reads
