@@ -1,7 +1,8 @@
 """The report's first screen: the five answers a robot engineer came for, before any detail.
 
-Baseline against optimized (with VictoriaMetrics when the run has it): CPU per request and per
-scrape, peak memory against the limit, /metrics p99 from the intended start, failed scrapes,
+Baseline against optimized (with VictoriaMetrics when the run has it): CPU per request, CPU
+per scrape where the load was scrapes alone (under a mixed load the service's CPU over its
+scrapes is not what one scrape costs), peak memory against the limit, /metrics p99 from the intended start, failed scrapes,
 and the stack against its budget; then one sentence per collector and links to the sections
 below. Every number is one the summary already holds: this module only chooses and words."""
 from __future__ import annotations
@@ -72,7 +73,7 @@ def glance_table(summary: dict) -> tuple | None:
         ["CPU per request", human_ms(a.get("cpu_ms_per_request")), human_ms(b.get("cpu_ms_per_request")),
          change(m.get("cpu_ms_per_request"))],
         ["CPU per scrape", human_ms(a.get("cpu_ms_per_scrape")), human_ms(b.get("cpu_ms_per_scrape")),
-         change(m.get("cpu_ms_per_scrape"))],
+         change(m.get("cpu_ms_per_scrape"))] if scrape_only(a) and scrape_only(b) else None,
         ["Service peak memory", _with_share(a.get("service_mem_peak_mb"), limit),
          _with_share(b.get("service_mem_peak_mb"), limit), change(m.get("service_mem_peak_mb"))],
         ["/metrics p99 from the intended start", human_ms(_p99(a)), human_ms(_p99(b)),
@@ -81,7 +82,14 @@ def glance_table(summary: dict) -> tuple | None:
         ["Stack peak, service + collector", _with_share(a.get("stack_mem_peak_mb"), budget),
          _with_share(b.get("stack_mem_peak_mb"), budget), change(m.get("stack_mem_peak_mb"))],
     ]
-    return ("table", ["", f"Baseline ({cmp['a']})", f"Optimized ({cmp['b']})", "Change"], rows)
+    return ("table", ["", f"Baseline ({cmp['a']})", f"Optimized ({cmp['b']})", "Change"], [r for r in rows if r])
+
+
+def scrape_only(s: dict) -> bool:
+    """Whether a scenario's load was /metrics alone: nothing else was due in its window."""
+    counts = s.get("request_counts_by_endpoint") or {}
+    return bool(counts.get("/metrics")) and not any((c or {}).get("intended") for e, c in counts.items()
+                                                     if e != "/metrics")
 
 
 def _p99(s: dict) -> float | None:

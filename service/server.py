@@ -38,7 +38,7 @@ def pin_mmap_threshold(nbytes=128 * 1024) -> bool:
 
     glibc raises the threshold after each large free; later 64 KB-1 MB buffers
     (blob chunks, waitress output buffers) then stay in per-thread arenas and
-    RSS climbs ~25 MB under blob traffic (measured, docs/service.md).
+    RSS climbs under blob traffic (docs/service.md).
     musl (Alpine) ignores the call; its malloc already unmaps large blocks.
     """
     try:

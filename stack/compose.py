@@ -417,7 +417,7 @@ def _refuse_unenforced(fail, spec: dict) -> None:
     for key in UNENFORCED_LIMITS:
         if key in spec:
             fail(key, "is a limit edgebench does not enforce (only mem_limit, memswap_limit and cpus are)",
-                 f"remove '{key}' or enforce it in stack/cgroups.py and the Docker engine first")
+                 f"remove '{key}' or enforce it in stack/cgroup_limits.py and the Docker engine first")
     if "env_file" in spec:
         fail("env_file", "is not read by edgebench's native engine",
              "move its variables into 'environment:'")

@@ -31,18 +31,22 @@ def edgebench(*args, timeout=600, **kw):
                           text=True, timeout=timeout, **kw)
 
 
+def stack_states(run_dir: Path) -> list:
+    """The state.json of every stack the run started; a run that started none fails the test."""
+    states = [read_state(p.parent) for p in sorted(run_dir.glob("*/stack/state.json"))]
+    assert states, f"no stack state under {run_dir}"
+    return states
+
+
 def leftover_cgroups(run_dir: Path) -> list[str]:
-    ids = set()
-    for state in run_dir.glob("*/stack/state.json"):
-        ids.add(read_state(state.parent).stack_id)
+    ids = {st.stack_id for st in stack_states(run_dir)}
     return [d for sid in ids for c in ("memory", "cpu", "cpuacct")
             for d in map(str, Path(f"/sys/fs/cgroup/{c}").glob(f"edgebench-{sid}-*"))]
 
 
 def pids_alive(run_dir: Path) -> list[int]:
     alive = []
-    for state in run_dir.glob("*/stack/state.json"):
-        st = read_state(state.parent)
+    for st in stack_states(run_dir):
         for pid in [st.supervisor_pid] + [s.pid for s in st.services.values()]:
             if pid and Path(f"/proc/{pid}").exists():
                 alive.append(pid)

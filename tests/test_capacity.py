@@ -195,6 +195,7 @@ def _capacity_run(root: Path, run_id: str, status: str = "complete") -> Path:
     return d
 
 
+@pytest.mark.slow  # writes the whole example, every graph drawn
 def test_the_example_carries_the_newest_complete_steps_and_capacity_runs_and_keeps_them_without_one(tmp_path):
     sys.path.insert(0, str(ROOT / "tests"))
     from fixtures_results import build_run
@@ -256,7 +257,9 @@ def test_ctrl_c_keeps_every_step_measured_and_leaves_nothing_running(tmp_path):
     assert doc["load"]["steps"][0]["status"] == "ok"
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     assert (run / "report" / "CAPACITY.md").exists()
-    for state in run.glob("load/*/stack/state.json"):   # every stack it started is down
+    states = sorted(run.glob("load/*/stack/state.json"))
+    assert len(states) >= len(doc["load"]["steps"]), states   # one stack per step started
+    for state in states:   # every stack it started is down
         s = read_state(state.parent)
         assert s.status in ("stopped", "failed"), (state, s.status)
         for svc in s.services.values():

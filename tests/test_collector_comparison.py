@@ -290,6 +290,7 @@ def test_report_says_the_ratio_with_its_interval_and_capacities_as_k_of_n(tmp_pa
     assert blocks[0] == ("h", 2, "Collector comparison")
 
 
+@pytest.mark.slow  # writes the whole example, every graph drawn
 def test_the_example_carries_the_newest_complete_comparison(tmp_path):
     import sys
     from pathlib import Path

@@ -156,23 +156,39 @@ def assert_nothing_left(bench: Bench, tmp: Path) -> None:
     assert run_processes(str(bench.results)) == []
 
 
-def assert_report_renders_or_refuses(run: Path) -> subprocess.CompletedProcess:
+def assert_report(run: Path, renders: bool, refusal: str = "nothing was measured") -> None:
+    """`edgebench report --run` renders what was measured (exit 0, summary.json written), or
+    refuses in one line naming why (exit 2): by default, that nothing was measured."""
     r = edgebench("report", "--run", run)
-    assert r.returncode in (0, 2), r.stderr
-    assert "Traceback" not in r.stderr
-    if r.returncode == 2:
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    return r
+    assert "Traceback" not in r.stderr, r.stderr
+    if renders:
+        assert r.returncode == 0, r.stderr
+        assert (run / "summary.json").exists() and (run / "report" / "report.html").exists()
+    else:
+        assert r.returncode == 2, r.stdout + r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and refusal in lines[0], r.stderr
 
 
-def assert_measured_is_readable(bench: Bench) -> None:
-    sdir = bench.scenario_dir()
-    csv = sdir / "resources.csv" if sdir else None
-    if csv and csv.exists() and csv.stat().st_size:
+def sample_rows(csv: Path) -> int:
+    """Data rows in a resources.csv; 0 when it was never written or holds no row."""
+    if not csv.exists() or not csv.stat().st_size:
+        return 0
+    return len(pd.read_csv(csv))
+
+
+def assert_measured_is_readable(bench: Bench, status: str, sampled: bool = True) -> None:
+    """The run's manifest says ``status``; resources.csv holds the sampler's rows (or, when
+    the run stopped before the sampler started, none)."""
+    csv = bench.scenario_dir() / "resources.csv"
+    if sampled:
         df = pd.read_csv(csv)
+        assert len(df) > 0
         assert {"t", "component", "mem_bytes", "nr_periods", "mem_peak_bytes"} <= set(df.columns)
+    else:
+        assert sample_rows(csv) == 0
     manifest = json.loads((bench.run_dir() / "manifest.json").read_text())
-    assert manifest["status"] in ("running", "interrupted", "failed", "complete")
+    assert manifest["status"] == status, manifest["status"]
 
 
 @pytest.mark.parametrize("phase", list(PHASES))
@@ -181,9 +197,12 @@ def test_orchestrator_killed_in_each_phase(tmp_path, sig, phase):
     b = Bench(tmp_path)
     try:
         b.wait_line(PHASES[phase])
-        if phase == "startup":
-            b.wait_state(lambda st: st.supervisor_pid)   # the supervisor runs
+        if phase == "startup":   # the supervisor runs; the bench is held before its sampler can start
+            b.wait_state(lambda st: st.supervisor_pid)
+            b.kill(signal.SIGSTOP)
+            assert not b.state().healthy_at, "the stack was healthy before the bench was held"
         b.kill(sig)
+        b.kill(signal.SIGCONT)
         rc = b.wait()
     finally:
         b.kill(signal.SIGKILL)
@@ -203,11 +222,13 @@ def test_orchestrator_killed_in_each_phase(tmp_path, sig, phase):
         st = b.wait_state(lambda s: s.status in ("stopped", "failed") and not s.supervisor_pid, 30)
         assert "owner process" in (st.stop_reason or ""), st
     assert_nothing_left(b, tmp_path)
-    assert_measured_is_readable(b)
-    r = assert_report_renders_or_refuses(b.run_dir())
-    if sig == signal.SIGKILL and r.returncode == 0:   # the killed run reads as interrupted, not running
+    measured = phase != "startup"   # the sampler starts once the stack is healthy
+    status = "running" if sig == signal.SIGKILL else "complete" if rc == 0 else "interrupted"
+    assert_measured_is_readable(b, status, sampled=measured)
+    assert_report(b.run_dir(), renders=measured)
+    if measured:   # the run reads as interrupted (a killed one too), not running
         summary = json.loads((b.run_dir() / "summary.json").read_text())
-        assert summary["status"] == "interrupted", summary["status"]
+        assert summary["status"] == ("complete" if rc == 0 else "interrupted"), summary["status"]
 
 
 def _pid_of(bench: Bench, word: str) -> int:
@@ -232,8 +253,8 @@ def test_component_killed_mid_run(tmp_path, victim):
         b.kill(signal.SIGKILL)
     out = "\n".join(b.lines)
     assert_nothing_left(b, tmp_path)          # the stack's own duty, asserted whatever else happened
-    assert_measured_is_readable(b)
-    assert_report_renders_or_refuses(b.run_dir())
+    assert_measured_is_readable(b, "complete" if victim == "collector" else "failed")
+    assert_report(b.run_dir(), renders=True)
     scen = json.loads((b.scenario_dir() / "scenario.json").read_text())
     manifest = json.loads((b.run_dir() / "manifest.json").read_text())
     assert "Traceback" not in out, out
@@ -243,7 +264,7 @@ def test_component_killed_mid_run(tmp_path, victim):
         assert df[df.component == "victoriametrics"].restarts.max() >= 1
     else:                       # the run cannot be trusted: it ends failed, with the reason
         assert rc != 0 and scen["status"] == "failed" and scen.get("error"), out
-        assert manifest["status"] in ("failed", "interrupted")
+        assert manifest["status"] == "failed"
 
 
 def compose_variant(tmp_path: Path, change) -> Path:
@@ -272,9 +293,9 @@ def test_service_oom_killed_on_every_start(tmp_path):
     svc = df[df.component == "sensor-service"]
     assert svc.oom_kills.max() >= 2 and svc.restarts.max() >= 2, out
     scen = json.loads((b.scenario_dir() / "scenario.json").read_text())
-    assert scen["status"] in ("complete", "failed") and (rc == 0) == (scen["status"] == "complete")
+    assert rc == 0 and scen["status"] == "complete", out   # restarts are findings, not a failed run
     assert_nothing_left(b, tmp_path)
-    assert_report_renders_or_refuses(b.run_dir())
+    assert_report(b.run_dir(), renders=True)   # the sampler ran between the kills
 
 
 def test_collector_that_never_becomes_healthy(tmp_path):
@@ -291,7 +312,7 @@ def test_collector_that_never_becomes_healthy(tmp_path):
     scen = json.loads((b.scenario_dir() / "scenario.json").read_text())
     assert scen["status"] == "failed" and "victoriametrics" in scen["error"]
     assert_nothing_left(b, tmp_path)
-    assert_report_renders_or_refuses(b.run_dir())
+    assert_report(b.run_dir(), renders=False)   # the stack never came up: nothing was sampled
 
 
 @pytest.fixture
@@ -318,7 +339,11 @@ def test_results_directory_full_or_read_only(tmp_path, small_mount, kind):
     out = "\n".join(b.lines)
     assert rc != 0, out
     assert_nothing_left(b, tmp_path)
-    if b.run_dir() is not None and (b.run_dir() / "manifest.json").exists():
-        assert_report_renders_or_refuses(b.run_dir())
     assert "Traceback" not in out, out
-    assert b.lines and b.lines[-1].startswith("edgebench: "), out   # one line naming the problem
+    assert b.lines and b.lines[-1].startswith("edgebench: cannot write "), out   # one line naming the problem
+    if kind == "read-only":   # not even the run directory could be made
+        assert "Read-only file system" in b.lines[-1] and b.run_dir() is None, out
+    else:                     # the run started and stopped when the disk filled; the report cannot write either
+        assert "No space left on device" in b.lines[-1], out
+        assert json.loads((b.run_dir() / "manifest.json").read_text())["status"] == "failed"
+        assert_report(b.run_dir(), renders=False, refusal="No space left on device")

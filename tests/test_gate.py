@@ -1,6 +1,7 @@
 """The gate's verdict, round loop, budgets file, stored baselines and outputs, on
 constructed rounds with known answers (no processes)."""
 import argparse
+import functools
 import json
 import math
 import subprocess
@@ -369,6 +370,13 @@ def test_slots_alternate_and_the_order_is_recorded():
     assert orders == [["A", "B"], ["B", "A"], ["A", "B"], ["B", "A"]]
 
 
+@functools.cache
+def _imports(path: Path) -> list:
+    """The import statements of one module, wherever they stand (parsed once for both layer tests)."""
+    import ast
+    return [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
 def test_no_import_cycle_and_no_private_cross_module_import():
     """Imports inside functions count too: they used to hide a bench <-> gate <-> profile
     circle. Walks every import of the project's packages and looks for a cycle."""
@@ -387,7 +395,7 @@ def test_no_import_cycle_and_no_private_cross_module_import():
         rel = p.relative_to(ROOT)
         mod = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
         deps = graph.setdefault(mod, set())
-        for node in ast.walk(ast.parse(p.read_text())):
+        for node in _imports(p):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [f"{node.module}.{a.name}" for a in node.names]
                 if node.module.startswith("edgebench"):
@@ -491,7 +499,7 @@ def test_no_package_below_edgebench_imports_it():
     below = ("reports", "stack", "loadtests", "profiling", "service", "plumbing")
     upward = []
     for p in (f for pkg in below for f in (ROOT / pkg).rglob("*.py")):
-        for node in ast.walk(ast.parse(p.read_text())):
+        for node in _imports(p):
             names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
                      else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             upward += [f"{p.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "edgebench"]

@@ -5,7 +5,8 @@ The host keeps its cgroup v1 mounts; the lane boots a QEMU guest with ``cgroup_n
 (stack/guest.py) twice: once running tests/cgroup2_guest_checks.py, which records what
 edgebench's own commands did into JSON that the tests below assert on, and once for a short
 ``edgebench bench`` whose report comes back on the host. Two more short boots check the
-runner's own time limits. Functional only: Python in the guest is ~6x slower than here.
+runner's own time limits. Functional only: the guest runs under software emulation, so
+its timings say nothing about the host's.
 """
 import io
 import json

@@ -31,10 +31,26 @@ NUM = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
+    """The constructed run rendered whole: summary.json, the graphs (matplotlib's layout makes
+    this the costly part, seconds of CPU), OPTIMIZATION_SUMMARY.md and report.html."""
     run_dir, expected = build_run(tmp_path_factory.mktemp("results"))
     paths = render_run(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     return run_dir, expected, paths, summary
+
+
+@pytest.fixture(scope="module")
+def summarised(tmp_path_factory):
+    """The constructed run's summary.json and its OPTIMIZATION_SUMMARY.md without the graphs:
+    what the figure and document tests need, in a fraction of a second. The markdown path is
+    the fourth item, where ``rendered`` has the written paths."""
+    from reports.summary import write_summary
+    run_dir, expected = build_run(tmp_path_factory.mktemp("results"))
+    write_summary(build_summary(load_run(run_dir)), run_dir / "summary.json")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    images = [{"key": g, "title": g, "path": str(run_dir / "report" / f"{g}.png")} for g in GRAPHS]
+    md = render_markdown(summary, run_dir / "report", images, run_dir)
+    return run_dir, expected, md, summary
 
 
 def _numbers(summary) -> list[float]:
@@ -142,8 +158,8 @@ def test_summary_has_required_keys_and_known_answers(rendered):
         "directory (tracemalloc of one /metrics scrape: run `make profile`)"]
 
 
-def test_scrape_allocation_figures_match_the_profile_files(rendered):
-    run_dir, expected, _, summary = rendered
+def test_scrape_allocation_figures_match_the_profile_files(summarised):
+    run_dir, expected, _, summary = summarised
     for name, s in summary["scenarios"].items():
         e = expected[name]
         for key in ("scrape_alloc_peak_mb", "scrape_alloc_retained_mb"):
@@ -181,8 +197,8 @@ def _section(md: str, heading: str) -> str:
     return md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
 
 
-def test_profile_section_numbers_come_from_summary_and_files(rendered):
-    run_dir, _, _, summary = rendered
+def test_profile_section_numbers_come_from_summary_and_files(summarised):
+    run_dir, _, _, summary = summarised
     md = (run_dir / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
     sec = _section(md, "Where the time and memory go")
     values = _numbers(summary)
@@ -224,6 +240,7 @@ def test_profile_section_numbers_come_from_summary_and_files(rendered):
     assert f"holds {human_mb(peak)} of Python allocations in the baseline" in findings
 
 
+@pytest.mark.slow  # draws every graph
 def test_every_graph_and_both_documents_are_written(rendered):
     run_dir, _, paths, summary = rendered
     report = run_dir / "report"
@@ -236,8 +253,8 @@ def test_every_graph_and_both_documents_are_written(rendered):
     assert not list(report.glob(".*tmp*"))               # atomic writes leave no temporaries
 
 
-def test_markdown_numbers_all_come_from_summary(rendered):
-    run_dir, _, _, summary = rendered
+def test_markdown_numbers_all_come_from_summary(summarised):
+    run_dir, _, _, summary = summarised
     md = (run_dir / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
     values = _numbers(summary)
     rows = _table_cells(md)
@@ -273,6 +290,7 @@ def test_markdown_numbers_all_come_from_summary(rendered):
     assert "edgebench bench --duration 60" in md and "Test CPU @ 2.0GHz" in md
 
 
+@pytest.mark.slow  # links the graphs drawn
 def test_markdown_elsewhere_links_images_relative(rendered, tmp_path):
     run_dir, _, _, summary = rendered
     images = [{"key": g, "title": g, "path": str(run_dir / "report" / f"{g}.png")} for g in GRAPHS]
@@ -284,6 +302,7 @@ def test_markdown_elsewhere_links_images_relative(rendered, tmp_path):
         assert not link.startswith("/") and (tmp_path / link).resolve().exists(), link
 
 
+@pytest.mark.slow  # draws every graph
 def test_html_is_self_contained(rendered):
     run_dir, _, _, _ = rendered
     html = (run_dir / "report" / "report.html").read_text()
@@ -417,8 +436,8 @@ def test_not_a_run_raises_one_line_error(tmp_path):
 
 # ---------------------------------------------------------------- the figure catalogue
 
-def test_every_catalogue_figure_is_in_the_summary_and_computed(rendered):
-    _, _, _, summary = rendered
+def test_every_catalogue_figure_is_in_the_summary_and_computed(summarised):
+    _, _, _, summary = summarised
     from reports.figures import CATALOGUE
     s = summary["scenarios"]["baseline-vm"]
     for f in CATALOGUE:
@@ -429,8 +448,8 @@ def test_every_catalogue_figure_is_in_the_summary_and_computed(rendered):
     assert nulls == [], nulls
 
 
-def test_catalogue_figures_known_answers(rendered):
-    _, expected, _, summary = rendered
+def test_catalogue_figures_known_answers(summarised):
+    _, expected, _, summary = summarised
     for name, s in summary["scenarios"].items():
         e = expected[name]
         assert s["requests_intended"] == e["requests_intended"]
@@ -545,13 +564,13 @@ def test_scrape_timeout_is_read_from_the_scrape_config(tmp_path):
     assert scrape_timeout_s(tmp_path / "s.yml") == 1.5
 
 
-def test_stack_budget_comes_from_budgets_yml(rendered, tmp_path):
+def test_stack_budget_comes_from_budgets_yml(summarised, tmp_path):
     import yaml
 
     from reports.budgets import BudgetError, stack_budget_mb
     budgets = yaml.safe_load((ROOT / "budgets.yml").read_text())["budgets"]
     want = next(b["max"] for b in budgets if b["metric"] == "stack_mem_peak_mb")
-    assert rendered[3]["budget_mb"] == want == stack_budget_mb()
+    assert summarised[3]["budget_mb"] == want == stack_budget_mb()
     (tmp_path / "b.yml").write_text("budgets:\n  - metric: stack_mem_peak_mb\n    max: 123\n")
     assert stack_budget_mb(tmp_path / "b.yml") == 123.0
     (tmp_path / "b.yml").write_text("budgets:\n  - metric: stack_mem_peak_mb\n    maks: 123\n")
@@ -581,8 +600,8 @@ def test_zero_to_zero_reads_no_change_not_not_measured():
     assert rows["CPU"][1:] == ["not measured", "2.00 ms", "not measured"]
 
 
-def test_histogram_p95_is_labelled_with_its_bucket(rendered):
-    _, _, _, summary = rendered
+def test_histogram_p95_is_labelled_with_its_bucket(summarised):
+    _, _, _, summary = summarised
     assert summary["scenarios"]["baseline-vm"]["server_scrape_p95_bucket_ms"] == [1000.0, 2500.0]
     assert summary["scenarios"]["optimized-vm"]["server_scrape_p95_bucket_ms"] == [5.0, 10.0]
 
@@ -652,9 +671,9 @@ def test_contract_round_trip_keeps_unknown_keys(tmp_path):
     assert issubclass(contract.ContractError, EdgebenchError) and issubclass(ReportError, EdgebenchError)
 
 
-def test_summary_version_is_checked_on_load(rendered, tmp_path):
+def test_summary_version_is_checked_on_load(summarised, tmp_path):
     from reports import contract
-    run_dir = rendered[0]
+    run_dir = summarised[0]
     assert contract.read_summary(run_dir / "summary.json")["summary_version"] == contract.SUMMARY_VERSION
     old = tmp_path / "summary.json"
     old.write_text(json.dumps({"summary_version": 1, "scenarios": {}}))
@@ -712,9 +731,9 @@ def test_cpu_per_scrape_counts_between_collector_scrapes(tmp_path):
     assert "between the first and last collector scrape" in s["cpu_ms_per_scrape_basis"]
 
 
-def test_remaining_catalogue_figures_known_answers(rendered):
+def test_remaining_catalogue_figures_known_answers(summarised):
     from fixtures_results import COLLECTOR, DURATION, T0, WARMUP
-    run_dir, expected, _, summary = rendered
+    run_dir, expected, _, summary = summarised
     s0, s1 = T0 + WARMUP, T0 + WARMUP + DURATION
     for name, s in summary["scenarios"].items():
         e, d = expected[name], run_dir / name
@@ -749,15 +768,16 @@ def test_remaining_catalogue_figures_known_answers(rendered):
 UNIT = {"µs": 1e-3, "ms": 1.0, "s": 1e3, "B": 1 / 2**20, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
 
 
-def test_glance_cells_are_summary_figures(rendered):
+def test_glance_cells_are_summary_figures(summarised):
     """The first screen: each value, read back through its unit, is the summary's figure
     (three significant digits), and a share is that figure over the limit it names."""
-    run_dir, _, _, summary = rendered
+    run_dir, _, _, summary = summarised
     md = (run_dir / "report" / "OPTIMIZATION_SUMMARY.md").read_text()
     assert md.index("## At a glance") < md.index("## Findings")
     rows = {label: cells for section, label, cells in _table_cells(md) if section == "At a glance"}
     a, b = summary["scenarios"]["baseline-vm"], summary["scenarios"]["optimized-vm"]
-    keys = {"CPU per request": "cpu_ms_per_request", "CPU per scrape": "cpu_ms_per_scrape",
+    assert "CPU per scrape" not in rows   # the load mixes /sensor in: no per-scrape quotient on the first screen
+    keys = {"CPU per request": "cpu_ms_per_request",
             "Service peak memory": "service_mem_peak_mb", "Stack peak, service + collector": "stack_mem_peak_mb"}
     for label, key in keys.items():
         for cell, s in zip(rows[label][:2], (a, b)):
@@ -772,6 +792,20 @@ def test_glance_cells_are_summary_figures(rendered):
     counts = b["request_counts_by_endpoint"]["/metrics"]
     assert rows["Failed or omitted scrapes"][1] == f"{counts['intended'] - counts['ok']:,d} of {counts['intended']:,d}"
     assert "Sections: [Findings](#findings)" in md
+
+
+def test_glance_shows_cpu_per_scrape_only_under_a_scrape_only_load():
+    from reports.glance import glance_table
+
+    def summary(sensor_due: int) -> dict:
+        counts = {"/metrics": {"intended": 80, "ok": 80}, "/sensor": {"intended": sensor_due, "ok": sensor_due}}
+        scen = {"collector": "victoriametrics", "request_counts_by_endpoint": counts}
+        return {"scenarios": {"base": {**scen, "cpu_ms_per_scrape": 2.0}, "opt": {**scen, "cpu_ms_per_scrape": 1.0}},
+                "comparisons": {"v": {"kind": "variant", "a": "base", "b": "opt",
+                                      "metrics": {"cpu_ms_per_scrape": {"a": 2.0, "b": 1.0, "change_pct": -50.0}}}}}
+    rows = {r[0]: r for r in glance_table(summary(0))[2]}
+    assert rows["CPU per scrape"][1:] == ["2.00 ms", "1.00 ms", "-50.0 %"]
+    assert "CPU per scrape" not in {r[0] for r in glance_table(summary(40))[2]}
 
 
 # ---------------------------------------------------------------- units a person reads
@@ -866,6 +900,8 @@ def test_the_published_example_names_no_path_of_the_machine_it_was_rendered_on()
                            "b": "/usr/bin/prometheus", "c": "/metrics", "d": 3}) == \
         {"a": ["results/r1/step", "edgebench/__main__.py"], "b": "/usr/bin/prometheus", "c": "/metrics", "d": 3}
     example = Path(__file__).resolve().parent.parent / "docs" / "example"
-    for doc in example.glob("*.json"):
+    docs = sorted(example.glob("*.json"))
+    assert example / "summary.json" in docs
+    for doc in docs:
         text = doc.read_text()
         assert not re.search(r'"/[^"]*/(results|docs|edgebench)/', text), doc.name
