@@ -128,18 +128,12 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
     Writes scenario.json whatever happens (complete, interrupted or failed) and
     returns its content; exceptions propagate after the teardown. ``compose_file``
     replaces the deployment file (a step measuring another commit's healthcheck)."""
-    from profiling.collector_queries import query_collector
     from profiling.sampler import ResourceSampler
     from stack.api import start_stack
 
     sdir.mkdir(parents=True, exist_ok=True)
     progress = Progress(sdir.name)
-    info = {"name": sdir.name, "scenario": scenario.name, "repeat": repeat,
-            "variant": scenario.variant, "collector": scenario.collector_kind,
-            "components": {"sensor-service": "service", scenario.collector: "collector"},
-            "status": "running"}
-    if extra_env:
-        info["service_env"] = dict(extra_env)
+    info = _scenario_info(sdir, scenario, repeat, extra_env)
     state_dir = sdir / "stack"
     env = _service_env(params, scenario, extra_env)
     contexts = {"sensor-service": service_context} if service_context else None
@@ -164,11 +158,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
                 profilers.stop()
             if query:
                 progress.phase("querying the collector")
-                collector_url = state.services[scenario.collector].url
-                query_collector(collector_url, sdir / "collector",
-                                start=result.steady_start - params.warmup_s,
-                                end=result.steady_end, step=1, job="sensor",
-                                kind=scenario.collector_kind)
+                _query_run(state.services[scenario.collector].url, sdir, params, scenario, result)
         info["status"] = "complete"
     except KeyboardInterrupt:
         info["status"] = "interrupted"
@@ -182,6 +172,25 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
         write_scenario(sdir, info)
         progress.phase(info["status"])
     return info
+
+
+def _scenario_info(sdir: Path, scenario: Scenario, repeat: int, extra_env: dict | None) -> dict:
+    """scenario.json's content before the run: what is measured, status running."""
+    info = {"name": sdir.name, "scenario": scenario.name, "repeat": repeat,
+            "variant": scenario.variant, "collector": scenario.collector_kind,
+            "components": {"sensor-service": "service", scenario.collector: "collector"},
+            "status": "running"}
+    if extra_env:
+        info["service_env"] = dict(extra_env)
+    return info
+
+
+def _query_run(collector_url: str, sdir: Path, params: RunParams, scenario: Scenario, result) -> None:
+    """Save the collector's series over the run, warm-up included, under collector/."""
+    from profiling.collector_queries import query_collector
+
+    query_collector(collector_url, sdir / "collector", start=result.steady_start - params.warmup_s,
+                    end=result.steady_end, step=1, job="sensor", kind=scenario.collector_kind)
 
 
 def _service_env(params: RunParams, scenario: Scenario, extra_env: dict | None) -> dict:

@@ -177,30 +177,8 @@ def query_collector(base_url: str, out_dir: str | os.PathLike, start: float, end
         params = {"query": q, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step_param}
         if kind == "victoriametrics":
             params["nocache"] = "1"
-        r = _get(s, base + "/api/v1/query_range", params, timeout)
-        fname = f"{name}.json"
-        write_atomic(out / fname, r.text)
-        entry = {"name": name, "file": fname, "query": q, "params": params, "http_status": r.status_code}
-        try:
-            doc = r.json()
-            entry["status"] = doc.get("status")
-            if doc.get("status") != "success":
-                entry["error"] = doc.get("error")
-                warnings.append(f"{name}: {doc.get('errorType')}: {doc.get('error')}")
-            result = (doc.get("data") or {}).get("result") or []
-            entry["series"] = len(result)
-            entry["points"] = sum(len(x.get("values", [])) for x in result)
-        except ValueError:
-            entry["status"] = "invalid-json"
-            warnings.append(f"{name}: answer is not JSON (HTTP {r.status_code})")
-        entries.append(entry)
-    build = None
-    try:
-        rb = s.get(base + "/api/v1/status/buildinfo", timeout=5)
-        if rb.ok:
-            build = (rb.json() or {}).get("data")
-    except (requests.RequestException, ValueError):
-        pass
+        entries.append(_save_range(s, base + "/api/v1/query_range", params, out, name, timeout, warnings))
+    build = _buildinfo(s, base)
     desc = {
         "collector": {"kind": kind, "base_url": base, "buildinfo": build,
                       "latency_offset_s": waited.get("latency_offset_s")},
@@ -209,3 +187,37 @@ def query_collector(base_url: str, out_dir: str | os.PathLike, start: float, end
     }
     write_atomic(out / "queries.json", json.dumps(desc, indent=2))
     return desc
+
+
+def _save_range(s: requests.Session, url: str, params: dict, out: Path, name: str, timeout: float,
+                warnings: list[str]) -> dict:
+    """Save one query_range answer as name.json as received; its entry for queries.json."""
+    r = _get(s, url, params, timeout)
+    fname = f"{name}.json"
+    write_atomic(out / fname, r.text)
+    entry = {"name": name, "file": fname, "query": params["query"], "params": params,
+             "http_status": r.status_code}
+    try:
+        doc = r.json()
+        entry["status"] = doc.get("status")
+        if doc.get("status") != "success":
+            entry["error"] = doc.get("error")
+            warnings.append(f"{name}: {doc.get('errorType')}: {doc.get('error')}")
+        result = (doc.get("data") or {}).get("result") or []
+        entry["series"] = len(result)
+        entry["points"] = sum(len(x.get("values", [])) for x in result)
+    except ValueError:
+        entry["status"] = "invalid-json"
+        warnings.append(f"{name}: answer is not JSON (HTTP {r.status_code})")
+    return entry
+
+
+def _buildinfo(s: requests.Session, base: str) -> dict | None:
+    """The collector's build information, or None when it gives none."""
+    try:
+        rb = s.get(base + "/api/v1/status/buildinfo", timeout=5)
+        if rb.ok:
+            return (rb.json() or {}).get("data")
+    except (requests.RequestException, ValueError):
+        pass
+    return None

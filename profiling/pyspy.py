@@ -247,47 +247,9 @@ class PySpyRecorder(BackgroundRecorder):
         speedscopes = []
         flamegraphs = []
         for a in self.attachments:
-            entry = {"pid": a.pid, "started_at": a.started_at, "ended_at": a.ended_at, "formats": {}}
-            for fmt, path in a.paths.items():
-                logtext = a.logs[fmt].read_text(errors="replace") if a.logs[fmt].exists() else ""
-                info = {"file": str(path.relative_to(self.out_dir)) if path.exists() else None,
-                        "returncode": a.procs[fmt].returncode, "attempts": a.attempts.get(fmt, 0),
-                        "samples": _samples_from_log(logtext)}
-                if path.exists():
-                    if fmt == "raw":
-                        st = parse_collapsed(path.read_text(errors="replace"))
-                        stacks_parts.append(st)
-                        info["samples"] = sum(st.values())
-                    elif fmt == "speedscope":
-                        try:
-                            doc = json.loads(path.read_text())
-                            speedscopes.append((a.pid, doc))
-                            info["samples"] = sum(len(p.get("samples", [])) for p in doc.get("profiles", []))
-                        except ValueError:
-                            self._note(f"py-spy speedscope output unreadable: {path}")
-                    elif fmt == "flamegraph":
-                        flamegraphs.append((info["samples"] or 0, a.pid, path))
-                entry["formats"][fmt] = info
-            entry["samples"] = entry["formats"].get("raw", {}).get("samples") or 0
-            pids_meta.append(entry)
-
-        outputs = {}
+            pids_meta.append(self._read_attachment(a, stacks_parts, speedscopes, flamegraphs))
         stacks = merge_stacks(stacks_parts)
-        if stacks_parts:
-            write_atomic(self.out_dir / "collapsed.txt", format_collapsed(stacks))
-            outputs["collapsed"] = "collapsed.txt"
-            if stacks:
-                write_top_functions(self.out_dir / "collapsed.txt", self.out_dir / "top_functions.csv")
-                outputs["top_functions"] = "top_functions.csv"
-        if speedscopes:
-            write_atomic(self.out_dir / "speedscope.json", json.dumps(merge_speedscope(speedscopes)))
-            outputs["speedscope"] = "speedscope.json"
-        if flamegraphs:
-            flamegraphs.sort(key=lambda x: (-x[0], x[1]))
-            best = flamegraphs[0][2]
-            write_atomic(self.out_dir / "flamegraph.svg", lambda tmp: shutil.copyfile(best, tmp))
-            outputs["flamegraph"] = "flamegraph.svg"
-            outputs["flamegraph_pid"] = flamegraphs[0][1]
+        outputs = self._write_merged(stacks_parts, stacks, speedscopes, flamegraphs)
         covered = [p for p in pids_meta if p["samples"]]
         meta = {
             "tool": "py-spy",
@@ -307,6 +269,52 @@ class PySpyRecorder(BackgroundRecorder):
         }
         write_atomic(self.out_dir / "pyspy_meta.json", json.dumps(meta, indent=2))
         return meta
+
+    def _read_attachment(self, a, stacks_parts: list, speedscopes: list, flamegraphs: list) -> dict:
+        """One attached process's entry for the metadata; its outputs go onto the merge lists."""
+        entry = {"pid": a.pid, "started_at": a.started_at, "ended_at": a.ended_at, "formats": {}}
+        for fmt, path in a.paths.items():
+            logtext = a.logs[fmt].read_text(errors="replace") if a.logs[fmt].exists() else ""
+            info = {"file": str(path.relative_to(self.out_dir)) if path.exists() else None,
+                    "returncode": a.procs[fmt].returncode, "attempts": a.attempts.get(fmt, 0),
+                    "samples": _samples_from_log(logtext)}
+            if path.exists():
+                if fmt == "raw":
+                    st = parse_collapsed(path.read_text(errors="replace"))
+                    stacks_parts.append(st)
+                    info["samples"] = sum(st.values())
+                elif fmt == "speedscope":
+                    try:
+                        doc = json.loads(path.read_text())
+                        speedscopes.append((a.pid, doc))
+                        info["samples"] = sum(len(p.get("samples", [])) for p in doc.get("profiles", []))
+                    except ValueError:
+                        self._note(f"py-spy speedscope output unreadable: {path}")
+                elif fmt == "flamegraph":
+                    flamegraphs.append((info["samples"] or 0, a.pid, path))
+            entry["formats"][fmt] = info
+        entry["samples"] = entry["formats"].get("raw", {}).get("samples") or 0
+        return entry
+
+    def _write_merged(self, stacks_parts: list, stacks, speedscopes: list, flamegraphs: list) -> dict:
+        """Write the merged collapsed stacks, speedscope and the busiest flamegraph; their names."""
+        outputs = {}
+        if stacks_parts:
+            write_atomic(self.out_dir / "collapsed.txt", format_collapsed(stacks))
+            outputs["collapsed"] = "collapsed.txt"
+            if stacks:
+                write_top_functions(self.out_dir / "collapsed.txt", self.out_dir / "top_functions.csv")
+                outputs["top_functions"] = "top_functions.csv"
+        if speedscopes:
+            write_atomic(self.out_dir / "speedscope.json", json.dumps(merge_speedscope(speedscopes)))
+            outputs["speedscope"] = "speedscope.json"
+        if flamegraphs:
+            flamegraphs.sort(key=lambda x: (-x[0], x[1]))
+            best = flamegraphs[0][2]
+            write_atomic(self.out_dir / "flamegraph.svg", lambda tmp: shutil.copyfile(best, tmp))
+            outputs["flamegraph"] = "flamegraph.svg"
+            outputs["flamegraph_pid"] = flamegraphs[0][1]
+        return outputs
 
     def _cmd_str(self) -> str:
         cmd = getattr(self, "_cmd", None)

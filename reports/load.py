@@ -196,6 +196,28 @@ def load_scenario(d: Path) -> Scenario:
     missing: list[str] = []
     m = _REPEAT_RE.match(d.name)
     what = d.name
+    meta, version = _scenario_meta(d, missing, what)
+    name = meta.get("scenario") or (m.group("name") if m else None) or meta.get("name") or d.name
+    if m and meta.get("name") == d.name:
+        name = m.group("name")
+    repeat = meta.get("repeat") or (int(m.group("repeat")) if m else 1)
+    requests = load_requests(d / "requests.csv.gz", missing, what)
+    resources = load_resources(d / "resources.csv", missing, what)
+    collector = _load_collector(d / "collector", missing, what)
+    pdir = d / "profile"
+    profile = _load_profile(pdir, missing, what) if pdir.is_dir() else {}
+    allocs = profile.get("allocs", {})
+    return Scenario(dir=d, name=str(name), repeat=int(repeat), meta=meta, requests=requests,
+                    resources=resources, collector=collector, top_functions=profile.get("top"),
+                    profile_files=profile.get("files", []), profile_dir=pdir.is_dir(),
+                    top_functions_diff=profile.get("diff"),
+                    allocation_peak=allocs.get("allocation_peak"),
+                    allocation_retained=allocs.get("allocation_retained"),
+                    profile_meta=profile.get("meta"), missing=missing, version=version)
+
+
+def _scenario_meta(d: Path, missing: list[str], what: str) -> tuple[dict, int]:
+    """scenario.json as a dict with its version; a newer version than this reader knows is refused."""
     meta, version = {}, contract.SCENARIO_VERSION
     if (d / "scenario.json").exists():
         try:
@@ -210,14 +232,12 @@ def load_scenario(d: Path) -> Scenario:
     if meta and version < 2:
         missing.append(f"{what}: scenario.json version {version} records no component roles: "
                        f"service and collector guessed from the component names")
-    name = meta.get("scenario") or (m.group("name") if m else None) or meta.get("name") or d.name
-    if m and meta.get("name") == d.name:
-        name = m.group("name")
-    repeat = meta.get("repeat") or (int(m.group("repeat")) if m else 1)
-    requests = load_requests(d / "requests.csv.gz", missing, what)
-    resources = load_resources(d / "resources.csv", missing, what)
+    return meta, version
+
+
+def _load_collector(cdir: Path, missing: list[str], what: str) -> dict:
+    """The server-side series the run saved under collector/, by file stem."""
     collector = {}
-    cdir = d / "collector"
     if cdir.is_dir():
         for p in sorted(cdir.glob("*.json")):
             data = _read_json(p, missing, f"{what}/collector")
@@ -225,38 +245,35 @@ def load_scenario(d: Path) -> Scenario:
                 collector[p.stem] = data
     else:
         missing.append(f"{what}: collector/ not found (no server-side series)")
+    return collector
+
+
+def _load_profile(pdir: Path, missing: list[str], what: str) -> dict:
+    """The profile/ directory: top functions, their diff, allocations, metadata and files."""
     top = diff = profile_meta = None
     allocs: dict = {}
-    pdir = d / "profile"
-    profile_files = []
-    if pdir.is_dir():
-        tf = pdir / "top_functions.csv"
-        if tf.exists():
-            top = _read_csv(tf, ("function", "self_pct"), ("file", "line", "total_pct",
-                                                           "self_samples", "total_samples"),
-                            missing, f"{what}/profile")
-        profile_files = sorted(p for p in pdir.iterdir() if p.suffix in (".svg", ".json", ".dat"))
-        df = pdir / "top_functions_diff.csv"
-        if df.exists():
-            diff = _read_csv(df, ("function", "status", "delta_self_pct"),
-                             ("file", "before_self_pct", "after_self_pct"), missing, f"{what}/profile")
-        for stem in ("allocation_peak", "allocation_retained"):
-            f = pdir / f"{stem}.csv"
-            if f.exists():
-                a = _read_csv(f, ("file", "line", "size_bytes"), ("count",), missing, f"{what}/profile")
-                if a is not None:
-                    for c in ("line", "size_bytes", "count"):
-                        a[c] = pd.to_numeric(a[c], errors="coerce")
-                    allocs[stem] = a.dropna(subset=["size_bytes"])
-        if (pdir / "profile_meta.json").exists():
-            pm = _read_json(pdir / "profile_meta.json", missing, f"{what}/profile")
-            profile_meta = pm if isinstance(pm, dict) else None
-    return Scenario(dir=d, name=str(name), repeat=int(repeat), meta=meta, requests=requests,
-                    resources=resources, collector=collector, top_functions=top,
-                    profile_files=profile_files, profile_dir=pdir.is_dir(), top_functions_diff=diff,
-                    allocation_peak=allocs.get("allocation_peak"),
-                    allocation_retained=allocs.get("allocation_retained"),
-                    profile_meta=profile_meta, missing=missing, version=version)
+    tf = pdir / "top_functions.csv"
+    if tf.exists():
+        top = _read_csv(tf, ("function", "self_pct"), ("file", "line", "total_pct",
+                                                       "self_samples", "total_samples"),
+                        missing, f"{what}/profile")
+    profile_files = sorted(p for p in pdir.iterdir() if p.suffix in (".svg", ".json", ".dat"))
+    df = pdir / "top_functions_diff.csv"
+    if df.exists():
+        diff = _read_csv(df, ("function", "status", "delta_self_pct"),
+                         ("file", "before_self_pct", "after_self_pct"), missing, f"{what}/profile")
+    for stem in ("allocation_peak", "allocation_retained"):
+        f = pdir / f"{stem}.csv"
+        if f.exists():
+            a = _read_csv(f, ("file", "line", "size_bytes"), ("count",), missing, f"{what}/profile")
+            if a is not None:
+                for c in ("line", "size_bytes", "count"):
+                    a[c] = pd.to_numeric(a[c], errors="coerce")
+                allocs[stem] = a.dropna(subset=["size_bytes"])
+    if (pdir / "profile_meta.json").exists():
+        pm = _read_json(pdir / "profile_meta.json", missing, f"{what}/profile")
+        profile_meta = pm if isinstance(pm, dict) else None
+    return {"top": top, "diff": diff, "allocs": allocs, "meta": profile_meta, "files": profile_files}
 
 
 def _is_scenario_dir(d: Path) -> bool:

@@ -144,19 +144,27 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
     a, b = cmp["a"], cmp["b"]
     sa, sb = summary["scenarios"][a], summary["scenarios"][b]
     m = cmp["metrics"]
-    coll = collector_label(sa.get("collector"))
-    out = []
+    return (_cpu_finding(m, a, b, collector_label(sa.get("collector")))
+            + _scrape_latency_findings(m) + _side_health_findings(((a, sa), (b, sb)))
+            + _memory_findings(m))
+
+
+def _cpu_finding(m: dict, a: str, b: str, coll: str) -> list[str]:
+    """CPU per request, baseline against optimized."""
     c = m["cpu_ms_per_request"]
-    if c["ratio"] is not None:
-        if c["ratio"] >= 1:
-            out.append(f"With {coll}, the optimized service uses {fmt_ratio(c['ratio'])} less CPU per request "
-                       f"than the baseline ({fmt_side(c, 'a', 'ms')} → {fmt_side(c, 'b', 'ms')}, "
-                       f"{fmt_pct(c['change_pct'])}).")
-        else:
-            out.append(f"With {coll}, the optimized service uses MORE CPU per request than the baseline "
-                       f"({fmt_side(c, 'a', 'ms')} → {fmt_side(c, 'b', 'ms')}, {fmt_pct(c['change_pct'])}).")
-    else:
-        out.append(f"CPU per request ({a} vs {b}) was not measured.")
+    if c["ratio"] is None:
+        return [f"CPU per request ({a} vs {b}) was not measured."]
+    if c["ratio"] >= 1:
+        return [f"With {coll}, the optimized service uses {fmt_ratio(c['ratio'])} less CPU per request "
+                f"than the baseline ({fmt_side(c, 'a', 'ms')} → {fmt_side(c, 'b', 'ms')}, "
+                f"{fmt_pct(c['change_pct'])})."]
+    return [f"With {coll}, the optimized service uses MORE CPU per request than the baseline "
+            f"({fmt_side(c, 'a', 'ms')} → {fmt_side(c, 'b', 'ms')}, {fmt_pct(c['change_pct'])})."]
+
+
+def _scrape_latency_findings(m: dict) -> list[str]:
+    """/metrics p95 from the client, from the intended start and from the service's histogram."""
+    out = []
     p = m["scrape_latency_ms.p95"]
     if p["ratio"] is not None:
         how = f"{fmt_ratio(p['ratio'])} faster" if p["ratio"] >= 1 else f"{fmt_pct(p['change_pct'])}, slower"
@@ -171,13 +179,19 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
     if sv["a"] is not None and sv["b"] is not None:
         out.append(f"The service's own histogram puts the /metrics p95 at {fmt_side(sv, 'a', 'ms')} (baseline) "
                    f"and {fmt_side(sv, 'b', 'ms')} (optimized).")
-    for name, s in ((a, sa), (b, sb)):
+    return out
+
+
+def _side_health_findings(sides: tuple) -> list[str]:
+    """Per variant: scrapes lost to the timeout, OOM kills and restarts, scrape gaps."""
+    out = []
+    for name, s in sides:
         to = s.get("scrape_timeout_s")
         p99 = get_path(s, "scrape_latency_ms.p99")
         if to is not None and p99 is not None and p99 >= to * 1000.0:
             out.append(f"{name}: the /metrics p99 ({fmt(p99)} ms) reaches the collector's scrape timeout "
                        f"({fmt(to)} s): scrapes are lost.")
-    for name, s in ((a, sa), (b, sb)):
+    for name, s in sides:
         if s.get("oom_kills_total"):
             out.append(f"{name} was OOM-killed {fmt(s['oom_kills_total'])} times and restarted "
                        f"{fmt(s.get('restarts_total'))} times (whole scenario, warm-up included).")
@@ -190,6 +204,12 @@ def _variant_findings(cmp: dict, summary: dict) -> list[str]:
                        f"{fmt(cnt['completed'])} completed: {fmt(cnt['intended'] - cnt['completed'])} "
                        f"{'is a gap' if cnt['intended'] - cnt['completed'] == 1 else 'are gaps'} in "
                        f"the collector's data.")
+    return out
+
+
+def _memory_findings(m: dict) -> list[str]:
+    """Per-scrape allocation peak, retained growth per scrape and the service's peak memory."""
+    out = []
     sp = m.get("scrape_alloc_peak_mb") or {}
     if sp.get("a") is not None and sp.get("b") is not None:
         out.append(f"At its peak one /metrics scrape holds {human_mb(sp['a'])} of Python allocations in the "

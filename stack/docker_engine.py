@@ -515,30 +515,20 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
 
     def handle(line: bytes) -> bool:
         """One docker event: count it, log it, refresh state.json; False once stopped."""
-        try:
-            e = json.loads(line)
-        except json.JSONDecodeError:
+        event = _stack_event(line, names)
+        if event is None:
             return True
-        action = (e.get("Action") or e.get("status") or "").split(":")[0]
-        name = names.get(e.get("id") or e.get("Actor", {}).get("ID"))
-        if name is None or action in ("exec_create", "exec_start", "exec_die", "attach", "top"):
-            return True
+        name, action, detail = event
         if action == "oom":
             ooms[name] = ooms.get(name, 0) + 1
-        log.write(json.dumps({"t": time.time(), "service": name, "event": action,
-                              "detail": (e.get("Actor") or {}).get("Attributes", {}).get("exitCode")}) + "\n")
+        log.write(json.dumps({"t": time.time(), "service": name, "event": action, "detail": detail}) + "\n")
         return write()
 
     pending = b""
     try:
         while not stop["now"]:
             if owner_pid and proc_start_time(owner_pid) != owner_start:
-                down(parse_state(state, state_file))
-                state.update(status="stopped", supervisor_pid=None,
-                             stop_reason=f"owner process {owner_pid} is gone; stack torn down")
-                write_json_atomic(state_file, checked(state, state_file))
-                from . import registry
-                registry.unregister(state.get("stack_id"))
+                _tear_down_for_gone_owner(state, state_file, owner_pid)
                 return 0
             ready, _, _ = select.select([ev.stdout], [], [], 0.2)
             if not ready:
@@ -557,6 +547,30 @@ def watch(state_dir: Path, owner_pid: int | None = None) -> int:
         ev.wait()
         log.close()
     return 0
+
+
+def _stack_event(line: bytes, names: dict[str, str]) -> tuple[str, str, object] | None:
+    """(service, action, exit code) of one docker event line about the stack's containers;
+    None for unreadable lines, other containers and exec/attach/top noise."""
+    try:
+        e = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    action = (e.get("Action") or e.get("status") or "").split(":")[0]
+    name = names.get(e.get("id") or e.get("Actor", {}).get("ID"))
+    if name is None or action in ("exec_create", "exec_start", "exec_die", "attach", "top"):
+        return None
+    return name, action, (e.get("Actor") or {}).get("Attributes", {}).get("exitCode")
+
+
+def _tear_down_for_gone_owner(state: dict, state_file: Path, owner_pid: int) -> None:
+    """The owner process is gone: take the stack down, record why, leave the registry."""
+    down(parse_state(state, state_file))
+    state.update(status="stopped", supervisor_pid=None,
+                 stop_reason=f"owner process {owner_pid} is gone; stack torn down")
+    write_json_atomic(state_file, checked(state, state_file))
+    from . import registry
+    registry.unregister(state.get("stack_id"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The gate's operating characteristics, simulated: the repository's budgets.yml through
-the gate's own round loop and verdict (edgebench/gate/simulate.py) on rounds drawn with
+the gate's own round loop and verdict (tests/gate_simulate.py) on rounds drawn with
 the calibrated spread (CPU log-ratio SD 5%, latency 6%, memory 0.2 MB per round), 25 s
 per round, the 180 s budget. Pure: no processes; fixed seeds.
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edgebench.gate.simulate import QUIET, simulate
 from reports.budgets import load_budgets
+from tests.gate_simulate import QUIET, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = load_budgets(ROOT / "budgets.yml")

@@ -210,10 +210,7 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
     compose = write_step_files(step_dir, variants, n_series, shape, seed)
     state_dir = step_dir / "stack"
     progress = Progress(step_dir.name)
-    info = {"name": step_dir.name, "scenario": "collector-comparison", "repeat": 1, "variant": None,
-            "collector": None, "components": {**{v: "collector" for v in variants}, TARGET: "loadgen"},
-            "status": "running", "scrape_timeout_s": settings.timeout_s, "series": n_series, "shape": shape,
-            "targets": len(sizes), "peak_reset_at": None}
+    info = _step_info(step_dir, variants, settings.timeout_s, n_series, shape, len(sizes))
     window_s = settle_scrapes * settings.interval_s
     status = "complete"
     try:
@@ -243,18 +240,32 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
         samples = {}
     finally:
         tidy_scenario_dir(step_dir, state_dir)
-        if info["status"] != "interrupted":
-            info["status"] = status
-        info["steady_end"] = time.time()
-        info["steady_start"] = max((v.watch.first_round_end or info["steady_end"] for v in vs),
-                                   default=info["steady_end"])
-        info["step"] = {v.name: {"status": v.status, "error": v.error} for v in vs}
+        _finish_info(info, status, vs)
         write_scenario(step_dir, info)
     elapsed = round(time.time() - t_begin, 1)
     records = [_record(v, step_dir, n_series, shape, len(sizes), window_s, samples.get(v.name), elapsed)
                for v in vs]
     progress.phase("; ".join(f"{r['variant']}: {r['status']}" for r in records))
     return records
+
+
+def _step_info(step_dir: Path, variants: list[str], timeout_s: float, n_series: int, shape: str,
+               targets: int) -> dict:
+    """The step's scenario.json before the run: the collectors, the target, status running."""
+    return {"name": step_dir.name, "scenario": "collector-comparison", "repeat": 1, "variant": None,
+            "collector": None, "components": {**{v: "collector" for v in variants}, TARGET: "loadgen"},
+            "status": "running", "scrape_timeout_s": timeout_s, "series": n_series, "shape": shape,
+            "targets": targets, "peak_reset_at": None}
+
+
+def _finish_info(info: dict, status: str, vs: list[Variant]) -> None:
+    """Close the step's scenario.json: its status, steady window and each variant's outcome."""
+    if info["status"] != "interrupted":
+        info["status"] = status
+    info["steady_end"] = time.time()
+    info["steady_start"] = max((v.watch.first_round_end or info["steady_end"] for v in vs),
+                               default=info["steady_end"])
+    info["step"] = {v.name: {"status": v.status, "error": v.error} for v in vs}
 
 
 def _settle_all(vs: list[Variant], handle, rules: _Rules, progress: Progress) -> None:

@@ -116,7 +116,7 @@ def oc_table(config: GateConfig, gates: int, seed: int = 1, round_s: float = ROU
     return "\n".join(lines)
 
 
-if __name__ == "__main__":      # python -m edgebench.gate.simulate [GATES] [budgets.yml] [ROUND_S]
+if __name__ == "__main__":      # python -m tests.gate_simulate [GATES] [budgets.yml] [ROUND_S]
     import sys
 
     from reports.budgets import load_budgets

@@ -1,0 +1,128 @@
+"""The product packages hold only the product: every module in them is reached from a
+product entry point (bin/edgebench, the Makefile, the Dockerfile, the compose file, CI and
+the product's scripts), through imports or the modules the product spawns (`python -m X`,
+the locustfile by path). A module reached only from tests/ belongs under tests/.
+Pure: the product's source and entry files, parsed."""
+import ast
+import functools
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("edgebench", "reports", "stack", "profiling", "loadtests", "plumbing", "service")
+# files outside the packages that start the product (scripts inside the packages are added)
+ENTRY_FILES = ("bin/edgebench", "Makefile", "Dockerfile", "docker-compose.yml", ".ci/run")
+# reached only from tests/, and being moved under tests/ with the platform tests: an entry
+# here must still exist and still be unreached, so it goes when the move lands
+PENDING = {"stack.docker_daemon": "the private Docker daemon of tests/test_platform_docker.py"}
+# `-m name` in a shell line, or "-m", "name" in an argv list
+_DASH_M = re.compile(r"""-m["']?,?\s*["']?([A-Za-z_][\w.]*)""")
+_PY_PATH = re.compile(r"([\w/]+\.py)\b")
+
+
+@functools.cache
+def modules() -> dict[str, Path]:
+    """Dotted name -> file for every module of the product packages."""
+    found = {}
+    for pkg in PACKAGES:
+        for p in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(p.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = p
+    return found
+
+
+def _spawned(name: str) -> set[str]:
+    """What `python -m name` runs: the module, or a package's __main__ with its __init__."""
+    mods = modules()
+    return {n for n in (name, f"{name}.__main__") if n in mods}
+
+
+@functools.cache
+def _by_file() -> dict[Path, str]:
+    return {p.resolve(): n for n, p in modules().items()}
+
+
+def _by_path(text: str, base: Path) -> set[str]:
+    """Product modules named by a .py path in text, relative to the root or to base."""
+    by_file = _by_file()
+    out = set()
+    for m in _PY_PATH.finditer(text):
+        for cand in (ROOT / m.group(1), base / m.group(1)):
+            if cand.resolve() in by_file:
+                out.add(by_file[cand.resolve()])
+    return out
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Modules this one imports (absolute and relative), spawns by `-m`, or names by path."""
+    mods = modules()
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
+        elif isinstance(node, (ast.List, ast.Tuple)):             # [python, "-m", "stack.supervisor"]
+            words = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            out.update(*(_spawned(w) for w, prev in zip(words[1:], words) if prev == "-m" and isinstance(w, str)))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".py"):
+            out |= _by_path(node.value, path.parent)               # the locustfile by path
+    return {m for m in out if m in mods}
+
+
+def _with_parents(name: str) -> set[str]:
+    """Importing a.b.c runs a and a.b first."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & modules().keys()
+
+
+def entry_modules() -> set[str]:
+    """Modules the entry files and the product's shell scripts start or copy into the image."""
+    files = [ROOT / f for f in ENTRY_FILES] + [p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.sh"))]
+    roots: set[str] = set()
+    for f in files:
+        text = f.read_text()
+        for m in _DASH_M.finditer(text):
+            roots |= _spawned(m.group(1))
+        roots |= _by_path(text, f.parent)
+    return roots
+
+
+@functools.cache
+def reached() -> frozenset[str]:
+    mods = modules()
+    todo = set().union(*(_with_parents(r) for r in entry_modules()))
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for dep in _imports(name, mods[name]):
+            todo |= _with_parents(dep) - seen
+    return frozenset(seen)
+
+
+def test_the_entry_points_are_found():
+    """The walk starts where the product starts: the CLI, the service and what they spawn."""
+    roots = entry_modules()
+    assert {"edgebench.__main__", "service.__main__"} <= roots, roots
+    assert {"edgebench.cli", "stack.supervisor", "loadtests.locustfile", "loadtests.probe",
+            "loadtests.synthetic_target"} <= reached()
+
+
+def test_every_product_module_is_reached_from_an_entry_point():
+    stale = sorted(m for m in PENDING if m not in modules() or m in reached())
+    assert not stale, f"PENDING names modules that moved or are reached now: drop {', '.join(stale)}"
+    unreached = sorted(set(modules()) - reached() - PENDING.keys())
+    assert not unreached, ("product modules no entry point reaches (move them under tests/ "
+                           f"or delete them): {', '.join(unreached)}")
