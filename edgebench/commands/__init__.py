@@ -9,6 +9,7 @@ from edgebench.commands import (
     down,
     gate,
     gate_calibrate,
+    gate_rounds,
     profile,
     report,
     status,
@@ -16,4 +17,4 @@ from edgebench.commands import (
     up,
 )
 
-COMMANDS = (bench, profile, report, gate, gate_calibrate, steps, capacity, collectors, up, down, status)
+COMMANDS = (bench, profile, report, gate, gate_calibrate, gate_rounds, steps, capacity, collectors, up, down, status)
