@@ -182,8 +182,8 @@ def spread_of(rounds: list[dict], metric) -> Spread:
         int(np.sum(d > med + 3 * rsd)), int(np.sum(d < med - 3 * rsd)),
         r1, (math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se)),
         float(d[a_first].mean() - d[~a_first].mean()), (float(slot_ci.low), float(slot_ci.high)),
-        float(slot.pvalue), 100 * lr.slope, (100 * (lr.slope - tq * lr.stderr), 100 * (lr.slope + tq * lr.stderr)),
-        float(lr.pvalue))
+        float(slot.pvalue), float(100 * lr.slope),
+        (float(100 * (lr.slope - tq * lr.stderr)), float(100 * (lr.slope + tq * lr.stderr))), float(lr.pvalue))
 
 
 def failure_rounds(rounds: list[dict], metric: str = "metrics_failure_ratio") -> dict:
@@ -350,3 +350,22 @@ def report(path: Path, config, gates: int, resamples: int, inner: int, seed: int
         "failures": fails, "replay": {**asdict(rp), "rate": rp.rate, "mc_interval": [lo, hi],
                                       "boot_interval": [blo, bhi], "inner": inner, "seed": seed}})
     return md
+
+
+def noise_from_rounds(rounds: list[dict], config):
+    """The simulator's measured noise model (``simulate.Noise``) from recorded rounds: each
+    metric's pooled SD and lag-1 autocorrelation, the standardised residual rows (rounds
+    with every metric measured), the rounds' (A, B) failed-scrape ratios and their median
+    wall time."""
+    from edgebench.gate.simulate import Noise
+    names = tuple(m.metric for m in config.ab_metrics)
+    d = np.column_stack([differences(rounds, m) for m in config.ab_metrics])
+    d = d[np.all(np.isfinite(d), axis=1)]
+    mean, sd = d.mean(axis=0), d.std(axis=0, ddof=1)
+    rho = {s.metric: s.lag1 for s in (spread_of(rounds, m) for m in config.ab_metrics)}
+    failures = tuple((r["a"].get("metrics_failure_ratio") or 0.0, r["b"].get("metrics_failure_ratio") or 0.0)
+                     for r in rounds)
+    z = np.divide(d - mean, sd, out=np.zeros_like(d), where=sd > 0)
+    return Noise(dict(zip(names, map(float, sd))), rho, names, z, failures,
+                 float(np.median([r["elapsed_s"] for r in rounds])),
+                 label=f"measured ({len(d)} rounds, {float(np.median([r['elapsed_s'] for r in rounds])):.0f} s each)")

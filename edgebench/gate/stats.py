@@ -175,17 +175,7 @@ def boundaries(alpha: float, min_rounds: int, max_rounds: int, last: int | None 
     last = max_rounds if last is None else last
     if not 2 <= min_rounds <= last <= max_rounds:
         raise ValueError(f"looks {min_rounds}..{last} of {max_rounds}: need 2 <= min <= last <= max")
-    rng = np.random.default_rng(BOUNDARY_SEED)
-    x = rng.standard_normal((BOUNDARY_PATHS, last), dtype=np.float64)
-    n = np.arange(1, last + 1)
-    csum, csq = np.cumsum(x, axis=1), np.cumsum(x * x, axis=1)
-    mean = csum / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = np.maximum(csq - n * mean ** 2, 0) / (n - 1)
-        own = (n - 1) * var > special.chdtri(np.maximum(n - 1, 1), SPREAD_TEST)
-        t = mean * np.sqrt(n) / np.sqrt(var)
-        z = np.where(own, special.ndtri(special.stdtr(np.maximum(n - 1, 1), t)),
-                     mean * np.sqrt(n) / np.maximum(np.sqrt(var), 1.0))
+    z = _null_statistics(last)
     alive = np.ones(BOUNDARY_PATHS, bool)
     out, before = [], 0.0
     for look in range(min_rounds, last + 1):
@@ -200,6 +190,25 @@ def boundaries(alpha: float, min_rounds: int, max_rounds: int, last: int | None 
         out.append(u)
         alive &= z[:, look - 1] < u
     return tuple(out)
+
+
+@lru_cache(maxsize=4)
+def _null_statistics(last: int) -> np.ndarray:
+    """The statistic at looks 1..last of BOUNDARY_PATHS simulated gates under no change
+    (the spread rule included), on the normal scale: shared by every alpha's boundaries."""
+    rng = np.random.default_rng(BOUNDARY_SEED)
+    x = rng.standard_normal((BOUNDARY_PATHS, last), dtype=np.float64)
+    n = np.arange(1, last + 1)
+    csum, csq = np.cumsum(x, axis=1), np.cumsum(x * x, axis=1)
+    mean = csum / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.maximum(csq - n * mean ** 2, 0) / (n - 1)
+        own = (n - 1) * var > special.chdtri(np.maximum(n - 1, 1), SPREAD_TEST)
+        t = mean * np.sqrt(n) / np.sqrt(var)
+        z = np.where(own, special.ndtri(special.stdtr(np.maximum(n - 1, 1), t)),
+                     mean * np.sqrt(n) / np.maximum(np.sqrt(var), 1.0))
+    z.flags.writeable = False
+    return z
 
 
 @dataclass(frozen=True)
