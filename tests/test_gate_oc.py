@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from edgebench.gate.budgets import load_budgets
-from edgebench.gate.pool import load_rounds, noise_from_rounds
-from edgebench.gate.simulate import normal, simulate
+from edgebench.gate.pool import load_rounds
+from edgebench.gate.simulate import noise_from_rounds, normal, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = load_budgets(ROOT / "budgets.yml")

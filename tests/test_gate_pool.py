@@ -13,11 +13,11 @@ from edgebench.gate.pool import (
     differences,
     failure_rounds,
     load_rounds,
-    noise_from_rounds,
     replay_gates,
     sd_upper_bound,
     spread_of,
 )
+from edgebench.gate.simulate import noise_from_rounds
 from edgebench.scenarios import ParameterError
 
 CPU = ABMetric("cpu_ms_per_request", 0.10, spread=0.05, weight=7)

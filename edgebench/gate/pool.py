@@ -351,21 +351,3 @@ def report(path: Path, config, gates: int, resamples: int, inner: int, seed: int
                                       "boot_interval": [blo, bhi], "inner": inner, "seed": seed}})
     return md
 
-
-def noise_from_rounds(rounds: list[dict], config):
-    """The simulator's measured noise model (``simulate.Noise``) from recorded rounds: each
-    metric's pooled SD and lag-1 autocorrelation, the standardised residual rows (rounds
-    with every metric measured), the rounds' (A, B) failed-scrape ratios and their median
-    wall time."""
-    from edgebench.gate.simulate import Noise
-    names = tuple(m.metric for m in config.ab_metrics)
-    d = np.column_stack([differences(rounds, m) for m in config.ab_metrics])
-    d = d[np.all(np.isfinite(d), axis=1)]
-    mean, sd = d.mean(axis=0), d.std(axis=0, ddof=1)
-    rho = {s.metric: s.lag1 for s in (spread_of(rounds, m) for m in config.ab_metrics)}
-    failures = tuple((r["a"].get("metrics_failure_ratio") or 0.0, r["b"].get("metrics_failure_ratio") or 0.0)
-                     for r in rounds)
-    z = np.divide(d - mean, sd, out=np.zeros_like(d), where=sd > 0)
-    return Noise(dict(zip(names, map(float, sd))), rho, names, z, failures,
-                 float(np.median([r["elapsed_s"] for r in rounds])),
-                 label=f"measured ({len(d)} rounds, {float(np.median([r['elapsed_s'] for r in rounds])):.0f} s each)")

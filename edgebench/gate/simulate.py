@@ -4,7 +4,7 @@ error rates of the whole decision procedure (looks, floors, alpha split, budgets
 measured rather than claimed. Pure: no processes, a seeded generator.
 
 The noise model (``Noise``) is the measured one when built from recorded unchanged-code
-rounds (``pool.noise_from_rounds``): each metric at its pooled SD, innovations resampled
+rounds (``noise_from_rounds``): each metric at its pooled SD, innovations resampled
 from the rounds' own standardised residuals (all metrics of one recorded round together,
 so the tails, one-sided outliers and the metrics' correlation are as seen), an AR(1) at
 each metric's measured lag-1 autocorrelation, the round time as recorded and each round's
@@ -20,6 +20,7 @@ from scipy import stats as sps
 
 from edgebench.gate.budgets import GateConfig
 from edgebench.gate.loop import run_rounds
+from edgebench.gate.pool import differences, spread_of
 from edgebench.gate.verdict import Round, evaluate
 
 BASE = {"cpu_ms_per_request": 1.0, "scrape_latency_ms": 5.0, "service_mem_steady_mb": 27.0}
@@ -45,6 +46,24 @@ class Noise:
             return {n: float(rng.standard_normal()) for n in names}
         row = self.residuals[int(rng.integers(len(self.residuals)))]
         return {n: float(row[self.metrics.index(n)]) for n in names}
+
+
+def noise_from_rounds(rounds: list[dict], config):
+    """The simulator's measured noise model (``simulate.Noise``) from recorded rounds: each
+    metric's pooled SD and lag-1 autocorrelation, the standardised residual rows (rounds
+    with every metric measured), the rounds' (A, B) failed-scrape ratios and their median
+    wall time."""
+    names = tuple(m.metric for m in config.ab_metrics)
+    d = np.column_stack([differences(rounds, m) for m in config.ab_metrics])
+    d = d[np.all(np.isfinite(d), axis=1)]
+    mean, sd = d.mean(axis=0), d.std(axis=0, ddof=1)
+    rho = {s.metric: s.lag1 for s in (spread_of(rounds, m) for m in config.ab_metrics)}
+    failures = tuple((r["a"].get("metrics_failure_ratio") or 0.0, r["b"].get("metrics_failure_ratio") or 0.0)
+                     for r in rounds)
+    z = np.divide(d - mean, sd, out=np.zeros_like(d), where=sd > 0)
+    return Noise(dict(zip(names, map(float, sd))), rho, names, z, failures,
+                 float(np.median([r["elapsed_s"] for r in rounds])),
+                 label=f"measured ({len(d)} rounds, {float(np.median([r['elapsed_s'] for r in rounds])):.0f} s each)")
 
 
 def normal(spread: dict, round_s: float = 25.0) -> Noise:
@@ -166,7 +185,7 @@ if __name__ == "__main__":      # python -m edgebench.gate.simulate ROUNDS [GATE
     import sys
 
     from edgebench.gate.budgets import load_budgets
-    from edgebench.gate.pool import load_rounds, noise_from_rounds
+    from edgebench.gate.pool import load_rounds
     if len(sys.argv) < 2:
         sys.exit("usage: python -m edgebench.gate.simulate ROUNDS.jsonl [GATES] [budgets.yml]: "
                  "pass recorded unchanged-code rounds (edgebench gate-rounds)")
