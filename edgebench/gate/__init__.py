@@ -6,5 +6,6 @@ Modules: params (typed parameters), budgets (budgets.yml), figures (a round's fi
 from the report), stats (the closed sequential design over rounds), verdict (budgets +
 A/B), loop (rounds and looks), plan (the command), outputs, baseline (stored runs),
 faults (knobs), explain (py-spy on a CPU regression), calibrate (error rates measured),
-simulate (error rates simulated).
+pool (unchanged-code rounds recorded: spreads, independence, gates replayed), simulate
+(error rates simulated).
 """

@@ -13,7 +13,7 @@ failed-scrape ratios (A, B) resampled from the recorded rounds.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import stats as sps
@@ -192,4 +192,5 @@ if __name__ == "__main__":      # python -m edgebench.gate.simulate ROUNDS [GATE
     cfg = load_budgets(sys.argv[3] if len(sys.argv) > 3 else "budgets.yml")
     measured = noise_from_rounds(load_rounds(sys.argv[1]), cfg)
     print(oc_table(cfg, int(sys.argv[2]) if len(sys.argv) > 2 else 4000,
-                   [measured, normal(measured.spread, measured.round_s)]))
+                   [measured, replace(measured, round_s=25.0, label="measured, 25 s rounds"),
+                    normal(measured.spread, measured.round_s)]))
