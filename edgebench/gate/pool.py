@@ -171,7 +171,7 @@ def spread_of(rounds: list[dict], metric) -> Spread:
              if ok[i] and ok[i + 1]]
     x, y = np.asarray(pairs).T
     r1 = float(np.corrcoef(x, y)[0, 1])
-    z, se = math.atanh(r1), 1 / math.sqrt(len(pairs) - 3)
+    z, se = math.atanh(r1), (1 / math.sqrt(len(pairs) - 3) if len(pairs) > 3 else math.inf)
     slot = sps.ttest_ind(d[a_first], d[~a_first], equal_var=False)
     slot_ci = slot.confidence_interval(0.95)
     lr = sps.linregress(idx, d)
