@@ -124,7 +124,7 @@ def test_paired_budget_needs_b_to_be_the_worse_side_beyond_chance():
     rs[4].a["metrics_failure_ratio"] = 0.02       # ... and on A's in another
     rs[5].b["metrics_failure_ratio"] = 0.01
     check = by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"]
-    assert check.verdict == "pass" and "B alone worse in 2 round(s), A alone in 1" in check.detail
+    assert check.verdict == "pass" and "B alone over in 2 round(s), A alone in 1" in check.detail
     for r in rs:                                  # B loses scrapes in every round, A in none
         r.b["metrics_failure_ratio"], r.a["metrics_failure_ratio"] = 0.05, 0.0
     check = by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"]
@@ -132,6 +132,20 @@ def test_paired_budget_needs_b_to_be_the_worse_side_beyond_chance():
     for r in rs[:3]:                              # 4 of 4 is not beyond chance (p = 0.0625)
         r.b["metrics_failure_ratio"] = 0.0
     assert by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"].verdict == "pass"
+
+
+def test_paired_budget_does_not_count_rounds_where_both_sides_failed():
+    """docs/gate.md: only rounds where exactly one side is over the bound count; both
+    sides over, by whatever amounts (B the worse one), is the machine's stall."""
+    rs = rounds([1.0] * 7)
+    for r in rs:                                  # both sides lose scrapes, B a few more
+        r.a["metrics_failure_ratio"], r.b["metrics_failure_ratio"] = 0.01, 0.03
+    check = by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"]
+    assert check.verdict == "pass" and "B alone over in 0 round(s), A alone in 0" in check.detail
+    for r in rs[:5]:                              # A clean in 5 of them: B alone over, 5 of 5
+        r.a["metrics_failure_ratio"] = 0.0
+    check = by_name(evaluate(rs, CONFIG))["budget: metrics_failure_ratio"]
+    assert check.verdict == "regression" and "B alone over in 5 round(s), A alone in 0" in check.detail
 
 
 def test_median_budget_ignores_one_noisy_round():

@@ -124,3 +124,32 @@ def test_sigterm_ends_a_gate_interrupted_with_its_worktree_and_stacks_removed(tm
         st = json.loads(state.read_text())
         pids = [st.get("supervisor_pid")] + [s.get("pid") for s in st["services"].values()]
         assert [p for p in pids if p and Path(f"/proc/{p}").exists()] == [], state
+
+
+def test_gate_rounds_records_unchanged_rounds_and_replays_them(tmp_path):
+    """`gate-rounds --rounds 4`: four real A/A rounds (5 s steady) side by side, each
+    round's figures in rounds.jsonl; `--replay` reads them back into pool.md/pool.json."""
+    budgets = str(short_rounds(tmp_path))
+    out = subprocess.run([str(ROOT / "bin" / "edgebench"), "gate-rounds", "--rounds", "4", "--results",
+                          str(tmp_path), "--budgets", budgets], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    run = sorted(tmp_path.glob("*-rounds"))[-1]
+    lines = [json.loads(x) for x in (run / "rounds.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in lines] == [1, 2, 3, 4] and [r["order"] for r in lines[:2]] == [["A", "B"], ["B", "A"]]
+    for r in lines:
+        assert not r["errors"] and r["a"]["cpu_ms_per_request"] > 0 and r["b"]["cpu_ms_per_request"] > 0
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+    out = subprocess.run([str(ROOT / "bin" / "edgebench"), "gate-rounds", "--replay", str(run), "--budgets", budgets,
+                          "--gates", "20", "--resamples", "2", "--inner", "5"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    pool = json.loads((run / "pool.json").read_text())
+    assert pool["rounds"] == 4 and pool["replay"]["gates"] == 20
+    assert "| cpu_ms_per_request | 4 |" in (run / "pool.md").read_text()
+
+
+def test_gate_rounds_refuses_a_directory_without_rounds(tmp_path):
+    out = subprocess.run([str(ROOT / "bin" / "edgebench"), "gate-rounds", "--replay", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no rounds.jsonl there" in out.stderr

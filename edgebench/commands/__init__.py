@@ -10,6 +10,7 @@ from edgebench.commands import (
     down,
     gate,
     gate_calibrate,
+    gate_rounds,
     hostile,
     images_offline,
     load,
@@ -20,5 +21,5 @@ from edgebench.commands import (
     up,
 )
 
-COMMANDS = (bench, profile, report, gate, gate_calibrate, steps, capacity, collectors, load, agreement, hostile,
-            up, down, status, images_offline)
+COMMANDS = (bench, profile, report, gate, gate_calibrate, gate_rounds, steps, capacity, collectors, load, agreement,
+            hostile, up, down, status, images_offline)

@@ -7,8 +7,9 @@ for relative metrics and the difference B - A for absolute ones.
 
 The design (docs/gate.md, "The A/B rule"):
 
-- the spread of one round's figure is the calibration's, taken as known (a floor: three
-  lucky rounds cannot fake precision), unless the rounds' own SD is significantly larger
+- the spread of one round's figure is the calibration's upper confidence bound of the
+  pooled SD, taken as known (a floor: three lucky rounds cannot fake precision, and it is
+  never used below the rounds' own SD), unless the rounds' own SD is significantly larger
   (``spread_used``), then theirs, judged on the t scale;
 - the gate looks after every round from ``min_rounds`` to ``max_rounds`` (the last round
   the time budget allows). The false-regression rate alpha is spent over the looks with
@@ -99,11 +100,13 @@ SPREAD_TEST = 0.01    # the rounds' own SD replaces the calibrated spread when a
 
 
 def spread_used(sd: float, n: int, spread: float) -> tuple[float, float | None]:
-    """(SD, df) the test uses: the calibrated ``spread`` as known (df None) unless the
-    rounds' own SD is significantly larger (a noisier machine than calibrated), then the
-    rounds' SD with its n - 1 degrees of freedom; no calibrated spread: the rounds' SD."""
+    """(SD, df) the test uses. The calibrated ``spread`` (an upper confidence bound of the
+    pooled SD) is a floor, never used below the rounds' own SD: the larger of the two as
+    known (df None), unless the rounds' SD is significantly larger (a noisier machine than
+    calibrated), then the rounds' SD with its n - 1 degrees of freedom; no calibrated
+    spread: the rounds' SD."""
     if spread > 0 and (n - 1) * sd * sd <= special.chdtri(n - 1, SPREAD_TEST) * spread * spread:
-        return spread, None
+        return max(spread, sd), None
     return sd, float(n - 1)
 
 
@@ -172,16 +175,7 @@ def boundaries(alpha: float, min_rounds: int, max_rounds: int, last: int | None 
     last = max_rounds if last is None else last
     if not 2 <= min_rounds <= last <= max_rounds:
         raise ValueError(f"looks {min_rounds}..{last} of {max_rounds}: need 2 <= min <= last <= max")
-    rng = np.random.default_rng(BOUNDARY_SEED)
-    x = rng.standard_normal((BOUNDARY_PATHS, last), dtype=np.float64)
-    n = np.arange(1, last + 1)
-    csum, csq = np.cumsum(x, axis=1), np.cumsum(x * x, axis=1)
-    mean = csum / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = np.maximum(csq - n * mean ** 2, 0) / (n - 1)
-        own = (n - 1) * var > special.chdtri(np.maximum(n - 1, 1), SPREAD_TEST)
-        t = mean * np.sqrt(n) / np.sqrt(var)
-        z = np.where(own, special.ndtri(special.stdtr(np.maximum(n - 1, 1), t)), mean * np.sqrt(n))
+    z = _null_statistics(last)
     alive = np.ones(BOUNDARY_PATHS, bool)
     out, before = [], 0.0
     for look in range(min_rounds, last + 1):
@@ -196,6 +190,25 @@ def boundaries(alpha: float, min_rounds: int, max_rounds: int, last: int | None 
         out.append(u)
         alive &= z[:, look - 1] < u
     return tuple(out)
+
+
+@lru_cache(maxsize=4)
+def _null_statistics(last: int) -> np.ndarray:
+    """The statistic at looks 1..last of BOUNDARY_PATHS simulated gates under no change
+    (the spread rule included), on the normal scale: shared by every alpha's boundaries."""
+    rng = np.random.default_rng(BOUNDARY_SEED)
+    x = rng.standard_normal((BOUNDARY_PATHS, last), dtype=np.float64)
+    n = np.arange(1, last + 1)
+    csum, csq = np.cumsum(x, axis=1), np.cumsum(x * x, axis=1)
+    mean = csum / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.maximum(csq - n * mean ** 2, 0) / (n - 1)
+        own = (n - 1) * var > special.chdtri(np.maximum(n - 1, 1), SPREAD_TEST)
+        t = mean * np.sqrt(n) / np.sqrt(var)
+        z = np.where(own, special.ndtri(special.stdtr(np.maximum(n - 1, 1), t)),
+                     mean * np.sqrt(n) / np.maximum(np.sqrt(var), 1.0))
+    z.flags.writeable = False
+    return z
 
 
 @dataclass(frozen=True)

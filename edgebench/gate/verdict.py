@@ -94,12 +94,14 @@ PAIRED_ALPHA = 0.05
 
 def sign_test(pairs: list, bound: float) -> tuple[float, int, int]:
     """A 'paired' budget's test, for counts of rare events the machine makes on both sides
-    (a scrape due and never sent in a stall): over the rounds where one side alone is over
-    the bound and worse than the other, how unlikely is B's share if the change did nothing
-    (each such round B's or A's with probability 1/2)? Returns (p, B-worse rounds, A-worse)."""
+    (a scrape due and never sent in a stall): over the rounds where exactly one side is over
+    the bound (a round where both are over, by whatever amounts, is the machine's and not
+    counted), how unlikely is B's share if the change did nothing (each such round B's or
+    A's with probability 1/2)? Returns (p, B-alone rounds, A-alone rounds)."""
     from scipy.stats import binomtest
-    b_worse = sum(1 for b, a in pairs if b is not None and a is not None and b > bound and b > a)
-    a_worse = sum(1 for b, a in pairs if b is not None and a is not None and a > bound and a > b)
+    both = [(b, a) for b, a in pairs if b is not None and a is not None]
+    b_worse = sum(1 for b, a in both if b > bound >= a)
+    a_worse = sum(1 for b, a in both if a > bound >= b)
     n = b_worse + a_worse
     p = binomtest(b_worse, n, 0.5, alternative="greater").pvalue if n else 1.0
     return float(p), b_worse, a_worse
@@ -131,7 +133,7 @@ def check_budget(budget: Budget, b_values: list, a_values: list | None) -> Check
         verdict = REGRESSION if after > budget.max else PASS
     detail = f"{len(over)} of {len(measured)} round(s) over"
     if paired_p is not None:
-        detail += (f"; B alone worse in {b_worse} round(s), A alone in {a_worse}: one-sided sign test "
+        detail += (f"; B alone over in {b_worse} round(s), A alone in {a_worse}: one-sided sign test "
                    f"p = {paired_p:.3g} (regression below {PAIRED_ALPHA:g})")
     if shared:
         detail += f" ({len(shared)} with A as bad in the same round: the machine, not the change)"
