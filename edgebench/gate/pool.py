@@ -29,7 +29,7 @@ from edgebench.gate.loop import run_rounds
 from edgebench.gate.stats import REGRESSION
 from edgebench.gate.verdict import Round, evaluate
 from edgebench.gitref import resolve_ref, worktree
-from edgebench.results import RunDir
+from edgebench.results import Lifecycle, RunDir
 from edgebench.rounds import Side, round_params, run_round
 from edgebench.scenarios import ParameterError
 from plumbing.files import write_atomic, write_json_atomic
@@ -64,31 +64,23 @@ def record_rounds(params: PoolParams, command: str) -> Path:
     rp = round_params(config.warmup_s, config.duration_s, params.engine, run.path, config.sensor_rate)
     print(f"edgebench gate-rounds: {params.rounds} A/A rounds of {config.warmup_s:g} + "
           f"{config.duration_s:g} s on {commit[:12]} ({how}); results in {run.path}")
-    status = "failed"
-    try:
-        with ExitStack() as stack:
-            sides = [Side("A", stack.enter_context(worktree(commit))),
-                     Side("B", stack.enter_context(worktree(commit)))]
-            for i in range(1, params.rounds + 1):
-                steal0, total0 = _cpu_times()
-                load0, started = os.getloadavg(), time.time()
-                rr = run_round(run.path, rp, i, sides)
-                steal1, total1 = _cpu_times()
-                line = {"index": i, "started": started, "elapsed_s": rr.elapsed_s, "order": list(rr.order),
-                        "errors": rr.errors, "load_start": load0, "load_end": os.getloadavg(),
-                        "steal": (steal1 - steal0) / (total1 - total0) if total1 > total0 else None,
-                        "a": measure_figures(rr.dirs["A"]), "b": measure_figures(rr.dirs["B"])}
-                with open(run.path / ROUNDS_FILE, "a") as f:
-                    f.write(json.dumps(line) + "\n")
-                print(f"edgebench gate-rounds: round {i}/{params.rounds} in {rr.elapsed_s:.0f} s "
-                      f"(started: {', '.join(rr.order)}; load {load0[0]:.2f})"
-                      + (f"; errors: {rr.errors}" if rr.errors else ""), flush=True)
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        run.finish(status, update_latest=False)
+    with Lifecycle(run, reraise=True), ExitStack() as stack:
+        sides = [Side("A", stack.enter_context(worktree(commit))),
+                 Side("B", stack.enter_context(worktree(commit)))]
+        for i in range(1, params.rounds + 1):
+            steal0, total0 = _cpu_times()
+            load0, started = os.getloadavg(), time.time()
+            rr = run_round(run.path, rp, i, sides)
+            steal1, total1 = _cpu_times()
+            line = {"index": i, "started": started, "elapsed_s": rr.elapsed_s, "order": list(rr.order),
+                    "errors": rr.errors, "load_start": load0, "load_end": os.getloadavg(),
+                    "steal": (steal1 - steal0) / (total1 - total0) if total1 > total0 else None,
+                    "a": measure_figures(rr.dirs["A"]), "b": measure_figures(rr.dirs["B"])}
+            with open(run.path / ROUNDS_FILE, "a") as f:
+                f.write(json.dumps(line) + "\n")
+            print(f"edgebench gate-rounds: round {i}/{params.rounds} in {rr.elapsed_s:.0f} s "
+                  f"(started: {', '.join(rr.order)}; load {load0[0]:.2f})"
+                  + (f"; errors: {rr.errors}" if rr.errors else ""), flush=True)
     return run.path
 
 
