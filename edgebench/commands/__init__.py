@@ -6,6 +6,7 @@ from edgebench.commands import (
     bench,
     capacity,
     collectors,
+    cost,
     down,
     gate,
     gate_calibrate,
@@ -16,4 +17,4 @@ from edgebench.commands import (
     up,
 )
 
-COMMANDS = (bench, profile, report, gate, gate_calibrate, steps, capacity, collectors, up, down, status)
+COMMANDS = (bench, profile, report, gate, cost, gate_calibrate, steps, capacity, collectors, up, down, status)

@@ -104,6 +104,7 @@ class BudgetsFile(Model):
     """budgets.yml: every key it may hold; anything else is refused (a typo is not a default)."""
     budgets: list[_Entry]
     ab: _AB = _AB()
+    cost: dict = {}       # the cost tier's section, checked by edgebench/cost/config.py
 
 
 def load_budgets(path: Path) -> GateConfig:
