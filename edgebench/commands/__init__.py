@@ -7,6 +7,7 @@ from edgebench.commands import (
     capacity,
     collectors,
     cost,
+    cost_calibrate,
     down,
     gate,
     gate_calibrate,
@@ -17,4 +18,4 @@ from edgebench.commands import (
     up,
 )
 
-COMMANDS = (bench, profile, report, gate, cost, gate_calibrate, steps, capacity, collectors, up, down, status)
+COMMANDS = (bench, profile, report, gate, cost, cost_calibrate, gate_calibrate, steps, capacity, collectors, up, down, status)

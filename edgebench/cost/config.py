@@ -39,9 +39,16 @@ def load_cost_config(path: Path) -> CostConfig:
     if unknown:
         raise CostConfigError(f"{path}: cost.{sorted(unknown)[0]} is not a setting; use warmup, n, "
                               f"n_native, seed, thresholds or model (docs/gate.md, 'Cost tier')")
-    plan = Plan(**{k: int(data[k]) for k in ("warmup", "n", "n_native", "seed") if k in data})
-    if plan.n < 2 or plan.n_native < 2 or plan.warmup < 1:
-        raise CostConfigError(f"{path}: cost.n and cost.n_native must be at least 2, cost.warmup at least 1")
+    plan = Plan(**{k: int(data[k]) for k in ("warmup", "n_native", "seed") if k in data})
+    n = dict(plan.n)
+    for endpoint, value in (data.get("n") or {}).items():
+        if endpoint not in n or not isinstance(value, int) or value < 2:
+            raise CostConfigError(f"{path}: cost.n.{endpoint}: give each endpoint ({', '.join(ENDPOINTS)}) "
+                                  f"a whole number of requests >= 2")
+        n[endpoint] = value
+    plan = Plan(warmup=plan.warmup, n=tuple(n.items()), n_native=plan.n_native, seed=plan.seed)
+    if plan.n_native < 2 or plan.warmup < 1:
+        raise CostConfigError(f"{path}: cost.n_native must be at least 2, cost.warmup at least 1")
     thresholds = {}
     for figure, value in (data.get("thresholds") or {}).items():
         if figure not in DECIDING:

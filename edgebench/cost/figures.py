@@ -27,9 +27,10 @@ def side_figures(runs: dict, plan: Plan) -> dict:
         f = {}
         if "callgrind" in runs:
             b1, b2 = runs["callgrind"][endpoint]
-            f["instructions"] = _per_request(b1["instructions"], b2["instructions"], plan.n)
-            f["alloc_blocks"] = _per_request(b1["alloc_blocks"], b2["alloc_blocks"], plan.n)
-            f["c_functions"] = _per_key(b1["functions"], b2["functions"], plan.n)
+            n = plan.batch("callgrind", endpoint)
+            f["instructions"] = _per_request(b1["instructions"], b2["instructions"], n)
+            f["alloc_blocks"] = _per_request(b1["alloc_blocks"], b2["alloc_blocks"], n)
+            f["c_functions"] = _per_key(b1["functions"], b2["functions"], n)
         if "strace" in runs:
             b1, b2 = runs["strace"][endpoint]
             names = _per_key(b1["syscalls"], b2["syscalls"], plan.n_native)

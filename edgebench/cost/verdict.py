@@ -37,6 +37,7 @@ class CostResult:
     movers: dict = field(default_factory=dict)     # endpoint -> lines naming what moved
     notes: list = field(default_factory=list)
     elapsed_s: float = 0.0
+    error: str = ""
 
     @property
     def verdict(self) -> str:
@@ -87,7 +88,22 @@ def compare(a: dict, b: dict, config: CostConfig) -> CostResult:
     return result
 
 
+def _same_name(d: dict) -> dict:
+    """Python function keys named alike on both sides: file:qualname without the first
+    line (an edit above a function moves it), installed packages from site-packages/ on
+    (their absolute path differs when a side's tree holds the venv)."""
+    out: dict = {}
+    for key, value in d.items():
+        cut = key.find("site-packages/")
+        key = key[cut:] if cut >= 0 else key
+        path, _, rest = key.partition(":")
+        key = f"{path}:{rest.partition(':')[2] or rest}"
+        out[key] = out.get(key, 0.0) + value
+    return out
+
+
 def _top(da: dict, db: dict, k: int) -> list[tuple[str, float, float]]:
+    da, db = _same_name(da), _same_name(db)
     keys = set(da) | set(db)
     moved = [(key, da.get(key, 0.0), db.get(key, 0.0)) for key in keys]
     moved = [m for m in moved if abs(m[2] - m[1]) >= 0.5]

@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from edgebench.cost.tier import add_to_gate, gate_tier
 from edgebench.gate.baseline import check_stored_baseline
 from edgebench.gate.budgets import load_budgets
 from edgebench.gate.figures import measure_figures
@@ -65,6 +66,9 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
         with (worktree(commit) if commit else nullcontext()) as ref_dir:
             sides = ([Side("A", ref_dir)] if ref_dir else []) + \
                     [Side("B", params.b_source or ROOT, dict(params.inject))]
+            # the cost tier first (edgebench/cost): counts, then the wall-clock rounds
+            cost = gate_tier(ref_dir, params.b_source or ROOT, dict(params.inject), params.budgets_file,
+                             say) if ref_dir else None
 
             def measure(i: int) -> Round:
                 rr = run_round(run.path, rparams, i, sides)
@@ -80,6 +84,7 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
 
             outcome = run_rounds(measure, judge, min_rounds, max_rounds, budget_s)
             result = outcome.result
+            cost_table = add_to_gate(result, cost, params.budgets_file) if cost else ""
             result.notes.append(f"{len(outcome.rounds)} round(s) in {outcome.elapsed_s:.0f} s; "
                                 f"stopped: {outcome.stopped}")
             if stored_dirs is not None:
@@ -100,6 +105,7 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
     header = (f"B: {'working tree of `' + _head() + '`' if params.b_source is None else params.b_source}"
               f"{' with ' + str(params.inject) if params.inject else ''}; "
               f"A: `{commit[:12] if commit else 'none'}` ({how}). Run `{run.path.name}`.")
+    header += f"\n\n{cost_table}" if commit and cost_table else ""
     write_outputs(run.path, result, header, {
         "elapsed_s": elapsed, "against": commit, "inject": params.inject,
         "stopped": outcome.stopped, "round_elapsed_s": [r.elapsed_s for r in outcome.rounds],
