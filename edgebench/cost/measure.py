@@ -125,9 +125,12 @@ def _at_rest(pid: int) -> bool:
 class Run:
     """One server process under one instrument; marks split its life into batches."""
 
+    made = 0
+
     def __init__(self, tree: Path, instrument: str, work: Path, seed: int, env_extra: dict | None = None):
         self.instrument, self.work = instrument, work
-        self.out = work / f"{instrument}-{os.getpid()}-{id(self)}"
+        Run.made += 1          # fixed-width names: the environment's size is the same in every run
+        self.out = work / f"{instrument[:5]:<5}-{os.getpid():08d}-{Run.made:06d}"
         self.port = _free_port()
         self.marks = 0
         mode = instrument if instrument in ("py", "lines") else "count"
