@@ -105,13 +105,15 @@ def detection_table(comparisons: list) -> str:
         k = sum(r.verdict == REGRESSION for r in results)
         low, high = clopper_pearson(k, len(results))
         endpoint = "/sensor" if label.startswith("sensor") else "/metrics"
-        figure = "syscalls" if label == "syscall" else "instructions"
-        changes = [r2.change for r in results for r2 in r.rows
-                   if r2.endpoint == endpoint and r2.figure == figure and r2.change is not None]
+        moved = []
+        for figure in ("instructions", "syscalls", "alloc_blocks"):
+            changes = [r2.change for r in results for r2 in r.rows
+                       if r2.endpoint == endpoint and r2.figure == figure and r2.change is not None]
+            if changes:
+                moved.append(f"{figure} {_fmt(figure, statistics.median(changes))}")
         named = results[-1].movers.get(endpoint, ["-"])[:1] or ["-"]
         rows.append(f"| {label} | {len(results)} | {k} | {k / len(results):.0%} [{low:.0%}, {high:.0%}] | "
-                    f"{endpoint} {figure} {_fmt(figure, statistics.median(changes)) if changes else '-'} | "
-                    f"{named[0]} |")
+                    f"{endpoint}: {', '.join(moved)} | {named[0]} |")
     return "\n".join(rows)
 
 

@@ -106,12 +106,12 @@ def _top(da: dict, db: dict, k: int) -> list[tuple[str, float, float]]:
     da, db = _same_name(da), _same_name(db)
     keys = set(da) | set(db)
     moved = [(key, da.get(key, 0.0), db.get(key, 0.0)) for key in keys]
-    moved = [m for m in moved if abs(m[2] - m[1]) >= 0.5]
-    return sorted(moved, key=lambda m: -abs(m[2] - m[1]))[:k]
+    moved = [m for m in moved if m[2] - m[1] >= 0.5]         # rises: what a regression is made of
+    return sorted(moved, key=lambda m: m[1] - m[2])[:k]
 
 
 def movers(fa: dict, fb: dict, k: int = 3) -> list[str]:
-    """What moved per request, A against B: Python functions by own executed lines and by
+    """What rose per request, A against B: Python functions by own executed lines and by
     calls, C functions by own instructions, system calls by name. A new function shows as
     calls 0 -> n; a loop inside an existing function as that function's own lines."""
     out = []
