@@ -102,8 +102,9 @@ def _same_name(d: dict) -> dict:
     return out
 
 
-def _top(da: dict, db: dict, k: int) -> list[tuple[str, float, float]]:
-    da, db = _same_name(da), _same_name(db)
+def _top(da: dict, db: dict, k: int, python: bool = False) -> list[tuple[str, float, float]]:
+    if python:
+        da, db = _same_name(da), _same_name(db)
     keys = set(da) | set(db)
     moved = [(key, da.get(key, 0.0), db.get(key, 0.0)) for key in keys]
     moved = [m for m in moved if m[2] - m[1] >= 0.5]         # rises: what a regression is made of
@@ -115,9 +116,9 @@ def movers(fa: dict, fb: dict, k: int = 3) -> list[str]:
     calls, C functions by own instructions, system calls by name. A new function shows as
     calls 0 -> n; a loop inside an existing function as that function's own lines."""
     out = []
-    for key, va, vb in _top(fa.get("py_lines", {}), fb.get("py_lines", {}), k):
+    for key, va, vb in _top(fa.get("py_lines", {}), fb.get("py_lines", {}), k, python=True):
         out.append(f"Python {key}: own lines {va:.4g} -> {vb:.4g} ({vb - va:+.4g})")
-    for key, va, vb in _top(fa.get("py_calls", {}), fb.get("py_calls", {}), k):
+    for key, va, vb in _top(fa.get("py_calls", {}), fb.get("py_calls", {}), k, python=True):
         out.append(f"Python {key}: calls {va:.4g} -> {vb:.4g} ({vb - va:+.4g})")
     c_a, c_b = fa.get("c_functions", {}), fb.get("c_functions", {})
     for key, va, vb in _top(c_a, c_b, k):
