@@ -111,7 +111,8 @@ def detection_table(comparisons: list) -> str:
                        if r2.endpoint == endpoint and r2.figure == figure and r2.change is not None]
             if changes:
                 moved.append(f"{figure} {_fmt(figure, statistics.median(changes))}")
-        named = results[-1].movers.get(endpoint, ["-"])[:1] or ["-"]
+        failed = [r for r in results if r.verdict == REGRESSION]
+        named = (failed[-1].movers.get(endpoint, ["-"])[:1] or ["-"]) if failed else ["- (none failed)"]
         rows.append(f"| {label} | {len(results)} | {k} | {k / len(results):.0%} [{low:.0%}, {high:.0%}] | "
                     f"{endpoint}: {', '.join(moved)} | {named[0]} |")
     return "\n".join(rows)
