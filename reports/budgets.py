@@ -81,6 +81,7 @@ class GateConfig(Model):
     The ``ab:`` settings read as the config's own (``config.min_rounds``)."""
     budgets: list[Budget]
     ab: AB = AB()
+    cost: dict = {}    # the cost tier's section, checked by edgebench/cost/config.py
 
     @property
     def ab_metrics(self) -> list[ABMetric]:

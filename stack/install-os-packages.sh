@@ -7,6 +7,10 @@ command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+# The gate's cost tier counts instructions and system calls (edgebench/cost/).
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v strace >/dev/null || need+=(strace)
+command -v setarch >/dev/null || need+=(util-linux)
 if [ "${EDGEBENCH_WITH_CHROMIUM:-0}" = 1 ]; then command -v chromium >/dev/null || need+=(chromium); fi
 # The platform matrix (make test-platforms): a Docker engine and a cgroup v2 guest.
 if [ "${EDGEBENCH_WITH_PLATFORMS:-0}" = 1 ]; then

@@ -280,7 +280,7 @@ def test_every_budget_metric_is_a_figure_the_gate_reads():
     ("budgets:\n  - {metric: oom_kills, max: 0, ovr: any}",
      "budgets[0]: unknown key 'ovr' (known: metric, max, why, over): fix the spelling"),
     ("budgets: []\nab: {alfa: 0.01}", "ab: unknown key 'alfa' (known: alpha, min_rounds,"),
-    ("budgets: []\nbudget: []", "budgets.yml: unknown key 'budget' (known: budgets, ab)"),
+    ("budgets: []\nbudget: []", "budgets.yml: unknown key 'budget' (known: budgets, ab, cost)"),
     # a wrong type is one line too, never coerced
     ("budgets:\n  - {metric: oom_kills, max: '3'}", "budgets[0].max: '3' is not valid: input should be a valid number"),
     ("budgets:\n  - {metric: oom_kills, max: true}", "budgets[0].max: True is not valid"),

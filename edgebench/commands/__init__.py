@@ -7,6 +7,8 @@ from edgebench.commands import (
     bench,
     capacity,
     collectors,
+    cost,
+    cost_calibrate,
     down,
     gate,
     gate_calibrate,
@@ -21,5 +23,5 @@ from edgebench.commands import (
     up,
 )
 
-COMMANDS = (bench, profile, report, gate, gate_calibrate, gate_rounds, steps, capacity, collectors, load, agreement,
-            hostile, up, down, status, images_offline)
+COMMANDS = (bench, profile, report, gate, cost, cost_calibrate, gate_calibrate, gate_rounds, steps, capacity,
+            collectors, load, agreement, hostile, up, down, status, images_offline)

@@ -19,6 +19,8 @@ def _change(c) -> str:
         return ""
     f = (lambda x: ">+999%" if x > 9.99 else f"{x:+.1%}") if c.relative else (lambda x: f"{x:+.3g}")
     unit = "" if c.relative or not c.unit else f" {c.unit}"
+    if c.low is None:       # a count (the cost tier): no interval
+        return f"{f(c.change)}{unit}"
     return f"{f(c.change)} [{f(c.low)}, {f(c.high)}]{unit}"
 
 

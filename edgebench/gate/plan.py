@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgebench.cost.tier import add_to_gate, gate_tier
 from edgebench.gate.baseline import check_stored_baseline
 from edgebench.gate.figures import measure_figures
 from edgebench.gate.loop import LoopOutcome, run_rounds
@@ -83,20 +84,23 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
     t0 = time.monotonic()
     # latest=False: results/latest stays the newest bench
     with Lifecycle(run, reraise=True):   # every stack torn down, the worktree removed
-        outcome = _ab_rounds(run.path, plan, t0, say)
+        outcome, cost_table = _ab_rounds(run.path, plan, t0, say)
         elapsed = time.monotonic() - t0
-        _write(run.path, plan, outcome, elapsed, say)
+        _write(run.path, plan, outcome, cost_table, elapsed, say)
     return GateRun(run.path, outcome.result, outcome, elapsed)
 
 
-def _ab_rounds(run_path: Path, plan: GatePlan, t0: float, say) -> LoopOutcome:
-    """Side-by-side rounds of B and A (a worktree of A's commit) until the verdict is
-    decided or the budget is spent; on a CPU regression, the top-function diff."""
+def _ab_rounds(run_path: Path, plan: GatePlan, t0: float, say) -> tuple[LoopOutcome, str]:
+    """The cost tier (counts, edgebench/cost) of B against A's worktree first, then
+    side-by-side rounds of B and A until the verdict is decided or the budget is spent;
+    on a CPU regression, the top-function diff. Returns the outcome and the cost table."""
     params, config = plan.params, plan.config
     stored_a = [measure_figures(d) for d in plan.stored_dirs] if plan.stored_dirs is not None else None
     with (worktree(plan.commit) if plan.commit else nullcontext()) as ref_dir:
         sides = ([Side("A", ref_dir)] if ref_dir else []) + \
                 [Side("B", params.b_source or ROOT, dict(params.inject))]
+        cost = gate_tier(ref_dir, params.b_source or ROOT, dict(params.inject), params.budgets_file,
+                         say) if ref_dir else None
 
         def measure(i: int) -> Round:
             rr = run_round(run_path, plan.rparams, i, sides)
@@ -112,6 +116,7 @@ def _ab_rounds(run_path: Path, plan: GatePlan, t0: float, say) -> LoopOutcome:
 
         outcome = run_rounds(measure, judge, config.min_rounds, config.max_rounds, plan.budget_s)
         result = outcome.result
+        cost_table = add_to_gate(result, cost, params.budgets_file) if cost else ""
         result.notes.append(f"{len(outcome.rounds)} round(s) in {outcome.elapsed_s:.0f} s; "
                             f"stopped: {outcome.stopped}")
         if plan.stored_dirs is not None:
@@ -120,15 +125,17 @@ def _ab_rounds(run_path: Path, plan: GatePlan, t0: float, say) -> LoopOutcome:
         if ref_dir and params.explain and _cpu_regression(result):
             _explain(run_path, plan.rparams, sides, result, plan.budget_s - (time.monotonic() - t0),
                      outcome.elapsed_s / len(outcome.rounds))
-    return outcome
+    return outcome, cost_table
 
 
-def _write(run_path: Path, plan: GatePlan, outcome: LoopOutcome, elapsed: float, say) -> None:
-    """gate.md, junit.xml and gate.json, and the table on the terminal."""
+def _write(run_path: Path, plan: GatePlan, outcome: LoopOutcome, cost_table: str, elapsed: float,
+           say) -> None:
+    """gate.md (the cost table first), junit.xml and gate.json, and the table on the terminal."""
     params, result = plan.params, outcome.result
     header = (f"B: {'working tree of `' + _head() + '`' if params.b_source is None else params.b_source}"
               f"{' with ' + str(params.inject) if params.inject else ''}; "
               f"A: `{plan.commit[:12] if plan.commit else 'none'}` ({plan.how}). Run `{run_path.name}`.")
+    header += f"\n\n{cost_table}" if plan.commit and cost_table else ""
     write_outputs(run_path, result, header, {
         "elapsed_s": elapsed, "against": plan.commit, "inject": params.inject,
         "stopped": outcome.stopped, "round_elapsed_s": [r.elapsed_s for r in outcome.rounds],
