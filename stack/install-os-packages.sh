@@ -13,16 +13,17 @@ if [ "${EDGEBENCH_WITH_PLATFORMS:-0}" = 1 ]; then
   command -v dockerd >/dev/null || need+=(docker.io)
   command -v debootstrap >/dev/null || need+=(debootstrap)  # the offline base image (stack/images_offline.py)
   command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod || need+=(busybox-static)
+  # grep reads the whole list: under pipefail, grep -q would stop early and busybox die of SIGPIPE
+  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x insmod >/dev/null || need+=(busybox-static)
 fi
 # The cgroup v2 guest's kernel is downloaded and unpacked into ~/.cache/edgebench/guest,
 # not installed: installing a kernel package would run the host's initramfs and boot
-# loader hooks (stack/guest_image.py). A kernel already in /boot is used as it is.
+# loader hooks (tests/platforms/guest_image.py). A kernel already in /boot is used as it is.
 fetch_guest_kernel() {
   [ "${EDGEBENCH_WITH_PLATFORMS:-0}" = 1 ] || return 0
-  .venv/bin/python -m stack.guest check >/dev/null 2>&1 && return 0
+  .venv/bin/python -m tests.platforms.guest check >/dev/null 2>&1 && return 0
   echo "edgebench: fetching the cgroup v2 guest's kernel (apt-get download, not installed)"
-  .venv/bin/python -m stack.guest fetch-kernel || true   # the platform tests then skip, naming the fix
+  .venv/bin/python -m tests.platforms.guest fetch-kernel || true   # the platform tests then skip, naming the fix
 }
 if [ ${#need[@]} -eq 0 ]; then fetch_guest_kernel; exit 0; fi
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

@@ -2,7 +2,7 @@
 platform matrix (docs/stack.md#cgroup-v2-lane).
 
 The host keeps its cgroup v1 mounts; the lane boots a QEMU guest with ``cgroup_no_v1=all``
-(stack/guest.py) twice: once running tests/cgroup2_guest_checks.py, which records what
+(tests/platforms/guest.py) twice: once running tests/platforms/cgroup2_checks.py, which records what
 edgebench's own commands did into JSON that the tests below assert on, and once for a short
 ``edgebench bench`` whose report comes back on the host. Two more short boots check the
 runner's own time limits. Functional only: Python in the guest is ~6x slower than here.
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from plumbing.process import pid_alive
-from stack import guest
 from stack.compose import load_compose
+from tests.platforms import guest
 
 REPO = Path(__file__).resolve().parent.parent
 PY = str(REPO / ".venv" / "bin" / "python")
@@ -41,7 +41,7 @@ def _run(argv, shares, timeout):
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
     out = tmp_path_factory.mktemp("cgroup2-checks")
-    res = _run([PY, "tests/cgroup2_guest_checks.py", str(out)], [out], timeout=900)
+    res = _run([PY, "-m", "tests.platforms.cgroup2_checks", str(out)], [out], timeout=900)
     assert res.returncode == 0, res.output[-3000:]
     data = json.loads((out / "checks.json").read_text())
     return res, data
@@ -197,7 +197,7 @@ def test_host_deadline_kills_qemu():
 
 
 def test_ctrl_c_stops_the_guest_and_kills_qemu():
-    p = subprocess.Popen([PY, "-m", "stack.guest", "run", "--timeout", "600", "--", "sleep", "600"], cwd=REPO,
+    p = subprocess.Popen([PY, "-m", "tests.platforms.guest", "run", "--timeout", "600", "--", "sleep", "600"], cwd=REPO,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     running = threading.Event()
 

@@ -16,8 +16,8 @@ import pytest
 from plumbing.cgroup_counters import PEAK_SINCE_RESET, PeakMark, detect_version, read_cgroups
 from stack.api import read_state, start_stack
 from stack.compose import load_compose
-from tests.cgroup2_guest_checks import LEAK_COMPOSE, _hammer, cli, get
 from tests.conftest import restarted_and_healthy
+from tests.platforms.cgroup2_checks import LEAK_COMPOSE, _hammer, cli, get
 
 REPO = Path(__file__).resolve().parent.parent
 

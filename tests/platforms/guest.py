@@ -16,9 +16,9 @@ runs the same way: a command, its shares, its timeout.
 The guest is ~6x slower than the host for Python: use it for functional checks, not
 timings. QEMU is killed by pid on error, timeout and Ctrl-C; the work directory is removed.
 
-    .venv/bin/python -m stack.guest run --share /tmp/out -- .venv/bin/python -m edgebench up --engine native
-    .venv/bin/python -m stack.guest check          # what is missing, one line each
-    .venv/bin/python -m stack.guest fetch-kernel   # apt-get download linux-image-amd64 into the cache
+    .venv/bin/python -m tests.platforms.guest run --share /tmp/out -- .venv/bin/python -m edgebench up --engine native
+    .venv/bin/python -m tests.platforms.guest check          # what is missing, one line each
+    .venv/bin/python -m tests.platforms.guest fetch-kernel   # apt-get download linux-image-amd64 into the cache
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from plumbing.wait import WaitTimeout, wait_until
 
 from .guest_image import WORK_TAG, GuestUnavailable, build_initramfs, fetch_kernel, find_busybox, find_kernel, find_qemu
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BOOT_BUDGET_S = 120.0  # boot + power-off allowance on top of the command's own timeout (busy hosts)
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GUEST_TMPFS = ("/tmp", "/run", "/var/tmp")
@@ -258,7 +258,7 @@ def _tail(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stack.guest", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tests.platforms.guest", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="boot, run one command in the cgroup v2 guest, power off")
     r.add_argument("--share", action="append", default=[], metavar="DIR[:ro]",
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         command = a.command[1:] if a.command[:1] == ["--"] else a.command
         if not command:
-            raise GuestError("no command: write it after --, e.g. python -m stack.guest run -- uname -r")
+            raise GuestError("no command: write it after --, e.g. python -m tests.platforms.guest run -- uname -r")
         env = {}
         for kv in a.env:
             k, sep, v = kv.partition("=")
