@@ -117,7 +117,8 @@ def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path, timeout: floa
 def _cmd_sh(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     base = {"PATH": GUEST_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "EDGEBENCH_RUNTIME_DIR": "/run/edgebench",
             "PYTHONUNBUFFERED": "1",  # output streams to the console as it comes
-            "EDGEBENCH_LOAD_START_TIMEOUT_S": "900"}  # Locust took 5 min to start on a busy host
+            "EDGEBENCH_LOAD_START_TIMEOUT_S": "900",   # Locust took 5 min to start on a busy host
+            "EDGEBENCH_STACK_START_TIMEOUT_S": "600"}  # the service took over 45 s to answer at load 7
     base.update(env)
     exports = "\n".join(f"export {k}={_q(v)}" for k, v in base.items())
     return f"cd {_q(cwd)} || exit 125\n{exports}\nexec {shlex.join(argv)}\n"
