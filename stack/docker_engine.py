@@ -45,6 +45,18 @@ from .state import ServiceState, StackState, checked
 
 MIN_V1 = (1, 28)  # profiles arrived in docker-compose 1.28
 COMPOSE_NEEDED = "docker-compose >= 1.28 or the docker compose v2 plugin"
+BUILD_ENV = "EDGEBENCH_DOCKER_BUILD"
+
+
+def builds_images(environ: dict | None = None) -> bool:
+    """Whether ``up`` builds the images the compose file builds (``--build``): yes, unless
+    $EDGEBENCH_DOCKER_BUILD is 0, where the images the engine has are used as they are
+    (loaded with ``docker load`` on a machine that cannot build them, e.g. without network)."""
+    value = (os.environ if environ is None else environ).get(BUILD_ENV, "1")
+    if value not in ("0", "1"):
+        raise StackError(f"{BUILD_ENV}={value!r}: write 1 (build the images, the default) or 0 (use the "
+                         f"images the Docker engine has)")
+    return value == "1"
 
 
 def engine_available(timeout: float = 5.0) -> bool:
@@ -353,7 +365,7 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
     cfile = state_dir / "compose.yml"
     cfile.write_text("# written by edgebench for this stack: " + str(compose.path) + " resolved\n"
                      + yaml.safe_dump(doc, sort_keys=False))
-    build = any(compose.all_services[n].build is not None for n in services)
+    build = builds_images() and any(compose.all_services[n].build is not None for n in services)
     state = {"engine": "docker", "stack_id": stack_id, "project": project, "compose_file": str(compose.path),
              "resolved_compose_file": str(cfile), "profiles": list(profiles), "compose_cmd": base,
              "supervisor_pid": None, "status": "starting", "cgroup_version": cgroup_version,
