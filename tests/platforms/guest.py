@@ -45,6 +45,7 @@ BOOT_BUDGET_S = 120.0  # boot + power-off allowance on top of the command's own 
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GUEST_TMPFS = ("/tmp", "/run", "/var/tmp")
 MSIZE = 262144
+CPU_MODEL = "max"
 
 
 class GuestError(EdgebenchError):
@@ -145,7 +146,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env: dict[str, str] | None = None,
-        timeout: float = 600, memory_mb: int = 2560, cpus: int = 2, stream=None,
+        timeout: float = 600, memory_mb: int = 2560, cpus: int = 2, cpu_model: str = CPU_MODEL, stream=None,
         keep_workdir: bool = False, boot_budget: float = BOOT_BUDGET_S, tmpfs=(), modules=()) -> GuestResult:
     """Boot the guest, run ``argv`` (in ``cwd``, default the checkout) and power off.
 
@@ -184,7 +185,7 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
         console = tmp / "console.log"
         sec = "passthrough" if os.geteuid() == 0 else "none"  # passthrough keeps owners, needs root
         cmd = [qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-               "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", str(cpus), "-m", str(memory_mb),
+               "-accel", "tcg,thread=multi", "-cpu", cpu_model, "-smp", str(cpus), "-m", str(memory_mb),
                "-kernel", str(kernel.image), "-initrd", str(initrd),
                "-append", "console=ttyS0 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 panic=-1 "
                           "quiet loglevel=4 rdinit=/init",
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--timeout", type=float, default=600, help="seconds the command may run (default 600)")
     r.add_argument("--memory", type=int, default=2560, help="guest RAM in MB (default 2560)")
     r.add_argument("--cpus", type=int, default=2)
+    r.add_argument("--cpu-model", default=CPU_MODEL, help=f"QEMU's -cpu model (default {CPU_MODEL})")
     r.add_argument("--tmpfs", action="append", default=[], metavar="DIR",
                    help="another guest directory on a tmpfs, e.g. /var/lib/docker")
     r.add_argument("--module", action="append", default=[], metavar="NAME",
@@ -304,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         undo = sigterm_as_ctrl_c()
         try:
             res = run(command, cwd=a.cwd, shares=shares, env=env, timeout=a.timeout, memory_mb=a.memory,
-                      cpus=a.cpus, stream=None if a.quiet else sys.stdout, tmpfs=a.tmpfs, modules=a.module)
+                      cpus=a.cpus, cpu_model=a.cpu_model, stream=None if a.quiet else sys.stdout, tmpfs=a.tmpfs, modules=a.module)
         finally:
             undo()
         if a.quiet:
