@@ -10,7 +10,6 @@ runner's own time limits. Functional only: Python in the guest is ~6x slower tha
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -138,9 +137,6 @@ def test_memory_peak_is_read_and_its_scope_said(checks):
         assert thr["sampler"]["meta_peak_scope"] == mark["scope"]
 
 
-@pytest.mark.xfail(strict=False, reason="under QEMU's software emulation the guest's Python sometimes dies with "
-                   "SIGSEGV while the bench renders its report, after every figure was measured (seen in 3 of 6 "
-                   "runs on 2026-12-06; not yet traced); the cell's other checks do not depend on it")
 def test_short_bench_report_comes_back_to_the_host(tmp_path):
     res = _run([PY, "-m", "edgebench", "bench", "--duration", "8", "--warmup", "2", "--scenarios", "optimized-vm",
                 "--engine", "native", "--results", str(tmp_path)], [tmp_path], timeout=900)
@@ -218,37 +214,3 @@ def test_ctrl_c_stops_the_guest_and_kills_qemu():
         if p.poll() is None:
             p.kill()
             p.wait()
-
-
-DOCKER_IN_GUEST = r"""
-set -u
-D="docker -H unix:///run/eb-docker.sock"
-dockerd --data-root /tmp/docker --exec-root /run/docker --pidfile /run/eb-dockerd.pid \
-  -H unix:///run/eb-docker.sock --iptables=false --ip6tables=false --bridge=none > /tmp/dockerd.log 2>&1 &
-i=0
-until $D version >/dev/null 2>&1; do   # bounded: 600 polls
-  i=$((i+1)); if [ $i -gt 600 ]; then echo "dockerd did not answer"; tail -30 /tmp/dockerd.log; exit 1; fi
-  sleep 0.5
-done
-timeout 60 $D info --format 'cgroup-version={{.CgroupVersion}} driver={{.Driver}}'
-mkdir -p /tmp/rootfs/bin && cp /bin/busybox /tmp/rootfs/bin/busybox
-(cd /tmp/rootfs && tar c .) | timeout 60 $D import - eb-busybox:local >/dev/null
-timeout 120 $D run --rm --network none -m 50m --memory-swap 50m --cpus 0.5 eb-busybox:local /bin/busybox sh -c \
-  'echo "in-container memory.max=$(/bin/busybox cat /sys/fs/cgroup/memory.max) cpu.max=$(/bin/busybox cat /sys/fs/cgroup/cpu.max)"'
-"""
-
-
-@pytest.mark.skipif(not (shutil.which("dockerd") and shutil.which("docker")),
-                    reason="Docker x cgroup v2: no dockerd/docker on this host: apt-get install docker.io")
-def test_docker_in_the_guest_enforces_limits_on_cgroup_v2(tmp_path):
-    """The host's dockerd, containerd and runc (through the read-only root) in the guest, data
-    root on its tmpfs: a container limited as docker-compose.yml limits the service sees
-    memory.max and cpu.max in its own cgroup v2. (No image registry: the image is a static
-    busybox imported in the guest; the stack's images come with the Docker lane.)"""
-    script = tmp_path / "docker.sh"
-    script.write_text(DOCKER_IN_GUEST)
-    res = guest.run(["sh", str(script)], shares=[(tmp_path, False)], modules=["overlay"], timeout=400)
-    print(res.output)
-    assert res.returncode == 0, res.output[-3000:]
-    assert "cgroup-version=2 driver=overlay2" in res.output
-    assert "in-container memory.max=52428800 cpu.max=50000 100000" in res.output
