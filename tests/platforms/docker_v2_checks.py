@@ -2,7 +2,7 @@
 
 Run by tests/test_platform_docker_v2.py through the guest (``python -m
 tests.platforms.docker_v2_checks OUT_DIR IMAGES_TAR``): one ``dockerd`` (the host's, through
-the read-only root, its data root on a guest tmpfs) serves every check; the stack's images
+the read-only root, its data root on the guest's /tmp, a tmpfs) serves every check; the stack's images
 come from a ``docker save`` tarball made on the host and are never built here
 (``EDGEBENCH_DOCKER_BUILD=0``: the guest has no network). Compose v2 (the plugin of
 tests/platforms/compose_v2.py, through ``DOCKER_CONFIG``) runs up/status/down, the OOM
@@ -27,7 +27,7 @@ from stack.api import read_state, start_stack
 from tests.platforms.cgroup2_checks import LEAK_COMPOSE, _hammer, cg_files, cli, get
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKERD_ARGV = ["dockerd", "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
+DOCKERD_ARGV = ["dockerd", "--data-root", "/tmp/docker", "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
                 "--ip-masq=false", "--log-level", "warn"]
 DOCKERD_TIMEOUT_S = 900   # first answer: 2 min on a quiet host, far more with both host cores busy
 V2_FILES = ("memory.max", "memory.swap.max", "cpu.max")
@@ -37,16 +37,18 @@ def docker(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
-def check_dockerd(work: Path, images_tar: Path) -> dict:
-    """dockerd answers, on cgroup v2; the stack's images loaded from the host's tarball."""
+def check_dockerd(work: Path, images_tar: Path, out_dir: Path) -> dict:
+    """dockerd answers, on cgroup v2; the stack's images loaded from the host's tarball.
+    Its log goes to OUT_DIR/dockerd.log, on the host as it is written."""
     t0 = time.monotonic()
-    log = open(work / "dockerd.log", "ab")
+    log = open(out_dir / "dockerd.log", "ab")
     proc = subprocess.Popen(DOCKERD_ARGV, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     wait_until(lambda: docker("version", timeout=30).returncode == 0 or proc.poll() is not None,
                DOCKERD_TIMEOUT_S, "dockerd to answer", interval=1.0)
+    print(f"dockerd answered after {time.monotonic() - t0:.0f} s", flush=True)
     if proc.poll() is not None:
-        raise RuntimeError(f"dockerd exited {proc.returncode}: {(work / 'dockerd.log').read_text()[-1500:]}")
+        raise RuntimeError(f"dockerd exited {proc.returncode}: {(out_dir / 'dockerd.log').read_text()[-1500:]}")
     out: dict = {"answer_s": round(time.monotonic() - t0, 1)}
     info = docker("info", "--format", "{{json .}}")
     i = json.loads(info.stdout)
@@ -202,7 +204,7 @@ def main() -> int:
     for name in only:
         t0 = time.monotonic()
         try:
-            args = (work, images_tar, out_dir) if name == "bench" else (work, images_tar)
+            args = (work, images_tar, out_dir) if name in ("dockerd", "bench") else (work, images_tar)
             results[name] = {"ok": True, **CHECKS[name](*args)}
         except BaseException as e:  # record and go on: the host asserts on what was seen
             results[name] = {"ok": False, "error": "".join(traceback.format_exception(e))[-3000:]}
