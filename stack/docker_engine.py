@@ -358,14 +358,15 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
 
     base = compose_base()
     project = project_name(stack_id)
-    check_images(compose.path)
+    build = builds_images() and any(compose.all_services[n].build is not None for n in services)
+    if build:   # the check is for a build's bases; a missing image is compose up's own error otherwise
+        check_images(compose.path)
     raw = yaml.safe_load(compose.path.read_text())
     bargs = {"BASE_IMAGE": b} if (b := base_build_arg()) else None
     doc = resolved_doc(compose, raw, env, ports, contexts, extra_args, bargs)
     cfile = state_dir / "compose.yml"
     cfile.write_text("# written by edgebench for this stack: " + str(compose.path) + " resolved\n"
                      + yaml.safe_dump(doc, sort_keys=False))
-    build = builds_images() and any(compose.all_services[n].build is not None for n in services)
     state = {"engine": "docker", "stack_id": stack_id, "project": project, "compose_file": str(compose.path),
              "resolved_compose_file": str(cfile), "profiles": list(profiles), "compose_cmd": base,
              "supervisor_pid": None, "status": "starting", "cgroup_version": cgroup_version,
