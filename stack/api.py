@@ -90,7 +90,7 @@ def choose_engine(engine: str = "auto") -> str:
     if engine != "auto":
         if engine == "docker":
             from .docker_engine import engine_available
-            if not engine_available():
+            if not engine_available(timeout=60):   # asked for: wait for a slow machine's answer
                 raise StackError("--engine docker: no Docker engine answers `docker info`; "
                                  "fix: start dockerd or use --engine native")
         return engine

@@ -94,7 +94,7 @@ def _version_of(cmd: list[str]) -> str | None:
     if not shutil.which(cmd[0]):
         return None
     try:
-        r = subprocess.run(cmd + ["version", "--short"], capture_output=True, text=True, timeout=30)
+        r = subprocess.run(cmd + ["version", "--short"], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None

@@ -191,8 +191,8 @@ def check_bench(work: Path, images_tar: Path, out_dir: Path) -> dict:
     return {"bench": r, "results": str(results)}
 
 
-CHECKS = {"dockerd": check_dockerd, "up_compose_v2": check_up_compose_v2, "up_compose_v1": check_up_compose_v1,
-          "oom": check_oom, "throttle_and_peak": check_throttle_and_peak, "bench": check_bench}
+CHECKS = {"dockerd": check_dockerd, "up_compose_v2": check_up_compose_v2, "oom": check_oom,
+          "throttle_and_peak": check_throttle_and_peak, "bench": check_bench, "up_compose_v1": check_up_compose_v1}
 
 
 def main() -> int:
