@@ -269,7 +269,7 @@ def inspect(ids: list[str]) -> list[dict]:
     ids = [i for i in ids if i]
     if not ids:
         return []
-    r = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=120)
     try:
         return json.loads(r.stdout or "[]")
     except json.JSONDecodeError:
@@ -379,7 +379,7 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
             hp = (ports or {}).get(name) or next((p.host_port for p in svc.ports if p.host_port), None)
             ad = adapter_for(svc)
             url = f"http://127.0.0.1:{hp}" if hp else None
-            cid = _run(ps_cmd(base, cfile, project, name), 30).strip().splitlines()
+            cid = _run(ps_cmd(base, cfile, project, name), 120).strip().splitlines()
             state["services"][name] = {
                 "container_id": cid[0] if cid else None, "pid": None, "status": "starting",
                 "health": "starting", "url": url, "health_url": (url + ad.health_path) if url and ad else None,
@@ -467,7 +467,7 @@ def _wait_container_healthy(compose: Compose, state: dict, name: str, s: dict, t
     last = {"code": None, "out": ""}
 
     def check_passes() -> bool:
-        code, out = last["code"], last["out"] = _check_in_container(s["container_id"], argv, 10)
+        code, out = last["code"], last["out"] = _check_in_container(s["container_id"], argv, 60)
         if code in (126, 127) or (code != 0 and "executable file not found" in out):
             raise StackError(f"{compose.path}: service '{name}': healthcheck.test: {argv[0]} is not in "
                              f"the image ({out}); fix: use a test command the image has")
