@@ -27,7 +27,12 @@ from stack.api import read_state, start_stack
 from tests.platforms.cgroup2_checks import LEAK_COMPOSE, _hammer, cg_files, cli, get
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKERD_ARGV = ["dockerd", "--data-root", "/tmp/docker", "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
+CONTAINERD_SOCK = "/run/containerd/containerd.sock"
+# containerd is started here, not by dockerd: dockerd gives its own containerd 60 s to answer,
+# which a busy host's guest exceeded ("failed to start containerd: timeout waiting")
+CONTAINERD_ARGV = ["containerd", "--root", "/tmp/containerd", "--state", "/run/containerd", "--address",
+                   CONTAINERD_SOCK, "--log-level", "warn"]
+DOCKERD_ARGV = ["dockerd", "--containerd", CONTAINERD_SOCK, "--data-root", "/tmp/docker", "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
                 "--ip-masq=false", "--log-level", "warn"]
 DOCKERD_TIMEOUT_S = 900   # first answer: 2 min on a quiet host, far more with both host cores busy
 V2_FILES = ("memory.max", "memory.swap.max", "cpu.max")
@@ -42,6 +47,14 @@ def check_dockerd(work: Path, images_tar: Path, out_dir: Path) -> dict:
     Its log goes to OUT_DIR/dockerd.log, on the host as it is written."""
     t0 = time.monotonic()
     log = open(out_dir / "dockerd.log", "ab")
+    ctrd = subprocess.Popen(CONTAINERD_ARGV, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    wait_until(lambda: subprocess.run(["ctr", "--address", CONTAINERD_SOCK, "version"], capture_output=True,
+                                      timeout=60).returncode == 0 or ctrd.poll() is not None,
+               DOCKERD_TIMEOUT_S, "containerd to answer", interval=1.0)
+    if ctrd.poll() is not None:
+        raise RuntimeError(f"containerd exited {ctrd.returncode}: {(out_dir / 'dockerd.log').read_text()[-1500:]}")
+    print(f"containerd answered after {time.monotonic() - t0:.0f} s", flush=True)
     proc = subprocess.Popen(DOCKERD_ARGV, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     wait_until(lambda: docker("version", timeout=30).returncode == 0 or proc.poll() is not None,
