@@ -213,6 +213,12 @@ def main() -> int:
     only = sys.argv[3].split(",") if len(sys.argv) > 3 else list(CHECKS)
     work = Path("/tmp/edgebench-docker-v2-checks")
     work.mkdir(parents=True, exist_ok=True)
+    # Compose v2 writes under $DOCKER_CONFIG (buildx/): a writable one holding a link to the plugin
+    config = work / "docker-config"
+    (config / "cli-plugins").mkdir(parents=True, exist_ok=True)
+    plugin = Path(os.environ["DOCKER_CONFIG"]) / "cli-plugins" / "docker-compose"
+    (config / "cli-plugins" / "docker-compose").symlink_to(plugin)
+    os.environ["DOCKER_CONFIG"] = str(config)
     results: dict = {}
     for name in only:
         t0 = time.monotonic()
