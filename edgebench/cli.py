@@ -16,7 +16,7 @@ DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Every command; with ``only``, just that command's options are built: some defaults
     import the report code (pandas, scipy), which `up`/`down`/`status` must not wait for
-    (seconds on a host, minutes in the cgroup v2 guest of stack/guest.py)."""
+    (seconds on a host, minutes in the cgroup v2 guest of tests/platforms/guest.py)."""
     from edgebench.commands import COMMANDS
     parser = argparse.ArgumentParser(prog="edgebench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

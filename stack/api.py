@@ -29,9 +29,25 @@ from .state import ServiceState, StackState, checked, read_state
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"
 DEFAULT_STATE_DIR = REPO_ROOT / ".edgebench" / "stack"
+START_TIMEOUT_ENV = "EDGEBENCH_STACK_START_TIMEOUT_S"  # a slower machine (the cgroup v2 guest: minutes)
+START_TIMEOUT_S = 30.0
 
 __all__ = ["start_stack", "stop_stack", "stop_all_stacks", "wait_healthy", "StackHandle",
            "StackError", "ComposeError", "DEFAULT_STATE_DIR", "DEFAULT_COMPOSE", "choose_engine"]
+
+
+def start_timeout() -> float:
+    """Seconds every service may take to be healthy: $EDGEBENCH_STACK_START_TIMEOUT_S or 30."""
+    text = os.environ.get(START_TIMEOUT_ENV)
+    if text is None:
+        return START_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise StackError(f"{START_TIMEOUT_ENV}={text!r} is not a number of seconds > 0: e.g. {START_TIMEOUT_ENV}=300")
+    return value
 
 
 def supervisor_alive(state: StackState | None) -> bool:
@@ -61,7 +77,7 @@ def choose_engine(engine: str = "auto") -> str:
     if engine != "auto":
         if engine == "docker":
             from .docker_engine import engine_available
-            if not engine_available():
+            if not engine_available(timeout=60):   # asked for: wait for a slow machine's answer
                 raise StackError("--engine docker: no Docker engine answers `docker info`; "
                                  "fix: start dockerd or use --engine native")
         return engine
@@ -108,7 +124,7 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
                 state_dir: str | os.PathLike = DEFAULT_STATE_DIR,
                 services: Iterable[str] | None = None, profiles: Iterable[str] = (),
                 env: Mapping[str, Mapping[str, str]] | None = None,
-                ports: Mapping[str, int] | None = None, engine: str = "auto", timeout: float = 30,
+                ports: Mapping[str, int] | None = None, engine: str = "auto", timeout: float | None = None,
                 extra_args: Mapping[str, list[str]] | None = None, stop_grace: float = 10.0,
                 contexts: Mapping[str, str | os.PathLike] | None = None,
                 detach: bool = False) -> StackHandle:
@@ -116,12 +132,14 @@ def start_stack(compose_path: str | os.PathLike = DEFAULT_COMPOSE,
     ``profiles``: compose profiles to activate) with per-service ``env`` overrides, host
     ``ports`` overrides, ``extra_args`` appended to a service's command and ``contexts``
     replacing a built service's build context (another checkout of it); return once
-    every service is healthy. Raises ComposeError / StackError (one line each).
+    every service is healthy (within ``timeout`` seconds, default :func:`start_timeout`).
+    Raises ComposeError / StackError (one line each).
 
     The stack belongs to the calling process: its supervisor tears it down as soon as this
     process is gone, however it died. ``detach=True`` (`make up`) makes a stack that lives
     until `make down`."""
     state_dir = Path(state_dir).resolve()
+    timeout = start_timeout() if timeout is None else timeout
     profiles = tuple(profiles)
     compose = load_compose(compose_path, profiles=profiles)
     selected = compose.select(list(services) if services else None)

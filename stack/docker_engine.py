@@ -46,6 +46,18 @@ from .state import ServiceState, StackState, checked, parse_state, read_state
 
 MIN_V1 = (1, 28)  # profiles arrived in docker-compose 1.28
 COMPOSE_NEEDED = "docker-compose >= 1.28 or the docker compose v2 plugin"
+BUILD_ENV = "EDGEBENCH_DOCKER_BUILD"
+
+
+def builds_images(environ: dict | None = None) -> bool:
+    """Whether ``up`` builds the images the compose file builds (``--build``): yes, unless
+    $EDGEBENCH_DOCKER_BUILD is 0, where the images the engine has are used as they are
+    (loaded with ``docker load`` on a machine that cannot build them, e.g. without network)."""
+    value = (os.environ if environ is None else environ).get(BUILD_ENV, "1")
+    if value not in ("0", "1"):
+        raise StackError(f"{BUILD_ENV}={value!r}: write 1 (build the images, the default) or 0 (use the "
+                         f"images the Docker engine has)")
+    return value == "1"
 
 
 def engine_available(timeout: float = 5.0) -> bool:
@@ -83,7 +95,7 @@ def _version_of(cmd: list[str]) -> str | None:
     if not shutil.which(cmd[0]):
         return None
     try:
-        r = subprocess.run(cmd + ["version", "--short"], capture_output=True, text=True, timeout=30)
+        r = subprocess.run(cmd + ["version", "--short"], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
@@ -258,7 +270,7 @@ def inspect(ids: list[str]) -> list[dict]:
     ids = [i for i in ids if i]
     if not ids:
         return []
-    r = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=120)
     try:
         return json.loads(r.stdout or "[]")
     except json.JSONDecodeError:
@@ -347,7 +359,7 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
 
     base = compose_base()
     project = project_name(stack_id)
-    build = any(compose.all_services[n].build is not None for n in services)
+    build = builds_images() and any(compose.all_services[n].build is not None for n in services)
     bargs = {"BASE_IMAGE": b} if build and (b := base_build_arg()) else None
     doc = resolved_doc(compose, compose.document(), env, ports, contexts, extra_args, bargs)
     cfile = state_dir / "compose.yml"
@@ -372,7 +384,7 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
             hp = (ports or {}).get(name) or next((p.host_port for p in svc.ports if p.host_port), None)
             ad = adapter_for(svc)
             url = f"http://127.0.0.1:{hp}" if hp else None
-            cid = _run(ps_cmd(base, cfile, project, name), 30).strip().splitlines()
+            cid = _run(ps_cmd(base, cfile, project, name), 120).strip().splitlines()
             state["services"][name] = {
                 "container_id": cid[0] if cid else None, "pid": None, "status": "starting",
                 "health": "starting", "url": url, "health_url": (url + ad.health_path) if url and ad else None,
@@ -460,7 +472,7 @@ def _wait_container_healthy(compose: Compose, state: dict, name: str, s: dict, t
     last = {"code": None, "out": ""}
 
     def check_passes() -> bool:
-        code, out = last["code"], last["out"] = _check_in_container(s["container_id"], argv, 10)
+        code, out = last["code"], last["out"] = _check_in_container(s["container_id"], argv, 60)
         if code in (126, 127) or (code != 0 and "executable file not found" in out):
             raise StackError(f"{compose.path}: service '{name}': healthcheck.test: {argv[0]} is not in "
                              f"the image ({out}); fix: use a test command the image has")

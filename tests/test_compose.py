@@ -723,3 +723,12 @@ def test_reader_agrees_with_docker_compose_on_the_deploy_spelling_and_interpolat
     assert _limits_and_ports(ours) == _limits_and_ports(theirs) == {
         "app": ((96 * MiB, 128 * MiB, 0.25), [("", 9000, 80, "tcp"), ("127.0.0.1", None, 81, "udp")])}
     assert (parse_bytes(limits["memory"]), float(limits["cpus"])) == (96 * MiB, 0.25)
+
+
+def test_docker_build_can_be_turned_off_for_loaded_images():
+    """EDGEBENCH_DOCKER_BUILD=0: up uses the images the engine has (a machine that cannot build)."""
+    assert docker_engine.builds_images({}) is True
+    assert docker_engine.builds_images({"EDGEBENCH_DOCKER_BUILD": "1"}) is True
+    assert docker_engine.builds_images({"EDGEBENCH_DOCKER_BUILD": "0"}) is False
+    with pytest.raises(StackError, match=r"^EDGEBENCH_DOCKER_BUILD='no': write 1 \(build the images"):
+        docker_engine.builds_images({"EDGEBENCH_DOCKER_BUILD": "no"})

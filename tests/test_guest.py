@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from stack import guest, guest_image
-from stack.guest_image import GuestUnavailable
+from tests.platforms import guest, guest_image
+from tests.platforms.guest_image import GuestUnavailable
 
 
 def read_cpio(data: bytes) -> dict:
@@ -140,7 +140,7 @@ def test_stage2_mounts_cgroup2_and_shares_then_runs_the_command_in_a_chroot(tmp_
 @pytest.mark.slow
 def test_cli_refuses_bad_input_in_one_line(tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "stack.guest", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "tests.platforms.guest", *args], capture_output=True, text=True,
                               cwd=guest.REPO, timeout=60)
     r = cli("run")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
@@ -177,3 +177,21 @@ def test_stack_commands_do_not_import_the_report_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=guest.REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_product_packages_import_nothing_from_the_tests():
+    """The guest and the private daemon are test harness: no product module may need them."""
+    import ast
+    from pathlib import Path
+    repo = Path(guest.REPO)
+    product = ("edgebench", "stack", "service", "loadtests", "profiling", "reports", "plumbing")
+    offenders = []
+    files = [f for pkg in product if (repo / pkg).is_dir() for f in (repo / pkg).rglob("*.py")]
+    assert len(files) > 20
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{f.relative_to(repo)}: {n}" for n in names if n == "tests" or n.startswith("tests.")]
+    assert offenders == []
+    assert not any((repo / "stack" / m).exists() for m in ("guest.py", "guest_image.py", "docker_daemon.py"))

@@ -2,7 +2,7 @@
 platform matrix (docs/stack.md#cgroup-v2-lane).
 
 The host keeps its cgroup v1 mounts; the lane boots a QEMU guest with ``cgroup_no_v1=all``
-(stack/guest.py) twice: once running tests/cgroup2_guest_checks.py, which records what
+(tests/platforms/guest.py) twice: once running tests/platforms/cgroup2_checks.py, which records what
 edgebench's own commands did into JSON that the tests below assert on, and once for a short
 ``edgebench bench`` whose report comes back on the host. Two more short boots check the
 runner's own time limits. Functional only: the guest runs under software emulation, so
@@ -11,7 +11,6 @@ its timings say nothing about the host's.
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -21,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from plumbing.process import pid_alive
-from stack import guest
 from stack.compose import load_compose
+from tests.platforms import guest
 
 REPO = Path(__file__).resolve().parent.parent
 PY = str(REPO / ".venv" / "bin" / "python")
@@ -42,7 +41,7 @@ def _run(argv, shares, timeout):
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
     out = tmp_path_factory.mktemp("cgroup2-checks")
-    res = _run([PY, "tests/cgroup2_guest_checks.py", str(out)], [out], timeout=900)
+    res = _run([PY, "-m", "tests.platforms.cgroup2_checks", str(out)], [out], timeout=1800)
     assert res.returncode == 0, res.output[-3000:]
     data = json.loads((out / "checks.json").read_text())
     return res, data
@@ -139,12 +138,9 @@ def test_memory_peak_is_read_and_its_scope_said(checks):
         assert thr["sampler"]["meta_peak_scope"] == mark["scope"]
 
 
-@pytest.mark.xfail(strict=False, reason="under QEMU's software emulation the guest's Python sometimes dies with "
-                   "SIGSEGV while the bench renders its report, after every figure was measured (seen in 3 of 6 "
-                   "runs on 2026-12-06; not yet traced); the cell's other checks do not depend on it")
 def test_short_bench_report_comes_back_to_the_host(tmp_path):
     res = _run([PY, "-m", "edgebench", "bench", "--duration", "8", "--warmup", "2", "--scenarios", "optimized-vm",
-                "--engine", "native", "--results", str(tmp_path)], [tmp_path], timeout=900)
+                "--engine", "native", "--results", str(tmp_path)], [tmp_path], timeout=2400)
     assert res.returncode == 0, res.output[-3000:]
     runs = [p for p in tmp_path.iterdir() if p.is_dir() and p.name.endswith("-bench")]
     assert len(runs) == 1, list(tmp_path.iterdir())
@@ -198,7 +194,7 @@ def test_host_deadline_kills_qemu():
 
 
 def test_ctrl_c_stops_the_guest_and_kills_qemu():
-    p = subprocess.Popen([PY, "-m", "stack.guest", "run", "--timeout", "600", "--", "sleep", "600"], cwd=REPO,
+    p = subprocess.Popen([PY, "-m", "tests.platforms.guest", "run", "--timeout", "600", "--", "sleep", "600"], cwd=REPO,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     running = threading.Event()
 
@@ -219,37 +215,3 @@ def test_ctrl_c_stops_the_guest_and_kills_qemu():
         if p.poll() is None:
             p.kill()
             p.wait()
-
-
-DOCKER_IN_GUEST = r"""
-set -u
-D="docker -H unix:///run/eb-docker.sock"
-dockerd --data-root /tmp/docker --exec-root /run/docker --pidfile /run/eb-dockerd.pid \
-  -H unix:///run/eb-docker.sock --iptables=false --ip6tables=false --bridge=none > /tmp/dockerd.log 2>&1 &
-i=0
-until $D version >/dev/null 2>&1; do   # bounded: 600 polls
-  i=$((i+1)); if [ $i -gt 600 ]; then echo "dockerd did not answer"; tail -30 /tmp/dockerd.log; exit 1; fi
-  sleep 0.5
-done
-timeout 60 $D info --format 'cgroup-version={{.CgroupVersion}} driver={{.Driver}}'
-mkdir -p /tmp/rootfs/bin && cp /bin/busybox /tmp/rootfs/bin/busybox
-(cd /tmp/rootfs && tar c .) | timeout 60 $D import - eb-busybox:local >/dev/null
-timeout 120 $D run --rm --network none -m 50m --memory-swap 50m --cpus 0.5 eb-busybox:local /bin/busybox sh -c \
-  'echo "in-container memory.max=$(/bin/busybox cat /sys/fs/cgroup/memory.max) cpu.max=$(/bin/busybox cat /sys/fs/cgroup/cpu.max)"'
-"""
-
-
-@pytest.mark.skipif(not (shutil.which("dockerd") and shutil.which("docker")),
-                    reason="Docker x cgroup v2: no dockerd/docker on this host: apt-get install docker.io")
-def test_docker_in_the_guest_enforces_limits_on_cgroup_v2(tmp_path):
-    """The host's dockerd, containerd and runc (through the read-only root) in the guest, data
-    root on its tmpfs: a container limited as docker-compose.yml limits the service sees
-    memory.max and cpu.max in its own cgroup v2. (No image registry: the image is a static
-    busybox imported in the guest; the stack's images come with the Docker lane.)"""
-    script = tmp_path / "docker.sh"
-    script.write_text(DOCKER_IN_GUEST)
-    res = guest.run(["sh", str(script)], shares=[(tmp_path, False)], modules=["overlay"], timeout=400)
-    print(res.output)
-    assert res.returncode == 0, res.output[-3000:]
-    assert "cgroup-version=2 driver=overlay2" in res.output
-    assert "in-container memory.max=52428800 cpu.max=50000 100000" in res.output

@@ -1,6 +1,6 @@
 """The Docker lane: edgebench's Docker engine end to end on a private Docker daemon.
 
-One daemon (stack/docker_daemon.py) and one set of images (stack/images_offline.py where
+One daemon (tests/platforms/docker_daemon.py) and one set of images (stack/images_offline.py where
 no registry answers) per session; every test runs real containers under the compose
 file's limits and checks what the kernel, Docker and edgebench each say.
 """
@@ -51,7 +51,8 @@ def project_containers(project):
 @pytest.fixture(scope="session")
 def docker_lane(tmp_path_factory):
     """A private dockerd with the stack's images; skipped with one line if impossible."""
-    from stack import docker_daemon, docker_engine, images_offline
+    from stack import docker_engine, images_offline
+    from tests.platforms import docker_daemon
 
     why = docker_daemon.missing_requirement()
     if why:
@@ -302,7 +303,7 @@ def test_short_profile(docker_lane, tmp_path):
 
 def test_private_daemon_is_stopped_and_removed(tmp_path):
     """The daemon module itself: started, answering, then gone with its containerd."""
-    from stack.docker_daemon import DockerDaemon, missing_requirement
+    from tests.platforms.docker_daemon import DockerDaemon, missing_requirement
     if missing_requirement():
         pytest.skip(missing_requirement())
     d = DockerDaemon(timeout=60).start()

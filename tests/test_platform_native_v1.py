@@ -17,8 +17,8 @@ from plumbing.cgroup_counters import PEAK_SINCE_RESET, PeakMark, detect_version,
 from stack.api import start_stack
 from stack.compose import load_compose
 from stack.state import read_state
-from tests.cgroup2_guest_checks import LEAK_COMPOSE, _hammer, cli, get
 from tests.conftest import restarted_and_healthy
+from tests.platforms.cgroup2_checks import LEAK_COMPOSE, _hammer, cli, get
 
 REPO = Path(__file__).resolve().parent.parent
 

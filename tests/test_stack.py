@@ -465,3 +465,16 @@ def test_down_all_finds_every_stack_and_cleans_a_stale_one(repo_root, tmp_path, 
     finally:
         a.stop()
         b.stop()
+
+
+def test_start_timeout_from_the_environment(monkeypatch):
+    """A slower machine (the cgroup v2 guest) gives the services longer to be healthy."""
+    from stack.api import START_TIMEOUT_ENV, START_TIMEOUT_S, start_timeout
+    monkeypatch.delenv(START_TIMEOUT_ENV, raising=False)
+    assert start_timeout() == START_TIMEOUT_S == 30
+    monkeypatch.setenv(START_TIMEOUT_ENV, "600")
+    assert start_timeout() == 600
+    for bad in ("0", "-5", "inf", "soon"):
+        monkeypatch.setenv(START_TIMEOUT_ENV, bad)
+        with pytest.raises(StackError, match=rf"^EDGEBENCH_STACK_START_TIMEOUT_S='{bad}' is not a number of seconds"):
+            start_timeout()

@@ -6,7 +6,7 @@ alone. Clients reach it through ``DOCKER_HOST=unix://<dir>/docker.sock``.
         os.environ["DOCKER_HOST"] = d.host
     # stopped by pid (SIGTERM, then SIGKILL), its containerd and shims too; dir removed
 
-``python -m stack.docker_daemon up --dir DIR`` / ``down --dir DIR`` does the same across
+``python -m tests.platforms.docker_daemon up --dir DIR`` / ``down --dir DIR`` does the same across
 commands (``up`` prints the ``export DOCKER_HOST=...`` line).
 
 Networking: no default bridge (``--bridge none``), no iptables rules, no IP forwarding;
@@ -28,8 +28,7 @@ from pathlib import Path
 
 from plumbing.process import pid_alive, proc_start_time
 from plumbing.wait import WaitTimeout, wait_until
-
-from .images import StackError
+from stack.api import StackError
 
 
 def _children(pid: int) -> list[int]:
@@ -193,7 +192,7 @@ def _recorded_pid(d: Path) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m stack.docker_daemon", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tests.platforms.docker_daemon", description=__doc__.split("\n\n")[0])
     p.add_argument("action", choices=("up", "down"))
     p.add_argument("--dir", required=True, help="the daemon's directory (data, exec root, socket)")
     args = p.parse_args(argv)

@@ -1,6 +1,6 @@
 """What a cgroup v2 guest boots: a Debian kernel, its virtio/9p modules and a busybox initramfs.
 
-The guest (``stack/guest.py``) needs three things from the host, each refused in one line
+The guest (``tests/platforms/guest.py``) needs three things from the host, each refused in one line
 naming the fix when missing: ``qemu-system-x86_64``, a kernel image with its module tree,
 and a *static* busybox. The kernel is looked up in ``$EDGEBENCH_GUEST_KERNEL`` (a vmlinuz
 whose ``../lib/modules/<release>`` holds its modules), then in the cache that
@@ -76,7 +76,7 @@ def find_kernel() -> Kernel:
         found = _kernel_in(root)
         if found:
             return found[0]
-    raise GuestUnavailable("no guest kernel (vmlinuz with /lib/modules): run `.venv/bin/python -m stack.guest "
+    raise GuestUnavailable("no guest kernel (vmlinuz with /lib/modules): run `.venv/bin/python -m tests.platforms.guest "
                            f"fetch-kernel` (apt-get download {KERNEL_PACKAGE} into {cache_dir()})")
 
 

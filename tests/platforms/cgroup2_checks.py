@@ -1,8 +1,8 @@
 """Inside the cgroup v2 guest: edgebench's own commands against a real v2 kernel.
 
-Run by tests/test_platform_cgroup2.py through ``stack.guest`` (``python
-tests/cgroup2_guest_checks.py OUT_DIR``). It only observes and records: every check writes
-what it saw to ``OUT_DIR/checks.json`` (re-written after each check, so a guest cut off
+Run by tests/test_platform_cgroup2.py through the guest (``python -m
+tests.platforms.cgroup2_checks OUT_DIR`` in the checkout). It only observes and records:
+every check writes what it saw to ``OUT_DIR/checks.json`` (re-written after each check, so a guest cut off
 half-way still reports what it did) and the host-side test asserts on that. A check that
 raises records its traceback and the next one runs.
 """
@@ -19,15 +19,13 @@ import traceback
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from plumbing.cgroup_counters import PeakMark, detect_version, read_cgroups, read_text
+from plumbing.wait import wait_until
+from profiling.sampler import ResourceSampler
+from stack.api import start_stack
+from stack.state import StackState, read_state
 
-from plumbing.cgroup_counters import PeakMark, detect_version, read_cgroups, read_text  # noqa: E402
-from plumbing.wait import wait_until  # noqa: E402
-from profiling.sampler import ResourceSampler  # noqa: E402
-from stack.api import start_stack  # noqa: E402
-from stack.state import StackState, read_state  # noqa: E402
-
+REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
