@@ -121,3 +121,53 @@ def test_every_product_module_is_reached_from_an_entry_point():
     unreached = sorted(set(modules()) - reached())
     assert not unreached, ("product modules no entry point reaches (move them under tests/ "
                            f"or delete them): {', '.join(unreached)}")
+
+
+
+@functools.lru_cache(maxsize=None)
+def _defined(path: Path) -> set[str]:
+    """Names a module binds at its top level (definitions, assignments, imports)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                names |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.If, ast.Try)):
+            names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            names |= {d.name for d in ast.walk(node) if isinstance(d, (ast.FunctionDef, ast.ClassDef))}
+            names |= {(a.asname or a.name).split(".")[0] for d in ast.walk(node)
+                      if isinstance(d, (ast.Import, ast.ImportFrom)) for a in d.names}
+    return names
+
+
+@functools.lru_cache(maxsize=None)
+def _module_file(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def test_every_import_of_a_project_module_names_one_that_exists():
+    """Imports inside functions run only when their branch does (a gate's cost table, an
+    error path): each `from X import Y` of the project names a module X that exists and
+    that defines Y or has Y as a submodule."""
+    roots = set(PACKAGES) | {"tests"}
+    broken = []
+    for path in [*(ROOT / p for p in PACKAGES), ROOT / "tests"]:
+        for f in sorted(path.rglob("*.py")):
+            for node in ast.walk(ast.parse(f.read_text())):
+                if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                        and node.module.split(".")[0] in roots):
+                    continue
+                target = _module_file(node.module)
+                if target is None:
+                    broken.append(f"{f.relative_to(ROOT)}:{node.lineno}: no module {node.module}")
+                    continue
+                defined = _defined(target)
+                broken += [f"{f.relative_to(ROOT)}:{node.lineno}: {node.module} has no {a.name}"
+                           for a in node.names if a.name != "*" and a.name not in defined
+                           and _module_file(f"{node.module}.{a.name}") is None]
+    assert not broken, "\n".join(broken)

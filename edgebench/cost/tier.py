@@ -76,7 +76,7 @@ def add_to_gate(gate_result, cost: CostResult, budgets_file: Path) -> str:
     """Put the cost tier's deciding rows first among the gate's checks, a disagreement with
     the wall-clock CPU into its notes; returns the cost table (markdown) for gate.md."""
     from edgebench.cost.verdict import SHOWN, UNITS, disagreement, markdown
-    from edgebench.gate.budgets import load_budgets
+    from reports.budgets import load_budgets
     from edgebench.gate.stats import INCONCLUSIVE
     from edgebench.gate.verdict import Check
     if cost.error:
