@@ -39,6 +39,7 @@ import psutil
 from loadtests import samples as sample_format
 from loadtests.samples import SAMPLE_COLUMNS
 from loadtests.spec import LoadError, LoadSpec  # noqa: F401 - LoadError: loadtests.runner's refusal
+from plumbing.checks import number
 from plumbing.files import read_json, write_atomic, write_json_atomic
 
 PHASE_SEED = 1  # the users' phases are the same every run
@@ -591,15 +592,9 @@ def _sleep_until_tick(pid: int, tick=1.0) -> None:
 def _start_timeout() -> float:
     """Seconds Locust may take from launch to the test's start: $EDGEBENCH_LOAD_START_TIMEOUT_S or 30."""
     text = os.environ.get(START_TIMEOUT_ENV)
-    if text is None:
-        return START_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise LoadError(f"{START_TIMEOUT_ENV}={text!r} is not a number of seconds > 0: e.g. {START_TIMEOUT_ENV}=300")
-    return value
+    return START_TIMEOUT_S if text is None else float(number(
+        text, START_TIMEOUT_ENV, above=0, unit="s", what="a number of seconds",
+        fix=f"e.g. {START_TIMEOUT_ENV}=300", error=LoadError))
 
 
 def _progress(now, started_at, warmup_s, duration_s, tail: _LiveTail) -> dict:

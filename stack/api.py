@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from plumbing.checks import number
 from plumbing.files import write_json_atomic
 from plumbing.wait import WaitTimeout, wait_until
 
@@ -39,15 +40,9 @@ __all__ = ["start_stack", "stop_stack", "stop_all_stacks", "wait_healthy", "Stac
 def start_timeout() -> float:
     """Seconds every service may take to be healthy: $EDGEBENCH_STACK_START_TIMEOUT_S or 30."""
     text = os.environ.get(START_TIMEOUT_ENV)
-    if text is None:
-        return START_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise StackError(f"{START_TIMEOUT_ENV}={text!r} is not a number of seconds > 0: e.g. {START_TIMEOUT_ENV}=300")
-    return value
+    return START_TIMEOUT_S if text is None else float(number(
+        text, START_TIMEOUT_ENV, above=0, unit="s", what="a number of seconds",
+        fix=f"e.g. {START_TIMEOUT_ENV}=300", error=StackError))
 
 
 def supervisor_alive(state: StackState | None) -> bool:

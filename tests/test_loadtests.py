@@ -423,5 +423,5 @@ def test_locust_start_timeout_from_the_environment(monkeypatch):
     assert _start_timeout() == 300.0
     for bad in ("soon", "0", "-5", "inf", "nan"):
         monkeypatch.setenv(START_TIMEOUT_ENV, bad)
-        with pytest.raises(LoadError, match=rf"^{START_TIMEOUT_ENV}='{bad}' is not a number of seconds > 0"):
+        with pytest.raises(LoadError, match=rf"^{START_TIMEOUT_ENV}='{bad}' (is not a (finite )?number|must be > 0 s)"):
             _start_timeout()

@@ -476,5 +476,5 @@ def test_start_timeout_from_the_environment(monkeypatch):
     assert start_timeout() == 600
     for bad in ("0", "-5", "inf", "soon"):
         monkeypatch.setenv(START_TIMEOUT_ENV, bad)
-        with pytest.raises(StackError, match=rf"^EDGEBENCH_STACK_START_TIMEOUT_S='{bad}' is not a number of seconds"):
+        with pytest.raises(StackError, match=rf"^EDGEBENCH_STACK_START_TIMEOUT_S='{bad}' (is not a (finite )?number|must be > 0 s)"):
             start_timeout()

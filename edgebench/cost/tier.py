@@ -76,9 +76,9 @@ def add_to_gate(gate_result, cost: CostResult, budgets_file: Path) -> str:
     """Put the cost tier's deciding rows first among the gate's checks, a disagreement with
     the wall-clock CPU into its notes; returns the cost table (markdown) for gate.md."""
     from edgebench.cost.verdict import SHOWN, UNITS, disagreement, markdown
-    from reports.budgets import load_budgets
     from edgebench.gate.stats import INCONCLUSIVE
     from edgebench.gate.verdict import Check
+    from reports.budgets import load_budgets
     if cost.error:
         gate_result.checks.insert(0, Check("cost tier", "instructions", None, None, None, None, None, 0, None,
                                            "-", INCONCLUSIVE, detail=cost.error))
