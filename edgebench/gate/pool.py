@@ -277,6 +277,37 @@ def _f(x: float) -> str:
     return f"{x:.3g}"
 
 
+
+def _spread_table(spreads: list, config) -> list[str]:
+    """Each metric's per-round spread, its upper bound and tails, beside budgets.yml's."""
+    spread_in = {m.metric: m.spread for m in config.ab_metrics}
+    lines = [
+        "Per round: log(B/A) for relative metrics, B - A (MB) for memory. SD upper bound: one-sided 95% "
+        "(chi-square, n - 1 df): budgets.yml's `spread` is set to it. Robust SD: 1.4826 x MAD. Outliers: "
+        "rounds beyond 3 robust SDs of the median, above (B worse) / below. Intervals 95%.", "",
+        "| metric | rounds | mean [95% CI] | SD | SD upper bound | robust SD | skew | excess kurtosis | "
+        "outliers above / below | budgets.yml spread |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for s in spreads:
+        lines.append(f"| {s.metric} | {s.n} | {_f(s.mean)} [{_f(s.mean_ci[0])}, {_f(s.mean_ci[1])}] | {_f(s.sd)} | "
+                     f"{_f(s.sd_upper)} | {_f(s.robust_sd)} | {s.skew:.2f} | {s.excess_kurtosis:.2f} | "
+                     f"{s.outliers_high} / {s.outliers_low} | {spread_in[s.metric]:g} |")
+    return lines + [""]
+
+
+def _independence_table(spreads: list) -> list[str]:
+    """Lag-1 autocorrelation, the slot effect and a trend, per metric."""
+    lines = ["Independence: lag-1 autocorrelation of consecutive rounds (Fisher-z interval); the "
+             "slot effect (mean of rounds where A started first minus rounds where B did, Welch); "
+             "a linear trend over the round index (per 100 rounds).", "",
+             "| metric | lag-1 autocorrelation [95% CI] | slot: A-first minus B-first [95% CI], p | "
+             "trend per 100 rounds [95% CI], p |", "| --- | --- | --- | --- |"]
+    for s in spreads:
+        lines.append(f"| {s.metric} | {s.lag1:+.3f} [{s.lag1_ci[0]:+.3f}, {s.lag1_ci[1]:+.3f}] | "
+                     f"{_f(s.slot_diff)} [{_f(s.slot_ci[0])}, {_f(s.slot_ci[1])}], p = {s.slot_p:.2g} | "
+                     f"{_f(s.trend_per_100)} [{_f(s.trend_ci[0])}, {_f(s.trend_ci[1])}], p = {s.trend_p:.2g} |")
+    return lines + [""]
+
 def report(path: Path, config, gates: int, resamples: int, inner: int, seed: int, command: str) -> str:
     """The markdown report of a recording: rounds, load, spreads with their upper bounds,
     independence checks, the paired budget's events and the replayed false-regression
@@ -302,27 +333,8 @@ def report(path: Path, config, gates: int, resamples: int, inner: int, seed: int
         f"round wall time median {_f(float(np.median(elapsed)))} s ({_f(min(elapsed))} to {_f(max(elapsed))}); "
         f"1-minute load average median {np.median(loads):.2f} ({min(loads):.2f} to {max(loads):.2f}); CPU steal "
         f"median {np.median(steal):.1%}. Command: `{command}`.", "",
-        "Per round: log(B/A) for relative metrics, B - A (MB) for memory. SD upper bound: one-sided 95% "
-        "(chi-square, n - 1 df): budgets.yml's `spread` is set to it. Robust SD: 1.4826 x MAD. Outliers: "
-        "rounds beyond 3 robust SDs of the median, above (B worse) / below. Intervals 95%.", "",
-        "| metric | rounds | mean [95% CI] | SD | SD upper bound | robust SD | skew | excess kurtosis | "
-        "outliers above / below | budgets.yml spread |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    spread_in = {m.metric: m.spread for m in config.ab_metrics}
-    for s in spreads:
-        lines.append(f"| {s.metric} | {s.n} | {_f(s.mean)} [{_f(s.mean_ci[0])}, {_f(s.mean_ci[1])}] | {_f(s.sd)} | "
-                     f"{_f(s.sd_upper)} | {_f(s.robust_sd)} | {s.skew:.2f} | {s.excess_kurtosis:.2f} | "
-                     f"{s.outliers_high} / {s.outliers_low} | {spread_in[s.metric]:g} |")
-    lines += ["", "Independence: lag-1 autocorrelation of consecutive rounds (Fisher-z interval); the "
-              "slot effect (mean of rounds where A started first minus rounds where B did, Welch); "
-              "a linear trend over the round index (per 100 rounds).", "",
-              "| metric | lag-1 autocorrelation [95% CI] | slot: A-first minus B-first [95% CI], p | "
-              "trend per 100 rounds [95% CI], p |", "| --- | --- | --- | --- |"]
-    for s in spreads:
-        lines.append(f"| {s.metric} | {s.lag1:+.3f} [{s.lag1_ci[0]:+.3f}, {s.lag1_ci[1]:+.3f}] | "
-                     f"{_f(s.slot_diff)} [{_f(s.slot_ci[0])}, {_f(s.slot_ci[1])}], p = {s.slot_p:.2g} | "
-                     f"{_f(s.trend_per_100)} [{_f(s.trend_ci[0])}, {_f(s.trend_ci[1])}], p = {s.trend_p:.2g} |")
-    lines += ["", f"Failed scrapes (the paired budget's events): A in {fails['a']} of {fails['rounds']} rounds, "
+        *_spread_table(spreads, config), *_independence_table(spreads)]
+    lines += [f"Failed scrapes (the paired budget's events): A in {fails['a']} of {fails['rounds']} rounds, "
               f"B in {fails['b']}, both in {fails['both']}, exactly one side in {fails['one']}.", "",
               f"Replayed gates (budgets.yml as it is now, through `loop.run_rounds` and `verdict.evaluate`, "
               f"each round drawn from the recorded rounds of its slot order, the clock moved by the drawn "
