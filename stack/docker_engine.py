@@ -380,16 +380,9 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
             check_missing(pulled, str(e).partition(" failed: ")[2].rpartition("; fix:")[0] or str(e))
             raise
         for name in services:
-            svc = compose.all_services[name]
-            hp = (ports or {}).get(name) or next((p.host_port for p in svc.ports if p.host_port), None)
-            ad = adapter_for(svc)
-            url = f"http://127.0.0.1:{hp}" if hp else None
             cid = _run(ps_cmd(base, cfile, project, name), 120).strip().splitlines()
-            state["services"][name] = {
-                "container_id": cid[0] if cid else None, "pid": None, "status": "starting",
-                "health": "starting", "url": url, "health_url": (url + ad.health_path) if url and ad else None,
-                "host_port": hp, "container_port": service_port(svc), "mem_limit_bytes": svc.mem_limit, "cpus": svc.cpus, "cgroups": {},
-                "restarts": 0, "oom_kills": 0, "log": None, "healthcheck_argv": _healthcheck_argv(svc)}
+            state["services"][name] = _service_state(compose.all_services[name], (ports or {}).get(name),
+                                                     cid[0] if cid else None)
         deadline = time.monotonic() + timeout
         for name, s in state["services"].items():
             _wait_container_healthy(compose, state, name, s, timeout, deadline)
@@ -412,6 +405,18 @@ def up(compose: Compose, state_dir: Path, stack_id: str, services: list[str], pr
             pass
         raise
     return state
+
+def _service_state(svc, host_port: int | None, container_id: str | None) -> dict:
+    """A started container's entry in state.json, before its health is known."""
+    hp = host_port or next((p.host_port for p in svc.ports if p.host_port), None)
+    ad = adapter_for(svc)
+    url = f"http://127.0.0.1:{hp}" if hp else None
+    return {"container_id": container_id, "pid": None, "status": "starting",
+            "health": "starting", "url": url, "health_url": (url + ad.health_path) if url and ad else None,
+            "host_port": hp, "container_port": service_port(svc), "mem_limit_bytes": svc.mem_limit,
+            "cpus": svc.cpus, "cgroups": {}, "restarts": 0, "oom_kills": 0, "log": None,
+            "healthcheck_argv": _healthcheck_argv(svc)}
+
 
 
 def refresh(state: dict, oom_events: dict | None = None) -> dict:
