@@ -28,10 +28,10 @@ IR_PER_ITERATION = 381          # one `s += i` iteration of a for loop, CPython 
 BASE_IR = {"/metrics": 1_716_000, "/sensor": 151_000}   # per request, the optimized service
 RENDER = "    def render(self) -> bytes:\n"
 DRAW = "def draw_sensor_answer():\n"
-# the function each injection must be named by (the first line under its endpoint)
+# what each injection must be named by under its endpoint: the function, or the system call
 NAMED = {"metrics-0.5": "_injected_cost", "metrics-1": "_injected_cost", "metrics-2": "_injected_cost",
          "metrics-5": "_injected_cost", "metrics-inline": "CachedExposition.render",
-         "sensor-2": "draw_sensor_answer", "syscall": "CachedExposition.render"}
+         "sensor-2": "draw_sensor_answer", "syscall": "syscall newfstatat"}
 
 
 def iterations(endpoint: str, pct: float) -> int:
