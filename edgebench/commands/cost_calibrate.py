@@ -3,6 +3,7 @@ tier"): unchanged sides for the A/A spread, sides with an injected cost, the kep
 optimisation steps; `--summary` turns the measured lines into docs/gate.md's tables."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -11,13 +12,15 @@ from edgebench import REPO_ROOT as ROOT
 NAME = "cost-calibrate"
 HELP = "the cost tier's A/A spread, injected costs and reverted steps, as JSON lines"
 KINDS = ("metrics-0.5", "metrics-1", "metrics-2", "metrics-5", "metrics-inline", "sensor-2", "syscall")
+SIZED = re.compile(r"metrics-\d+(\.\d+)?")     # metrics-<pct>: a new function sized for +pct %
 
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default=str(ROOT / "results" / "cost-calibrate.jsonl"))
     p.add_argument("--unchanged", type=int, default=0, help="unchanged-code sides to measure")
     p.add_argument("--inject", action="append", default=[], metavar="KIND[:COUNT]",
-                   help=f"sides with an injected cost, COUNT of them (default 10); KIND: {', '.join(KINDS)}")
+                   help=f"sides with an injected cost, COUNT of them (default 10); KIND: {', '.join(KINDS)} "
+                        "or metrics-<pct>")
     p.add_argument("--steps", action="store_true", help="each kept step's before and after service tree")
     p.add_argument("--parallel", type=int, default=2, help="sides measured at once")
     p.add_argument("--budgets", default=str(ROOT / "budgets.yml"))
@@ -49,8 +52,9 @@ def run(args, command: str) -> int:
     try:
         for item in args.inject:
             kind, _, count = item.partition(":")
-            if kind not in KINDS or (count and not count.isdigit()):
-                raise ParameterError(f"--inject {item}: use KIND[:COUNT] with KIND one of {', '.join(KINDS)}")
+            if not (kind in KINDS or SIZED.fullmatch(kind)) or (count and not count.isdigit()):
+                raise ParameterError(f"--inject {item}: use KIND[:COUNT] with KIND one of {', '.join(KINDS)} "
+                                     "or metrics-<pct>")
             made.append(patch(ROOT, kind))
             trees += [(kind, made[-1])] * int(count or 10)
         if args.steps:

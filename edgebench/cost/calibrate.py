@@ -14,7 +14,6 @@ Injections (each a copy of the service tree with one patch):
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import statistics
 import tempfile
@@ -29,6 +28,10 @@ IR_PER_ITERATION = 381          # one `s += i` iteration of a for loop, CPython 
 BASE_IR = {"/metrics": 1_716_000, "/sensor": 151_000}   # per request, the optimized service
 RENDER = "    def render(self) -> bytes:\n"
 DRAW = "def draw_sensor_answer():\n"
+# what each injection must be named by under its endpoint: the function, or the system call
+NAMED = {"metrics-0.5": "_injected_cost", "metrics-1": "_injected_cost", "metrics-2": "_injected_cost",
+         "metrics-5": "_injected_cost", "metrics-inline": "CachedExposition.render",
+         "sensor-2": "draw_sensor_answer", "syscall": "syscall newfstatat"}
 
 
 def iterations(endpoint: str, pct: float) -> int:
@@ -92,23 +95,10 @@ def q3_3iqr(changes: list[float]) -> float:
     return q3 + 3 * (q3 - q1)
 
 
-def _binom_cdf(k: int, n: int, p: float) -> float:
-    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
-
-
-def _solve(f, target: float) -> float:
-    """p in [0, 1] with f(p) = target, f decreasing in p (bisection)."""
-    low, high = 0.0, 1.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if f(mid) > target else (low, mid)
-    return (low + high) / 2
-
-
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """The exact (Clopper-Pearson) interval of a rate k/n, from the binomial tails."""
+    """The exact (Clopper-Pearson) interval of a rate k/n, from the beta quantiles."""
+    from scipy.stats import beta
     a = (1 - level) / 2
-    # the lower bound of k successes is 1 - the upper bound of n - k failures
-    low = 0.0 if k == 0 else 1 - _solve(lambda q: _binom_cdf(n - k, n, q), a)
-    high = 1.0 if k == n else _solve(lambda p: _binom_cdf(k, n, p), a)
+    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
     return low, high

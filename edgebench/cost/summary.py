@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edgebench.cost.calibrate import clopper_pearson, load, q3_3iqr
+from edgebench.cost.calibrate import NAMED, clopper_pearson, load, q3_3iqr
 from edgebench.cost.config import DECIDING, CostConfig
 from edgebench.cost.measure import ENDPOINTS
 from edgebench.cost.verdict import REGRESSION, compare
@@ -94,12 +94,17 @@ def gates(sides: dict, config: CostConfig) -> list[tuple[str, object]]:
     return out
 
 
-def detection_table(comparisons: list) -> str:
-    rows = ["| comparison | gates | flagged a regression | rate [95 % CI] | change on the endpoint (median) | "
-            "named first |", "|" + " --- |" * 6]
+def detection_table(comparisons: list, sides: dict) -> str:
+    """Per comparison kind: gates flagged, the rate's interval, what the injection really
+    added (its sides' median over the unchanged sides' median), the change per gate, and
+    in how many gates the endpoint's movers named the injected function (or system call),
+    anywhere and in the first line."""
+    rows = ["| comparison | gates | flagged a regression | rate [95 % CI] | added (median of sides) | "
+            "change per gate: median [min, max] | named first (last flagged gate) | named among the movers k/n |", "|" + " --- |" * 8]
     by: dict = {}
     for label, result in comparisons:
         by.setdefault(label, []).append(result)
+    unchanged = sides.get("unchanged", [])
     for label, results in by.items():
         k = sum(r.verdict == REGRESSION for r in results)
         low, high = clopper_pearson(k, len(results))
@@ -109,11 +114,24 @@ def detection_table(comparisons: list) -> str:
             changes = [r2.change for r in results for r2 in r.rows
                        if r2.endpoint == endpoint and r2.figure == figure and r2.change is not None]
             if changes:
-                moved.append(f"{figure} {_fmt(figure, statistics.median(changes))}")
+                moved.append(f"{figure} {_fmt(figure, statistics.median(changes))} "
+                             f"[{_fmt(figure, min(changes))}, {_fmt(figure, max(changes))}]")
+        added = "-"
+        if label in sides and unchanged and label != "unchanged":
+            figure = "syscalls" if label == "syscall" else "instructions"
+            a = statistics.median(s[endpoint][figure] for s in unchanged)
+            b = statistics.median(s[endpoint][figure] for s in sides[label])
+            added = f"{figure} {_fmt(figure, _change(figure, a, b))}"
         failed = [r for r in results if r.verdict == REGRESSION]
         named = (failed[-1].movers.get(endpoint, ["-"])[:1] or ["-"]) if failed else ["- (none failed)"]
-        rows.append(f"| {label} | {len(results)} | {k} | {k / len(results):.0%} [{low:.0%}, {high:.0%}] | "
-                    f"{endpoint}: {', '.join(moved)} | {named[0]} |")
+        expected = NAMED.get(label, "_injected_cost" if label.startswith("metrics-") else None)
+        hits = "-"
+        if expected:
+            anywhere = sum(any(expected in line for line in r.movers.get(endpoint, [])) for r in results)
+            first = sum(expected in (r.movers.get(endpoint) or [""])[0] for r in results)
+            hits = f"{anywhere}/{len(results)} (first line: {first}/{len(results)})"
+        rows.append(f"| {label} | {len(results)} | {k} | {k / len(results):.0%} [{low:.1%}, {high:.1%}] | "
+                    f"{endpoint}: {added} | {endpoint}: {'; '.join(moved)} | {named[0]} | {hits} |")
     return "\n".join(rows)
 
 
@@ -124,5 +142,5 @@ def summary(path: Path, config: CostConfig) -> str:
     lines = [f"{len(unchanged)} unchanged sides, {len(unchanged) // 2} disjoint A/A pairs", "", spread, "",
              "Q3 + 3 IQR of the A/A changes, per deciding figure: " +
              ", ".join(f"{f} {e} {_fmt(f, v)}" for (f, e), v in sorted(rule.items())), "",
-             detection_table(gates(sides, config))]
+             detection_table(gates(sides, config), sides)]
     return "\n".join(lines)
