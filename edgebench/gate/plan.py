@@ -84,13 +84,13 @@ def run_gate(params: GateParams, command: str, quiet: bool = False) -> GateRun:
     t0 = time.monotonic()
     # latest=False: results/latest stays the newest bench
     with Lifecycle(run, reraise=True):   # every stack torn down, the worktree removed
-        outcome, cost_table = _ab_rounds(run.path, plan, t0, say)
+        outcome, cost_table = _ab_rounds(run.path, plan, say)
         elapsed = time.monotonic() - t0
         _write(run.path, plan, outcome, cost_table, elapsed, say)
     return GateRun(run.path, outcome.result, outcome, elapsed)
 
 
-def _ab_rounds(run_path: Path, plan: GatePlan, t0: float, say) -> tuple[LoopOutcome, str]:
+def _ab_rounds(run_path: Path, plan: GatePlan, say) -> tuple[LoopOutcome, str]:
     """The cost tier (counts, edgebench/cost) of B against A's worktree first, then
     side-by-side rounds of B and A until the verdict is decided or the budget is spent;
     on a CPU regression, the top-function diff. Returns the outcome and the cost table."""
@@ -123,7 +123,8 @@ def _ab_rounds(run_path: Path, plan: GatePlan, t0: float, say) -> tuple[LoopOutc
             result.notes.append(f"A is a stored run ({params.baseline}), measured at another "
                                 f"time: rounds are compared unpaired, so drift counts as noise")
         if ref_dir and params.explain and _cpu_regression(result):
-            _explain(run_path, plan.rparams, sides, result, plan.budget_s - (time.monotonic() - t0),
+            # the time budget is the rounds': the cost tier before them does not spend it
+            _explain(run_path, plan.rparams, sides, result, plan.budget_s - outcome.elapsed_s,
                      outcome.elapsed_s / len(outcome.rounds))
     return outcome, cost_table
 
