@@ -478,3 +478,15 @@ def test_start_timeout_from_the_environment(monkeypatch):
         monkeypatch.setenv(START_TIMEOUT_ENV, bad)
         with pytest.raises(StackError, match=rf"^EDGEBENCH_STACK_START_TIMEOUT_S='{bad}' (is not a (finite )?number|must be > 0 s)"):
             start_timeout()
+
+
+def test_up_leaves_the_health_wait_to_the_environment():
+    """`edgebench up` without --timeout passes None, so start_stack takes
+    EDGEBENCH_STACK_START_TIMEOUT_S (the cgroup v2 guest needs minutes; a fixed default hid it)."""
+    import argparse
+
+    from edgebench.commands import up
+    parser = argparse.ArgumentParser()
+    up.add_arguments(parser)
+    assert parser.parse_args([]).timeout is None
+    assert parser.parse_args(["--timeout", "90"]).timeout == 90
