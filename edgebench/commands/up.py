@@ -47,7 +47,8 @@ def add_arguments(p) -> None:
     p.add_argument("--env", action="append", type=_kv_env, default=[], metavar="SVC:KEY=VALUE")
     p.add_argument("--arg", action="append", type=_kv_arg, default=[], metavar="SVC=FLAG",
                    help="extra argument appended to a service's command")
-    p.add_argument("--timeout", type=float, default=30, help="seconds to wait for health")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds to wait for health (default: $EDGEBENCH_STACK_START_TIMEOUT_S, else 30)")
 
 
 def run(args, command: str) -> int:
