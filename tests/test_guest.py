@@ -119,18 +119,24 @@ def test_static_busybox_is_recognised():
     assert static == ("not a dynamic executable" in (ldd.stdout + ldd.stderr))
 
 
-def test_stage2_mounts_cgroup2_and_shares_then_runs_the_command_in_a_chroot(tmp_path):
+def test_stage2_mounts_cgroup2_and_shares_then_switches_root_and_runs_the_command(tmp_path):
     work = tmp_path / "work"
     shares = [(guest_image.Path("/tmp/a/b"), True, "eb-share0"), (guest_image.Path("/srv/ro"), False, "eb-share1")]
-    s = guest._stage2(shares, work, 42)
+    s = guest._stage2(shares, work)
     lines = s.splitlines()
     at = {key: next(i for i, x in enumerate(lines) if key in x) for key in (
         "hostroot $R", "cgroup2 $R/sys/fs/cgroup", "'+memory +cpu +io'", "tmpfs $R/tmp ", "eb-share0 $R/tmp/a/b",
-        "eb-share1 $R/srv/ro", f"mount --bind $W $R{work}", "timeout -s KILL 42 chroot $R", "kill -KILL -1")}
+        "eb-share1 $R/srv/ro", f"mount --bind $W $R{work}", "cp /bin/busybox $W/busybox",
+        f"exec switch_root $R {work}/busybox sh {work}/stage3.sh")}
     assert at["hostroot $R"] < at["cgroup2 $R/sys/fs/cgroup"] < at["'+memory +cpu +io'"]
-    assert at["tmpfs $R/tmp "] < at["eb-share0 $R/tmp/a/b"] < at["timeout -s KILL 42 chroot $R"] < at["kill -KILL -1"]
+    assert at["tmpfs $R/tmp "] < at["eb-share0 $R/tmp/a/b"] < at["cp /bin/busybox $W/busybox"] \
+        < at[f"exec switch_root $R {work}/busybox sh {work}/stage3.sh"]
     assert ",ro " in lines[at["eb-share1 $R/srv/ro"]] and ",ro " not in lines[at["eb-share0 $R/tmp/a/b"]]
     assert ",ro," in lines[at["hostroot $R"]]
+    assert "chroot" not in s
+    three = guest._stage3(work, 42).splitlines()
+    run = next(i for i, x in enumerate(three) if f"$B timeout -s KILL 42 /bin/sh {work}/cmd.sh > {work}/output.log" in x)
+    assert run < three.index(f"echo $? > {work}/rc") < three.index("$B kill -KILL -1") < three.index("$B poweroff -f")
     cmd = guest._cmd_sh(["python", "-c", "print('a b')"], guest_image.Path("/repo dir"), {"X": "1 2"})
     assert cmd.splitlines()[0] == "cd '/repo dir' || exit 125"
     assert "export X='1 2'" in cmd and "export EDGEBENCH_RUNTIME_DIR=/run/edgebench" in cmd
@@ -161,7 +167,7 @@ def test_extra_modules_and_tmpfs_for_other_commands(tmp_path):
     assert files["modules.order"][1].decode().split()[-1] == "overlay.ko"
     with pytest.raises(GuestUnavailable, match=r"^kernel 6\.1\.0-test has no module nosuch \(built in, or misspelt\?\)"):
         guest_image.build_initramfs(k, bb, tmp_path / "j.cpio", ("nosuch",))
-    s = guest._stage2([], tmp_path / "work", 10, ("/tmp", "/var/lib/docker"))
+    s = guest._stage2([], tmp_path / "work", ("/tmp", "/var/lib/docker"))
     assert "mount -t tmpfs -o mode=1777 tmpfs $R/var/lib/docker ||" in s
     with pytest.raises(guest.GuestError, match=r"^tmpfs 'var/lib': give an absolute directory other than /"):
         guest.run(["true"], tmpfs=["var/lib"])

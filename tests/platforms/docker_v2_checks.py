@@ -137,8 +137,8 @@ def check_oom(work: Path, images_tar: Path) -> dict:
     with start_stack(compose, work / "oom-state", ports={"sensor-service": 18100}, engine="docker",
                      timeout=600) as h:
         s0 = h.service("sensor-service")
-        out["before"] = {"pid": s0["pid"], "memory.max": cg_files(s0["cgroups"]["unified"], ("memory.max",)),
-                         "oom_kills": s0["oom_kills"], "restarts": s0["restarts"]}
+        out["before"] = {"pid": s0.pid, "memory.max": cg_files(s0.cgroups["unified"], ("memory.max",)),
+                         "oom_kills": s0.oom_kills, "restarts": s0.restarts}
         scrapes = 0
         for _ in range(60):  # bounded: each scrape retains 4 MB until the kernel steps in
             try:
@@ -147,18 +147,17 @@ def check_oom(work: Path, images_tar: Path) -> dict:
             except OSError:
                 break
         out["scrapes_before_failure"] = scrapes
-        s = wait_until(lambda: (lambda x: x if x["restarts"] >= 1 and x["oom_kills"] >= 1
-                                and x["status"] == "running" else None)(h.service("sensor-service")),
+        s = wait_until(lambda: (lambda x: x if x.restarts >= 1 and x.oom_kills >= 1
+                                and x.status == "running" else None)(h.service("sensor-service")),
                        300, "the OOM kill and the restart in state.json")
-        out["after"] = {"pid": s["pid"], "restarts": s["restarts"], "oom_kills": s["oom_kills"],
-                        "status": s["status"]}
+        out["after"] = {"pid": s.pid, "restarts": s.restarts, "oom_kills": s.oom_kills, "status": s.status}
 
         def kinds() -> list[str]:
             return [json.loads(x)["event"] for x in (work / "oom-state" / "events.jsonl").read_text().splitlines()]
         wait_until(lambda: "oom" in kinds() and kinds().count("start") >= 2, 120,
                    "the oom and the second start in events.jsonl")
         out["events"] = kinds()
-        out["inspect"] = {k: v for k, v in json.loads(docker("inspect", s["container_id"]).stdout)[0].items()
+        out["inspect"] = {k: v for k, v in json.loads(docker("inspect", s.container_id).stdout)[0].items()
                           if k == "RestartCount"}
         wait_until(lambda: _answers("http://127.0.0.1:18100/healthz"), 300, "healthz after the restart")
         out["healthz_after_restart"] = get("http://127.0.0.1:18100/healthz", timeout=30).decode()[:200]
@@ -180,11 +179,11 @@ def check_throttle_and_peak(work: Path, images_tar: Path) -> dict:
                      env={"sensor-service": {"SENSOR_VARIANT": "baseline"}}, ports={"sensor-service": 18200},
                      engine="docker", timeout=600) as h:
         s = h.service("sensor-service")
-        d = s["cgroups"]["unified"]
+        d = s.cgroups["unified"]
         out["cpu.max"] = cg_files(d, ("cpu.max",))["cpu.max"]
-        c0 = read_cgroups(s["cgroups"])
+        c0 = read_cgroups(s.cgroups)
         out["requests"] = _hammer("http://127.0.0.1:18200/metrics", 8)
-        c1 = read_cgroups(s["cgroups"])
+        c1 = read_cgroups(s.cgroups)
         f = cg_files(d, ("cpu.stat", "memory.peak", "memory.current"))
         out.update({"cpu.stat": f["cpu.stat"], "memory.peak": f["memory.peak"], "memory.current": f["memory.current"]})
         out["counters"] = {

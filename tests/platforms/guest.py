@@ -5,7 +5,7 @@ booted with ``cgroup_no_v1=all``. :func:`run` boots Debian's kernel under QEMU (
 emulation is enough: ~6 s to boot), mounts the host's root read-only over 9p, cgroup2 at
 ``/sys/fs/cgroup`` with ``+memory +cpu +io`` enabled for children, tmpfs on ``/tmp``,
 ``/run`` and ``/var/tmp``, and each *share* (a host directory, writable by default) at its
-own path; then runs ONE command in a chroot of that tree, with loopback networking only,
+own path; then makes that tree the root (``switch_root``) and runs ONE command in it, with loopback networking only,
 and powers off. The command's output and exit status come back through a per-run work
 directory shared read-write, so paths are the same on both sides: a results folder passed
 as a share is filled on the host.
@@ -70,13 +70,17 @@ def _q(s) -> str:
     return shlex.quote(str(s))
 
 
-def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path, timeout: float,
+def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path,
             tmpfs: tuple[str, ...] = GUEST_TMPFS) -> str:
-    """The guest's second stage (busybox sh, run by /init): mounts, then the command in a chroot."""
+    """The guest's second stage (busybox sh, PID 1): mounts the tree, then ``switch_root`` into it.
+
+    switch_root moves the 9p root onto ``/``, so it is the mount namespace's real root, not
+    a chroot inside the initramfs: a process that joins a namespace (runc's ``docker exec``
+    does, with setns) resolves paths against it."""
     lines = [
         "R=/newroot",
         "W=/mnt/work",
-        'fail() { echo "edgebench-guest: $*"; echo "$*" > $W/setup-error; exit 1; }',
+        'fail() { echo "edgebench-guest: $*"; echo "$*" > $W/setup-error; sync; poweroff -f; }',
         f"mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE},ro,cache=loose hostroot $R"
         " || fail 'cannot mount the host root over 9p'",
         "mount -t proc proc $R/proc || fail 'cannot mount /proc'",
@@ -105,17 +109,30 @@ def _stage2(shares: list[tuple[Path, bool, str]], work_path: Path, timeout: floa
         "uname -r > $W/kernel-release",
         "cat $R/sys/fs/cgroup/cgroup.controllers > $W/controllers",
         "cat $R/sys/fs/cgroup/cgroup.subtree_control > $W/subtree_control",
+        # the initramfs is emptied by switch_root: stage 3 runs the busybox copied to the work share
+        "cp /bin/busybox $W/busybox || fail 'cannot copy busybox to the work share'",
+        f"exec switch_root $R {_q(work_path / 'busybox')} sh {_q(work_path / 'stage3.sh')}",
+        "fail 'switch_root failed'",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _stage3(work_path: Path, timeout: float) -> str:
+    """The guest's third stage (PID 1 on the 9p root): the command, its status, power-off."""
+    w = work_path
+    return "\n".join([
+        f"B={_q(w / 'busybox')}",
         "echo 'edgebench-guest: running the command'",
         # the output goes to a file on the work share, which the host follows (a pipe would
         # stay open while anything the command left behind holds it); when the command ends
         # or its timeout kills it, everything else it started is killed (kill -1 spares init)
-        f"timeout -s KILL {int(timeout)} chroot $R /bin/sh {_q(work_path / 'cmd.sh')} "
-        "> $W/output.log 2>&1 < /dev/null",
-        "echo $? > $W/rc",
-        "kill -KILL -1",
-        "sync",
-    ]
-    return "\n".join(lines) + "\n"
+        f"$B timeout -s KILL {int(timeout)} /bin/sh {_q(w / 'cmd.sh')} > {_q(w / 'output.log')} 2>&1 < /dev/null",
+        f"echo $? > {_q(w / 'rc')}",
+        "$B kill -KILL -1",
+        "$B sync",
+        "echo 'edgebench-guest: power off'",
+        "$B poweroff -f",
+    ]) + "\n"
 
 
 def _cmd_sh(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -183,7 +200,8 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None, shares=(), env
     t0 = time.monotonic()
     try:
         initrd = build_initramfs(kernel, busybox, tmp / "initramfs.cpio", modules)
-        (work / "stage2.sh").write_text(_stage2(norm, work, timeout, tmpfs))
+        (work / "stage2.sh").write_text(_stage2(norm, work, tmpfs))
+        (work / "stage3.sh").write_text(_stage3(work, timeout))
         (work / "cmd.sh").write_text(_cmd_sh(list(argv), cwd, env or {}))
         console = tmp / "console.log"
         sec = "passthrough" if os.geteuid() == 0 else "none"  # passthrough keeps owners, needs root

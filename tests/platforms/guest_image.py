@@ -180,7 +180,7 @@ def module_order(modules_dir: Path, wanted=WANTED_MODULES) -> list[str]:
 
 
 INIT = r"""#!/bin/busybox sh
-# edgebench guest init: mount the basics, load the 9p modules, run the host's stage 2.
+# edgebench guest init: mount the basics, load the 9p modules, hand over to the host's stage 2.
 /bin/busybox mkdir -p /bin /sbin /proc /sys /dev /mnt/work /newroot
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -190,10 +190,9 @@ for m in $(cat /modules.order); do
   insmod "/modules/$m" || echo "edgebench-guest: insmod $m failed"
 done
 if mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=mmap eb-work /mnt/work; then
-  sh /mnt/work/stage2.sh
-else
-  echo "edgebench-guest: cannot mount the work share"
+  exec sh /mnt/work/stage2.sh   # as PID 1: it ends in switch_root, which only PID 1 may run
 fi
+echo "edgebench-guest: cannot mount the work share"
 sync
 echo "edgebench-guest: power off"
 poweroff -f
