@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgebench.cost.config import DECIDING, CostConfig
 from edgebench.cost.measure import ENDPOINTS
+from edgebench.gate.outputs import text_table
 
 PASS, REGRESSION, SHOWN = "pass", "regression", "shown"
 # shown beside the deciding figures, never decided on
@@ -159,11 +160,7 @@ def table_rows(result: CostResult) -> list[tuple]:
 
 
 def table(result: CostResult) -> str:
-    rows = [HEAD] + table_rows(result)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + explanation(result))
+    return "\n".join(text_table(HEAD, table_rows(result)) + explanation(result))
 
 
 def explanation(result: CostResult) -> list[str]:

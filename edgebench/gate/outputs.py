@@ -36,11 +36,17 @@ def _rows(result: GateResult) -> list[tuple]:
             for c in result.checks]
 
 
-def table(result: GateResult) -> str:
-    rows = [HEAD] + _rows(result)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
+def text_table(head: tuple, rows: list[tuple]) -> list[str]:
+    """A terminal table: the head, a rule, the rows, each column as wide as its widest cell."""
+    rows = [head] + rows
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def table(result: GateResult) -> str:
+    lines = text_table(HEAD, _rows(result))
     lines += [f"{c.verdict}: {c.name}: {c.detail}" for c in result.checks
               if c.detail and (c.verdict != "pass" or c.name.startswith("A/B"))]
     lines += [f"note: {n}" for n in result.notes] + [f"error: {e}" for e in result.errors]
