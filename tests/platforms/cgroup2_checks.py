@@ -35,6 +35,17 @@ def get(url: str, timeout: float = 5) -> bytes:
         return r.read()
 
 
+def scrape_until_refused(url: str, timeout: float, most: int = 60) -> int:
+    """Scrapes of the leaking service until one fails (the OOM kill), at most ``most``:
+    each retains 4 MB until the kernel steps in. Returns how many succeeded."""
+    for n in range(most):
+        try:
+            get(url, timeout=timeout)
+        except OSError:
+            return n
+    return most
+
+
 def cg_files(d: str, names) -> dict:
     return {n: (read_text(Path(d) / n) or "").strip() if (Path(d) / n).exists() else None for n in names}
 
@@ -104,14 +115,7 @@ def check_oom(work: Path) -> dict:
         s0 = h.service("sensor-service")
         d = s0.cgroups["unified"]
         out["before"] = {"pid": s0.pid, "memory.events": cg_files(d, ("memory.events",))["memory.events"]}
-        scrapes = 0
-        for _ in range(60):  # bounded: each scrape retains 4 MB until the kernel steps in
-            try:
-                get("http://127.0.0.1:18100/metrics", timeout=20)
-                scrapes += 1
-            except OSError:
-                break
-        out["scrapes_before_failure"] = scrapes
+        out["scrapes_before_failure"] = scrape_until_refused("http://127.0.0.1:18100/metrics", timeout=20)
         s = wait_until(lambda: (lambda x: x if x.restarts >= 1 and x.health == "healthy" else None)(
             h.service("sensor-service")), 120, "a restart after the OOM kill")
         out["after"] = {"pid": s.pid, "restarts": s.restarts, "oom_kills": s.oom_kills,

@@ -25,7 +25,7 @@ from plumbing.cgroup_counters import read_cgroups
 from plumbing.wait import wait_until
 from stack.api import start_stack
 from stack.state import read_state
-from tests.platforms.cgroup2_checks import LEAK_COMPOSE, _hammer, cg_files, cli, get
+from tests.platforms.cgroup2_checks import LEAK_COMPOSE, _hammer, cg_files, cli, get, scrape_until_refused
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERD_SOCK = "/run/containerd/containerd.sock"
@@ -139,14 +139,7 @@ def check_oom(work: Path, images_tar: Path) -> dict:
         s0 = h.service("sensor-service")
         out["before"] = {"pid": s0.pid, "memory.max": cg_files(s0.cgroups["unified"], ("memory.max",)),
                          "oom_kills": s0.oom_kills, "restarts": s0.restarts}
-        scrapes = 0
-        for _ in range(60):  # bounded: each scrape retains 4 MB until the kernel steps in
-            try:
-                get("http://127.0.0.1:18100/metrics", timeout=30)
-                scrapes += 1
-            except OSError:
-                break
-        out["scrapes_before_failure"] = scrapes
+        out["scrapes_before_failure"] = scrape_until_refused("http://127.0.0.1:18100/metrics", timeout=30)
         s = wait_until(lambda: (lambda x: x if x.restarts >= 1 and x.oom_kills >= 1
                                 and x.status == "running" else None)(h.service("sensor-service")),
                        300, "the OOM kill and the restart in state.json")
