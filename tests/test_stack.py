@@ -25,6 +25,7 @@ from stack.compose import load_compose
 from stack.native import pid_alive
 from stack.state import read_state
 from tests.conftest import restarted_and_healthy
+from tests.platforms.cgroup2_checks import LEAK_COMPOSE
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0 or cgroup_limits.detect_version() is None,
                                 reason="needs root and a cgroup file system")]
@@ -140,20 +141,7 @@ def test_oom_kill_is_counted_and_restarted(repo_root, tmp_path, free_ports):
     """The real sensor service leaking per scrape, under a 40 MB limit: the kernel OOM-kills
     it, the supervisor counts it and restarts it in the same cgroup."""
     compose_file = tmp_path / "docker-compose.yml"
-    compose_file.write_text(textwrap.dedent(f"""\
-        services:
-          sensor-service:
-            build: {{context: "{repo_root}"}}
-            image: edgebench/sensor-service:local
-            command: ["python", "-m", "service"]
-            environment:
-              SENSOR_LEAK_BYTES_PER_SCRAPE: "4000000"
-            ports: ["127.0.0.1:8000:8000"]
-            restart: always
-            mem_limit: 40m
-            memswap_limit: 40m
-            cpus: 1
-        """))
+    compose_file.write_text(LEAK_COMPOSE.format(repo=repo_root))
     (port,) = free_ports(1)
     state_dir = tmp_path / "state"
     with start_stack(compose_file, state_dir, ports={"sensor-service": port}, engine="native", timeout=20) as h:
