@@ -66,6 +66,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from locust import User, events, task
 from locust import stats as locust_stats
+from locust.rpc import Message
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from locust.stats import StatsCSVFileWriter
 
@@ -235,7 +236,6 @@ class _OpenLoopUser(User):
         # cool-down: what was sent is awaited (each request ends by its own timeout)
         self._in_flight.join(timeout=_option("request_timeout") + 1.0)
         self._done = True
-        _report_to_master_now(self.environment)
 
     def _send(self, intended: float) -> None:
         # gevent's timers wake up to ~1 ms late (epoll's millisecond timeout): the schedule
@@ -281,15 +281,6 @@ class SensorUser(_OpenLoopUser):
     fixed_count = DEFAULTS["sensor_users"]
     rate_option = "sensor_rate"
     path = "/sensor"
-
-
-def _report_to_master_now(environment) -> None:
-    """A worker sends its statistics the moment a user's schedule is done. Its master
-    waits only half a second for the workers' final reports when it quits (Locust's
-    ``MasterRunner.quit``), so on a busy machine the last requests were missing from
-    Locust's own totals, the count edgebench's samples are checked against."""
-    if isinstance(environment.runner, WorkerRunner):
-        environment.runner._send_stats()   # a delta: the periodic report sends the rest
 
 
 def _die_with_parent() -> None:
@@ -489,3 +480,32 @@ def _close_files_with_final_write(self):
 
 
 StatsCSVFileWriter.close_files = _close_files_with_final_write
+
+
+# ---------------------------------------------------------------------------
+# Locust's master quits half a second after telling its workers to (MasterRunner.quit),
+# so on a busy machine a worker's final statistics arrived too late and the last requests
+# were missing from Locust's totals, the count edgebench's samples are checked against.
+# A worker sends its final report, then its own "quit", on one socket in order: the
+# master waits for every worker's "quit" (which removes it from ``clients``), bounded.
+# ---------------------------------------------------------------------------
+FINAL_REPORT_WAIT_S = 15.0
+
+
+def _quit_after_final_reports(self) -> None:
+    if getattr(self, "_edgebench_quitting", False):   # re-entered when the last worker quits
+        return
+    self._edgebench_quitting = True
+    self.stop(send_stop_to_client=False)
+    for client in self.clients.all:
+        self.server.send_to_client(Message("quit", None, client.id))
+    deadline = time.monotonic() + FINAL_REPORT_WAIT_S
+    while self.clients.all and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    if self.clients.all:
+        print(f"edgebench: {len(self.clients.all)} Locust worker(s) sent no final report within "
+              f"{FINAL_REPORT_WAIT_S:g} s: Locust's totals may miss their last requests", flush=True)
+    self.greenlet.kill(block=True)
+
+
+MasterRunner.quit = _quit_after_final_reports
