@@ -1,7 +1,6 @@
 """The gate's verdict, round loop, budgets file, stored baselines and outputs, on
 constructed rounds with known answers (no processes)."""
 import argparse
-import functools
 import json
 import math
 import subprocess
@@ -384,11 +383,10 @@ def test_slots_alternate_and_the_order_is_recorded():
     assert orders == [["A", "B"], ["B", "A"], ["A", "B"], ["B", "A"]]
 
 
-@functools.cache
-def _imports(path: Path) -> list:
-    """The import statements of one module, wherever they stand (parsed once for both layer tests)."""
-    import ast
-    return [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
+def _imports(path: Path) -> tuple:
+    """The import statements of one module, wherever they stand."""
+    from tests import sources
+    return sources.imports(path)
 
 
 def test_no_import_cycle_and_no_private_cross_module_import():

@@ -189,13 +189,15 @@ def test_product_packages_import_nothing_from_the_tests():
     """The guest and the private daemon are test harness: no product module may need them."""
     import ast
     from pathlib import Path
+
+    from tests import sources
     repo = Path(guest.REPO)
     product = ("edgebench", "stack", "service", "loadtests", "profiling", "reports", "plumbing")
     offenders = []
     files = [f for pkg in product if (repo / pkg).is_dir() for f in (repo / pkg).rglob("*.py")]
     assert len(files) > 20
     for f in files:
-        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+        for node in sources.imports(f):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             offenders += [f"{f.relative_to(repo)}: {n}" for n in names if n == "tests" or n.startswith("tests.")]

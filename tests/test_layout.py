@@ -8,6 +8,8 @@ import functools
 import re
 from pathlib import Path
 
+from tests import sources
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("edgebench", "reports", "stack", "profiling", "loadtests", "plumbing", "service")
 # files outside the packages that start the product (scripts inside the packages are added)
@@ -55,10 +57,9 @@ def _by_path(text: str, base: Path) -> set[str]:
 def _imports(name: str, path: Path) -> set[str]:
     """Modules this one imports (absolute and relative), spawns by `-m`, or names by path."""
     mods = modules()
-    tree = ast.parse(path.read_text(), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(tree):
+    for node in sources.nodes(path):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -128,7 +129,7 @@ def test_every_product_module_is_reached_from_an_entry_point():
 def _defined(path: Path) -> set[str]:
     """Names a module binds at its top level (definitions, assignments, imports)."""
     names = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in sources.tree(path).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -158,7 +159,7 @@ def test_every_import_of_a_project_module_names_one_that_exists():
     broken = []
     for path in [*(ROOT / p for p in PACKAGES), ROOT / "tests"]:
         for f in sorted(path.rglob("*.py")):
-            for node in ast.walk(ast.parse(f.read_text())):
+            for node in sources.imports(f):
                 if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
                         and node.module.split(".")[0] in roots):
                     continue

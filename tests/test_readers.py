@@ -5,6 +5,8 @@ import ast
 import functools
 from pathlib import Path
 
+from tests import sources
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("edgebench", "reports", "stack", "profiling", "loadtests", "plumbing", "service")
 
@@ -40,7 +42,7 @@ def parses() -> list[tuple[str, int, tuple, str]]:
         if not any(word in text for word in ("json.", "yaml.", "read_json")):
             continue
         lines = text.splitlines()
-        for stmt in ast.walk(ast.parse(text)):
+        for stmt in sources.nodes(p):
             if not isinstance(stmt, ast.stmt) or isinstance(stmt, (ast.FunctionDef, ast.ClassDef, ast.If, ast.For,
                                                                   ast.While, ast.With, ast.Try)):
                 continue
