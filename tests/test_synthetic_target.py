@@ -15,6 +15,7 @@ import pytest
 
 from loadtests import synthetic_target as st
 from plumbing.errors import EdgebenchError
+from plumbing.wait import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 LINE_RE = re.compile(r'^robot_sensor_value\{(?P<labels>[^}]*)\} (?P<value>-?\d+\.\d+)$')
@@ -96,7 +97,12 @@ def test_target_exposition_passes_promtool_and_records_scrapes(free_ports):
             check = subprocess.run(["promtool", "check", "metrics"], input=a, capture_output=True)
             assert check.returncode == 0, check.stdout + check.stderr
         assert len(series_of(urllib.request.urlopen(base + "/metrics/2").read())) == 1000
-        stats = json.loads(urllib.request.urlopen(base + "/stats").read())
+        # a scrape is recorded once its body is sent, by its own handler thread, which can
+        # still be finishing when the client asks /stats on a new connection
+        def stats_with_three():
+            doc = json.loads(urllib.request.urlopen(base + "/stats").read())
+            return doc if doc["scrapes_served"] >= 3 else None
+        stats = wait_until(stats_with_three, 10, "the target to record the three scrapes", interval=0.02)
         assert stats["series"] == 3000 and stats["shards"] == 3 and stats["scrapes_served"] == 3
         assert [s["path"] for s in stats["scrapes"]] == ["/metrics", "/metrics", "/metrics/2"]
         assert stats["scrapes"][0]["bytes"] == len(a) and stats["body_bytes"] == len(a)
