@@ -112,13 +112,14 @@ status: venv
 
 # The HTML report's test screenshots it in headless Chromium: install it too.
 # TEST_WORKERS test processes side by side (pytest-xdist): the suite mostly waits on real
-# windows (0.47 of a core on average when run one test at a time); each test file runs
-# whole on one worker, so a module's shared stack starts once. TEST_WORKERS=0: one process.
+# windows (0.47 of a core on average when run one test at a time). Tests are handed out
+# one at a time, except a module marked xdist_group (its shared stack or run starts once),
+# which runs whole on one worker. TEST_WORKERS=0: one process.
 # Tests marked alone (millisecond latency comparisons) run afterwards, with nothing beside them.
 TEST_WORKERS ?= 3
 test: venv lint
 	@EDGEBENCH_WITH_CHROMIUM=1 bash stack/install-os-packages.sh
-	$(PY) -m pytest -q -m "not platform and not alone" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) tests
+	$(PY) -m pytest -q -m "not platform and not alone" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) tests
 	$(PY) -m pytest -q -m "alone and not platform" tests
 
 # The platform matrix {native, docker} x {cgroup v1, cgroup v2} (docs/stack.md#platforms):

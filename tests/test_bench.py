@@ -16,7 +16,8 @@ from loadtests.samples import read_samples, steady
 from stack.state import read_state
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="the native engine's limits need root")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench"),  # one run for the module (make test)
+              pytest.mark.skipif(os.geteuid() != 0, reason="the native engine's limits need root")]
 
 SCENARIO_FILES = ("scenario.json", "requests.csv.gz", "resources.csv", "locust/locust_stats.csv",
                   "locust/report.html", "logs/sensor-service.log")

@@ -18,6 +18,8 @@ from edgebench.gate.pool import load_rounds
 from reports.budgets import load_budgets
 from tests.gate_simulate import noise_from_rounds, normal, simulate
 
+pytestmark = pytest.mark.xdist_group("gate_oc")  # its module fixtures are built once (make test)
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = load_budgets(ROOT / "budgets.yml")
 ROUNDS = ROOT / "docs" / "gate-rounds"

@@ -11,7 +11,8 @@ import pytest
 from loadtests import hostile
 from stack import cgroup_limits
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0 or cgroup_limits.detect_version() is None,
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile"),  # one run for the module (make test)
+              pytest.mark.skipif(os.geteuid() != 0 or cgroup_limits.detect_version() is None,
                                                    reason="needs root and a cgroup file system")]
 
 

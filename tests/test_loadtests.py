@@ -20,7 +20,8 @@ from loadtests.samples import SAMPLE_COLUMNS
 from loadtests.spec import LoadSpec
 from tests.conftest import free_port, running_service, start_service, stop_process
 
-pytestmark = pytest.mark.slow  # real Locust against a real service
+pytestmark = [pytest.mark.slow,  # real Locust against a real service
+              pytest.mark.xdist_group("loadtests")]  # one service for the module (make test)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,6 +20,8 @@ from reports.markdown import render_markdown, round_sig  # noqa: E402
 from reports.numbers import human  # noqa: E402
 from reports.summary import build_summary, get_path  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("reports")  # its module fixtures are built once (make test)
+
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = ["latency_over_time", "latency_cdf", "throughput_failures", "collector_view", "memory", "cpu",
           "memory_budget", "per_request", "top_functions"]

@@ -15,7 +15,8 @@ import pytest
 
 from tests.conftest import free_port, running_service, service_env
 
-pytestmark = pytest.mark.slow  # real service processes
+pytestmark = [pytest.mark.slow,  # real service processes
+              pytest.mark.xdist_group("service")]  # its services start once (make test)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = "/usr/bin/promtool"

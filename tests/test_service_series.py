@@ -17,6 +17,8 @@ from service.config import ConfigError, parse_config
 from service.exposition import CachedExposition
 from tests.conftest import service_env
 
+pytestmark = pytest.mark.xdist_group("service_series")  # its module fixtures are built once (make test)
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = "/usr/bin/promtool"
 READING = re.compile(rb"^sensor_reading\{.*$", re.M)
