@@ -138,7 +138,7 @@ def measure_scenario(sdir: Path, params: RunParams, scenario: Scenario, repeat: 
     env = _service_env(params, scenario, extra_env)
     contexts = {"sensor-service": service_context} if service_context else None
     if ports is None:  # free ports: a bench never collides with `make up` or another run
-        from stack.api import free_port
+        from plumbing.ports import free_port
         ports = {name: free_port() for name in scenario.services}
     try:
         with ExitStack() as stack:

@@ -496,7 +496,8 @@ def run_suite(variant: str = "optimized", cases: list[str] | None = None,
     """Run the attacks against one stack; one record per case. ``source``: another
     checkout's service tree (e.g. the commit before the hardening)."""
     from plumbing.cgroup_counters import PeakMark, read_cgroups
-    from stack.api import DEFAULT_COMPOSE, free_port, start_stack
+    from plumbing.ports import free_port
+    from stack.api import DEFAULT_COMPOSE, start_stack
 
     chosen = [c for c in CASES if not cases or c.name in cases or any(n in c.name for n in cases)]
     env = {"SENSOR_VARIANT": variant, "SENSOR_SEED": "7", **(extra_env or {})}

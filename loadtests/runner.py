@@ -41,6 +41,7 @@ from loadtests.samples import SAMPLE_COLUMNS
 from loadtests.spec import LoadError, LoadSpec  # noqa: F401 - LoadError: loadtests.runner's refusal
 from plumbing.checks import number
 from plumbing.files import read_json, write_atomic, write_json_atomic
+from plumbing.ports import free_port
 
 PHASE_SEED = 1  # the users' phases are the same every run
 PR_SET_PDEATHSIG = 1
@@ -365,8 +366,10 @@ def build_command(target, locust_dir: Path, spec: LoadSpec, phase_seed: int = PH
            "--schedule-s", repr(float(schedule_s)), "--phase-seed", str(int(phase_seed)),
            "--load-processes", str(max(1, spec.workers))]
     if spec.workers > 0:
-        # Locust's own master + forked workers (the master waits for all of them).
-        cmd += ["--processes", str(spec.workers)]
+        # Locust's own master + forked workers (the master waits for all of them), on a port
+        # of its own: Locust's default 5557 is shared by every run on the machine
+        port = free_port()
+        cmd += ["--processes", str(spec.workers), "--master-bind-port", str(port), "--master-port", str(port)]
     classes = [c for c, n in (("ScraperUser", spec.scrapers), ("SensorUser", spec.sensor_users)) if n > 0]
     return cmd + classes
 

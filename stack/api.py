@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable, Iterable, Mapping
 
 from plumbing.checks import number
 from plumbing.files import write_json_atomic
+from plumbing.ports import free_port, port_busy
 from plumbing.wait import WaitTimeout, wait_until
 
 from . import cgroup_limits, registry
@@ -47,23 +47,6 @@ def start_timeout() -> float:
 
 def supervisor_alive(state: StackState | None) -> bool:
     return state is not None and pid_alive(state.supervisor_pid, state.supervisor_starttime)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_busy(port: int, host: str = "127.0.0.1") -> bool:
-    """True if something listens on host:port (SO_REUSEADDR: TIME_WAIT does not count)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def choose_engine(engine: str = "auto") -> str:

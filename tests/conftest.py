@@ -7,7 +7,6 @@ import gc
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -20,9 +19,10 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+from plumbing.ports import free_port  # noqa: E402,F401  (the product's own)
+from plumbing.ports import free_ports as _free_ports  # noqa: E402
 from plumbing.process import preexec_die_with_parent  # noqa: E402  (needs REPO_ROOT on sys.path)
 from plumbing.wait import wait_until  # noqa: E402
-from stack.api import free_port  # noqa: E402,F401  (one free port: the product's own)
 
 
 def pytest_unconfigure(config):
@@ -113,18 +113,9 @@ def running_service(log_dir: Path, args=(), host: str = "127.0.0.1", **env):
 
 @pytest.fixture
 def free_ports():
-    """``free_ports(n)`` -> n distinct loopback TCP ports free right now."""
+    """``free_ports(n)`` -> n distinct loopback TCP ports free right now (the product's picker)."""
     def make(n: int = 1) -> list[int]:
-        socks = []
-        try:
-            for _ in range(n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", 0))
-                socks.append(s)
-            return [s.getsockname()[1] for s in socks]
-        finally:
-            for s in socks:
-                s.close()
+        return _free_ports(n)
     return make
 
 

@@ -195,8 +195,9 @@ def measure_comparison_step(step_dir: Path, variants: list[str], n_series: int, 
                             settle_scrapes: int = cs.SETTLE_SCRAPES) -> list[dict]:
     """Measure every variant side by side on ``n_series`` series in ``shape``; one record
     per variant. Ctrl-C: teardown, scenario.json 'interrupted', KeyboardInterrupt propagates."""
+    from plumbing.ports import free_port
     from profiling.sampler import ResourceSampler
-    from stack.api import free_port, start_stack
+    from stack.api import start_stack
     from stack.scrape_config import scrape_settings
 
     check_series_fits(n_series)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from edgebench.cost.callgrind import parse_callgrind
 from plumbing.errors import EdgebenchError
+from plumbing.ports import free_port
 from plumbing.process import preexec_die_with_parent
 from plumbing.wait import wait_until
 
@@ -65,12 +66,6 @@ class Plan:
 
     def batch(self, instrument: str, endpoint: str) -> int:
         return dict(self.n)[endpoint] if instrument == "callgrind" else self.n_native
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 RCVBUF = 16 * 1024 * 1024
@@ -131,7 +126,7 @@ class Run:
         self.instrument, self.work = instrument, work
         Run.made += 1          # fixed-width names: the environment's size is the same in every run
         self.out = work / f"{instrument[:5]:<5}-{os.getpid():08d}-{Run.made:06d}"
-        self.port = _free_port()
+        self.port = free_port()
         self.marks = 0
         mode = instrument if instrument in ("py", "lines") else "count"
         env = {**os.environ, "PYTHONHASHSEED": "0", "SENSOR_SEED": str(seed), "SENSOR_HOST": "127.0.0.1",
