@@ -39,11 +39,11 @@ def _candidates() -> range:
 def free_port(host: str = "127.0.0.1") -> int:
     """A loopback TCP port nothing listens on, outside the ephemeral range."""
     ports = _candidates()
-    for _ in range(TRIES):
+    for _ in range(TRIES if ports else 0):
         port = random.choice(ports)
         if not port_busy(port, host):
             return port
-    with socket.socket() as s:          # a machine using that whole range: the kernel's pick
+    with socket.socket() as s:          # no such range, or all of it in use: the kernel's pick
         s.bind((host, 0))
         return s.getsockname()[1]
 

@@ -28,3 +28,9 @@ def test_a_busy_port_is_busy_and_never_picked(monkeypatch):
         assert ports.port_busy(busy) and not ports.port_busy(free)
         monkeypatch.setattr(ports, "_candidates", lambda: (busy, free))
         assert {ports.free_port() for _ in range(20)} == {free}
+
+
+def test_without_a_range_outside_the_ephemeral_one_the_kernel_picks(monkeypatch):
+    monkeypatch.setattr(ports, "_candidates", lambda: range(0))
+    port = ports.free_port()
+    assert 0 < port < 65536 and not ports.port_busy(port)
