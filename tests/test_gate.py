@@ -14,6 +14,7 @@ from edgebench.gate.loop import BUDGET, DECIDED, FAILED, MAX_ROUNDS, run_rounds
 from edgebench.gate.outputs import junit, markdown, table
 from edgebench.gate.verdict import Round, evaluate
 from reports.budgets import AB, ABMetric, Budget, BudgetError, GateConfig, load_budgets
+from tests import sources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -383,12 +384,6 @@ def test_slots_alternate_and_the_order_is_recorded():
     assert orders == [["A", "B"], ["B", "A"], ["A", "B"], ["B", "A"]]
 
 
-def _imports(path: Path) -> tuple:
-    """The import statements of one module, wherever they stand."""
-    from tests import sources
-    return sources.imports(path)
-
-
 def test_no_import_cycle_and_no_private_cross_module_import():
     """Imports inside functions count too: they used to hide a bench <-> gate <-> profile
     circle. Walks every import of the project's packages and looks for a cycle."""
@@ -407,7 +402,7 @@ def test_no_import_cycle_and_no_private_cross_module_import():
         rel = p.relative_to(ROOT)
         mod = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
         deps = graph.setdefault(mod, set())
-        for node in _imports(p):
+        for node in sources.imports(p):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [f"{node.module}.{a.name}" for a in node.names]
                 if node.module.startswith("edgebench"):
@@ -511,7 +506,7 @@ def test_no_package_below_edgebench_imports_it():
     below = ("reports", "stack", "loadtests", "profiling", "service", "plumbing")
     upward = []
     for p in (f for pkg in below for f in (ROOT / pkg).rglob("*.py")):
-        for node in _imports(p):
+        for node in sources.imports(p):
             names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
                      else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             upward += [f"{p.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "edgebench"]
